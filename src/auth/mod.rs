@@ -1,0 +1,260 @@
+//! Authentication: who a request is. Login (argon2id), JWT access tokens, rotating refresh
+//! tokens with reuse detection, revocation, and login throttling. Every edge (HTTP, WebSocket
+//! dialects, admin) authenticates through [`Auth`]; none has its own copy of these rules.
+
+pub mod password;
+pub mod throttle;
+pub mod token;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::store::{Role, Rotation, Store, now_secs};
+
+pub use password::Hasher;
+pub use throttle::LoginThrottle;
+pub use token::TokenKeys;
+
+/// Longest username looked at by a login; longer ones cannot exist.
+const MAX_USERNAME_BYTES: usize = 64;
+
+/// What `POST /api/token/` and `/api/token/refresh/` return.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenPair {
+    pub access: String,
+    pub refresh: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub username: String,
+    pub role: Role,
+    pub session_id: Uuid,
+    /// Unix seconds at which the access token expires.
+    pub expires_at: i64,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<AuthInner>,
+}
+
+struct AuthInner {
+    store: Store,
+    hasher: Hasher,
+    keys: TokenKeys,
+    throttle: LoginThrottle,
+    refresh_ttl_secs: u64,
+}
+
+impl Auth {
+    /// Loads (or creates) the signing secret and builds the service.
+    pub fn new(config: &Config, store: Store, hasher: Hasher) -> Result<Auth, Error> {
+        let secret = token::load_or_create_secret(&config.jwt_secret_path())?;
+        Ok(Auth {
+            inner: Arc::new(AuthInner {
+                store,
+                hasher,
+                keys: TokenKeys::new(&config.auth, &secret),
+                throttle: LoginThrottle::new(
+                    config.auth.login_max_failures,
+                    Duration::from_secs(config.auth.login_window_secs),
+                ),
+                refresh_ttl_secs: config.auth.refresh_token_ttl_secs,
+            }),
+        })
+    }
+
+    pub fn hasher(&self) -> &Hasher {
+        &self.inner.hasher
+    }
+
+    pub fn keys(&self) -> &TokenKeys {
+        &self.inner.keys
+    }
+
+    /// Username + password -> a new session. Unknown user and wrong password take the same time
+    /// and give the same answer; a disabled account is told so only with the right password.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<TokenPair, Error> {
+        let inner = &*self.inner;
+        let username = username.trim().to_ascii_lowercase();
+        // Bounded, so a huge username cannot make a huge throttle key.
+        let user_key: String = format!("u:{}", username.chars().take(MAX_USERNAME_BYTES).collect::<String>());
+        let ip_key = client.map(|ip| format!("ip:{ip}"));
+        let mut keys = vec![user_key.as_str()];
+        keys.extend(ip_key.as_deref());
+        inner
+            .throttle
+            .check(&keys)
+            .map_err(|retry_after| Error::TooManyAttempts { retry_after })?;
+
+        let user = if username.len() <= MAX_USERNAME_BYTES {
+            inner.store.user_by_name(&username)?
+        } else {
+            None
+        };
+        // No stored password is longer (accounts refuse it); the cap bounds the work per attempt.
+        let password: String = password.chars().take(password::MAX_PASSWORD_BYTES).collect();
+        let ok = inner
+            .hasher
+            .verify(
+                password,
+                user.as_ref().map(|u| u.password_hash.clone()),
+            )
+            .await?;
+        let user = match user {
+            Some(user) if ok => user,
+            _ => {
+                inner.throttle.record_failure(&keys);
+                tracing::info!(username = %&user_key[2..], client = ?client, "login failed");
+                return Err(Error::InvalidCredentials);
+            }
+        };
+        inner.throttle.clear(&user_key);
+        if user.disabled {
+            return Err(Error::AccountDisabled);
+        }
+        let family = inner
+            .store
+            .create_family(user.id, inner.refresh_ttl_secs)
+            .await?;
+        let user_id = user.id;
+        let user = inner
+            .store
+            .update_user(&user.username, |u| {
+                u.last_seen = Some(now_secs());
+                Ok(())
+            })
+            .await
+            .unwrap_or(user);
+        tracing::info!(user = %user.username, user_id = %user_id, session = %family.id, "login");
+        self.pair(&user, family.id, family.generation, family.expires_at)
+    }
+
+    /// Rotates a refresh token. Presenting a token that was already rotated revokes its session.
+    pub async fn refresh(&self, refresh: &str) -> Result<TokenPair, Error> {
+        let inner = &*self.inner;
+        let claims = inner.keys.decode_refresh(refresh)?;
+        let (user_id, session) = parse_ids(&claims.sub, &claims.sid)?;
+        let user = inner
+            .store
+            .user(user_id)?
+            .ok_or(Error::InvalidToken("user no longer exists"))?;
+        if user.disabled {
+            return Err(Error::AccountDisabled);
+        }
+        match inner
+            .store
+            .rotate_family(user_id, session, claims.generation)
+            .await?
+        {
+            Rotation::Rotated(family) => {
+                self.pair(&user, family.id, family.generation, family.expires_at)
+            }
+            Rotation::Reused => {
+                tracing::warn!(
+                    user = %user.username,
+                    user_id = %user_id,
+                    session = %session,
+                    "refresh token reuse detected; session revoked"
+                );
+                Err(Error::TokenReused)
+            }
+            Rotation::Dead => Err(Error::InvalidToken("session revoked or expired")),
+        }
+    }
+
+    /// Logout: revokes the session of a refresh token. Idempotent.
+    pub async fn revoke(&self, refresh: &str) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let claims = inner.keys.decode_refresh(refresh)?;
+        let (user_id, session) = parse_ids(&claims.sub, &claims.sid)?;
+        if inner
+            .store
+            .revoke_family(user_id, session, "logout")
+            .await?
+        {
+            tracing::info!(user_id = %user_id, session = %session, "logout");
+        }
+        Ok(())
+    }
+
+    /// Checks an access token: signature and claims, then that its user still exists and is
+    /// enabled and its session is not revoked.
+    pub fn authenticate(&self, access: &str) -> Result<Principal, Error> {
+        let inner = &*self.inner;
+        let claims = inner.keys.decode_access(access)?;
+        let (user_id, session) = parse_ids(&claims.sub, &claims.sid)?;
+        let user = inner
+            .store
+            .user(user_id)?
+            .ok_or(Error::InvalidToken("user no longer exists"))?;
+        if user.disabled {
+            return Err(Error::AccountDisabled);
+        }
+        let live = inner
+            .store
+            .family(user_id, session)?
+            .is_some_and(|f| f.revoked_at.is_none());
+        if !live {
+            return Err(Error::InvalidToken("session revoked"));
+        }
+        Ok(Principal {
+            user_id,
+            username: user.username,
+            role: user.role,
+            session_id: session,
+            expires_at: claims.exp,
+        })
+    }
+
+    fn pair(
+        &self,
+        user: &crate::store::User,
+        session: Uuid,
+        generation: u64,
+        session_expires_at: i64,
+    ) -> Result<TokenPair, Error> {
+        let keys = &self.inner.keys;
+        Ok(TokenPair {
+            access: keys.issue_access(user, session)?,
+            refresh: keys.issue_refresh(user.id, session, generation, session_expires_at)?,
+            token_type: "Bearer",
+            expires_in: keys.access_ttl_secs(),
+        })
+    }
+}
+
+fn parse_ids(sub: &str, sid: &str) -> Result<(Uuid, Uuid), Error> {
+    match (Uuid::parse_str(sub), Uuid::parse_str(sid)) {
+        (Ok(user), Ok(session)) => Ok((user, session)),
+        _ => Err(Error::InvalidToken("token is malformed")),
+    }
+}
+
+/// Unpadded base64url, for secrets and generated passwords.
+pub fn base64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

@@ -1,0 +1,415 @@
+//! Configuration: defaults, the TOML file, `NATTER_<SECTION>_<FIELD>` environment overrides and
+//! command-line flags, applied in that order, then validated as a whole.
+//!
+//! Every field has a default, so natter runs with no config file at all. Unknown fields are an
+//! error that names the file and line, because a misspelt option that is silently ignored is a
+//! production incident waiting to happen.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variables that are not config overrides.
+const RESERVED_ENV: &[&str] = &["NATTER_CONFIG", "NATTER_LOG"];
+
+/// A config problem, reported to the operator verbatim.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address for HTTP and WebSocket clients.
+    pub listen: String,
+    /// Largest accepted HTTP request body, in bytes (413 above it).
+    pub max_body_bytes: u64,
+    /// How long shutdown waits for in-flight requests before closing them, in seconds.
+    pub shutdown_grace_secs: u64,
+    /// How long a client may take to send its request headers, in seconds (slowloris bound).
+    pub header_read_timeout_secs: u64,
+    /// Take the client address from the last `X-Forwarded-For` entry (set this only behind a
+    /// reverse proxy you run; otherwise clients could pick their own address for login throttling).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8000".to_owned(),
+            max_body_bytes: 64 * 1024,
+            shutdown_grace_secs: 10,
+            header_read_timeout_secs: 10,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Where users, rooms, messages and secrets live.
+    pub data_dir: PathBuf,
+    /// sled's page cache, in MiB (sled's own default is 1 GiB, too much for a small board).
+    pub cache_capacity_mb: u64,
+    /// sled's periodic background flush, in milliseconds; 0 turns it off. Every write natter
+    /// acknowledges is flushed by the group-commit writer anyway, so the periodic flush only
+    /// bounds how much unacknowledged bookkeeping (e.g. last_seen) a power cut can lose.
+    pub flush_every_ms: u64,
+    /// Most writes one group commit gathers before it flushes.
+    pub max_batch: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            data_dir: PathBuf::from("./natter-data"),
+            cache_capacity_mb: 64,
+            flush_every_ms: 0,
+            max_batch: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of an access token (JWT), in seconds.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh-token family from its login, in seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// `iss` claim of issued tokens, checked on use.
+    pub issuer: String,
+    /// `aud` claim of issued tokens, checked on use.
+    pub audience: String,
+    /// File holding the HS256 signing secret. Empty: `<data_dir>/jwt-secret`, generated on first
+    /// start with mode 0600.
+    pub jwt_secret_file: PathBuf,
+    /// argon2id memory cost, in KiB.
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations.
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// Shortest password accepted when a password is set.
+    pub min_password_length: usize,
+    /// Failed logins per username, and per client address, before logins are refused (429).
+    pub login_max_failures: u32,
+    /// The window those failures are counted in, in seconds.
+    pub login_window_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            issuer: "natter".to_owned(),
+            audience: "natter".to_owned(),
+            jwt_secret_file: PathBuf::new(),
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            min_password_length: 8,
+            login_max_failures: 5,
+            login_window_secs: 15 * 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `natter=debug,warp=info`, ... (`NATTER_LOG` wins).
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+            format: "text".to_owned(),
+        }
+    }
+}
+
+/// Flags that override the config (they win over the file and the environment).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads defaults, then `path` (if any), then the process environment, then `overrides`,
+    /// and validates the result.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(path, &env, overrides)
+    }
+
+    /// [`Config::load`] with an explicit environment (for tests and for clarity).
+    pub fn load_from(
+        path: Option<&Path>,
+        env: &[(String, String)],
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                toml::from_str::<Config>(&text)
+                    .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        if let Some(listen) = &overrides.listen {
+            config.server.listen = listen.clone();
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.store.data_dir = dir.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies `NATTER_<SECTION>_<FIELD>=value`. The value is read as a TOML value when it parses
+    /// as one (numbers, booleans) and as a string otherwise.
+    fn apply_env(&mut self, env: &[(String, String)]) -> Result<(), ConfigError> {
+        let mut overrides: Vec<(&str, &str, &str)> = Vec::new();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("NATTER_") else {
+                continue;
+            };
+            if RESERVED_ENV.contains(&name.as_str()) {
+                continue;
+            }
+            let Some((section, field)) = rest.split_once('_') else {
+                return Err(ConfigError(format!(
+                    "environment variable {name}: expected NATTER_<SECTION>_<FIELD>"
+                )));
+            };
+            overrides.push((section, field, value));
+        }
+        if overrides.is_empty() {
+            return Ok(());
+        }
+        let mut table = toml::Table::try_from(&*self)
+            .map_err(|e| ConfigError(format!("internal: cannot represent config: {e}")))?;
+        for (section, field, value) in overrides {
+            let env_name = format!("NATTER_{section}_{field}");
+            let section_key = section.to_ascii_lowercase();
+            let field_key = field.to_ascii_lowercase();
+            let Some(toml::Value::Table(section_table)) = table.get_mut(&section_key) else {
+                return Err(ConfigError(format!(
+                    "environment variable {env_name}: there is no config section [{section_key}]"
+                )));
+            };
+            let Some(current) = section_table.get(&field_key) else {
+                return Err(ConfigError(format!(
+                    "environment variable {env_name}: section [{section_key}] has no field {field_key}"
+                )));
+            };
+            let parsed = match current {
+                toml::Value::String(_) => toml::Value::String(value.to_owned()),
+                _ => toml::from_str::<toml::Table>(&format!("v = {value}"))
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .ok_or_else(|| {
+                        ConfigError(format!(
+                            "environment variable {env_name}: {value:?} is not a valid {}",
+                            current.type_str()
+                        ))
+                    })?,
+            };
+            section_table.insert(field_key, parsed);
+        }
+        *self = Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError(format!("environment override: {e}")))?;
+        Ok(())
+    }
+
+    /// Checks every value that has a domain narrower than its type.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.listen_addr().is_err() {
+            problems.push(format!(
+                "server.listen: {:?} is not an address like 127.0.0.1:8000",
+                self.server.listen
+            ));
+        }
+        if self.server.max_body_bytes == 0 {
+            problems.push("server.max_body_bytes must be at least 1".to_owned());
+        }
+        if self.server.header_read_timeout_secs == 0 {
+            problems.push("server.header_read_timeout_secs must be at least 1".to_owned());
+        }
+        if self.store.data_dir.as_os_str().is_empty() {
+            problems.push("store.data_dir must not be empty".to_owned());
+        }
+        if self.store.cache_capacity_mb == 0 {
+            problems.push("store.cache_capacity_mb must be at least 1".to_owned());
+        }
+        if self.store.max_batch == 0 {
+            problems.push("store.max_batch must be at least 1".to_owned());
+        }
+        if self.auth.access_token_ttl_secs < 30 {
+            problems.push("auth.access_token_ttl_secs must be at least 30".to_owned());
+        }
+        if self.auth.refresh_token_ttl_secs < self.auth.access_token_ttl_secs {
+            problems.push(
+                "auth.refresh_token_ttl_secs must be at least auth.access_token_ttl_secs"
+                    .to_owned(),
+            );
+        }
+        if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
+            problems.push("auth.issuer and auth.audience must not be empty".to_owned());
+        }
+        if let Err(e) = argon2::Params::new(
+            self.auth.argon2_memory_kib,
+            self.auth.argon2_iterations,
+            self.auth.argon2_parallelism,
+            None,
+        ) {
+            problems.push(format!("auth.argon2_*: {e}"));
+        }
+        if self.auth.min_password_length == 0 || self.auth.min_password_length > 1024 {
+            problems.push("auth.min_password_length must be between 1 and 1024".to_owned());
+        }
+        if self.auth.login_max_failures == 0 || self.auth.login_window_secs == 0 {
+            problems.push(
+                "auth.login_max_failures and auth.login_window_secs must be at least 1".to_owned(),
+            );
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            problems.push(format!(
+                "log.format: {:?} is not \"text\" or \"json\"",
+                self.log.format
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            problems.push(format!("log.level: {e}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems.join("\n")))
+        }
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, std::net::AddrParseError> {
+        self.server.listen.parse()
+    }
+
+    /// The signing-secret file, defaulted into the data dir.
+    pub fn jwt_secret_path(&self) -> PathBuf {
+        if self.auth.jwt_secret_file.as_os_str().is_empty() {
+            self.store.data_dir.join("jwt-secret")
+        } else {
+            self.auth.jwt_secret_file.clone()
+        }
+    }
+
+    /// The effective config as TOML. It holds no secret values: secrets live in files that the
+    /// config only names (`auth.jwt_secret_file`), so the output is safe to paste into a report.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::load_from(None, &[], &Overrides::default()).expect("defaults");
+        assert_eq!(config.server.listen, "127.0.0.1:8000");
+        assert_eq!(config.store.data_dir, PathBuf::from("./natter-data"));
+    }
+
+    #[test]
+    fn env_overrides_typed_fields() {
+        let config = Config::load_from(
+            None,
+            &env(&[
+                ("NATTER_SERVER_LISTEN", "127.0.0.1:9001"),
+                ("NATTER_STORE_CACHE_CAPACITY_MB", "8"),
+                ("NATTER_SERVER_TRUST_FORWARDED_FOR", "true"),
+                ("NATTER_CONFIG", "/ignored"),
+                ("OTHER", "x"),
+            ]),
+            &Overrides::default(),
+        )
+        .expect("config");
+        assert_eq!(config.server.listen, "127.0.0.1:9001");
+        assert_eq!(config.store.cache_capacity_mb, 8);
+        assert!(config.server.trust_forwarded_for);
+    }
+
+    #[test]
+    fn bad_env_is_named() {
+        let err = Config::load_from(
+            None,
+            &env(&[("NATTER_STORE_CACHE_CAPACITY_MB", "lots")]),
+            &Overrides::default(),
+        )
+        .expect_err("must fail");
+        assert!(err.0.contains("NATTER_STORE_CACHE_CAPACITY_MB"), "{err}");
+        let err = Config::load_from(
+            None,
+            &env(&[("NATTER_SERVER_LISTN", "x")]),
+            &Overrides::default(),
+        )
+        .expect_err("must fail");
+        assert!(err.0.contains("has no field listn"), "{err}");
+    }
+
+    #[test]
+    fn unknown_file_field_names_file_and_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("natter.toml");
+        std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n").expect("write");
+        let err =
+            Config::load_from(Some(&path), &[], &Overrides::default()).expect_err("must fail");
+        assert!(err.0.contains("natter.toml"), "{err}");
+        assert!(err.0.contains("line 3"), "{err}");
+        assert!(err.0.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn flags_win() {
+        let config = Config::load_from(
+            None,
+            &env(&[("NATTER_SERVER_LISTEN", "127.0.0.1:9001")]),
+            &Overrides {
+                listen: Some("127.0.0.1:9002".into()),
+                data_dir: Some("/tmp/x".into()),
+            },
+        )
+        .expect("config");
+        assert_eq!(config.server.listen, "127.0.0.1:9002");
+        assert_eq!(config.store.data_dir, PathBuf::from("/tmp/x"));
+    }
+}

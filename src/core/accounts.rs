@@ -1,0 +1,238 @@
+//! Account rules: username syntax, password policy, roles, enabling and disabling. The CLI, the
+//! HTTP API and (later) the admin socket all manage users through these functions.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::auth::Hasher;
+use crate::auth::password::MAX_PASSWORD_BYTES;
+use crate::error::Error;
+use crate::store::{Role, Store, User, now_secs};
+
+/// Username rules: 3 to 32 characters of `a-z 0-9 _ . -`.
+pub fn validate_username(username: &str) -> Result<(), Error> {
+    let len = username.chars().count();
+    if !(3..=32).contains(&len) {
+        return Err(Error::BadRequest(format!(
+            "username must be 3 to 32 characters, got {len}"
+        )));
+    }
+    if let Some(bad) = username
+        .chars()
+        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '.' | '-'))
+    {
+        return Err(Error::BadRequest(format!(
+            "username may contain only a-z, 0-9, '_', '.' and '-' (found {bad:?})"
+        )));
+    }
+    Ok(())
+}
+
+pub fn validate_password(password: &str, min_len: usize) -> Result<(), Error> {
+    let len = password.chars().count();
+    if len < min_len {
+        return Err(Error::BadRequest(format!(
+            "password must be at least {min_len} characters"
+        )));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(Error::BadRequest(format!(
+            "password must be at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// A user as shown to operators and clients: everything but the password hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub last_seen: Option<i64>,
+}
+
+impl From<&User> for UserView {
+    fn from(user: &User) -> Self {
+        UserView {
+            id: user.id,
+            username: user.username.clone(),
+            display_name: user.display_name.clone(),
+            avatar_url: user.avatar_url.clone(),
+            role: user.role,
+            disabled: user.disabled,
+            created_at: user.created_at,
+            last_seen: user.last_seen,
+        }
+    }
+}
+
+/// What creating a user needs.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    pub role: Role,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// The account service.
+#[derive(Clone)]
+pub struct Accounts {
+    store: Store,
+    hasher: Hasher,
+    min_password_length: usize,
+}
+
+impl Accounts {
+    pub fn new(store: Store, hasher: Hasher, min_password_length: usize) -> Accounts {
+        Accounts {
+            store,
+            hasher,
+            min_password_length,
+        }
+    }
+
+    pub async fn create(&self, new: NewUser) -> Result<User, Error> {
+        validate_username(&new.username)?;
+        validate_password(&new.password, self.min_password_length)?;
+        if let Some(url) = &new.avatar_url {
+            validate_avatar_url(url)?;
+        }
+        if self.store.user_by_name(&new.username)?.is_some() {
+            return Err(Error::Conflict(format!("user {} already exists", new.username)));
+        }
+        let password_hash = self.hasher.hash(new.password).await?;
+        let display_name = new
+            .display_name
+            .filter(|name| !name.trim().is_empty())
+            .unwrap_or_else(|| new.username.clone());
+        self.store
+            .insert_user(User {
+                id: Uuid::new_v4(),
+                username: new.username,
+                display_name,
+                avatar_url: new.avatar_url,
+                password_hash,
+                role: new.role,
+                disabled: false,
+                created_at: now_secs(),
+                last_seen: None,
+            })
+            .await
+    }
+
+    pub fn list(&self) -> Result<Vec<User>, Error> {
+        self.store.users()
+    }
+
+    pub fn get(&self, username: &str) -> Result<User, Error> {
+        self.store
+            .user_by_name(username)?
+            .ok_or_else(|| Error::NotFound(format!("no user {username}")))
+    }
+
+    /// Sets a new password and ends every session of the user.
+    pub async fn set_password(&self, username: &str, password: String) -> Result<User, Error> {
+        validate_password(&password, self.min_password_length)?;
+        self.get(username)?;
+        let hash = self.hasher.hash(password).await?;
+        let user = self
+            .store
+            .update_user(username, move |u| {
+                u.password_hash = hash;
+                Ok(())
+            })
+            .await?;
+        self.store
+            .revoke_user_families(user.id, "password changed")
+            .await?;
+        Ok(user)
+    }
+
+    pub async fn set_role(&self, username: &str, role: Role) -> Result<User, Error> {
+        let user = self.get(username)?;
+        if user.role == Role::Admin && role != Role::Admin {
+            self.ensure_other_admin(&user)?;
+        }
+        self.store
+            .update_user(username, move |u| {
+                u.role = role;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Disables (true) or enables (false) a user. Disabling ends every session.
+    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<User, Error> {
+        let user = self.get(username)?;
+        if disabled && user.role == Role::Admin && !user.disabled {
+            self.ensure_other_admin(&user)?;
+        }
+        let user = self
+            .store
+            .update_user(username, move |u| {
+                u.disabled = disabled;
+                Ok(())
+            })
+            .await?;
+        if disabled {
+            self.store.revoke_user_families(user.id, "disabled").await?;
+        }
+        Ok(user)
+    }
+
+    pub async fn remove(&self, username: &str) -> Result<User, Error> {
+        let user = self.get(username)?;
+        if user.role == Role::Admin {
+            self.ensure_other_admin(&user)?;
+        }
+        self.store.remove_user(username).await
+    }
+
+    /// Refuses to leave the server without an enabled admin.
+    fn ensure_other_admin(&self, user: &User) -> Result<(), Error> {
+        let others = self
+            .store
+            .users()?
+            .iter()
+            .filter(|u| u.id != user.id && u.role == Role::Admin && !u.disabled)
+            .count();
+        if others == 0 {
+            return Err(Error::Conflict(format!(
+                "{} is the last enabled admin; make another admin first",
+                user.username
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn validate_avatar_url(url: &str) -> Result<(), Error> {
+    if url.len() > 2048 || !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(Error::BadRequest(
+            "avatar URL must be an http(s) URL of at most 2048 bytes".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_rules() {
+        for ok in ["bob", "a.b-c_d", "x23", "abcdefghijklmnopqrstuvwxyz012345"] {
+            assert!(validate_username(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", "Bob", "bob!", "bo b", "ünï", "abcdefghijklmnopqrstuvwxyz0123456"] {
+            assert!(validate_username(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The one error type of natter's services, with a stable machine-readable code for each kind
+//! and its mapping to HTTP status. WebSocket dialects map the same codes to their own shapes.
+
+use std::time::Duration;
+
+/// An error a client or operator can act on. `code()` strings are part of the API: never rename.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("expected content-type application/json")]
+    UnsupportedMediaType,
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    #[error("refresh token was already used; the session has been revoked")]
+    TokenReused,
+    #[error("account is disabled")]
+    AccountDisabled,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("too many failed logins; try again in {} seconds", retry_after.as_secs().max(1))]
+    TooManyAttempts { retry_after: Duration },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("server is shutting down")]
+    Unavailable,
+    #[error("storage error: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Stable code for clients and scripts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) => "bad_request",
+            Error::InvalidJson(_) => "invalid_json",
+            Error::UnsupportedMediaType => "unsupported_media_type",
+            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::InvalidCredentials => "invalid_credentials",
+            Error::InvalidToken(_) => "invalid_token",
+            Error::TokenReused => "token_reused",
+            Error::AccountDisabled => "account_disabled",
+            Error::Forbidden(_) => "forbidden",
+            Error::TooManyAttempts { .. } => "too_many_attempts",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::MethodNotAllowed => "method_not_allowed",
+            Error::Unavailable => "unavailable",
+            Error::Store(_) => "storage_error",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// HTTP status for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::BadRequest(_) | Error::InvalidJson(_) => 400,
+            Error::InvalidCredentials | Error::InvalidToken(_) | Error::TokenReused => 401,
+            Error::AccountDisabled | Error::Forbidden(_) => 403,
+            Error::NotFound(_) => 404,
+            Error::MethodNotAllowed => 405,
+            Error::Conflict(_) => 409,
+            Error::PayloadTooLarge { .. } => 413,
+            Error::UnsupportedMediaType => 415,
+            Error::TooManyAttempts { .. } => 429,
+            Error::Store(_) | Error::Internal(_) => 500,
+            Error::Unavailable => 503,
+        }
+    }
+
+    /// The message shown to a client: internal details stay in the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Store(_) | Error::Internal(_) => "internal server error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,205 @@
+//! The HTTP API (warp). Filters are named `<resource>_<verb>`; their doc line is the route.
+//! Every error leaves through [`recover`] as JSON `{"error": "...", "code": "..."}`.
+
+mod health;
+mod token;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::BytesMut;
+use futures_util::TryStreamExt as _;
+use serde::de::DeserializeOwned;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use crate::error::Error;
+use crate::server::AppState;
+
+/// The peer address of the TCP connection, put into each request's extensions by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteAddr(pub SocketAddr);
+
+/// An [`Error`] travelling through warp's rejection machinery.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl warp::reject::Reject for ApiError {}
+
+impl From<Error> for Rejection {
+    fn from(e: Error) -> Rejection {
+        warp::reject::custom(ApiError(e))
+    }
+}
+
+/// All HTTP routes, with the JSON rejection handler at the root.
+pub fn routes(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
+    token::token_create(state.clone())
+        .or(token::token_refresh(state.clone()))
+        .or(token::token_revoke(state.clone()))
+        .or(health::healthz())
+        .or(health::readyz(state))
+        .recover(recover)
+}
+
+/// Passes the state to a handler.
+fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// A JSON request body: `application/json` (else 415), at most `server.max_body_bytes` (else
+/// 413, checked against Content-Length before reading and while reading), valid JSON (else 400).
+fn json_body<T: DeserializeOwned + Send>(
+    limit: u64,
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("content-type")
+        .and(warp::header::optional::<String>("content-length"))
+        .and(warp::body::stream())
+        .and_then(
+            move |content_type: Option<String>, length: Option<String>, body| async move {
+                let is_json = content_type.as_deref().is_some_and(|ct| {
+                    ct.split(';')
+                        .next()
+                        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+                });
+                if !is_json {
+                    return Err(Rejection::from(Error::UnsupportedMediaType));
+                }
+                if let Some(length) = length {
+                    match length.trim().parse::<u64>() {
+                        Ok(n) if n > limit => {
+                            return Err(Error::PayloadTooLarge { limit }.into());
+                        }
+                        Ok(_) => {}
+                        Err(_) => {
+                            return Err(
+                                Error::BadRequest("invalid Content-Length".to_owned()).into()
+                            );
+                        }
+                    }
+                }
+                let bytes = collect_limited(body, limit).await?;
+                parse_json(&bytes).map_err(Rejection::from)
+            },
+        )
+}
+
+async fn collect_limited<S, B>(body: S, limit: u64) -> Result<BytesMut, Error>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: warp::Buf,
+{
+    let mut out = BytesMut::new();
+    let mut body = std::pin::pin!(body);
+    while let Some(mut chunk) = body
+        .try_next()
+        .await
+        .map_err(|e| Error::BadRequest(format!("cannot read request body: {e}")))?
+    {
+        let total = u64::try_from(out.len() + chunk.remaining()).unwrap_or(u64::MAX);
+        if total > limit {
+            return Err(Error::PayloadTooLarge { limit });
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            out.extend_from_slice(piece);
+            let n = piece.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out)
+}
+
+/// Syntax errors are `invalid_json`; well-formed JSON of the wrong shape is `bad_request`.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => Error::BadRequest(format!("invalid request: {e}")),
+        _ => Error::InvalidJson(e.to_string()),
+    })
+}
+
+/// The client's address: the TCP peer, or the last `X-Forwarded-For` hop when configured to
+/// trust the reverse proxy in front.
+fn client_ip(state: AppState) -> impl Filter<Extract = (Option<IpAddr>,), Error = Rejection> + Clone {
+    warp::ext::optional::<RemoteAddr>()
+        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .map(move |remote: Option<RemoteAddr>, forwarded: Option<String>| {
+            if state.config.server.trust_forwarded_for
+                && let Some(ip) = forwarded
+                    .as_deref()
+                    .and_then(|v| v.rsplit(',').next())
+                    .and_then(|v| v.trim().parse::<IpAddr>().ok())
+            {
+                return Some(ip);
+            }
+            remote.map(|r| r.0.ip())
+        })
+}
+
+/// A JSON reply with a status.
+fn json_reply<T: serde::Serialize>(value: &T, status: StatusCode) -> warp::reply::Response {
+    let mut response = warp::reply::with_status(warp::reply::json(value), status).into_response();
+    // Token responses and everything else here are per-user: never cache.
+    response.headers_mut().insert(
+        warp::http::header::CACHE_CONTROL,
+        warp::http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// Turns every rejection into a JSON error.
+async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let error = if let Some(ApiError(e)) = rejection.find::<ApiError>() {
+        return Ok(error_response(e));
+    } else if rejection.is_not_found() {
+        Error::NotFound("no such route".to_owned())
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        Error::MethodNotAllowed
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        Error::BadRequest(e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
+        Error::BadRequest(e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        Error::BadRequest(e.to_string())
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        Error::PayloadTooLarge { limit: 0 }
+    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
+        Error::UnsupportedMediaType
+    } else {
+        tracing::error!(rejection = ?rejection, "unhandled rejection");
+        Error::Internal("unhandled rejection".to_owned())
+    };
+    Ok(error_response(&error))
+}
+
+/// The shape of every HTTP error body.
+#[derive(serde::Serialize)]
+struct ErrorBody {
+    error: String,
+    code: &'static str,
+}
+
+/// The JSON error response for `error`.
+pub fn error_response(error: &Error) -> warp::reply::Response {
+    if matches!(error, Error::Store(_) | Error::Internal(_)) {
+        tracing::error!(error = %error, "request failed");
+    }
+    let status =
+        StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = ErrorBody {
+        error: error.public_message(),
+        code: error.code(),
+    };
+    let mut response = json_reply(&body, status);
+    if let Error::TooManyAttempts { retry_after } = error {
+        let secs = retry_after.as_secs().max(1).to_string();
+        if let Ok(value) = warp::http::HeaderValue::from_str(&secs) {
+            response
+                .headers_mut()
+                .insert(warp::http::header::RETRY_AFTER, value);
+        }
+    }
+    response
+}

@@ -1,0 +1,23 @@
+//! natter: a self-contained chat daemon.
+//!
+//! A tour of the crate:
+//! - [`config`]: the TOML file, `NATTER_*` environment overrides and flags, validated.
+//! - [`store`]: the storage facade over sled, with one group-commit writer.
+//! - [`auth`]: argon2id passwords, JWT access tokens, rotating refresh tokens, login throttling.
+//! - [`core`]: the rules (accounts today) that every edge calls.
+//! - [`http`]: the warp routes and the one JSON rejection handler.
+//! - [`server`]: the lifecycle: serve on a bound listener, drain, flush.
+//! - [`cli`]: the `natter` command line, including the offline admin commands.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod http;
+pub mod logging;
+pub mod server;
+pub mod shutdown;
+pub mod store;
+pub mod systemd;
+mod timefmt;

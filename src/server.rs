@@ -1,0 +1,280 @@
+//! The daemon: opens the store, builds the shared state, serves HTTP (and, through upgrades,
+//! WebSockets) on a listener it is handed, and shuts down in order: stop accepting, let in-flight
+//! requests finish within the grace period, flush the store.
+//!
+//! `Server::new(config, listener)` + `run(shutdown)` is the whole lifecycle, so tests run the real
+//! server in-process on 127.0.0.1:0.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Auth, Hasher};
+use crate::config::Config;
+use crate::core::accounts::{Accounts, NewUser};
+use crate::error::Error;
+use crate::http::RemoteAddr;
+use crate::store::{Role, Store};
+
+/// Name of the file the first start writes the generated admin password to.
+pub const INITIAL_ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// How often expired sessions are purged from the store.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Everything a request handler needs, behind cheap clones.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub auth: Auth,
+    pub accounts: Accounts,
+    shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Builds the services over an open store (shared by `serve` and the offline admin commands).
+    pub fn new(config: Config, store: Store) -> Result<AppState, Error> {
+        let hasher = Hasher::new(&config.auth)?;
+        let auth = Auth::new(&config, store.clone(), hasher.clone())?;
+        let accounts = Accounts::new(store.clone(), hasher, config.auth.min_password_length);
+        Ok(AppState {
+            config: Arc::new(config),
+            store,
+            auth,
+            accounts,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Cancelled when the server begins to shut down.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+}
+
+pub struct Server {
+    state: AppState,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Opens the store, creates the initial admin on first start, and readies the services.
+    pub async fn new(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
+        let store = Store::open(&config.store)?;
+        let state = AppState::new(config, store)?;
+        bootstrap_admin(&state).await?;
+        state.auth.hasher().warm_up().await?;
+        Ok(Server { state, listener })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains and flushes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Server { state, listener } = self;
+        let addr = listener.local_addr()?;
+        let config = state.config.clone();
+        let routes = warp::service(crate::http::routes(state.clone()));
+        let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(config.server.header_read_timeout_secs));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let purger = tokio::spawn(purge_sessions(state.clone()));
+
+        tracing::info!(listen = %addr, data_dir = %config.store.data_dir.display(), version = env!("CARGO_PKG_VERSION"), "natter is serving");
+        crate::systemd::notify_ready();
+        let watchdog = crate::systemd::spawn_watchdog(state.shutdown.clone());
+
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // Typically EMFILE: back off instead of spinning on the error.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                    let service = connection_service(routes.clone(), peer);
+                    let builder = builder.clone();
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        if let Err(e) = watcher.watch(conn).await {
+                            tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+
+        tracing::info!("shutting down: no longer accepting connections");
+        drop(listener);
+        state.shutdown.cancel();
+        crate::systemd::notify_stopping();
+        let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; closing them");
+        }
+        purger.abort();
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
+        state.store.close().await?;
+        tracing::info!("store flushed; bye");
+        Ok(())
+    }
+}
+
+/// The per-connection hyper service: records the peer, makes a trailing slash optional on every
+/// route, writes the access log (path only: query strings may hold tokens), and calls warp.
+fn connection_service<S>(
+    routes: S,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = warp::reply::Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<warp::reply::Response, Infallible>> + Send,
+> + Clone
++ Send
+where
+    S: tower_service::Service<
+            hyper::Request<Incoming>,
+            Response = warp::reply::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        let mut routes = routes.clone();
+        request.extensions_mut().insert(RemoteAddr(peer));
+        strip_trailing_slash(&mut request);
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let started = Instant::now();
+        async move {
+            let response = routes.call(request).await?;
+            tracing::info!(
+                target: "natter::access",
+                method = %method,
+                path = %path,
+                status = response.status().as_u16(),
+                micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                peer = %peer,
+            );
+            Ok(response)
+        }
+    })
+}
+
+fn strip_trailing_slash<B>(request: &mut hyper::Request<B>) {
+    let path = request.uri().path();
+    if path.len() <= 1 || !path.ends_with('/') {
+        return;
+    }
+    let trimmed = path.trim_end_matches('/');
+    let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{trimmed}?{query}"),
+        None => trimmed.to_owned(),
+    };
+    let mut parts = request.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = hyper::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+}
+
+/// On the first start (no users at all) creates `admin` with a random password, logs it once and
+/// writes it to `<data_dir>/initial-admin-password` (mode 0600).
+async fn bootstrap_admin(state: &AppState) -> Result<(), Error> {
+    if state.store.has_users()? {
+        return Ok(());
+    }
+    let mut random = [0u8; 18];
+    getrandom::fill(&mut random).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+    let password = crate::auth::base64url(&random);
+    let path = state.store.data_dir().join(INITIAL_ADMIN_PASSWORD_FILE);
+    write_private_file(&path, format!("{password}\n").as_bytes())
+        .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))?;
+    state
+        .accounts
+        .create(NewUser {
+            username: "admin".to_owned(),
+            password: password.clone(),
+            role: Role::Admin,
+            display_name: Some("Administrator".to_owned()),
+            avatar_url: None,
+        })
+        .await?;
+    tracing::warn!(
+        username = "admin",
+        password = %password,
+        file = %path.display(),
+        "created the initial admin user; change its password with `natter user passwd admin`"
+    );
+    Ok(())
+}
+
+/// Writes `contents` to `path` with mode 0600, replacing any older file.
+fn write_private_file(path: &PathBuf, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An older file keeps its mode on open: make sure.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+async fn purge_sessions(state: AppState) {
+    let keep = i64::try_from(state.config.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX);
+    let mut ticker = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        ticker.tick().await;
+        match state.store.purge_families(keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "purged ended sessions"),
+            Err(e) => tracing::warn!(error = %e, "session purge failed"),
+        }
+    }
+}

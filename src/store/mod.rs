@@ -1,0 +1,354 @@
+//! The storage facade: everything natter keeps on disk goes through [`Store`], so the engine
+//! (sled 0.34 today) can be swapped without touching the core.
+//!
+//! Reads go straight to sled. Writes go through one writer task ([`writer`]) that applies them in
+//! order and flushes each batch once (group commit): a write's future resolves only after the
+//! flush of its batch, so whatever natter acknowledges has reached the disk. What sled's flush
+//! promises: the data survives a crash of the process; after a power cut, data written since the
+//! last completed flush may be lost (natter acknowledges nothing before that flush).
+
+pub mod keys;
+mod rooms;
+mod sessions;
+mod users;
+mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::StoreConfig;
+use crate::error::Error;
+
+pub use rooms::{Message, Room, Visibility};
+pub use sessions::{Family, Rotation};
+pub use users::{Role, User};
+
+/// The on-disk layout version this build writes. Opening a store with a higher version fails.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const META_SCHEMA: &[u8] = b"schema_version";
+
+/// A storage failure. Clone, because one failed flush fails every write of its batch.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("natter is already running with data dir {0} (or another process holds it)")]
+    Locked(PathBuf),
+    #[error(
+        "data dir {path} was written by a newer natter (schema version {found}; this build supports up to {supported})"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("cannot use data dir {path}: {detail}")]
+    Open { path: PathBuf, detail: String },
+    #[error("{0}")]
+    Engine(String),
+    #[error("corrupt record in {tree}: {detail}")]
+    Corrupt { tree: &'static str, detail: String },
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Engine(e.to_string())
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::Store(e.into())
+    }
+}
+
+/// The sled trees. Key layouts are in [`keys`].
+pub struct Trees {
+    /// Store-wide values: schema version, id counters.
+    pub meta: sled::Tree,
+    /// user id (16 bytes) -> [`User`] JSON.
+    pub users: sled::Tree,
+    /// username -> user id.
+    pub usernames: sled::Tree,
+    /// room id (u64 BE) -> [`Room`] JSON.
+    pub rooms: sled::Tree,
+    /// room name -> room id.
+    pub room_names: sled::Tree,
+    /// room id + user id -> membership JSON.
+    pub memberships: sled::Tree,
+    /// user id + room id -> empty (reverse index of `memberships`).
+    pub user_rooms: sled::Tree,
+    /// room id + per-room sequence (both u64 BE) -> [`Message`] JSON.
+    pub messages: sled::Tree,
+    /// user id + family id -> [`Family`] JSON (refresh-token families and their revocation).
+    pub families: sled::Tree,
+}
+
+struct Inner {
+    db: sled::Db,
+    trees: Arc<Trees>,
+    writer: mpsc::Sender<writer::Command>,
+    data_dir: PathBuf,
+    /// Held for the life of the store: a second natter on the same data dir fails fast with a
+    /// clear message instead of sled's lock error.
+    _lock: File,
+}
+
+/// A cheap, cloneable handle to the open store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `config.data_dir` and starts its writer task.
+    /// Must be called inside a tokio runtime.
+    pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        let data_dir = config.data_dir.clone();
+        let open_err = |detail: String| StoreError::Open {
+            path: data_dir.clone(),
+            detail,
+        };
+        create_private_dir(&data_dir).map_err(|e| open_err(e.to_string()))?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join("natter.lock"))
+            .map_err(|e| open_err(format!("cannot create lock file: {e}")))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(data_dir.clone()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(open_err(format!("cannot lock: {e}")));
+            }
+        }
+        let flush_every = (config.flush_every_ms > 0).then_some(config.flush_every_ms);
+        let db = sled::Config::new()
+            .path(data_dir.join("db"))
+            .cache_capacity(config.cache_capacity_mb.saturating_mul(1024 * 1024))
+            .flush_every_ms(flush_every)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked(data_dir.clone())
+                }
+                other => open_err(other.to_string()),
+            })?;
+        let trees = Arc::new(Trees {
+            meta: db.open_tree("meta")?,
+            users: db.open_tree("users")?,
+            usernames: db.open_tree("usernames")?,
+            rooms: db.open_tree("rooms")?,
+            room_names: db.open_tree("room_names")?,
+            memberships: db.open_tree("memberships")?,
+            user_rooms: db.open_tree("user_rooms")?,
+            messages: db.open_tree("messages")?,
+            families: db.open_tree("families")?,
+        });
+        check_schema(&trees.meta, &data_dir)?;
+        let writer = writer::spawn(db.clone(), trees.clone(), config.max_batch);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                trees,
+                writer,
+                data_dir,
+                _lock: lock,
+            }),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// Read access to the trees. Writes must go through [`Store::write`].
+    pub fn trees(&self) -> &Trees {
+        &self.inner.trees
+    }
+
+    /// Runs `op` on the writer task and resolves once the batch it landed in is flushed to disk.
+    /// `op` runs alone (writes are serialized), so read-check-write inside it is race-free.
+    pub async fn write<R, F>(&self, op: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Trees) -> Result<R, Error> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job: writer::Job = Box::new(move |trees: &Trees| {
+            let outcome = op(trees);
+            Box::new(move |flushed: Result<(), StoreError>| {
+                let result = match (outcome, flushed) {
+                    (Ok(value), Ok(())) => Ok(value),
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(e)) => Err(Error::Store(e)),
+                };
+                // The caller may have gone away; the write is durable either way.
+                let _ = reply_tx.send(result);
+            })
+        });
+        self.inner
+            .writer
+            .send(writer::Command::Write(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        reply_rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Lets queued writes finish, flushes, and stops the writer. Later writes fail with `Closed`.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .inner
+            .writer
+            .send(writer::Command::Close(tx))
+            .await
+            .is_err()
+        {
+            return Ok(()); // already closed
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// A cheap liveness probe of the engine, for `/readyz`.
+    pub fn is_healthy(&self) -> bool {
+        !self.inner.writer.is_closed() && self.inner.trees.meta.get(META_SCHEMA).is_ok()
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// Creates the data dir with mode 0700 if it does not exist: it holds secrets.
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+fn check_schema(meta: &sled::Tree, path: &Path) -> Result<(), StoreError> {
+    match meta.get(META_SCHEMA)? {
+        None => {
+            meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
+            meta.flush()?;
+            Ok(())
+        }
+        Some(raw) => {
+            let found = <[u8; 4]>::try_from(raw.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    tree: "meta",
+                    detail: "schema_version is not 4 bytes".to_owned(),
+                })?;
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Decodes a JSON record, naming the tree when it is corrupt.
+pub(crate) fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::Store(StoreError::Corrupt {
+            tree,
+            detail: e.to_string(),
+        })
+    })
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(value).map_err(|e| Error::Internal(format!("cannot encode record: {e}")))
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> StoreConfig {
+        StoreConfig {
+            data_dir: dir.to_path_buf(),
+            ..StoreConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn second_open_reports_lock_holder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&config(dir.path())).expect("first open");
+        let err = Store::open(&config(dir.path())).err().expect("second open must fail");
+        assert!(matches!(err, StoreError::Locked(_)), "{err}");
+        assert!(err.to_string().contains("already running"), "{err}");
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(&config(dir.path())).expect("open");
+            store.trees().meta.insert(META_SCHEMA, &99u32.to_be_bytes()).expect("insert");
+            store.close().await.expect("close");
+        }
+        let err = Store::open(&config(dir.path())).err().expect("must refuse");
+        assert!(err.to_string().contains("newer natter"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_are_group_committed_and_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&config(dir.path())).expect("open");
+        let mut tasks = Vec::new();
+        for i in 0u32..200 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .write(move |t| {
+                        t.meta.insert(format!("k{i}"), &i.to_be_bytes())?;
+                        Ok(i)
+                    })
+                    .await
+            }));
+        }
+        for task in tasks {
+            task.await.expect("join").expect("write");
+        }
+        store.close().await.expect("close");
+        assert!(store.write(|_| Ok(())).await.is_err(), "closed store refuses writes");
+        drop(store);
+        let store = Store::open(&config(dir.path())).expect("reopen");
+        for i in 0u32..200 {
+            assert!(store.trees().meta.get(format!("k{i}")).expect("get").is_some());
+        }
+        store.close().await.expect("close");
+    }
+}

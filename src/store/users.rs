@@ -1,0 +1,170 @@
+//! User records and the username index.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Store, Trees, decode, encode, keys};
+use crate::error::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "user" => Ok(Role::User),
+            other => Err(format!("unknown role {other:?} (expected admin or user)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    /// argon2id PHC string. Never serialized to clients (see `core::accounts::UserView`).
+    pub password_hash: String,
+    pub role: Role,
+    pub disabled: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last login or connection.
+    pub last_seen: Option<i64>,
+}
+
+impl Trees {
+    pub fn user(&self, id: Uuid) -> Result<Option<User>, Error> {
+        self.users
+            .get(id.as_bytes())?
+            .map(|raw| decode("users", &raw))
+            .transpose()
+    }
+
+    pub fn user_id_by_name(&self, username: &str) -> Result<Option<Uuid>, Error> {
+        Ok(self
+            .usernames
+            .get(username.as_bytes())?
+            .and_then(|raw| keys::uuid_at(&raw, 0)))
+    }
+
+    pub fn user_by_name(&self, username: &str) -> Result<Option<User>, Error> {
+        match self.user_id_by_name(username)? {
+            Some(id) => self.user(id),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a user record (the username index is maintained by insert/remove only: usernames
+    /// do not change).
+    pub fn put_user(&self, user: &User) -> Result<(), Error> {
+        self.users.insert(user.id.as_bytes(), encode(user)?)?;
+        Ok(())
+    }
+}
+
+impl Store {
+    pub fn user(&self, id: Uuid) -> Result<Option<User>, Error> {
+        self.trees().user(id)
+    }
+
+    pub fn user_by_name(&self, username: &str) -> Result<Option<User>, Error> {
+        self.trees().user_by_name(username)
+    }
+
+    /// All users, in username order.
+    pub fn users(&self) -> Result<Vec<User>, Error> {
+        let trees = self.trees();
+        let mut out = Vec::new();
+        for entry in trees.usernames.iter() {
+            let (_, id) = entry?;
+            if let Some(user) = keys::uuid_at(&id, 0).map(|id| trees.user(id)).transpose()? {
+                out.extend(user);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn has_users(&self) -> Result<bool, Error> {
+        Ok(!self.trees().users.is_empty())
+    }
+
+    /// Inserts a new user; `Conflict` if the username is taken. Durable when it returns.
+    pub async fn insert_user(&self, user: User) -> Result<User, Error> {
+        self.write(move |t| {
+            if t.usernames.contains_key(user.username.as_bytes())? {
+                return Err(Error::Conflict(format!(
+                    "user {} already exists",
+                    user.username
+                )));
+            }
+            // Record before index: a crash between the two leaves an unreachable record, never
+            // a name that points nowhere.
+            t.put_user(&user)?;
+            t.usernames
+                .insert(user.username.as_bytes(), user.id.as_bytes())?;
+            Ok(user)
+        })
+        .await
+    }
+
+    /// Applies `change` to the user named `username` and stores the result. Durable when it
+    /// returns; `NotFound` if there is no such user.
+    pub async fn update_user<F>(&self, username: &str, change: F) -> Result<User, Error>
+    where
+        F: FnOnce(&mut User) -> Result<(), Error> + Send + 'static,
+    {
+        let username = username.to_owned();
+        self.write(move |t| {
+            let mut user = t
+                .user_by_name(&username)?
+                .ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
+            change(&mut user)?;
+            t.put_user(&user)?;
+            Ok(user)
+        })
+        .await
+    }
+
+    /// Removes a user, its sessions and its memberships. Messages stay (attributed to the id).
+    pub async fn remove_user(&self, username: &str) -> Result<User, Error> {
+        let username = username.to_owned();
+        self.write(move |t| {
+            let user = t
+                .user_by_name(&username)?
+                .ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
+            // Name first: a crash midway leaves an unreachable record, not a reachable half-user.
+            t.usernames.remove(username.as_bytes())?;
+            for entry in t.families.scan_prefix(user.id.as_bytes()) {
+                let (key, _) = entry?;
+                t.families.remove(key)?;
+            }
+            for entry in t.user_rooms.scan_prefix(user.id.as_bytes()) {
+                let (key, _) = entry?;
+                if let Some(room_id) = keys::u64_at(&key, 16) {
+                    t.memberships.remove(keys::membership(room_id, user.id))?;
+                }
+                t.user_rooms.remove(key)?;
+            }
+            t.users.remove(user.id.as_bytes())?;
+            Ok(user)
+        })
+        .await
+    }
+}
