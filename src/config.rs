@@ -413,3 +413,49 @@ mod tests {
         assert_eq!(config.store.data_dir, PathBuf::from("/tmp/x"));
     }
 }
+
+#[cfg(test)]
+mod packaged_config_tests {
+    use super::*;
+
+    /// The shipped config documents every option at its default: uncommenting every
+    /// `# key = value` line must give exactly `Config::default()`, and no option may be missing.
+    #[test]
+    fn packaged_config_lists_every_option_at_its_default() {
+        let text = include_str!("../packaging/natter.toml");
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.split_once(" = ").is_some_and(|(key, _)| {
+                        key.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    }) =>
+                {
+                    rest.to_owned()
+                }
+                _ if line.starts_with('#') => String::new(),
+                _ => line.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parsed: Config = toml::from_str(&uncommented).expect("packaged config parses");
+        assert_eq!(parsed.to_toml(), Config::default().to_toml());
+        let listed = toml::from_str::<toml::Table>(&uncommented).expect("table");
+        let defaults = toml::Table::try_from(Config::default()).expect("table");
+        for (section, fields) in &defaults {
+            let Some(fields) = fields.as_table() else {
+                continue;
+            };
+            for field in fields.keys() {
+                assert!(
+                    listed
+                        .get(section)
+                        .and_then(|s| s.as_table())
+                        .is_some_and(|s| s.contains_key(field)),
+                    "packaging/natter.toml does not list {section}.{field}"
+                );
+            }
+        }
+    }
+}

@@ -101,6 +101,9 @@ impl Server {
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(config.server.header_read_timeout_secs));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        // Every connection task is tracked, so shutdown can wait until none holds the state (and
+        // with it the store) any more: the data dir is released when `run` returns.
+        let tasks = tokio_util::task::TaskTracker::new();
         let purger = tokio::spawn(purge_sessions(state.clone()));
 
         tracing::info!(listen = %addr, data_dir = %config.store.data_dir.display(), version = env!("CARGO_PKG_VERSION"), "natter is serving");
@@ -126,7 +129,7 @@ impl Server {
                     let service = connection_service(routes.clone(), peer);
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
-                    tokio::spawn(async move {
+                    tasks.spawn(async move {
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                         if let Err(e) = watcher.watch(conn).await {
                             tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
@@ -142,13 +145,31 @@ impl Server {
         state.shutdown.cancel();
         crate::systemd::notify_stopping();
         let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; closing them");
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "in-flight requests did not finish in time; closing them"
+            );
+        }
+        tasks.close();
+        // Connections that outlived the grace period are cut: their futures are dropped here
+        // when the runtime cancels them, or waited for below when they are already ending.
+        if tokio::time::timeout(Duration::from_secs(1), tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(open = tasks.len(), "connections still open at shutdown");
         }
         purger.abort();
+        let _ = purger.await;
         if let Some(watchdog) = watchdog {
             watchdog.abort();
+            let _ = watchdog.await;
         }
+        drop(routes);
         state.store.close().await?;
         tracing::info!("store flushed; bye");
         Ok(())

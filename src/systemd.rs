@@ -60,7 +60,10 @@ pub fn notify_stopping() {
 /// Starts the watchdog pinger if systemd set `WATCHDOG_USEC`; it stops at `shutdown`.
 pub fn spawn_watchdog(shutdown: CancellationToken) -> Option<JoinHandle<()>> {
     let interval = imp::watchdog_interval()?;
-    tracing::info!(interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX), "systemd watchdog enabled");
+    tracing::info!(
+        interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+        "systemd watchdog enabled"
+    );
     Some(tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         loop {

@@ -101,7 +101,13 @@ impl Auth {
         let inner = &*self.inner;
         let username = username.trim().to_ascii_lowercase();
         // Bounded, so a huge username cannot make a huge throttle key.
-        let user_key: String = format!("u:{}", username.chars().take(MAX_USERNAME_BYTES).collect::<String>());
+        let user_key: String = format!(
+            "u:{}",
+            username
+                .chars()
+                .take(MAX_USERNAME_BYTES)
+                .collect::<String>()
+        );
         let ip_key = client.map(|ip| format!("ip:{ip}"));
         let mut keys = vec![user_key.as_str()];
         keys.extend(ip_key.as_deref());
@@ -116,13 +122,13 @@ impl Auth {
             None
         };
         // No stored password is longer (accounts refuse it); the cap bounds the work per attempt.
-        let password: String = password.chars().take(password::MAX_PASSWORD_BYTES).collect();
+        let password: String = password
+            .chars()
+            .take(password::MAX_PASSWORD_BYTES)
+            .collect();
         let ok = inner
             .hasher
-            .verify(
-                password,
-                user.as_ref().map(|u| u.password_hash.clone()),
-            )
+            .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
             .await?;
         let user = match user {
             Some(user) if ok => user,

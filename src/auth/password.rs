@@ -118,9 +118,19 @@ mod tests {
         let hasher = Hasher::new(&AuthConfig::default()).expect("hasher");
         let phc = hasher.hash("correct horse".into()).await.expect("hash");
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert!(hasher.verify("correct horse".into(), Some(phc.clone())).await.expect("v"));
+        assert!(
+            hasher
+                .verify("correct horse".into(), Some(phc.clone()))
+                .await
+                .expect("v")
+        );
         assert!(!hasher.verify("wrong".into(), Some(phc)).await.expect("v"));
         assert!(!hasher.verify("x".into(), None).await.expect("v"));
-        assert!(!hasher.verify("x".into(), Some("garbage".into())).await.expect("v"));
+        assert!(
+            !hasher
+                .verify("x".into(), Some("garbage".into()))
+                .await
+                .expect("v")
+        );
     }
 }

@@ -109,7 +109,10 @@ mod tests {
         }
         let wait = throttle.check(&["u:a"]).expect_err("locked");
         assert!(wait <= Duration::from_secs(60) && wait >= Duration::from_secs(59));
-        assert!(throttle.check(&["u:b", "ip:1"]).is_err(), "address locked too");
+        assert!(
+            throttle.check(&["u:b", "ip:1"]).is_err(),
+            "address locked too"
+        );
         assert!(throttle.check(&["u:b", "ip:2"]).is_ok());
         throttle.clear("u:a");
         assert!(throttle.check(&["u:a"]).is_ok());

@@ -105,7 +105,10 @@ impl Accounts {
             validate_avatar_url(url)?;
         }
         if self.store.user_by_name(&new.username)?.is_some() {
-            return Err(Error::Conflict(format!("user {} already exists", new.username)));
+            return Err(Error::Conflict(format!(
+                "user {} already exists",
+                new.username
+            )));
         }
         let password_hash = self.hasher.hash(new.password).await?;
         let display_name = new
@@ -231,7 +234,14 @@ mod tests {
         for ok in ["bob", "a.b-c_d", "x23", "abcdefghijklmnopqrstuvwxyz012345"] {
             assert!(validate_username(ok).is_ok(), "{ok}");
         }
-        for bad in ["ab", "Bob", "bob!", "bo b", "ünï", "abcdefghijklmnopqrstuvwxyz0123456"] {
+        for bad in [
+            "ab",
+            "Bob",
+            "bob!",
+            "bo b",
+            "ünï",
+            "abcdefghijklmnopqrstuvwxyz0123456",
+        ] {
             assert!(validate_username(bad).is_err(), "{bad}");
         }
     }

@@ -122,20 +122,24 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 
 /// The client's address: the TCP peer, or the last `X-Forwarded-For` hop when configured to
 /// trust the reverse proxy in front.
-fn client_ip(state: AppState) -> impl Filter<Extract = (Option<IpAddr>,), Error = Rejection> + Clone {
+fn client_ip(
+    state: AppState,
+) -> impl Filter<Extract = (Option<IpAddr>,), Error = Rejection> + Clone {
     warp::ext::optional::<RemoteAddr>()
         .and(warp::header::optional::<String>("x-forwarded-for"))
-        .map(move |remote: Option<RemoteAddr>, forwarded: Option<String>| {
-            if state.config.server.trust_forwarded_for
-                && let Some(ip) = forwarded
-                    .as_deref()
-                    .and_then(|v| v.rsplit(',').next())
-                    .and_then(|v| v.trim().parse::<IpAddr>().ok())
-            {
-                return Some(ip);
-            }
-            remote.map(|r| r.0.ip())
-        })
+        .map(
+            move |remote: Option<RemoteAddr>, forwarded: Option<String>| {
+                if state.config.server.trust_forwarded_for
+                    && let Some(ip) = forwarded
+                        .as_deref()
+                        .and_then(|v| v.rsplit(',').next())
+                        .and_then(|v| v.trim().parse::<IpAddr>().ok())
+                {
+                    return Some(ip);
+                }
+                remote.map(|r| r.0.ip())
+            },
+        )
 }
 
 /// A JSON reply with a status.
@@ -165,7 +169,10 @@ async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallib
         Error::BadRequest(e.to_string())
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         Error::PayloadTooLarge { limit: 0 }
-    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
+    } else if rejection
+        .find::<warp::reject::UnsupportedMediaType>()
+        .is_some()
+    {
         Error::UnsupportedMediaType
     } else {
         tracing::error!(rejection = ?rejection, "unhandled rejection");

@@ -26,12 +26,17 @@ pub fn token_create(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "token")
         .and(warp::post())
-        .and(json_body::<LoginRequest>(state.config.server.max_body_bytes))
+        .and(json_body::<LoginRequest>(
+            state.config.server.max_body_bytes,
+        ))
         .and(client_ip(state.clone()))
         .and(with_state(state))
         .and_then(
             |req: LoginRequest, client: Option<IpAddr>, state: AppState| async move {
-                let pair = state.auth.login(&req.username, &req.password, client).await?;
+                let pair = state
+                    .auth
+                    .login(&req.username, &req.password, client)
+                    .await?;
                 Ok::<_, Rejection>(json_reply(&pair, StatusCode::OK))
             },
         )
@@ -43,7 +48,9 @@ pub fn token_refresh(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "token" / "refresh")
         .and(warp::post())
-        .and(json_body::<RefreshRequest>(state.config.server.max_body_bytes))
+        .and(json_body::<RefreshRequest>(
+            state.config.server.max_body_bytes,
+        ))
         .and(with_state(state))
         .and_then(|req: RefreshRequest, state: AppState| async move {
             let pair = state.auth.refresh(&req.refresh).await?;
@@ -57,7 +64,9 @@ pub fn token_revoke(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "token" / "revoke")
         .and(warp::post())
-        .and(json_body::<RefreshRequest>(state.config.server.max_body_bytes))
+        .and(json_body::<RefreshRequest>(
+            state.config.server.max_body_bytes,
+        ))
         .and(with_state(state))
         .and_then(|req: RefreshRequest, state: AppState| async move {
             state.auth.revoke(&req.refresh).await?;

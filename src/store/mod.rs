@@ -305,7 +305,9 @@ mod tests {
     async fn second_open_reports_lock_holder() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&config(dir.path())).expect("first open");
-        let err = Store::open(&config(dir.path())).err().expect("second open must fail");
+        let err = Store::open(&config(dir.path()))
+            .err()
+            .expect("second open must fail");
         assert!(matches!(err, StoreError::Locked(_)), "{err}");
         assert!(err.to_string().contains("already running"), "{err}");
         store.close().await.expect("close");
@@ -316,7 +318,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = Store::open(&config(dir.path())).expect("open");
-            store.trees().meta.insert(META_SCHEMA, &99u32.to_be_bytes()).expect("insert");
+            store
+                .trees()
+                .meta
+                .insert(META_SCHEMA, &99u32.to_be_bytes())
+                .expect("insert");
             store.close().await.expect("close");
         }
         let err = Store::open(&config(dir.path())).err().expect("must refuse");
@@ -343,11 +349,21 @@ mod tests {
             task.await.expect("join").expect("write");
         }
         store.close().await.expect("close");
-        assert!(store.write(|_| Ok(())).await.is_err(), "closed store refuses writes");
+        assert!(
+            store.write(|_| Ok(())).await.is_err(),
+            "closed store refuses writes"
+        );
         drop(store);
         let store = Store::open(&config(dir.path())).expect("reopen");
         for i in 0u32..200 {
-            assert!(store.trees().meta.get(format!("k{i}")).expect("get").is_some());
+            assert!(
+                store
+                    .trees()
+                    .meta
+                    .get(format!("k{i}"))
+                    .expect("get")
+                    .is_some()
+            );
         }
         store.close().await.expect("close");
     }

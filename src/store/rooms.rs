@@ -204,7 +204,10 @@ mod tests {
         assert_eq!(seqs, vec![3, 4, 5]);
         assert!(after_two.iter().all(|m| m.content.starts_with("a ")));
         assert_eq!(store.messages(b.id, 0, 3, 100).expect("range").len(), 2);
-        assert_eq!(store.room_by_name("b").expect("get").map(|r| r.last_seq), Some(5));
+        assert_eq!(
+            store.room_by_name("b").expect("get").map(|r| r.last_seq),
+            Some(5)
+        );
         store.close().await.expect("close");
     }
 }

@@ -162,7 +162,10 @@ impl Store {
             for entry in t.families.iter() {
                 let (key, raw) = entry?;
                 let family: Family = decode("families", &raw)?;
-                let ended = family.revoked_at.unwrap_or(family.expires_at).min(family.expires_at);
+                let ended = family
+                    .revoked_at
+                    .unwrap_or(family.expires_at)
+                    .min(family.expires_at);
                 if ended < cutoff {
                     t.families.remove(key)?;
                     purged += 1;

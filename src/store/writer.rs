@@ -51,17 +51,13 @@ async fn run(
             next = commands.try_recv().ok();
         }
         let started = std::time::Instant::now();
-        let flushed = db
-            .flush_async()
-            .await
-            .map(|_| ())
-            .map_err(StoreError::from);
+        let flushed = db.flush_async().await.map(|_| ()).map_err(StoreError::from);
         if let Err(e) = &flushed {
             tracing::error!(error = %e, batch = completions.len(), "store flush failed");
         } else {
             tracing::trace!(
                 batch = completions.len(),
-                micros = started.elapsed().as_micros() as u64,
+                micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
                 "group commit"
             );
         }

@@ -1,0 +1,235 @@
+//! Test support: the real server in-process on 127.0.0.1:0, and a minimal HTTP/1.1 client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use natter::config::Config;
+use natter::server::{INITIAL_ADMIN_PASSWORD_FILE, Server};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Keeps the temporary data dir alive (None when the caller owns the dir).
+    _tmp: Option<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A config for tests: loopback, port 0, the given data dir, no environment influence.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".to_owned();
+    config.store.data_dir = data_dir.to_path_buf();
+    config.store.cache_capacity_mb = 8;
+    config
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server on a fresh temporary data dir after `adjust` tweaks its config.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut config = test_config(tmp.path());
+        adjust(&mut config);
+        let mut server = Self::start_config(config).await.expect("server starts");
+        server._tmp = Some(tmp);
+        server
+    }
+
+    /// Starts a server with exactly `config` (its data dir is the caller's).
+    pub async fn start_config(config: Config) -> anyhow::Result<TestServer> {
+        let data_dir = config.store.data_dir.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let server = Server::new(config, listener).await?;
+        let addr = server.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Ok(TestServer {
+            addr,
+            data_dir,
+            _tmp: None,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Graceful shutdown; returns the temporary dir (if any) so the data can be reopened.
+    pub async fn stop(mut self) -> Option<TempDir> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server shut down cleanly");
+        }
+        self._tmp.take()
+    }
+
+    pub fn admin_password(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join(INITIAL_ADMIN_PASSWORD_FILE))
+            .expect("initial admin password file")
+            .trim()
+            .to_owned()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        http(
+            self.addr,
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        http(self.addr, "GET", path, headers, Vec::new()).await
+    }
+
+    /// Logs in and returns the token response.
+    pub async fn login(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/token/",
+            &serde_json::json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    /// Logs in as the initial admin; panics unless it works.
+    pub async fn admin_tokens(&self) -> Value {
+        let response = self.login("admin", &self.admin_password()).await;
+        assert_eq!(response.status, 200, "{:?}", response.json);
+        response.json
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub json: Value,
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Response {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(Bytes::from(body))).expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Response {
+        status,
+        headers,
+        json,
+    }
+}
+
+/// Decodes the claims of a JWT without verifying it (to look at what the server put in).
+pub fn jwt_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json claims")
+}
+
+/// The path of the built `natter` binary.
+pub fn natter_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_natter")
+}
+
+/// Runs the natter binary with `args` (and `stdin`), returning (exit code, stdout, stderr).
+pub fn run_natter(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(natter_bin())
+        .args(args)
+        .env_remove("NATTER_CONFIG")
+        .env("NATTER_LOG", "warn")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn natter");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    let output = child.wait_with_output().expect("natter output");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `natter user add NAME --role ROLE --password-stdin` on a data dir; panics unless it works.
+pub fn add_user(data_dir: &Path, username: &str, password: &str, role: &str) {
+    let dir = data_dir.to_str().expect("utf-8 path");
+    let (code, out, err) = run_natter(
+        &[
+            "user",
+            "add",
+            username,
+            "--role",
+            role,
+            "--password-stdin",
+            "--data-dir",
+            dir,
+        ],
+        Some(&format!("{password}\n")),
+    );
+    assert_eq!(code, 0, "user add failed: {out}{err}");
+}
