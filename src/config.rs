@@ -24,6 +24,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub auth: AuthConfig,
+    pub ws: WsConfig,
     pub log: LogConfig,
 }
 
@@ -123,6 +124,75 @@ impl Default for AuthConfig {
             min_password_length: 8,
             login_max_failures: 5,
             login_window_secs: 15 * 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsConfig {
+    /// Largest WebSocket message (and frame) accepted, in bytes; a larger one closes with 1009.
+    pub max_frame_bytes: usize,
+    /// Longest chat message content, in characters.
+    pub max_message_chars: usize,
+    /// Sustained rate of messages (Send, Broadcast, DirectMessage, Edit, binary, ...) per
+    /// connection per minute; above it (after the burst) a request gets Error 429.
+    pub messages_per_minute: u32,
+    /// Messages a connection may send at once above the sustained rate.
+    pub message_burst: u32,
+    /// Typing notifications per connection per minute; extra ones are dropped silently.
+    pub typing_per_minute: u32,
+    /// Topic subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Rooms joined at once per connection.
+    pub max_joined_rooms: usize,
+    /// Concurrent WebSocket connections per user; the next one is refused (Error 429, close 4429).
+    pub max_connections_per_user: usize,
+    /// Concurrent WebSocket connections in total; the next one is refused (Error 503, close 1013).
+    pub max_connections: usize,
+    /// Frames waiting to be written to one connection; a subscriber that falls this far behind
+    /// is disconnected (close 4008) so it never slows anyone else.
+    pub outbound_queue: usize,
+    /// Seconds between server pings.
+    pub ping_interval_secs: u64,
+    /// Seconds a peer has to show life (a Pong or any frame) after a ping before it is closed.
+    pub pong_timeout_secs: u64,
+    /// Seconds before access-token expiry at which `AuthStatus token_expiring` is sent.
+    pub expiry_warning_secs: u64,
+    /// Seconds after access-token expiry before a connection that did not renew is closed (4401).
+    pub expiry_grace_secs: u64,
+    /// Most messages replayed by a Join with `since`; beyond it the Join says `complete: false`.
+    pub max_replay: usize,
+    /// Most messages one History request returns.
+    pub max_history: usize,
+    /// Offline direct messages kept per user.
+    pub max_queued_direct_messages: usize,
+    /// Browser origins allowed to open WebSockets besides the server's own origin, e.g.
+    /// ["https://chat.example.com"]. Clients that send no Origin (non-browsers) are always allowed.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            max_frame_bytes: 1024 * 1024,
+            max_message_chars: 4000,
+            messages_per_minute: 120,
+            message_burst: 20,
+            typing_per_minute: 30,
+            max_subscriptions: 100,
+            max_joined_rooms: 100,
+            max_connections_per_user: 5,
+            max_connections: 10_000,
+            outbound_queue: 256,
+            ping_interval_secs: 30,
+            pong_timeout_secs: 10,
+            expiry_warning_secs: 60,
+            expiry_grace_secs: 30,
+            max_replay: 1000,
+            max_history: 200,
+            max_queued_direct_messages: 1000,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -267,8 +337,8 @@ impl Config {
         if self.store.max_batch == 0 {
             problems.push("store.max_batch must be at least 1".to_owned());
         }
-        if self.auth.access_token_ttl_secs < 30 {
-            problems.push("auth.access_token_ttl_secs must be at least 30".to_owned());
+        if self.auth.access_token_ttl_secs < 5 {
+            problems.push("auth.access_token_ttl_secs must be at least 5".to_owned());
         }
         if self.auth.refresh_token_ttl_secs < self.auth.access_token_ttl_secs {
             problems.push(
@@ -294,6 +364,36 @@ impl Config {
             problems.push(
                 "auth.login_max_failures and auth.login_window_secs must be at least 1".to_owned(),
             );
+        }
+        let ws = &self.ws;
+        for (name, value) in [
+            ("ws.max_frame_bytes", ws.max_frame_bytes),
+            ("ws.max_message_chars", ws.max_message_chars),
+            ("ws.max_subscriptions", ws.max_subscriptions),
+            ("ws.max_joined_rooms", ws.max_joined_rooms),
+            ("ws.max_connections_per_user", ws.max_connections_per_user),
+            ("ws.max_connections", ws.max_connections),
+            ("ws.outbound_queue", ws.outbound_queue),
+            ("ws.max_replay", ws.max_replay),
+            ("ws.max_history", ws.max_history),
+        ] {
+            if value == 0 {
+                problems.push(format!("{name} must be at least 1"));
+            }
+        }
+        if ws.messages_per_minute == 0 || ws.message_burst == 0 || ws.typing_per_minute == 0 {
+            problems.push(
+                "ws.messages_per_minute, ws.message_burst and ws.typing_per_minute must be at least 1"
+                    .to_owned(),
+            );
+        }
+        if ws.ping_interval_secs == 0 || ws.pong_timeout_secs == 0 {
+            problems.push(
+                "ws.ping_interval_secs and ws.pong_timeout_secs must be at least 1".to_owned(),
+            );
+        }
+        if ws.max_frame_bytes < 1024 {
+            problems.push("ws.max_frame_bytes must be at least 1024".to_owned());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             problems.push(format!(

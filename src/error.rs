@@ -27,6 +27,8 @@ pub enum Error {
     #[error("too many failed logins; try again in {} seconds", retry_after.as_secs().max(1))]
     TooManyAttempts { retry_after: Duration },
     #[error("{0}")]
+    RateLimited(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
@@ -54,6 +56,7 @@ impl Error {
             Error::AccountDisabled => "account_disabled",
             Error::Forbidden(_) => "forbidden",
             Error::TooManyAttempts { .. } => "too_many_attempts",
+            Error::RateLimited(_) => "rate_limited",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::MethodNotAllowed => "method_not_allowed",
@@ -74,9 +77,18 @@ impl Error {
             Error::Conflict(_) => 409,
             Error::PayloadTooLarge { .. } => 413,
             Error::UnsupportedMediaType => 415,
-            Error::TooManyAttempts { .. } => 429,
+            Error::TooManyAttempts { .. } | Error::RateLimited(_) => 429,
             Error::Store(_) | Error::Internal(_) => 500,
             Error::Unavailable => 503,
+        }
+    }
+
+    /// The numeric code of the native WebSocket protocol's `Error` frame (400, 401, 403, 404,
+    /// 429, 500, 503): HTTP's, folded into the codes that protocol documents.
+    pub fn ws_code(&self) -> u16 {
+        match self.http_status() {
+            405 | 409 | 413 | 415 => 400,
+            other => other,
         }
     }
 

@@ -18,11 +18,15 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use tokio_util::task::TaskTracker;
+
 use crate::auth::{Auth, Hasher};
 use crate::config::Config;
 use crate::core::accounts::{Accounts, NewUser};
+use crate::core::chat::Chat;
 use crate::error::Error;
 use crate::http::RemoteAddr;
+use crate::hub::Hub;
 use crate::store::{Role, Store};
 
 /// Name of the file the first start writes the generated admin password to.
@@ -38,21 +42,36 @@ pub struct AppState {
     pub store: Store,
     pub auth: Auth,
     pub accounts: Accounts,
+    pub hub: Hub,
+    pub chat: Chat,
     shutdown: CancellationToken,
+    /// Connection and WebSocket session tasks: shutdown waits for them.
+    tasks: TaskTracker,
 }
 
 impl AppState {
     /// Builds the services over an open store (shared by `serve` and the offline admin commands).
     pub fn new(config: Config, store: Store) -> Result<AppState, Error> {
+        let config = Arc::new(config);
+        let hub = Hub::new();
         let hasher = Hasher::new(&config.auth)?;
-        let auth = Auth::new(&config, store.clone(), hasher.clone())?;
-        let accounts = Accounts::new(store.clone(), hasher, config.auth.min_password_length);
+        let auth = Auth::new(&config, store.clone(), hasher.clone(), hub.clone())?;
+        let accounts = Accounts::new(
+            store.clone(),
+            hasher,
+            hub.clone(),
+            config.auth.min_password_length,
+        );
+        let chat = Chat::new(store.clone(), hub.clone(), config.clone());
         Ok(AppState {
-            config: Arc::new(config),
+            config,
             store,
             auth,
             accounts,
+            hub,
+            chat,
             shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
         })
     }
 
@@ -63,6 +82,14 @@ impl AppState {
     /// Cancelled when the server begins to shut down.
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.shutdown
+    }
+
+    /// Spawns a task that shutdown waits for.
+    pub fn spawn_tracked<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
     }
 }
 
@@ -103,7 +130,7 @@ impl Server {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         // Every connection task is tracked, so shutdown can wait until none holds the state (and
         // with it the store) any more: the data dir is released when `run` returns.
-        let tasks = tokio_util::task::TaskTracker::new();
+        let tasks = state.tasks.clone();
         let purger = tokio::spawn(purge_sessions(state.clone()));
 
         tracing::info!(listen = %addr, data_dir = %config.store.data_dir.display(), version = env!("CARGO_PKG_VERSION"), "natter is serving");
@@ -126,7 +153,7 @@ impl Server {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                     }
-                    let service = connection_service(routes.clone(), peer);
+                    let service = connection_service(state.clone(), routes.clone(), peer);
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
                     tasks.spawn(async move {
@@ -143,6 +170,8 @@ impl Server {
         tracing::info!("shutting down: no longer accepting connections");
         drop(listener);
         state.shutdown.cancel();
+        // WebSocket sessions see the cancellation and close with 1001 (going away).
+        state.hub.kick_all(1001, "server shutting down");
         crate::systemd::notify_stopping();
         let grace = Duration::from_secs(config.server.shutdown_grace_secs);
         if tokio::time::timeout(grace, graceful.shutdown())
@@ -179,6 +208,7 @@ impl Server {
 /// The per-connection hyper service: records the peer, makes a trailing slash optional on every
 /// route, writes the access log (path only: query strings may hold tokens), and calls warp.
 fn connection_service<S>(
+    state: AppState,
     routes: S,
     peer: SocketAddr,
 ) -> impl hyper::service::Service<
@@ -200,13 +230,17 @@ where
 {
     hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         let mut routes = routes.clone();
+        let state = state.clone();
         request.extensions_mut().insert(RemoteAddr(peer));
         strip_trailing_slash(&mut request);
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let started = Instant::now();
         async move {
-            let response = routes.call(request).await?;
+            let response = match crate::ws::endpoint(&path) {
+                Some(endpoint) => crate::ws::upgrade(state, endpoint, request, peer),
+                None => routes.call(request).await?,
+            };
             tracing::info!(
                 target: "natter::access",
                 method = %method,

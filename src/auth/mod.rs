@@ -16,7 +16,14 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::hub::Hub;
 use crate::store::{Role, Rotation, Store, now_secs};
+
+/// WebSocket close code for a connection whose authentication ended (logout, expiry, revoked).
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+/// WebSocket close code for a connection whose user may no longer be here (disabled, removed,
+/// or refused access).
+pub const CLOSE_FORBIDDEN: u16 = 4403;
 
 pub use password::Hasher;
 pub use throttle::LoginThrottle;
@@ -58,6 +65,7 @@ pub struct Auth {
 
 struct AuthInner {
     store: Store,
+    hub: Hub,
     hasher: Hasher,
     keys: TokenKeys,
     throttle: LoginThrottle,
@@ -66,11 +74,12 @@ struct AuthInner {
 
 impl Auth {
     /// Loads (or creates) the signing secret and builds the service.
-    pub fn new(config: &Config, store: Store, hasher: Hasher) -> Result<Auth, Error> {
+    pub fn new(config: &Config, store: Store, hasher: Hasher, hub: Hub) -> Result<Auth, Error> {
         let secret = token::load_or_create_secret(&config.jwt_secret_path())?;
         Ok(Auth {
             inner: Arc::new(AuthInner {
                 store,
+                hub,
                 hasher,
                 keys: TokenKeys::new(&config.auth, &secret),
                 throttle: LoginThrottle::new(
@@ -180,6 +189,9 @@ impl Auth {
                 self.pair(&user, family.id, family.generation, family.expires_at)
             }
             Rotation::Reused => {
+                inner
+                    .hub
+                    .kick_session(session, CLOSE_UNAUTHORIZED, "session revoked");
                 tracing::warn!(
                     user = %user.username,
                     user_id = %user_id,
@@ -204,6 +216,9 @@ impl Auth {
         {
             tracing::info!(user_id = %user_id, session = %session, "logout");
         }
+        inner
+            .hub
+            .kick_session(session, CLOSE_UNAUTHORIZED, "logged out");
         Ok(())
     }
 

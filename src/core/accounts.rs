@@ -4,9 +4,10 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::auth::Hasher;
 use crate::auth::password::MAX_PASSWORD_BYTES;
+use crate::auth::{CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Hasher};
 use crate::error::Error;
+use crate::hub::Hub;
 use crate::store::{Role, Store, User, now_secs};
 
 /// Username rules: 3 to 32 characters of `a-z 0-9 _ . -`.
@@ -86,14 +87,16 @@ pub struct NewUser {
 pub struct Accounts {
     store: Store,
     hasher: Hasher,
+    hub: Hub,
     min_password_length: usize,
 }
 
 impl Accounts {
-    pub fn new(store: Store, hasher: Hasher, min_password_length: usize) -> Accounts {
+    pub fn new(store: Store, hasher: Hasher, hub: Hub, min_password_length: usize) -> Accounts {
         Accounts {
             store,
             hasher,
+            hub,
             min_password_length,
         }
     }
@@ -155,6 +158,8 @@ impl Accounts {
         self.store
             .revoke_user_families(user.id, "password changed")
             .await?;
+        self.hub
+            .kick_user(user.id, CLOSE_UNAUTHORIZED, "password changed");
         Ok(user)
     }
 
@@ -186,6 +191,8 @@ impl Accounts {
             .await?;
         if disabled {
             self.store.revoke_user_families(user.id, "disabled").await?;
+            self.hub
+                .kick_user(user.id, CLOSE_FORBIDDEN, "account disabled");
         }
         Ok(user)
     }
@@ -195,7 +202,10 @@ impl Accounts {
         if user.role == Role::Admin {
             self.ensure_other_admin(&user)?;
         }
-        self.store.remove_user(username).await
+        let removed = self.store.remove_user(username).await?;
+        self.hub
+            .kick_user(removed.id, CLOSE_FORBIDDEN, "account removed");
+        Ok(removed)
     }
 
     /// Refuses to leave the server without an enabled admin.

@@ -2,3 +2,6 @@
 //! the edges (HTTP, WebSocket dialects, the admin CLI) call. It knows nothing of JSON or HTTP.
 
 pub mod accounts;
+pub mod chat;
+pub mod events;
+pub mod policy;

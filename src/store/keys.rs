@@ -36,6 +36,23 @@ pub fn family(user_id: Uuid, family_id: Uuid) -> [u8; 32] {
     key
 }
 
+/// Room id + author id + the client's message id: finds the original of a retried Send.
+pub fn client_msg(room_id: u64, author: Uuid, client_msg_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(24 + client_msg_id.len());
+    key.extend_from_slice(&room_id.to_be_bytes());
+    key.extend_from_slice(author.as_bytes());
+    key.extend_from_slice(client_msg_id.as_bytes());
+    key
+}
+
+/// User id + a u64 sequence: a user's queued direct messages and notifications, in order.
+pub fn user_seq(user_id: Uuid, seq: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(user_id.as_bytes());
+    key[16..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
 pub fn room(room_id: u64) -> [u8; 8] {
     room_id.to_be_bytes()
 }

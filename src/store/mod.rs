@@ -7,6 +7,7 @@
 //! promises: the data survives a crash of the process; after a power cut, data written since the
 //! last completed flush may be lost (natter acknowledges nothing before that flush).
 
+mod inbox;
 pub mod keys;
 mod rooms;
 mod sessions;
@@ -24,7 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::StoreConfig;
 use crate::error::Error;
 
-pub use rooms::{Message, Room, Visibility};
+pub use inbox::{Notification, QueuedDirectMessage};
+pub use rooms::{Appended, Membership, Message, NewRoom, Room, Visibility};
 pub use sessions::{Family, Rotation};
 pub use users::{Role, User};
 
@@ -88,6 +90,25 @@ pub struct Trees {
     pub messages: sled::Tree,
     /// user id + family id -> [`Family`] JSON (refresh-token families and their revocation).
     pub families: sled::Tree,
+    /// room id + author id + client_msg_id -> sequence (idempotent Send).
+    pub client_ids: sled::Tree,
+    /// user id + u64 -> queued direct message JSON, for users who were offline.
+    pub dm_queue: sled::Tree,
+    /// user id + u64 -> [`Notification`] JSON (the inbox).
+    pub notifications: sled::Tree,
+}
+
+impl Trees {
+    /// Next value of a named counter in `meta`, starting at 1. Only called on the writer task,
+    /// which serializes writes, so read-increment-write is race-free.
+    pub fn next_counter(&self, name: &[u8]) -> Result<u64, Error> {
+        let current = match self.meta.get(name)? {
+            Some(raw) => keys::u64_at(&raw, 0).unwrap_or(1),
+            None => 1,
+        };
+        self.meta.insert(name, &(current + 1).to_be_bytes())?;
+        Ok(current)
+    }
 }
 
 struct Inner {
@@ -153,6 +174,9 @@ impl Store {
             user_rooms: db.open_tree("user_rooms")?,
             messages: db.open_tree("messages")?,
             families: db.open_tree("families")?,
+            client_ids: db.open_tree("client_ids")?,
+            dm_queue: db.open_tree("dm_queue")?,
+            notifications: db.open_tree("notifications")?,
         });
         check_schema(&trees.meta, &data_dir)?;
         let writer = writer::spawn(db.clone(), trees.clone(), config.max_batch);

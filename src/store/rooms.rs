@@ -12,6 +12,26 @@ use crate::error::Error;
 
 const META_NEXT_ROOM_ID: &[u8] = b"next_room_id";
 
+/// A user's membership of a room.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Membership {
+    /// Unix seconds.
+    #[serde(default)]
+    pub joined_at: i64,
+    /// Highest sequence the user has marked read.
+    #[serde(default)]
+    pub last_read_seq: u64,
+}
+
+/// What appending a message did.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub message: Message,
+    /// The same `client_msg_id` was stored before: `message` is that original, nothing new was
+    /// written.
+    pub duplicate: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
@@ -39,6 +59,9 @@ pub struct Message {
     pub room_id: u64,
     pub seq: u64,
     pub author: Uuid,
+    /// The author's username at the time (usernames never change), so reads need no lookup.
+    #[serde(default)]
+    pub author_name: String,
     pub content: String,
     pub created_at_ms: i64,
     pub edited_at_ms: Option<i64>,
@@ -69,6 +92,33 @@ impl Trees {
         self.rooms.insert(keys::room(room.id), encode(room)?)?;
         Ok(())
     }
+
+    pub fn message(&self, room_id: u64, seq: u64) -> Result<Option<Message>, Error> {
+        self.messages
+            .get(keys::message(room_id, seq))?
+            .map(|raw| decode("messages", &raw))
+            .transpose()
+    }
+
+    pub fn membership(&self, room_id: u64, user_id: Uuid) -> Result<Option<Membership>, Error> {
+        self.memberships
+            .get(keys::membership(room_id, user_id))?
+            .map(|raw| decode("memberships", &raw))
+            .transpose()
+    }
+
+    fn put_membership(
+        &self,
+        room_id: u64,
+        user_id: Uuid,
+        membership: &Membership,
+    ) -> Result<(), Error> {
+        self.memberships
+            .insert(keys::membership(room_id, user_id), encode(membership)?)?;
+        self.user_rooms
+            .insert(keys::user_room(user_id, room_id), b"".as_slice())?;
+        Ok(())
+    }
 }
 
 /// What a new room looks like before it has an id.
@@ -76,6 +126,8 @@ impl Trees {
 pub struct NewRoom {
     pub name: String,
     pub owner: Uuid,
+    /// Members besides the owner.
+    pub members: Vec<Uuid>,
     pub visibility: Visibility,
     pub persistent: bool,
     pub retention_secs: u64,
@@ -92,11 +144,7 @@ impl Store {
             if t.room_names.contains_key(new.name.as_bytes())? {
                 return Err(Error::Conflict(format!("room {} already exists", new.name)));
             }
-            let id = match t.meta.get(META_NEXT_ROOM_ID)? {
-                Some(raw) => keys::u64_at(&raw, 0).unwrap_or(1),
-                None => 1,
-            };
-            t.meta.insert(META_NEXT_ROOM_ID, &(id + 1).to_be_bytes())?;
+            let id = t.next_counter(META_NEXT_ROOM_ID)?;
             let room = Room {
                 id,
                 name: new.name,
@@ -109,30 +157,195 @@ impl Store {
             };
             t.put_room(&room)?;
             t.room_names.insert(room.name.as_bytes(), &keys::room(id))?;
-            t.memberships
-                .insert(keys::membership(id, room.owner), b"{}".as_slice())?;
-            t.user_rooms
-                .insert(keys::user_room(room.owner, id), b"".as_slice())?;
+            t.put_membership(
+                id,
+                room.owner,
+                &Membership {
+                    joined_at: now_secs(),
+                    last_read_seq: 0,
+                },
+            )?;
+            for member in &new.members {
+                t.put_membership(
+                    id,
+                    *member,
+                    &Membership {
+                        joined_at: now_secs(),
+                        last_read_seq: 0,
+                    },
+                )?;
+            }
             Ok(room)
         })
         .await
     }
 
     /// Appends a message to its room's log with the next sequence number and returns it as
-    /// stored. Durable when it returns.
-    pub async fn append_message(&self, mut message: Message) -> Result<Message, Error> {
+    /// stored. A `client_msg_id` already used by the same author in the room returns the original
+    /// instead (idempotent retries). Durable when it returns.
+    pub async fn append_message(&self, mut message: Message) -> Result<Appended, Error> {
         self.write(move |t| {
             let mut room = t
                 .room(message.room_id)?
                 .ok_or_else(|| Error::NotFound(format!("no room {}", message.room_id)))?;
+            let client_key = message
+                .client_msg_id
+                .as_deref()
+                .map(|id| keys::client_msg(room.id, message.author, id));
+            if let Some(key) = &client_key
+                && let Some(raw) = t.client_ids.get(key)?
+                && let Some(seq) = keys::u64_at(&raw, 0)
+                && let Some(original) = t.message(room.id, seq)?
+            {
+                return Ok(Appended {
+                    message: original,
+                    duplicate: true,
+                });
+            }
             room.last_seq += 1;
             message.seq = room.last_seq;
             t.messages
                 .insert(keys::message(room.id, message.seq), encode(&message)?)?;
+            if let Some(key) = client_key {
+                t.client_ids.insert(key, &message.seq.to_be_bytes())?;
+            }
             t.put_room(&room)?;
+            Ok(Appended {
+                message,
+                duplicate: false,
+            })
+        })
+        .await
+    }
+
+    /// Applies `change` to a stored message and returns the result. Durable when it returns.
+    pub async fn update_message<F>(
+        &self,
+        room_id: u64,
+        seq: u64,
+        change: F,
+    ) -> Result<Message, Error>
+    where
+        F: FnOnce(&mut Message) -> Result<(), Error> + Send + 'static,
+    {
+        self.write(move |t| {
+            let mut message = t
+                .message(room_id, seq)?
+                .ok_or_else(|| Error::NotFound(format!("no message {seq} in this room")))?;
+            change(&mut message)?;
+            t.messages
+                .insert(keys::message(room_id, seq), encode(&message)?)?;
             Ok(message)
         })
         .await
+    }
+
+    pub fn message(&self, room_id: u64, seq: u64) -> Result<Option<Message>, Error> {
+        self.trees().message(room_id, seq)
+    }
+
+    /// The membership of `user_id` in `room_id`, if any.
+    pub fn membership(&self, room_id: u64, user_id: Uuid) -> Result<Option<Membership>, Error> {
+        self.trees().membership(room_id, user_id)
+    }
+
+    /// Ids of the rooms `user_id` is a member of.
+    pub fn user_room_ids(&self, user_id: Uuid) -> Result<Vec<u64>, Error> {
+        let mut out = Vec::new();
+        for entry in self.trees().user_rooms.scan_prefix(user_id.as_bytes()) {
+            let (key, _) = entry?;
+            out.extend(keys::u64_at(&key, 16));
+        }
+        Ok(out)
+    }
+
+    /// User ids of the members of a room.
+    pub fn room_member_ids(&self, room_id: u64) -> Result<Vec<Uuid>, Error> {
+        let mut out = Vec::new();
+        for entry in self.trees().memberships.scan_prefix(keys::room(room_id)) {
+            let (key, _) = entry?;
+            out.extend(keys::uuid_at(&key, 8));
+        }
+        Ok(out)
+    }
+
+    /// All rooms, in id order.
+    pub fn rooms(&self) -> Result<Vec<Room>, Error> {
+        let mut out = Vec::new();
+        for entry in self.trees().rooms.iter() {
+            let (_, raw) = entry?;
+            out.push(decode("rooms", &raw)?);
+        }
+        Ok(out)
+    }
+
+    /// Makes `user_id` a member (keeping an existing membership as it is). Returns whether the
+    /// user was newly added.
+    pub async fn add_member(&self, room_id: u64, user_id: Uuid) -> Result<bool, Error> {
+        self.write(move |t| {
+            if t.room(room_id)?.is_none() {
+                return Err(Error::NotFound(format!("no room {room_id}")));
+            }
+            if t.membership(room_id, user_id)?.is_some() {
+                return Ok(false);
+            }
+            t.put_membership(
+                room_id,
+                user_id,
+                &Membership {
+                    joined_at: now_secs(),
+                    last_read_seq: 0,
+                },
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Ends a membership. Returns whether there was one.
+    pub async fn remove_member(&self, room_id: u64, user_id: Uuid) -> Result<bool, Error> {
+        self.write(move |t| {
+            let existed = t
+                .memberships
+                .remove(keys::membership(room_id, user_id))?
+                .is_some();
+            t.user_rooms.remove(keys::user_room(user_id, room_id))?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    /// Moves a member's read cursor forward (never back). Returns the cursor.
+    pub async fn mark_read(&self, room_id: u64, user_id: Uuid, seq: u64) -> Result<u64, Error> {
+        self.write(move |t| {
+            let mut membership = t
+                .membership(room_id, user_id)?
+                .ok_or_else(|| Error::Forbidden("not a member of this room".to_owned()))?;
+            if seq > membership.last_read_seq {
+                membership.last_read_seq = seq;
+                t.put_membership(room_id, user_id, &membership)?;
+            }
+            Ok(membership.last_read_seq)
+        })
+        .await
+    }
+
+    /// The newest `limit` messages of a room with `seq < before`, oldest first.
+    pub fn messages_before(
+        &self,
+        room_id: u64,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>, Error> {
+        let start = keys::message(room_id, 0);
+        let end = keys::message(room_id, before);
+        let mut out = Vec::new();
+        for entry in self.trees().messages.range(start..end).rev().take(limit) {
+            let (_, raw) = entry?;
+            out.push(decode("messages", &raw)?);
+        }
+        out.reverse();
+        Ok(out)
     }
 
     /// Messages of a room with `after < seq < before`, oldest first, at most `limit`.
@@ -174,6 +387,7 @@ mod tests {
         let new = |name: &str| NewRoom {
             name: name.to_owned(),
             owner,
+            members: Vec::new(),
             visibility: Visibility::Public,
             persistent: true,
             retention_secs: 0,
@@ -188,17 +402,38 @@ mod tests {
                         room_id: room.id,
                         seq: 0,
                         author: owner,
+                        author_name: "owner".to_owned(),
                         content: format!("{} {i}", room.name),
                         created_at_ms: 0,
                         edited_at_ms: None,
                         deleted: false,
                         reply_to: None,
-                        client_msg_id: None,
+                        client_msg_id: Some(format!("{}-{i}", room.name)),
                     })
                     .await
                     .expect("append");
             }
         }
+        let retry = store
+            .append_message(Message {
+                room_id: a.id,
+                seq: 0,
+                author: owner,
+                author_name: "owner".to_owned(),
+                content: "retried".to_owned(),
+                created_at_ms: 0,
+                edited_at_ms: None,
+                deleted: false,
+                reply_to: None,
+                client_msg_id: Some("a-3".to_owned()),
+            })
+            .await
+            .expect("append");
+        assert!(retry.duplicate);
+        assert_eq!(
+            (retry.message.seq, retry.message.content.as_str()),
+            (4, "a 3")
+        );
         let after_two = store.messages(a.id, 2, u64::MAX, 100).expect("range");
         let seqs: Vec<u64> = after_two.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, vec![3, 4, 5]);

@@ -1,0 +1,1003 @@
+//! The chat service: rooms, messages, direct messages, topics, presence and notifications.
+//! Every edge (the native WebSocket protocol, the compatibility dialects, the HTTP API) calls
+//! these functions; the rules (ACL, limits, durability, fan-out) live here and only here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::config::Config;
+use crate::core::events::{Event, RoomMessage};
+use crate::core::policy;
+use crate::error::Error;
+use crate::hub::topic;
+use crate::hub::{ConnId, Delivery, Hub};
+use crate::store::{
+    Message, NewRoom, Notification, QueuedDirectMessage, Room, Store, Visibility, now_secs,
+};
+
+/// Presence statuses a client may set.
+pub const STATUSES: &[&str] = &["online", "away", "busy", "offline"];
+
+/// What a Join returns: the room, the replayed history, and whether it is complete.
+#[derive(Debug)]
+pub struct JoinOutcome {
+    pub room: Room,
+    pub replay: Vec<Message>,
+    /// True when every message after `since` was replayed (none missing to the replay cap or
+    /// to retention).
+    pub complete: bool,
+}
+
+/// What a Send returns.
+#[derive(Debug)]
+pub struct SendOutcome {
+    pub room: Room,
+    pub message: Message,
+    /// The client_msg_id was seen before; `message` is the original, nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// What happened to a 004 DirectMessage.
+#[derive(Debug)]
+pub enum DirectOutcome {
+    /// Queued for these live connections (public ids).
+    Delivered(Vec<String>),
+    /// The user exists but is offline: stored, delivered at their next connection.
+    Queued,
+}
+
+/// A room as listed to a user.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomSummary {
+    pub id: u64,
+    pub name: String,
+    pub visibility: Visibility,
+    pub owner: String,
+    pub persistent: bool,
+    pub retention_secs: u64,
+    pub last_seq: u64,
+    pub member: bool,
+    /// Messages after the member's read cursor (0 for non-members).
+    pub unread: u64,
+}
+
+/// What creating a room takes.
+#[derive(Debug, Clone)]
+pub struct CreateRoom {
+    pub name: String,
+    pub visibility: Visibility,
+    pub persistent: bool,
+    pub retention_secs: u64,
+}
+
+/// What a notification takes.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub username: String,
+    pub title: String,
+    pub message: String,
+    pub level: String,
+    pub category: Option<String>,
+    pub url: Option<String>,
+    pub actions: Value,
+}
+
+#[derive(Clone)]
+pub struct Chat {
+    store: Store,
+    hub: Hub,
+    config: Arc<Config>,
+    /// Status set with SetStatus, by user; absent means "online" while connected.
+    statuses: Arc<Mutex<HashMap<Uuid, String>>>,
+}
+
+impl Chat {
+    pub fn new(store: Store, hub: Hub, config: Arc<Config>) -> Chat {
+        Chat {
+            store,
+            hub,
+            config,
+            statuses: Arc::default(),
+        }
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    // ----- rooms -------------------------------------------------------------------------
+
+    pub async fn create_room(&self, who: &Principal, req: CreateRoom) -> Result<Room, Error> {
+        policy::validate_room_name(&req.name)?;
+        if req.name.starts_with(policy::DM_PREFIX) {
+            return Err(Error::BadRequest(
+                "room names starting with dm: are reserved for direct messages".to_owned(),
+            ));
+        }
+        self.store
+            .create_room(NewRoom {
+                name: req.name,
+                owner: who.user_id,
+                members: Vec::new(),
+                visibility: req.visibility,
+                persistent: req.persistent,
+                retention_secs: req.retention_secs,
+            })
+            .await
+    }
+
+    /// Finds a room by name; `@username` names the direct room with that user, created on first
+    /// use (private, the two of them as members).
+    pub async fn resolve_room(&self, who: &Principal, name: &str) -> Result<Room, Error> {
+        if let Some(other) = name.strip_prefix('@') {
+            return self.direct_room(who, other).await;
+        }
+        self.store
+            .room_by_name(name)?
+            .ok_or_else(|| Error::NotFound(format!("no room {name}")))
+    }
+
+    async fn direct_room(&self, who: &Principal, other: &str) -> Result<Room, Error> {
+        let peer = self
+            .store
+            .user_by_name(other)?
+            .ok_or_else(|| Error::NotFound(format!("no user {other}")))?;
+        if peer.id == who.user_id {
+            return Err(Error::BadRequest(
+                "a direct room needs another user".to_owned(),
+            ));
+        }
+        let name = policy::dm_room_name(&who.username, &peer.username);
+        if let Some(room) = self.store.room_by_name(&name)? {
+            return Ok(room);
+        }
+        let created = self
+            .store
+            .create_room(NewRoom {
+                name: name.clone(),
+                owner: who.user_id,
+                members: vec![peer.id],
+                visibility: Visibility::Private,
+                persistent: true,
+                retention_secs: 0,
+            })
+            .await;
+        match created {
+            Ok(room) => Ok(room),
+            // Both sides opened it at once: the other one won.
+            Err(Error::Conflict(_)) => self
+                .store
+                .room_by_name(&name)?
+                .ok_or_else(|| Error::NotFound(format!("no room {name}"))),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn is_member(&self, room: &Room, who: &Principal) -> Result<bool, Error> {
+        Ok(self.store.membership(room.id, who.user_id)?.is_some())
+    }
+
+    /// Read access (public room, member, or admin), else Forbidden.
+    pub fn check_read(&self, who: &Principal, room: &Room) -> Result<(), Error> {
+        if policy::can_read_room(who, room, self.is_member(room, who)?) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "room {} is private and you are not a member",
+                room.name
+            )))
+        }
+    }
+
+    /// Makes sure `who` may post: members may; a public room makes them a member; admins may
+    /// post anywhere.
+    async fn ensure_member(&self, who: &Principal, room: &Room) -> Result<(), Error> {
+        if self.is_member(room, who)? {
+            return Ok(());
+        }
+        match room.visibility {
+            Visibility::Public => {
+                if self.store.add_member(room.id, who.user_id).await? {
+                    self.emit_membership(room, who.user_id, &who.username, true);
+                }
+                Ok(())
+            }
+            Visibility::Private if who.is_admin() => Ok(()),
+            Visibility::Private => Err(Error::Forbidden(format!(
+                "room {} is private and you are not a member",
+                room.name
+            ))),
+        }
+    }
+
+    /// Joins a connection to a room: subscribes it first, then reads what it missed (sequence >
+    /// `since`), so nothing falls between history and live events (duplicates are dropped by
+    /// sequence on the connection).
+    pub async fn join(
+        &self,
+        who: &Principal,
+        conn: ConnId,
+        name: &str,
+        since: Option<u64>,
+    ) -> Result<JoinOutcome, Error> {
+        let room = self.resolve_room(who, name).await?;
+        self.check_read(who, &room)?;
+        if room.visibility == Visibility::Public && !self.is_member(&room, who)? {
+            self.ensure_member(who, &room).await?;
+        }
+        self.hub
+            .join_room(conn, room.id, self.config.ws.max_joined_rooms)
+            .map_err(|()| {
+                Error::RateLimited(format!(
+                    "at most {} rooms per connection",
+                    self.config.ws.max_joined_rooms
+                ))
+            })?;
+        // Re-read: messages stored between resolve and subscribe are in the replay.
+        let room = self.store.room_by_name(&room.name)?.unwrap_or(room);
+        let Some(since) = since else {
+            return Ok(JoinOutcome {
+                room,
+                replay: Vec::new(),
+                complete: true,
+            });
+        };
+        let cap = self.config.ws.max_replay;
+        let replay = self.store.messages(room.id, since, u64::MAX, cap)?;
+        let first_expected = since.saturating_add(1);
+        let gap_at_start = room.last_seq >= first_expected
+            && replay.first().map(|m| m.seq) != Some(first_expected);
+        let truncated = replay.len() >= cap && replay.last().map(|m| m.seq) < Some(room.last_seq);
+        let complete = !gap_at_start && !truncated && since <= room.last_seq;
+        Ok(JoinOutcome {
+            room,
+            replay,
+            complete,
+        })
+    }
+
+    pub async fn leave(&self, who: &Principal, conn: ConnId, name: &str) -> Result<Room, Error> {
+        let room = self.resolve_room(who, name).await?;
+        self.hub.leave_room(conn, room.id);
+        Ok(room)
+    }
+
+    /// Stores a message (durably) and delivers it to the room. A repeated `client_msg_id`
+    /// returns the original and delivers nothing.
+    pub async fn send(
+        &self,
+        who: &Principal,
+        name: &str,
+        content: String,
+        reply_to: Option<u64>,
+        client_msg_id: Option<String>,
+    ) -> Result<SendOutcome, Error> {
+        self.check_content(&content)?;
+        if let Some(id) = &client_msg_id
+            && (id.is_empty() || id.len() > 128)
+        {
+            return Err(Error::BadRequest(
+                "client_msg_id must be 1 to 128 bytes".to_owned(),
+            ));
+        }
+        let room = self.resolve_room(who, name).await?;
+        self.ensure_member(who, &room).await?;
+        if let Some(parent) = reply_to
+            && (parent == 0 || parent > room.last_seq)
+        {
+            return Err(Error::BadRequest(format!(
+                "reply_to {parent} is not a message of this room"
+            )));
+        }
+        let draft = Message {
+            room_id: room.id,
+            seq: 0,
+            author: who.user_id,
+            author_name: who.username.clone(),
+            content,
+            created_at_ms: now_millis(),
+            edited_at_ms: None,
+            deleted: false,
+            reply_to,
+            client_msg_id,
+        };
+        if !room.persistent {
+            self.emit_room(
+                &room,
+                Event::Message(RoomMessage {
+                    room: room.name.clone(),
+                    message: draft.clone(),
+                }),
+            );
+            return Ok(SendOutcome {
+                room,
+                message: draft,
+                duplicate: false,
+            });
+        }
+        let appended = self.store.append_message(draft).await?;
+        if !appended.duplicate {
+            self.emit_room(
+                &room,
+                Event::Message(RoomMessage {
+                    room: room.name.clone(),
+                    message: appended.message.clone(),
+                }),
+            );
+        }
+        Ok(SendOutcome {
+            room,
+            message: appended.message,
+            duplicate: appended.duplicate,
+        })
+    }
+
+    pub async fn edit(
+        &self,
+        who: &Principal,
+        name: &str,
+        seq: u64,
+        content: String,
+    ) -> Result<(Room, Message), Error> {
+        self.check_content(&content)?;
+        let room = self.resolve_room(who, name).await?;
+        self.check_read(who, &room)?;
+        let who_inner = who.clone();
+        let room_for_check = room.clone();
+        let message = self
+            .store
+            .update_message(room.id, seq, move |m| {
+                if m.deleted {
+                    return Err(Error::NotFound(format!("message {seq} was deleted")));
+                }
+                if !policy::can_modify_message(&who_inner, &room_for_check, m.author) {
+                    return Err(Error::Forbidden(
+                        "you can only edit your own messages".to_owned(),
+                    ));
+                }
+                m.content = content;
+                m.edited_at_ms = Some(now_millis());
+                Ok(())
+            })
+            .await?;
+        self.emit_room(
+            &room,
+            Event::MessageEdited(RoomMessage {
+                room: room.name.clone(),
+                message: message.clone(),
+            }),
+        );
+        Ok((room, message))
+    }
+
+    /// Deletes a message: its content is erased, a tombstone keeps its sequence.
+    pub async fn delete(&self, who: &Principal, name: &str, seq: u64) -> Result<Room, Error> {
+        let room = self.resolve_room(who, name).await?;
+        self.check_read(who, &room)?;
+        let who_inner = who.clone();
+        let room_for_check = room.clone();
+        self.store
+            .update_message(room.id, seq, move |m| {
+                if m.deleted {
+                    return Err(Error::NotFound(format!("message {seq} was deleted")));
+                }
+                if !policy::can_modify_message(&who_inner, &room_for_check, m.author) {
+                    return Err(Error::Forbidden(
+                        "you can only delete your own messages".to_owned(),
+                    ));
+                }
+                m.deleted = true;
+                m.content.clear();
+                m.edited_at_ms = Some(now_millis());
+                Ok(())
+            })
+            .await?;
+        self.emit_room(
+            &room,
+            Event::MessageDeleted {
+                room: room.name.clone(),
+                room_id: room.id,
+                seq,
+            },
+        );
+        Ok(room)
+    }
+
+    /// Messages with `after < seq < before`: the newest `limit` of them when only `before` (or
+    /// nothing) is given, the oldest `limit` when `after` is. Returns them oldest first and
+    /// whether more lie beyond.
+    pub async fn history(
+        &self,
+        who: &Principal,
+        name: &str,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<(Room, Vec<Message>, bool), Error> {
+        let room = self.resolve_room(who, name).await?;
+        self.check_read(who, &room)?;
+        let limit = limit.unwrap_or(50).clamp(1, self.config.ws.max_history);
+        let before = before.unwrap_or(u64::MAX);
+        let (messages, has_more) = match after {
+            Some(after) => {
+                let mut page = self.store.messages(room.id, after, before, limit + 1)?;
+                let more = page.len() > limit;
+                page.truncate(limit);
+                (page, more)
+            }
+            None => {
+                let mut page = self.store.messages_before(room.id, before, limit + 1)?;
+                let more = page.len() > limit;
+                if more {
+                    page.remove(0);
+                }
+                (page, more)
+            }
+        };
+        Ok((room, messages, has_more))
+    }
+
+    /// Tells the room someone is typing. Never stored.
+    pub async fn typing(
+        &self,
+        who: &Principal,
+        origin: ConnId,
+        name: &str,
+        is_typing: bool,
+    ) -> Result<(), Error> {
+        let room = self.resolve_room(who, name).await?;
+        self.check_read(who, &room)?;
+        let delivery = Delivery::skipping(
+            Event::Typing {
+                room: room.name.clone(),
+                room_id: room.id,
+                user_id: who.user_id,
+                username: who.username.clone(),
+                is_typing,
+            },
+            Some(origin),
+        );
+        self.hub.publish_room(room.id, &delivery);
+        Ok(())
+    }
+
+    /// Moves the read cursor and tells the room (read receipts).
+    pub async fn read(&self, who: &Principal, name: &str, seq: u64) -> Result<(Room, u64), Error> {
+        let room = self.resolve_room(who, name).await?;
+        self.check_read(who, &room)?;
+        let seq = seq.min(room.last_seq);
+        let cursor = self.store.mark_read(room.id, who.user_id, seq).await?;
+        self.emit_room(
+            &room,
+            Event::Read {
+                room: room.name.clone(),
+                room_id: room.id,
+                user_id: who.user_id,
+                username: who.username.clone(),
+                seq: cursor,
+            },
+        );
+        Ok((room, cursor))
+    }
+
+    /// Rooms `who` can see (public ones and their own), with unread counts.
+    pub fn list_rooms(&self, who: &Principal) -> Result<Vec<RoomSummary>, Error> {
+        let mut out = Vec::new();
+        let mut owners: HashMap<Uuid, String> = HashMap::new();
+        for room in self.store.rooms()? {
+            let membership = self.store.membership(room.id, who.user_id)?;
+            if !policy::can_read_room(who, &room, membership.is_some()) {
+                continue;
+            }
+            let owner = match owners.get(&room.owner) {
+                Some(name) => name.clone(),
+                None => {
+                    let name = self
+                        .store
+                        .user(room.owner)?
+                        .map_or_else(|| room.owner.to_string(), |u| u.username);
+                    owners.insert(room.owner, name.clone());
+                    name
+                }
+            };
+            out.push(RoomSummary {
+                id: room.id,
+                name: room.name.clone(),
+                visibility: room.visibility,
+                owner,
+                persistent: room.persistent,
+                retention_secs: room.retention_secs,
+                last_seq: room.last_seq,
+                member: membership.is_some(),
+                unread: membership.map_or(0, |m| room.last_seq.saturating_sub(m.last_read_seq)),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Member usernames of a room (read access needed).
+    pub fn members(&self, who: &Principal, room: &Room) -> Result<Vec<String>, Error> {
+        self.check_read(who, room)?;
+        let mut names = Vec::new();
+        for id in self.store.room_member_ids(room.id)? {
+            if let Some(user) = self.store.user(id)? {
+                names.push(user.username);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Adds a member: the owner or an admin may add anyone; anyone may add themselves to a
+    /// public room.
+    pub async fn add_member(
+        &self,
+        who: &Principal,
+        name: &str,
+        username: &str,
+    ) -> Result<Room, Error> {
+        let room = self.resolve_room(who, name).await?;
+        let user = self
+            .store
+            .user_by_name(username)?
+            .ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
+        let allowed = who.is_admin()
+            || room.owner == who.user_id
+            || (user.id == who.user_id && room.visibility == Visibility::Public);
+        if !allowed {
+            return Err(Error::Forbidden(
+                "only the room owner or an admin may add members".to_owned(),
+            ));
+        }
+        if self.store.add_member(room.id, user.id).await? {
+            self.emit_membership(&room, user.id, &user.username, true);
+        }
+        Ok(room)
+    }
+
+    /// Removes a member: the owner or an admin may remove anyone, anyone may leave. The user's
+    /// live connections lose the room at once.
+    pub async fn remove_member(
+        &self,
+        who: &Principal,
+        name: &str,
+        username: &str,
+    ) -> Result<Room, Error> {
+        let room = self.resolve_room(who, name).await?;
+        let user = self
+            .store
+            .user_by_name(username)?
+            .ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
+        if !(who.is_admin() || room.owner == who.user_id || user.id == who.user_id) {
+            return Err(Error::Forbidden(
+                "only the room owner or an admin may remove members".to_owned(),
+            ));
+        }
+        if user.id == room.owner && !who.is_admin() {
+            return Err(Error::BadRequest(
+                "the owner cannot leave their room".to_owned(),
+            ));
+        }
+        if !self.store.remove_member(room.id, user.id).await? {
+            return Err(Error::NotFound(format!(
+                "{username} is not a member of {}",
+                room.name
+            )));
+        }
+        if room.visibility == Visibility::Private {
+            self.hub.remove_user_from_room(
+                user.id,
+                room.id,
+                Event::RoomClosed {
+                    room: room.name.clone(),
+                    room_id: room.id,
+                    reason: "removed from the room".to_owned(),
+                },
+            );
+        }
+        self.emit_membership(&room, user.id, &user.username, false);
+        Ok(room)
+    }
+
+    fn emit_membership(&self, room: &Room, user_id: Uuid, username: &str, joined: bool) {
+        self.emit_room(
+            room,
+            Event::Membership {
+                room: room.name.clone(),
+                room_id: room.id,
+                user_id,
+                username: username.to_owned(),
+                joined,
+            },
+        );
+    }
+
+    fn emit_room(&self, room: &Room, event: Event) -> usize {
+        self.hub.publish_room(room.id, &Delivery::new(event))
+    }
+
+    fn check_content(&self, content: &str) -> Result<(), Error> {
+        let max = self.config.ws.max_message_chars;
+        if content.trim().is_empty() {
+            return Err(Error::BadRequest("message content is empty".to_owned()));
+        }
+        if content.chars().count() > max {
+            return Err(Error::BadRequest(format!(
+                "message exceeds {max} characters"
+            )));
+        }
+        Ok(())
+    }
+
+    // ----- topics (004 pub/sub) ----------------------------------------------------------
+
+    /// Subscribes a connection to topics and patterns, all or nothing. Returns the active
+    /// subscription count.
+    pub fn subscribe(
+        &self,
+        who: &Principal,
+        conn: ConnId,
+        topics: &[String],
+    ) -> Result<usize, Error> {
+        let mut parsed = Vec::with_capacity(topics.len());
+        for text in topics {
+            let subscription = topic::parse_subscription(text)
+                .map_err(|e| Error::BadRequest(format!("{text:?}: {e}")))?;
+            policy::check_subscribe(who, &subscription)?;
+            parsed.push(subscription);
+        }
+        let max = self.config.ws.max_subscriptions;
+        let mut active = 0;
+        for subscription in &parsed {
+            active = self.hub.subscribe(conn, subscription, max).map_err(|_| {
+                Error::RateLimited(format!("at most {max} subscriptions per connection"))
+            })?;
+        }
+        if parsed.is_empty() {
+            active = self.hub.subscription_count(conn);
+        }
+        Ok(active)
+    }
+
+    pub fn unsubscribe(&self, conn: ConnId, topics: &[String]) -> usize {
+        let mut active = self.hub.subscription_count(conn);
+        for text in topics {
+            active = self.hub.unsubscribe(conn, text);
+        }
+        active
+    }
+
+    /// Publishes a Broadcast; returns the number of connections it was delivered to.
+    pub fn broadcast(
+        &self,
+        who: &Principal,
+        origin: Option<ConnId>,
+        topic_name: &str,
+        payload: Value,
+        message_id: String,
+    ) -> Result<usize, Error> {
+        policy::check_publish(who, topic_name)?;
+        let delivery = Delivery::skipping(
+            Event::Broadcast {
+                topic: topic_name.to_owned(),
+                payload,
+                sender: who.username.clone(),
+                sent_at: now_secs(),
+                message_id,
+            },
+            origin,
+        );
+        Ok(self.hub.publish_topic(topic_name, &delivery))
+    }
+
+    /// Relays a custom `X-` frame on a topic.
+    pub fn relay_custom(
+        &self,
+        who: &Principal,
+        origin: Option<ConnId>,
+        kind: &str,
+        topic_name: &str,
+        data: Value,
+    ) -> Result<usize, Error> {
+        policy::check_publish(who, topic_name)?;
+        let delivery = Delivery::skipping(
+            Event::Custom {
+                kind: kind.to_owned(),
+                topic: topic_name.to_owned(),
+                data,
+                sender: who.username.clone(),
+            },
+            origin,
+        );
+        Ok(self.hub.publish_topic(topic_name, &delivery))
+    }
+
+    /// Relays a binary frame to a topic's subscribers.
+    pub fn binary_to_topic(
+        &self,
+        who: &Principal,
+        origin: ConnId,
+        topic_name: &str,
+        frame: bytes::Bytes,
+    ) -> Result<usize, Error> {
+        policy::check_publish(who, topic_name)?;
+        let delivery = Delivery::skipping(Event::Binary { frame }, Some(origin));
+        Ok(self.hub.publish_topic(topic_name, &delivery))
+    }
+
+    /// Relays a binary frame to a user's live connections.
+    pub fn binary_to_user(&self, target: &str, frame: bytes::Bytes) -> Result<Vec<String>, Error> {
+        let user = self
+            .store
+            .user_by_name(target)?
+            .filter(|u| !u.disabled)
+            .ok_or_else(|| Error::NotFound(format!("User {target} not found or not connected")))?;
+        let delivered = self
+            .hub
+            .publish_user(user.id, &Delivery::new(Event::Binary { frame }));
+        if delivered.is_empty() {
+            return Err(Error::NotFound(format!(
+                "User {target} not found or not connected"
+            )));
+        }
+        Ok(delivered)
+    }
+
+    /// A 004 DirectMessage: delivered to every live connection of the target, or stored for
+    /// their next connection. `NotFound` when there is no such user.
+    pub async fn direct_message(
+        &self,
+        who: &Principal,
+        target: &str,
+        payload: Value,
+        message_id: String,
+    ) -> Result<DirectOutcome, Error> {
+        let user = match Uuid::parse_str(target) {
+            Ok(id) => self.store.user(id)?,
+            Err(_) => self.store.user_by_name(target)?,
+        }
+        .filter(|u| !u.disabled)
+        .ok_or_else(|| Error::NotFound(format!("User {target} not found or not connected")))?;
+        let sent_at = now_secs();
+        let delivery = Delivery::new(Event::DirectMessage {
+            from_user: who.username.clone(),
+            from_user_id: who.user_id,
+            payload: payload.clone(),
+            sent_at,
+            message_id: message_id.clone(),
+        });
+        let delivered = self.hub.publish_user(user.id, &delivery);
+        if !delivered.is_empty() {
+            return Ok(DirectOutcome::Delivered(delivered));
+        }
+        self.store
+            .queue_direct_message(
+                user.id,
+                QueuedDirectMessage {
+                    from_user_id: who.user_id,
+                    from_user: who.username.clone(),
+                    payload,
+                    message_id,
+                    sent_at,
+                },
+                self.config.ws.max_queued_direct_messages,
+            )
+            .await?;
+        Ok(DirectOutcome::Queued)
+    }
+
+    /// Direct messages queued while the user was offline, as events, oldest first (removed from
+    /// the queue).
+    pub async fn take_queued_direct_messages(&self, who: &Principal) -> Result<Vec<Event>, Error> {
+        Ok(self
+            .store
+            .take_direct_messages(who.user_id)
+            .await?
+            .into_iter()
+            .map(|m| Event::DirectMessage {
+                from_user: m.from_user,
+                from_user_id: m.from_user_id,
+                payload: m.payload,
+                sent_at: m.sent_at,
+                message_id: m.message_id,
+            })
+            .collect())
+    }
+
+    // ----- presence ------------------------------------------------------------------------
+
+    /// A user's first connection came up.
+    pub async fn connected(&self, who: &Principal) {
+        self.touch_last_seen(who).await;
+        let status = self.status_of(who.user_id);
+        self.emit_presence(who, &status, None);
+    }
+
+    /// A user's last connection went away.
+    pub async fn disconnected(&self, who: &Principal) {
+        let last_seen = self.touch_last_seen(who).await;
+        if let Ok(mut statuses) = self.statuses.lock() {
+            statuses.remove(&who.user_id);
+        }
+        self.emit_presence_at(who, "offline", last_seen, None);
+    }
+
+    /// Sets a user's status (online, away, busy, offline) and tells their rooms.
+    pub async fn set_status(
+        &self,
+        who: &Principal,
+        status: &str,
+        metadata: Option<Value>,
+    ) -> Result<(), Error> {
+        if !STATUSES.contains(&status) {
+            return Err(Error::BadRequest(format!(
+                "status must be one of {}",
+                STATUSES.join(", ")
+            )));
+        }
+        if let Ok(mut statuses) = self.statuses.lock() {
+            statuses.insert(who.user_id, status.to_owned());
+        }
+        self.touch_last_seen(who).await;
+        self.emit_presence(who, status, metadata);
+        Ok(())
+    }
+
+    pub fn status_of(&self, user_id: Uuid) -> String {
+        if !self.hub.is_online(user_id) {
+            return "offline".to_owned();
+        }
+        self.statuses
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&user_id).cloned())
+            .unwrap_or_else(|| "online".to_owned())
+    }
+
+    fn emit_presence(&self, who: &Principal, status: &str, metadata: Option<Value>) {
+        self.emit_presence_at(who, status, Some(now_secs()), metadata);
+    }
+
+    /// Presence goes to every connection that joined a room the user is a member of.
+    fn emit_presence_at(
+        &self,
+        who: &Principal,
+        status: &str,
+        last_seen: Option<i64>,
+        metadata: Option<Value>,
+    ) {
+        let rooms = match self.store.user_room_ids(who.user_id) {
+            Ok(rooms) => self.hub.joined_rooms_of(&rooms),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read memberships for presence");
+                return;
+            }
+        };
+        if rooms.is_empty() {
+            return;
+        }
+        let delivery = Delivery::new(Event::Presence {
+            user_id: who.user_id,
+            username: who.username.clone(),
+            status: status.to_owned(),
+            last_seen,
+            metadata,
+        });
+        self.hub.publish_rooms(&rooms, &delivery);
+    }
+
+    async fn touch_last_seen(&self, who: &Principal) -> Option<i64> {
+        let now = now_secs();
+        match self
+            .store
+            .update_user(&who.username, move |u| {
+                u.last_seen = Some(now);
+                Ok(())
+            })
+            .await
+        {
+            Ok(_) => Some(now),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot update last_seen");
+                None
+            }
+        }
+    }
+
+    // ----- server-side publishing and notifications (admin / service) --------------------
+
+    /// Delivers an arbitrary event into a room (seed 001's task.* and project.* events).
+    pub async fn publish(
+        &self,
+        who: &Principal,
+        name: &str,
+        kind: &str,
+        data: Value,
+    ) -> Result<usize, Error> {
+        if !who.is_admin() {
+            return Err(Error::Forbidden(
+                "publishing needs an admin or service token".to_owned(),
+            ));
+        }
+        if kind.is_empty() || kind.len() > 64 {
+            return Err(Error::BadRequest("type must be 1 to 64 bytes".to_owned()));
+        }
+        let room = self.resolve_room(who, name).await?;
+        Ok(self.emit_room(
+            &room,
+            Event::Published {
+                room: room.name.clone(),
+                room_id: room.id,
+                kind: kind.to_owned(),
+                data,
+            },
+        ))
+    }
+
+    /// Stores a notification in the user's inbox and delivers it live.
+    pub async fn notify(
+        &self,
+        who: &Principal,
+        new: NewNotification,
+    ) -> Result<Notification, Error> {
+        if !who.is_admin() {
+            return Err(Error::Forbidden(
+                "sending notifications needs an admin or service token".to_owned(),
+            ));
+        }
+        if !matches!(new.level.as_str(), "info" | "success" | "warning" | "error") {
+            return Err(Error::BadRequest(
+                "level must be info, success, warning or error".to_owned(),
+            ));
+        }
+        if new.title.chars().count() > 200 || new.message.chars().count() > 4000 {
+            return Err(Error::BadRequest(
+                "title is limited to 200 and message to 4000 characters".to_owned(),
+            ));
+        }
+        if !(new.actions.is_array() || new.actions.is_null()) {
+            return Err(Error::BadRequest("actions must be an array".to_owned()));
+        }
+        let user = self
+            .store
+            .user_by_name(&new.username)?
+            .ok_or_else(|| Error::NotFound(format!("no user {}", new.username)))?;
+        let stored = self
+            .store
+            .insert_notification(Notification {
+                id: 0,
+                user_id: user.id,
+                level: new.level,
+                title: new.title,
+                message: new.message,
+                category: new.category,
+                url: new.url,
+                actions: if new.actions.is_null() {
+                    Value::Array(Vec::new())
+                } else {
+                    new.actions
+                },
+                created_at: now_secs(),
+                read: false,
+            })
+            .await?;
+        self.hub
+            .publish_user(user.id, &Delivery::new(Event::Notification(stored.clone())));
+        Ok(stored)
+    }
+}
+
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

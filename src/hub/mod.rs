@@ -1,0 +1,600 @@
+//! The in-memory broker: which connection is subscribed to which topic, joined to which room,
+//! and belongs to which user; and fan-out of events to them.
+//!
+//! Every connection has a bounded outbound queue. Fan-out never waits: it `try_send`s a shared
+//! `Arc<Delivery>` (encoded lazily once per dialect, see [`Delivery::encoded`]); a connection
+//! whose queue is full is told to close (close code [`CLOSE_SLOW_CONSUMER`]) and never slows the
+//! publisher or anyone else. Topics and rooms with no subscribers are dropped from memory.
+//! Locks are never held across an `.await`.
+
+pub mod topic;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::core::events::Event;
+use topic::{Pattern, Subscription};
+
+/// Close code for a subscriber that fell `ws.outbound_queue` frames behind.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+
+/// How many dialects can encode a delivery (one cache slot each).
+pub const DIALECT_SLOTS: usize = 5;
+
+/// Connection handle id inside the hub.
+pub type ConnId = u64;
+
+/// An event on its way to subscribers, with one lazily-filled encoding per dialect.
+pub struct Delivery {
+    pub event: Event,
+    /// The connection whose request caused the event, when it must not receive it itself.
+    pub skip: Option<ConnId>,
+    encoded: [OnceLock<Option<tokio_tungstenite::tungstenite::Message>>; DIALECT_SLOTS],
+}
+
+impl Delivery {
+    pub fn new(event: Event) -> Arc<Delivery> {
+        Self::skipping(event, None)
+    }
+
+    pub fn skipping(event: Event, skip: Option<ConnId>) -> Arc<Delivery> {
+        Arc::new(Delivery {
+            event,
+            skip,
+            encoded: Default::default(),
+        })
+    }
+
+    /// This event as dialect `slot` encodes it, computed by the first subscriber of that dialect
+    /// and shared (a cheap refcount clone) by the rest. `None`: the dialect does not show it.
+    pub fn encoded(
+        &self,
+        slot: usize,
+        encode: impl FnOnce(&Event) -> Option<tokio_tungstenite::tungstenite::Message>,
+    ) -> Option<tokio_tungstenite::tungstenite::Message> {
+        match self.encoded.get(slot) {
+            Some(cell) => cell.get_or_init(|| encode(&self.event)).clone(),
+            None => encode(&self.event),
+        }
+    }
+}
+
+/// Why the hub asks a connection to close.
+#[derive(Debug, Clone)]
+pub struct CloseReason {
+    pub code: u16,
+    pub reason: String,
+}
+
+/// A one-shot "please close" signal for one connection.
+#[derive(Default)]
+pub struct Kick {
+    token: CancellationToken,
+    reason: OnceLock<CloseReason>,
+}
+
+impl Kick {
+    /// Asks the connection to close; the first reason wins.
+    pub fn fire(&self, code: u16, reason: &str) {
+        let _ = self.reason.set(CloseReason {
+            code,
+            reason: reason.to_owned(),
+        });
+        self.token.cancel();
+    }
+
+    pub async fn fired(&self) -> CloseReason {
+        self.token.cancelled().await;
+        self.reason.get().cloned().unwrap_or(CloseReason {
+            code: 1000,
+            reason: String::new(),
+        })
+    }
+}
+
+/// What a connection tells the hub about itself.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub user_id: Uuid,
+    pub username: String,
+    pub session_id: Uuid,
+    /// The id shown to clients (`connection_id`, `delivered_to`).
+    pub public_id: String,
+}
+
+struct Conn {
+    info: ConnInfo,
+    outbound: mpsc::Sender<Arc<Delivery>>,
+    kick: Arc<Kick>,
+    topics: HashSet<String>,
+    patterns: HashSet<String>,
+    rooms: HashSet<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    conns: HashMap<ConnId, Conn>,
+    users: HashMap<Uuid, HashSet<ConnId>>,
+    topics: HashMap<String, HashSet<ConnId>>,
+    patterns: HashMap<String, (Pattern, HashSet<ConnId>)>,
+    rooms: HashMap<u64, HashSet<ConnId>>,
+}
+
+/// A registered connection's end of the hub.
+pub struct Registration {
+    pub id: ConnId,
+    pub outbound: mpsc::Receiver<Arc<Delivery>>,
+    pub kick: Arc<Kick>,
+    /// This is the user's only connection (they just came online).
+    pub first_for_user: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RegisterError {
+    /// The user has `max_connections_per_user` connections already.
+    UserLimit,
+    /// The server has `max_connections` connections already.
+    ServerLimit,
+}
+
+#[derive(Clone, Default)]
+pub struct Hub {
+    state: Arc<RwLock<State>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Hub {
+    pub fn new() -> Hub {
+        Hub::default()
+    }
+
+    // Poisoning: a panic cannot happen while these locks are held (no user code runs under them),
+    // and with panic=abort in release it would end the process anyway.
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a connection with an outbound queue of `queue` deliveries.
+    pub fn register(
+        &self,
+        info: ConnInfo,
+        queue: usize,
+        max_per_user: usize,
+        max_total: usize,
+    ) -> Result<Registration, RegisterError> {
+        let mut state = self.write();
+        if state.conns.len() >= max_total {
+            return Err(RegisterError::ServerLimit);
+        }
+        let existing = state.users.get(&info.user_id).map_or(0, HashSet::len);
+        if existing >= max_per_user {
+            return Err(RegisterError::UserLimit);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let kick = Arc::new(Kick::default());
+        state.users.entry(info.user_id).or_default().insert(id);
+        state.conns.insert(
+            id,
+            Conn {
+                info,
+                outbound: tx,
+                kick: kick.clone(),
+                topics: HashSet::new(),
+                patterns: HashSet::new(),
+                rooms: HashSet::new(),
+            },
+        );
+        Ok(Registration {
+            id,
+            outbound: rx,
+            kick,
+            first_for_user: existing == 0,
+        })
+    }
+
+    /// Removes a connection and all its subscriptions. Returns true if it was its user's last.
+    pub fn unregister(&self, id: ConnId) -> bool {
+        let mut state = self.write();
+        let Some(conn) = state.conns.remove(&id) else {
+            return false;
+        };
+        for topic in &conn.topics {
+            remove_member(&mut state.topics, topic, id);
+        }
+        for pattern in &conn.patterns {
+            if let Some((_, members)) = state.patterns.get_mut(pattern) {
+                members.remove(&id);
+                if members.is_empty() {
+                    state.patterns.remove(pattern);
+                }
+            }
+        }
+        for room in &conn.rooms {
+            remove_member(&mut state.rooms, room, id);
+        }
+        let user_id = conn.info.user_id;
+        let last = match state.users.get_mut(&user_id) {
+            Some(set) => {
+                set.remove(&id);
+                set.is_empty()
+            }
+            None => true,
+        };
+        if last {
+            state.users.remove(&user_id);
+        }
+        last
+    }
+
+    /// Subscribes a connection; returns its number of subscriptions afterwards, or `Err(count)`
+    /// when that would exceed `max`.
+    pub fn subscribe(
+        &self,
+        id: ConnId,
+        subscription: &Subscription,
+        max: usize,
+    ) -> Result<usize, usize> {
+        let mut state = self.write();
+        let state = &mut *state;
+        let Some(conn) = state.conns.get_mut(&id) else {
+            return Err(0);
+        };
+        let count = conn.topics.len() + conn.patterns.len();
+        match subscription {
+            Subscription::Exact(topic) => {
+                if !conn.topics.contains(topic) {
+                    if count >= max {
+                        return Err(count);
+                    }
+                    conn.topics.insert(topic.clone());
+                    state.topics.entry(topic.clone()).or_default().insert(id);
+                }
+            }
+            Subscription::Pattern(pattern) => {
+                if !conn.patterns.contains(&pattern.text) {
+                    if count >= max {
+                        return Err(count);
+                    }
+                    conn.patterns.insert(pattern.text.clone());
+                    state
+                        .patterns
+                        .entry(pattern.text.clone())
+                        .or_insert_with(|| (pattern.clone(), HashSet::new()))
+                        .1
+                        .insert(id);
+                }
+            }
+        }
+        Ok(conn.topics.len() + conn.patterns.len())
+    }
+
+    /// Unsubscribes (exact topic or pattern text); returns the subscriptions left.
+    pub fn unsubscribe(&self, id: ConnId, text: &str) -> usize {
+        let mut state = self.write();
+        let state = &mut *state;
+        let Some(conn) = state.conns.get_mut(&id) else {
+            return 0;
+        };
+        if conn.topics.remove(text) {
+            remove_member(&mut state.topics, &text.to_owned(), id);
+        }
+        if conn.patterns.remove(text)
+            && let Some((_, members)) = state.patterns.get_mut(text)
+        {
+            members.remove(&id);
+            if members.is_empty() {
+                state.patterns.remove(text);
+            }
+        }
+        conn.topics.len() + conn.patterns.len()
+    }
+
+    /// Records a connection's new session after an in-band token renewal.
+    pub fn set_session(&self, id: ConnId, session_id: Uuid) {
+        if let Some(conn) = self.write().conns.get_mut(&id) {
+            conn.info.session_id = session_id;
+        }
+    }
+
+    pub fn subscription_count(&self, id: ConnId) -> usize {
+        self.read()
+            .conns
+            .get(&id)
+            .map_or(0, |c| c.topics.len() + c.patterns.len())
+    }
+
+    /// Adds a connection to a room's audience; `Err(())` beyond `max` rooms.
+    pub fn join_room(&self, id: ConnId, room_id: u64, max: usize) -> Result<(), ()> {
+        let mut state = self.write();
+        let state = &mut *state;
+        let Some(conn) = state.conns.get_mut(&id) else {
+            return Err(());
+        };
+        if !conn.rooms.contains(&room_id) && conn.rooms.len() >= max {
+            return Err(());
+        }
+        conn.rooms.insert(room_id);
+        state.rooms.entry(room_id).or_default().insert(id);
+        Ok(())
+    }
+
+    pub fn leave_room(&self, id: ConnId, room_id: u64) {
+        let mut state = self.write();
+        let state = &mut *state;
+        if let Some(conn) = state.conns.get_mut(&id) {
+            conn.rooms.remove(&room_id);
+        }
+        remove_member(&mut state.rooms, &room_id, id);
+    }
+
+    /// Whether the connection has joined the room.
+    pub fn in_room(&self, id: ConnId, room_id: u64) -> bool {
+        self.read()
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.rooms.contains(&room_id))
+    }
+
+    /// Delivers to the subscribers of `topic` (exact and matching patterns, each connection
+    /// once). Returns how many connections it was queued for.
+    pub fn publish_topic(&self, topic: &str, delivery: &Arc<Delivery>) -> usize {
+        let state = self.read();
+        let exact = state.topics.get(topic);
+        let mut matched: Vec<&HashSet<ConnId>> = state
+            .patterns
+            .values()
+            .filter(|(pattern, _)| pattern.matches(topic))
+            .map(|(_, members)| members)
+            .collect();
+        if matched.is_empty() {
+            return exact.map_or(0, |members| deliver_all(&state, members.iter(), delivery));
+        }
+        matched.extend(exact);
+        let unique: HashSet<ConnId> = matched.into_iter().flatten().copied().collect();
+        deliver_all(&state, unique.iter(), delivery)
+    }
+
+    /// Delivers to the connections that joined `room_id`.
+    pub fn publish_room(&self, room_id: u64, delivery: &Arc<Delivery>) -> usize {
+        let state = self.read();
+        state
+            .rooms
+            .get(&room_id)
+            .map_or(0, |members| deliver_all(&state, members.iter(), delivery))
+    }
+
+    /// Delivers once to every connection that joined any of `room_ids`.
+    pub fn publish_rooms(&self, room_ids: &[u64], delivery: &Arc<Delivery>) -> usize {
+        let state = self.read();
+        let unique: HashSet<ConnId> = room_ids
+            .iter()
+            .filter_map(|room| state.rooms.get(room))
+            .flatten()
+            .copied()
+            .collect();
+        deliver_all(&state, unique.iter(), delivery)
+    }
+
+    /// Delivers to every connection of a user; returns the public ids it was queued for.
+    pub fn publish_user(&self, user_id: Uuid, delivery: &Arc<Delivery>) -> Vec<String> {
+        let state = self.read();
+        let mut delivered = Vec::new();
+        if let Some(ids) = state.users.get(&user_id) {
+            for id in ids {
+                if let Some(conn) = state.conns.get(id)
+                    && Some(*id) != delivery.skip
+                    && deliver(conn, delivery)
+                {
+                    delivered.push(conn.info.public_id.clone());
+                }
+            }
+        }
+        delivered
+    }
+
+    /// Delivers to one connection.
+    pub fn publish_conn(&self, id: ConnId, delivery: &Arc<Delivery>) -> bool {
+        let state = self.read();
+        state
+            .conns
+            .get(&id)
+            .is_some_and(|conn| deliver(conn, delivery))
+    }
+
+    pub fn is_online(&self, user_id: Uuid) -> bool {
+        self.read().users.contains_key(&user_id)
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.read().conns.len()
+    }
+
+    /// Closes every connection of a user.
+    pub fn kick_user(&self, user_id: Uuid, code: u16, reason: &str) -> usize {
+        self.kick_where(|info| info.user_id == user_id, code, reason)
+    }
+
+    /// Closes every connection authenticated with a session (refresh-token family).
+    pub fn kick_session(&self, session_id: Uuid, code: u16, reason: &str) -> usize {
+        self.kick_where(|info| info.session_id == session_id, code, reason)
+    }
+
+    /// Closes every connection (shutdown).
+    pub fn kick_all(&self, code: u16, reason: &str) -> usize {
+        self.kick_where(|_| true, code, reason)
+    }
+
+    fn kick_where(&self, select: impl Fn(&ConnInfo) -> bool, code: u16, reason: &str) -> usize {
+        let state = self.read();
+        let mut kicked = 0;
+        for conn in state.conns.values().filter(|c| select(&c.info)) {
+            conn.kick.fire(code, reason);
+            kicked += 1;
+        }
+        kicked
+    }
+
+    /// Takes a user's connections out of a room and tells each of them with `event`.
+    pub fn remove_user_from_room(&self, user_id: Uuid, room_id: u64, event: Event) -> usize {
+        let mut state = self.write();
+        let state = &mut *state;
+        let ids: Vec<ConnId> = state
+            .rooms
+            .get(&room_id)
+            .map(|members| {
+                members
+                    .iter()
+                    .copied()
+                    .filter(|id| {
+                        state
+                            .conns
+                            .get(id)
+                            .is_some_and(|c| c.info.user_id == user_id)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let delivery = Delivery::new(event);
+        for id in &ids {
+            remove_member(&mut state.rooms, &room_id, *id);
+            if let Some(conn) = state.conns.get_mut(id) {
+                conn.rooms.remove(&room_id);
+                deliver(conn, &delivery);
+            }
+        }
+        ids.len()
+    }
+
+    /// Ids of rooms joined by at least one connection (for presence fan-out).
+    pub fn joined_rooms_of(&self, room_ids: &[u64]) -> Vec<u64> {
+        let state = self.read();
+        room_ids
+            .iter()
+            .copied()
+            .filter(|id| state.rooms.contains_key(id))
+            .collect()
+    }
+}
+
+fn remove_member<K: std::hash::Hash + Eq + Clone>(
+    map: &mut HashMap<K, HashSet<ConnId>>,
+    key: &K,
+    id: ConnId,
+) {
+    if let Some(members) = map.get_mut(key) {
+        members.remove(&id);
+        if members.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+fn deliver_all<'a>(
+    state: &State,
+    ids: impl Iterator<Item = &'a ConnId>,
+    delivery: &Arc<Delivery>,
+) -> usize {
+    let mut count = 0;
+    for id in ids {
+        if Some(*id) == delivery.skip {
+            continue;
+        }
+        if let Some(conn) = state.conns.get(id)
+            && deliver(conn, delivery)
+        {
+            count += 1;
+        }
+    }
+    count
+}
+
+/// Queues without waiting; a full queue marks the connection as a slow consumer to be closed.
+fn deliver(conn: &Conn, delivery: &Arc<Delivery>) -> bool {
+    match conn.outbound.try_send(delivery.clone()) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            if !conn.kick.token.is_cancelled() {
+                tracing::warn!(
+                    user = %conn.info.username,
+                    connection = %conn.info.public_id,
+                    "slow consumer: outbound queue full; disconnecting"
+                );
+            }
+            conn.kick
+                .fire(CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full");
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(user: Uuid) -> ConnInfo {
+        ConnInfo {
+            user_id: user,
+            username: "u".to_owned(),
+            session_id: Uuid::new_v4(),
+            public_id: Uuid::new_v4().to_string(),
+        }
+    }
+
+    fn event() -> Event {
+        Event::MessageDeleted {
+            room: "r".to_owned(),
+            room_id: 1,
+            seq: 1,
+        }
+    }
+
+    #[test]
+    fn per_user_and_total_limits() {
+        let hub = Hub::new();
+        let user = Uuid::new_v4();
+        let _a = hub.register(info(user), 4, 2, 3).expect("first");
+        let _b = hub.register(info(user), 4, 2, 3).expect("second");
+        assert_eq!(
+            hub.register(info(user), 4, 2, 3).err(),
+            Some(RegisterError::UserLimit)
+        );
+        let _c = hub
+            .register(info(Uuid::new_v4()), 4, 2, 3)
+            .expect("other user");
+        assert_eq!(
+            hub.register(info(Uuid::new_v4()), 4, 2, 3).err(),
+            Some(RegisterError::ServerLimit)
+        );
+    }
+
+    #[test]
+    fn full_queue_kicks_only_the_slow_consumer_and_empty_topics_vanish() {
+        let hub = Hub::new();
+        let slow = hub.register(info(Uuid::new_v4()), 2, 5, 10).expect("slow");
+        let mut fast = hub.register(info(Uuid::new_v4()), 2, 5, 10).expect("fast");
+        let sub = topic::parse_subscription("t").expect("topic");
+        hub.subscribe(slow.id, &sub, 10).expect("sub");
+        hub.subscribe(fast.id, &sub, 10).expect("sub");
+        for _ in 0..3 {
+            hub.publish_topic("t", &Delivery::new(event()));
+            while fast.outbound.try_recv().is_ok() {}
+        }
+        assert!(slow.kick.token.is_cancelled());
+        assert!(!fast.kick.token.is_cancelled());
+        hub.unregister(slow.id);
+        hub.unregister(fast.id);
+        assert!(hub.read().topics.is_empty());
+        assert!(hub.read().users.is_empty());
+    }
+}

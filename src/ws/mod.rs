@@ -1,0 +1,291 @@
+//! WebSocket endpoints: the upgrade (handled on hyper directly, so the WebSocket layer is ours to
+//! configure: a 4 KiB read buffer instead of tungstenite's 128 KiB, bounded frames), token
+//! extraction, the Origin check, and the hand-off to a [`session`] running the endpoint's dialect.
+
+pub mod dialect;
+pub mod session;
+
+use std::net::SocketAddr;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::error::Error;
+use crate::server::AppState;
+
+/// Name of the cookie `POST /api/token/` sets when asked (`"cookie": true`).
+pub const ACCESS_COOKIE: &str = "natter_access";
+/// Subprotocol prefix that carries a token (`access_token.<JWT>`).
+pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "access_token.";
+
+/// Read buffer per connection: small, because most connections are idle most of the time.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes buffered before a write goes to the socket (frames are coalesced, then flushed).
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
+/// A WebSocket endpoint and the dialect it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/ws`: the native protocol (seed 004).
+    Native,
+}
+
+/// Which WebSocket endpoint (if any) serves `path`.
+pub fn endpoint(path: &str) -> Option<Endpoint> {
+    match path {
+        "/ws" => Some(Endpoint::Native),
+        _ => None,
+    }
+}
+
+/// The WebSocket configuration every endpoint uses.
+pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(WRITE_BUFFER_BYTES + max_frame_bytes * 2)
+        .max_message_size(Some(max_frame_bytes))
+        .max_frame_size(Some(max_frame_bytes))
+}
+
+/// Where the credentials of an upgrade request came from.
+#[derive(Debug, Default)]
+pub struct Credentials {
+    pub token: Option<String>,
+    /// The `access_token.<JWT>` subprotocol offered, to be echoed in the 101 response.
+    pub subprotocol: Option<String>,
+}
+
+/// Finds the token: `Authorization: Bearer`, `?token=`, the `access_token.<JWT>` subprotocol,
+/// or the `natter_access` cookie, in that order.
+pub fn credentials(headers: &HeaderMap, query: Option<&str>) -> Credentials {
+    let mut found = Credentials::default();
+    for offered in headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+    {
+        if let Some(token) = offered.strip_prefix(TOKEN_SUBPROTOCOL_PREFIX) {
+            found.subprotocol = Some(offered.to_owned());
+            found.token = Some(token.to_owned());
+            break;
+        }
+    }
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == ACCESS_COOKIE)
+        .map(|(_, value)| value.to_owned());
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_owned());
+    let from_query = query.and_then(|q| query_param(q, "token"));
+    found.token = bearer.or(from_query).or(found.token).or(cookie);
+    found
+}
+
+/// One query parameter, percent-decoded.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| percent_decode(value))
+}
+
+/// Decodes `%XX` escapes and `+` (as space). Invalid escapes stay as they are.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            other => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether a browser `Origin` may open a WebSocket here: no Origin (not a browser), the
+/// server's own origin (same host as `Host`), or one listed in `ws.allowed_origins`.
+pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    if allowed.iter().any(|a| a == origin || a == "*") {
+        return true;
+    }
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|host| host.eq_ignore_ascii_case(origin_host))
+}
+
+/// Handles an HTTP request to a WebSocket endpoint: refuses a non-upgrade or foreign-origin
+/// request with a JSON error, otherwise answers 101 and runs the session once the connection is
+/// upgraded. A bad token still gets the upgrade: the session then says why (401) and closes
+/// with 4401, because browsers cannot read the status of a refused upgrade.
+pub fn upgrade(
+    state: AppState,
+    endpoint: Endpoint,
+    mut request: hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> warp::reply::Response {
+    let headers = request.headers();
+    let is_upgrade = request.method() == hyper::Method::GET
+        && header_has_token(headers, header::CONNECTION, "upgrade")
+        && header_has_token(headers, header::UPGRADE, "websocket");
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .cloned()
+        .filter(|_| is_upgrade)
+    else {
+        let mut response = crate::http::error_response(&Error::BadRequest(
+            "this is a WebSocket endpoint: send a WebSocket upgrade request".to_owned(),
+        ));
+        *response.status_mut() = hyper::StatusCode::UPGRADE_REQUIRED;
+        response
+            .headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return response;
+    };
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        let mut response = crate::http::error_response(&Error::BadRequest(
+            "unsupported WebSocket version (13 is required)".to_owned(),
+        ));
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return response;
+    }
+    if !origin_allowed(headers, &state.config.ws.allowed_origins) {
+        tracing::info!(peer = %peer, "WebSocket refused: foreign origin");
+        return crate::http::error_response(&Error::Forbidden("origin not allowed".to_owned()));
+    }
+    let credentials = credentials(headers, request.uri().query());
+    let mut response: warp::reply::Response = hyper::Response::new(Default::default());
+    *response.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+    let response_headers = response.headers_mut();
+    response_headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    response_headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    if let Ok(value) = HeaderValue::from_str(&accept) {
+        response_headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    if let Some(protocol) = &credentials.subprotocol
+        && let Ok(value) = HeaderValue::from_str(protocol)
+    {
+        response_headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let tracked = state.clone();
+    tracked.spawn_tracked(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(peer = %peer, error = %e, "WebSocket upgrade failed");
+                return;
+            }
+        };
+        let config = websocket_config(state.config.ws.max_frame_bytes);
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        match endpoint {
+            Endpoint::Native => {
+                session::run::<dialect::native::Native>(state, socket, credentials, peer).await;
+            }
+        }
+    });
+    response
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_query_values() {
+        assert_eq!(
+            query_param("a=1&token=x%2Ey+z", "token").as_deref(),
+            Some("x.y z")
+        );
+        assert_eq!(query_param("token", "token").as_deref(), Some(""));
+        assert_eq!(query_param("a=1", "token"), None);
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn origin_rules() {
+        let mut headers = HeaderMap::new();
+        assert!(origin_allowed(&headers, &[]), "no Origin: not a browser");
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_static("chat.example.com:8000"),
+        );
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://chat.example.com:8000"),
+        );
+        assert!(origin_allowed(&headers, &[]), "same origin");
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(!origin_allowed(&headers, &[]));
+        assert!(origin_allowed(
+            &headers,
+            &["https://evil.example".to_owned()]
+        ));
+    }
+}

@@ -1,0 +1,339 @@
+//! One WebSocket connection: one task, one `select!` loop over the client's frames, the
+//! outbound queue, the heartbeat, token expiry and the hub's close requests. Frames produced in
+//! one turn of the loop are written together and flushed once.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use uuid::Uuid;
+
+use super::Credentials;
+use super::dialect::Dialect;
+use crate::auth::{CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Principal};
+use crate::core::policy::RateLimiter;
+use crate::error::Error;
+use crate::hub::{ConnId, ConnInfo, RegisterError};
+use crate::server::AppState;
+use crate::store::now_secs;
+
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Close code: the message rate limit was exceeded over and over, or too many connections.
+pub const CLOSE_RATE_LIMITED: u16 = 4429;
+/// Close code: the peer did not answer the heartbeat in time.
+pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4000;
+/// Close code: the server is at `ws.max_connections` (standard "try again later").
+pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
+/// Close code: a frame above `ws.max_frame_bytes` (standard "message too big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
+/// Most queued deliveries written in one turn before the loop looks at other events again.
+const MAX_COALESCED: usize = 64;
+/// A write that makes no progress for this long means the peer stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a dialect works with: the authenticated user, the connection, the core, and the frames
+/// to send at the end of this turn.
+pub struct Ctx {
+    pub state: AppState,
+    pub principal: Principal,
+    pub conn: ConnId,
+    /// The connection id shown to clients.
+    pub public_id: String,
+    pub peer: SocketAddr,
+    outgoing: Vec<Message>,
+    close: Option<(u16, String)>,
+    messages: RateLimiter,
+    typing: RateLimiter,
+    /// Highest sequence already sent per room by a replay: live duplicates are dropped.
+    replayed: HashMap<u64, u64>,
+}
+
+impl Ctx {
+    /// Queues a frame for this turn's write.
+    pub fn send(&mut self, frame: Message) {
+        self.outgoing.push(frame);
+    }
+
+    /// Ends the connection after this turn's frames, with a close frame.
+    pub fn close(&mut self, code: u16, reason: &str) {
+        if self.close.is_none() {
+            self.close = Some((code, reason.to_owned()));
+        }
+    }
+
+    /// Counts one rate-limited request (messages of any kind). Over the limit: `RateLimited`;
+    /// a client that keeps going a whole minute's worth past it is closed with 4429.
+    pub fn check_rate(&mut self) -> Result<(), Error> {
+        if self.messages.try_take() {
+            return Ok(());
+        }
+        let per_minute = self.state.config.ws.messages_per_minute;
+        if self.messages.refused_in_a_row >= per_minute {
+            self.close(CLOSE_RATE_LIMITED, "message rate limit exceeded");
+        }
+        Err(Error::RateLimited(format!(
+            "rate limit exceeded: {per_minute} messages per minute; retry in {} ms",
+            self.messages.retry_after().as_millis()
+        )))
+    }
+
+    /// Whether a typing notification may go out now (extra ones are dropped).
+    pub fn typing_allowed(&mut self) -> bool {
+        self.typing.try_take()
+    }
+
+    /// Records that room messages up to `seq` were sent by a replay.
+    pub fn note_replayed(&mut self, room_id: u64, seq: u64) {
+        let entry = self.replayed.entry(room_id).or_insert(0);
+        *entry = (*entry).max(seq);
+    }
+
+    /// Replaces the connection's credentials (in-band renewal); the same user only.
+    pub fn renew(&mut self, principal: Principal) -> Result<(), Error> {
+        if principal.user_id != self.principal.user_id {
+            return Err(Error::Forbidden(
+                "the new token belongs to another user".to_owned(),
+            ));
+        }
+        self.state.hub.set_session(self.conn, principal.session_id);
+        self.principal = principal;
+        Ok(())
+    }
+}
+
+/// Runs a connection to its end.
+pub async fn run<D: Dialect>(
+    state: AppState,
+    mut socket: Socket,
+    credentials: Credentials,
+    peer: SocketAddr,
+) {
+    let principal = match credentials.token.as_deref() {
+        None => Err(Error::InvalidToken("missing token")),
+        Some(token) => state.auth.authenticate(token),
+    };
+    let principal = match principal {
+        Ok(principal) => principal,
+        Err(error) => {
+            let code = if matches!(error, Error::AccountDisabled | Error::Forbidden(_)) {
+                CLOSE_FORBIDDEN
+            } else {
+                CLOSE_UNAUTHORIZED
+            };
+            tracing::info!(peer = %peer, error = %error, "WebSocket refused");
+            refuse::<D>(&mut socket, &error, code).await;
+            return;
+        }
+    };
+    let config = state.config.ws.clone();
+    let public_id = Uuid::new_v4().to_string();
+    let registration = match state.hub.register(
+        ConnInfo {
+            user_id: principal.user_id,
+            username: principal.username.clone(),
+            session_id: principal.session_id,
+            public_id: public_id.clone(),
+        },
+        config.outbound_queue,
+        config.max_connections_per_user,
+        config.max_connections,
+    ) {
+        Ok(registration) => registration,
+        Err(RegisterError::UserLimit) => {
+            let error = Error::RateLimited(format!(
+                "too many connections: at most {} per user",
+                config.max_connections_per_user
+            ));
+            refuse::<D>(&mut socket, &error, CLOSE_RATE_LIMITED).await;
+            return;
+        }
+        Err(RegisterError::ServerLimit) => {
+            refuse::<D>(&mut socket, &Error::Unavailable, CLOSE_TRY_AGAIN_LATER).await;
+            return;
+        }
+    };
+    tracing::debug!(user = %principal.username, connection = %public_id, peer = %peer, "WebSocket connected");
+    let conn = registration.id;
+    let mut ctx = Ctx {
+        state: state.clone(),
+        principal,
+        conn,
+        public_id,
+        peer,
+        outgoing: Vec::new(),
+        close: None,
+        messages: RateLimiter::new(config.messages_per_minute, config.message_burst),
+        typing: RateLimiter::new(config.typing_per_minute, config.typing_per_minute.min(5)),
+        replayed: HashMap::new(),
+    };
+    let mut dialect = D::new(&ctx);
+    dialect.on_connect(&mut ctx).await;
+    if registration.first_for_user {
+        state.chat.connected(&ctx.principal).await;
+    }
+    let mut outbound = registration.outbound;
+    let kick = registration.kick;
+
+    let ping_every = Duration::from_secs(config.ping_interval_secs);
+    let pong_timeout = Duration::from_secs(config.pong_timeout_secs);
+    let mut next_ping = Instant::now() + ping_every;
+    let mut pong_deadline: Option<Instant> = None;
+    let mut expiry = Expiry::new(&ctx.principal, &config);
+
+    let close = loop {
+        if !ctx.outgoing.is_empty() || ctx.close.is_some() {
+            let frames = std::mem::take(&mut ctx.outgoing);
+            if !write(&mut socket, frames, &kick).await {
+                break None;
+            }
+            if let Some(close) = ctx.close.take() {
+                break Some(close);
+            }
+        }
+        if expiry.expires_at != ctx.principal.expires_at {
+            expiry = Expiry::new(&ctx.principal, &config);
+        }
+        tokio::select! {
+            biased;
+            reason = kick.fired() => break Some((reason.code, reason.reason)),
+            () = state.shutdown_token().cancelled() => break Some((1001, "server shutting down".to_owned())),
+            frame = socket.next() => {
+                pong_deadline = None;
+                match frame {
+                    Some(Ok(Message::Text(text))) => dialect.on_text(&mut ctx, text.as_str()).await,
+                    Some(Ok(Message::Binary(data))) => dialect.on_binary(&mut ctx, data).await,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Err(tungstenite::Error::Capacity(e))) => {
+                        tracing::info!(user = %ctx.principal.username, error = %e, "frame too big; closing");
+                        break Some((CLOSE_TOO_BIG, format!("frame exceeds {} bytes", config.max_frame_bytes)));
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(user = %ctx.principal.username, error = %e, "WebSocket read error");
+                        break None;
+                    }
+                }
+            }
+            delivery = outbound.recv() => {
+                let Some(first) = delivery else { break None };
+                let mut next = Some(first);
+                let mut taken = 0;
+                while let Some(delivery) = next.take() {
+                    if let Some((room, seq)) = delivery.event.room_seq()
+                        && ctx.replayed.get(&room).is_some_and(|done| seq <= *done)
+                    {
+                        // Already sent by the Join replay.
+                    } else if let Some(frame) = delivery.encoded(D::SLOT, D::encode) {
+                        ctx.outgoing.push(frame);
+                    }
+                    taken += 1;
+                    if taken < MAX_COALESCED {
+                        next = outbound.try_recv().ok();
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(next_ping) => {
+                next_ping = Instant::now() + ping_every;
+                if pong_deadline.is_none() {
+                    pong_deadline = Some(Instant::now() + pong_timeout);
+                }
+                ctx.outgoing.push(dialect.ping().unwrap_or_else(|| Message::Ping(bytes::Bytes::new())));
+            }
+            () = sleep_until_opt(pong_deadline) => {
+                break Some((CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout".to_owned()));
+            }
+            () = sleep_until_opt(expiry.warn_at.filter(|_| !expiry.warned)) => {
+                expiry.warned = true;
+                if let Some(frame) = dialect.token_expiring(ctx.principal.expires_at) {
+                    ctx.outgoing.push(frame);
+                }
+            }
+            () = tokio::time::sleep_until(expiry.close_at) => {
+                break Some((CLOSE_UNAUTHORIZED, "token expired".to_owned()));
+            }
+        }
+    };
+
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.close(Some(frame))).await;
+    }
+    if state.hub.unregister(conn) {
+        state.chat.disconnected(&ctx.principal).await;
+    }
+    tracing::debug!(user = %ctx.principal.username, connection = %ctx.public_id, "WebSocket closed");
+}
+
+/// When to warn about and when to enforce the access token's expiry.
+struct Expiry {
+    expires_at: i64,
+    warn_at: Option<Instant>,
+    warned: bool,
+    close_at: Instant,
+}
+
+impl Expiry {
+    fn new(principal: &Principal, config: &crate::config::WsConfig) -> Expiry {
+        let now = Instant::now();
+        let left = u64::try_from(principal.expires_at.saturating_sub(now_secs())).unwrap_or(0);
+        let warn_in = left.checked_sub(config.expiry_warning_secs);
+        Expiry {
+            expires_at: principal.expires_at,
+            warn_at: Some(now + Duration::from_secs(warn_in.unwrap_or(0))),
+            warned: false,
+            close_at: now + Duration::from_secs(left.saturating_add(config.expiry_grace_secs)),
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes the frames of one turn and flushes once. Gives up (false) when the peer does not
+/// read within `WRITE_TIMEOUT` or the hub asks the connection to close meanwhile.
+async fn write(socket: &mut Socket, frames: Vec<Message>, kick: &crate::hub::Kick) -> bool {
+    let work = async {
+        for frame in frames {
+            socket.feed(frame).await?;
+        }
+        socket.flush().await
+    };
+    tokio::select! {
+        result = work => result.is_ok(),
+        _ = kick.fired() => false,
+        () = tokio::time::sleep(WRITE_TIMEOUT) => false,
+    }
+}
+
+/// Says why, then closes.
+async fn refuse<D: Dialect>(socket: &mut Socket, error: &Error, code: u16) {
+    if let Some(frame) = D::refusal(error) {
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.send(frame)).await;
+    }
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: error
+            .public_message()
+            .chars()
+            .take(100)
+            .collect::<String>()
+            .into(),
+    };
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.close(Some(frame))).await;
+}
