@@ -89,25 +89,32 @@ pub fn check_publish(who: &Principal, topic_name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// A token bucket: `per_minute` sustained, `burst` at once.
+/// A token bucket (implemented as GCRA, in exact integer time): `per_minute` sustained,
+/// `burst` at once. Over any window of T, it accepts at most `burst + T * rate` requests.
 #[derive(Debug)]
 pub struct RateLimiter {
-    capacity: f64,
-    tokens: f64,
-    per_sec: f64,
-    last: Instant,
+    /// Time one token takes to refill.
+    interval: Duration,
+    /// How far ahead of now the theoretical arrival time may run: (burst - 1) intervals.
+    tolerance: Duration,
+    /// Theoretical arrival time of the next request.
+    tat: Instant,
     /// Refusals in the current refusal streak (reset by an accepted request).
     pub refused_in_a_row: u32,
 }
 
 impl RateLimiter {
     pub fn new(per_minute: u32, burst: u32) -> RateLimiter {
-        let capacity = f64::from(burst.max(1));
+        Self::new_at(per_minute, burst, Instant::now())
+    }
+
+    /// A full bucket as of `now`.
+    pub fn new_at(per_minute: u32, burst: u32, now: Instant) -> RateLimiter {
+        let interval = Duration::from_secs(60) / per_minute.max(1);
         RateLimiter {
-            capacity,
-            tokens: capacity,
-            per_sec: f64::from(per_minute) / 60.0,
-            last: Instant::now(),
+            interval,
+            tolerance: interval * burst.max(1).saturating_sub(1),
+            tat: now,
             refused_in_a_row: 0,
         }
     }
@@ -118,11 +125,9 @@ impl RateLimiter {
     }
 
     pub fn try_take_at(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let tat = self.tat.max(now);
+        if tat.saturating_duration_since(now) <= self.tolerance {
+            self.tat = tat + self.interval;
             self.refused_in_a_row = 0;
             true
         } else {
@@ -133,10 +138,9 @@ impl RateLimiter {
 
     /// How long until the next token.
     pub fn retry_after(&self) -> Duration {
-        if self.per_sec <= 0.0 {
-            return Duration::from_secs(60);
-        }
-        Duration::from_secs_f64(((1.0 - self.tokens) / self.per_sec).max(0.0))
+        self.tat
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(self.tolerance)
     }
 }
 
@@ -147,7 +151,7 @@ mod tests {
     #[test]
     fn bucket_accepts_exactly_rate_times_time_plus_burst() {
         let start = Instant::now();
-        let mut bucket = RateLimiter::new(60, 5);
+        let mut bucket = RateLimiter::new_at(60, 5, start);
         let mut accepted = 0;
         // 10 seconds at 10 attempts per second: 5 (burst) + 10 (1/s) accepted.
         for tenth in 0..=100 {
