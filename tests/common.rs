@@ -233,3 +233,57 @@ pub fn add_user(data_dir: &Path, username: &str, password: &str, role: &str) {
     );
     assert_eq!(code, 0, "user add failed: {out}{err}");
 }
+
+/// Helpers for the authenticated HTTP API.
+impl TestServer {
+    /// Starts a server on a fresh temporary data dir that already holds `users` (name, password,
+    /// role), added with `natter user add`; so no bootstrap admin is created.
+    pub async fn start_with_users(users: &[(&str, &str, &str)]) -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for (name, password, role) in users {
+            add_user(tmp.path(), name, password, role);
+        }
+        let mut server = Self::start_config(test_config(tmp.path()))
+            .await
+            .expect("server starts");
+        server._tmp = Some(tmp);
+        server
+    }
+
+    /// Logs in and returns the access token; panics unless it works.
+    pub async fn access_token(&self, username: &str, password: &str) -> String {
+        let response = self.login(username, password).await;
+        assert_eq!(
+            response.status, 200,
+            "login {username}: {:?}",
+            response.json
+        );
+        response.json["access"]
+            .as_str()
+            .expect("access token")
+            .to_owned()
+    }
+
+    /// A request with `Authorization: Bearer <token>` (when given) and a JSON body (when given).
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let authorization = token.map(|t| format!("Bearer {t}"));
+        let mut headers = Vec::new();
+        if let Some(value) = &authorization {
+            headers.push(("authorization", value.as_str()));
+        }
+        let bytes = match body {
+            Some(body) => {
+                headers.push(("content-type", "application/json"));
+                body.to_string().into_bytes()
+            }
+            None => Vec::new(),
+        };
+        http(self.addr, method, path, &headers, bytes).await
+    }
+}

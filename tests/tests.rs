@@ -2,7 +2,10 @@
 //! starts the real server on 127.0.0.1:0 with a temporary data dir, or runs the built binary.
 
 mod common;
+mod wsclient;
 
 mod cli;
 mod http_auth;
+mod http_rooms;
 mod lifecycle;
+mod ws_native;

@@ -233,14 +233,15 @@ impl Chat {
         if room.visibility == Visibility::Public && !self.is_member(&room, who)? {
             self.ensure_member(who, &room).await?;
         }
-        self.hub
+        if !self
+            .hub
             .join_room(conn, room.id, self.config.ws.max_joined_rooms)
-            .map_err(|()| {
-                Error::RateLimited(format!(
-                    "at most {} rooms per connection",
-                    self.config.ws.max_joined_rooms
-                ))
-            })?;
+        {
+            return Err(Error::RateLimited(format!(
+                "at most {} rooms per connection",
+                self.config.ws.max_joined_rooms
+            )));
+        }
         // Re-read: messages stored between resolve and subscribe are in the replay.
         let room = self.store.room_by_name(&room.name)?.unwrap_or(room);
         let Some(since) = since else {

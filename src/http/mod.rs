@@ -2,8 +2,14 @@
 //! Every error leaves through [`recover`] as JSON `{"error": "...", "code": "..."}`.
 
 mod health;
+mod notifications;
+mod rooms;
 mod token;
 
+pub use notifications::notification_json;
+pub use rooms::message_json;
+
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 
@@ -13,6 +19,7 @@ use serde::de::DeserializeOwned;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+use crate::auth::Principal;
 use crate::error::Error;
 use crate::server::AppState;
 
@@ -40,13 +47,74 @@ pub fn routes(
         .or(token::token_refresh(state.clone()))
         .or(token::token_revoke(state.clone()))
         .or(health::healthz())
-        .or(health::readyz(state))
+        .or(health::readyz(state.clone()))
+        .or(rooms::me_get(state.clone()))
+        .or(rooms::rooms_list(state.clone()))
+        .or(rooms::rooms_create(state.clone()))
+        .or(rooms::rooms_get(state.clone()))
+        .or(rooms::messages_list(state.clone()))
+        .or(rooms::messages_create(state.clone()))
+        .or(rooms::members_add(state.clone()))
+        .or(rooms::members_remove(state.clone()))
+        .or(notifications::publish_create(state.clone()))
+        .or(notifications::notifications_create(state.clone()))
+        .or(notifications::notifications_list(state.clone()))
+        .or(notifications::notifications_read(state))
         .recover(recover)
 }
 
 /// Passes the state to a handler.
 fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
     warp::any().map(move || state.clone())
+}
+
+/// The caller, from `Authorization: Bearer <access token>` checked by [`crate::auth::Auth`];
+/// a missing, malformed or invalid token is a 401. Put it after the path and method filters, so
+/// a request for another route is not answered with a 401.
+fn authenticated(
+    state: AppState,
+) -> impl Filter<Extract = (Principal,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+        let state = state.clone();
+        async move {
+            let token = bearer_token(header.as_deref())?;
+            state.auth.authenticate(token).map_err(Rejection::from)
+        }
+    })
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
+fn bearer_token(header: Option<&str>) -> Result<&str, Error> {
+    let header = header.ok_or(Error::InvalidToken("missing bearer token"))?;
+    let (scheme, token) = header.trim().split_once(' ').ok_or(Error::InvalidToken(
+        "expected Authorization: Bearer <token>",
+    ))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Error::InvalidToken(
+            "expected Authorization: Bearer <token>",
+        ));
+    }
+    match token.trim() {
+        "" => Err(Error::InvalidToken("missing bearer token")),
+        token => Ok(token),
+    }
+}
+
+/// An optional unsigned number from the query string; anything else there is a 400.
+fn query_number<T: std::str::FromStr>(
+    query: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<T>, Error> {
+    query
+        .get(name)
+        .map(|text| {
+            text.trim().parse::<T>().map_err(|_| {
+                Error::BadRequest(format!(
+                    "{name} must be a non-negative integer, got {text:?}"
+                ))
+            })
+        })
+        .transpose()
 }
 
 /// A JSON request body: `application/json` (else 415), at most `server.max_body_bytes` (else

@@ -13,6 +13,9 @@ use crate::server::AppState;
 struct LoginRequest {
     username: String,
     password: String,
+    /// Also set the access token as an HttpOnly cookie (for browsers' WebSockets).
+    #[serde(default)]
+    cookie: bool,
 }
 
 #[derive(Deserialize)]
@@ -37,7 +40,21 @@ pub fn token_create(
                     .auth
                     .login(&req.username, &req.password, client)
                     .await?;
-                Ok::<_, Rejection>(json_reply(&pair, StatusCode::OK))
+                let mut response = json_reply(&pair, StatusCode::OK);
+                if req.cookie {
+                    let cookie = format!(
+                        "{}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                        crate::ws::ACCESS_COOKIE,
+                        pair.access,
+                        pair.expires_in
+                    );
+                    if let Ok(value) = warp::http::HeaderValue::from_str(&cookie) {
+                        response
+                            .headers_mut()
+                            .insert(warp::http::header::SET_COOKIE, value);
+                    }
+                }
+                Ok::<_, Rejection>(response)
             },
         )
 }

@@ -88,6 +88,11 @@ impl Kick {
         self.token.cancel();
     }
 
+    /// The reason, once fired.
+    pub fn reason(&self) -> Option<CloseReason> {
+        self.reason.get().cloned()
+    }
+
     pub async fn fired(&self) -> CloseReason {
         self.token.cancelled().await;
         self.reason.get().cloned().unwrap_or(CloseReason {
@@ -313,19 +318,19 @@ impl Hub {
             .map_or(0, |c| c.topics.len() + c.patterns.len())
     }
 
-    /// Adds a connection to a room's audience; `Err(())` beyond `max` rooms.
-    pub fn join_room(&self, id: ConnId, room_id: u64, max: usize) -> Result<(), ()> {
+    /// Adds a connection to a room's audience; false (nothing done) beyond `max` rooms.
+    pub fn join_room(&self, id: ConnId, room_id: u64, max: usize) -> bool {
         let mut state = self.write();
         let state = &mut *state;
         let Some(conn) = state.conns.get_mut(&id) else {
-            return Err(());
+            return false;
         };
         if !conn.rooms.contains(&room_id) && conn.rooms.len() >= max {
-            return Err(());
+            return false;
         }
         conn.rooms.insert(room_id);
         state.rooms.entry(room_id).or_default().insert(id);
-        Ok(())
+        true
     }
 
     pub fn leave_room(&self, id: ConnId, room_id: u64) {

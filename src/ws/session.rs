@@ -39,6 +39,8 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 const MAX_COALESCED: usize = 64;
 /// A write that makes no progress for this long means the peer stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the closing handshake may take before the connection is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a dialect works with: the authenticated user, the connection, the core, and the frames
 /// to send at the end of this turn.
@@ -193,7 +195,8 @@ pub async fn run<D: Dialect>(
         if !ctx.outgoing.is_empty() || ctx.close.is_some() {
             let frames = std::mem::take(&mut ctx.outgoing);
             if !write(&mut socket, frames, &kick).await {
-                break None;
+                // Kicked while blocked on a peer that does not read: still try to say why.
+                break kick.reason().map(|r| (r.code, r.reason));
             }
             if let Some(close) = ctx.close.take() {
                 break Some(close);
@@ -264,11 +267,7 @@ pub async fn run<D: Dialect>(
     };
 
     if let Some((code, reason)) = close {
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        };
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.close(Some(frame))).await;
+        close_gracefully(&mut socket, code, &reason).await;
     }
     if state.hub.unregister(conn) {
         state.chat.disconnected(&ctx.principal).await;
@@ -324,16 +323,30 @@ async fn write(socket: &mut Socket, frames: Vec<Message>, kick: &crate::hub::Kic
 /// Says why, then closes.
 async fn refuse<D: Dialect>(socket: &mut Socket, error: &Error, code: u16) {
     if let Some(frame) = D::refusal(error) {
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.send(frame)).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(frame)).await;
+    }
+    close_gracefully(socket, code, &error.public_message()).await;
+}
+
+/// The closing handshake: send a close frame, then read (and discard) until the peer answers
+/// with its own, both bounded by `CLOSE_TIMEOUT`. Reading what the peer still sent matters: a
+/// socket closed with unread input is reset by the kernel, and the peer would lose the frames
+/// (the close code among them) that were already on their way to it.
+async fn close_gracefully(socket: &mut Socket, code: u16, reason: &str) {
+    // A close reason is at most 123 bytes.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
     }
     let frame = CloseFrame {
         code: CloseCode::from(code),
-        reason: error
-            .public_message()
-            .chars()
-            .take(100)
-            .collect::<String>()
-            .into(),
+        reason: reason[..end].to_owned().into(),
     };
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.close(Some(frame))).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        if socket.close(Some(frame)).await.is_err() {
+            return;
+        }
+        while let Some(Ok(_)) = socket.next().await {}
+    })
+    .await;
 }

@@ -1,0 +1,305 @@
+//! Rooms over HTTP: the caller's profile, listing, creating and reading rooms, message history,
+//! posting and membership. Every rule (ACL, validation, storage, fan-out) is the chat core's
+//! ([`crate::core::chat::Chat`]); these filters only translate between JSON and its calls.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use super::{authenticated, json_body, json_reply, query_number, with_state};
+use crate::auth::Principal;
+use crate::core::chat::CreateRoom;
+use crate::error::Error;
+use crate::server::AppState;
+use crate::store::{Message, Room, Visibility};
+
+#[derive(Deserialize)]
+struct CreateRoomRequest {
+    name: String,
+    #[serde(default = "default_visibility")]
+    visibility: Visibility,
+    #[serde(default = "default_persistent")]
+    persistent: bool,
+    /// 0 keeps messages forever.
+    #[serde(default)]
+    retention_secs: u64,
+}
+
+fn default_visibility() -> Visibility {
+    Visibility::Public
+}
+
+fn default_persistent() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+struct SendRequest {
+    content: String,
+    #[serde(default)]
+    reply_to: Option<u64>,
+    /// Makes retries idempotent: a repeated id returns the original message.
+    #[serde(default)]
+    client_msg_id: Option<String>,
+}
+
+/// A message as every edge shows it: the native WebSocket protocol's `Message` frame data and the
+/// HTTP API's history and post responses.
+pub fn message_json(room_name: &str, m: &Message) -> Value {
+    json!({
+        "room": room_name,
+        "room_id": m.room_id,
+        "seq": m.seq,
+        "author": m.author_name,
+        "author_id": m.author,
+        "content": m.content,
+        "reply_to": m.reply_to,
+        "created_at": m.created_at_ms / 1000,
+        "created_at_ms": m.created_at_ms,
+        "edited_at": m.edited_at_ms.map(|ms| ms / 1000),
+        "deleted": m.deleted,
+        "client_msg_id": m.client_msg_id,
+    })
+}
+
+/// A room with its owner's username.
+fn room_json(state: &AppState, room: &Room) -> Result<Value, Error> {
+    // Same fallback as `Chat::list_rooms`: a removed owner shows as their id.
+    let owner = state
+        .store
+        .user(room.owner)?
+        .map_or_else(|| room.owner.to_string(), |u| u.username);
+    Ok(json!({
+        "id": room.id,
+        "name": room.name,
+        "visibility": room.visibility,
+        "owner": owner,
+        "persistent": room.persistent,
+        "retention_secs": room.retention_secs,
+        "last_seq": room.last_seq,
+        "created_at": room.created_at,
+    }))
+}
+
+/// A room name or username from a path segment. warp does not decode path parameters, and room
+/// names may hold '/' and ':', so clients percent-encode them (`alice%2Fmath`). A '+' in a path
+/// is a plus, not a space (that is only so in query strings): it is escaped before decoding.
+fn path_name(segment: &str) -> String {
+    crate::ws::percent_decode(&segment.replace('+', "%2B"))
+}
+
+/// GET /api/v1/me — the caller's account and the rooms they can see.
+pub fn me_get(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "me")
+        .and(warp::get())
+        .and(authenticated(state.clone()))
+        .and(with_state(state))
+        .and_then(|who: Principal, state: AppState| async move {
+            let user = state
+                .store
+                .user(who.user_id)?
+                .ok_or(Error::InvalidToken("user no longer exists"))?;
+            let rooms = state.chat.list_rooms(&who)?;
+            Ok::<_, Rejection>(json_reply(
+                &json!({
+                    "id": user.id,
+                    "username": user.username,
+                    "display_name": user.display_name,
+                    "role": user.role,
+                    "avatar_url": user.avatar_url,
+                    "rooms": rooms,
+                }),
+                StatusCode::OK,
+            ))
+        })
+}
+
+/// GET /api/v1/rooms — the rooms the caller can see, with membership and unread counts.
+pub fn rooms_list(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "rooms")
+        .and(warp::get())
+        .and(authenticated(state.clone()))
+        .and(with_state(state))
+        .and_then(|who: Principal, state: AppState| async move {
+            let rooms = state.chat.list_rooms(&who)?;
+            Ok::<_, Rejection>(json_reply(&json!({"rooms": rooms}), StatusCode::OK))
+        })
+}
+
+/// POST /api/v1/rooms — creates a room owned by the caller.
+pub fn rooms_create(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "rooms")
+        .and(warp::post())
+        .and(authenticated(state.clone()))
+        .and(json_body::<CreateRoomRequest>(
+            state.config.server.max_body_bytes,
+        ))
+        .and(with_state(state))
+        .and_then(
+            |who: Principal, req: CreateRoomRequest, state: AppState| async move {
+                let room = state
+                    .chat
+                    .create_room(
+                        &who,
+                        CreateRoom {
+                            name: req.name,
+                            visibility: req.visibility,
+                            persistent: req.persistent,
+                            retention_secs: req.retention_secs,
+                        },
+                    )
+                    .await?;
+                Ok::<_, Rejection>(json_reply(&room_json(&state, &room)?, StatusCode::CREATED))
+            },
+        )
+}
+
+/// GET /api/v1/rooms/{room} — one room and its members' usernames.
+pub fn rooms_get(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "rooms" / String)
+        .and(warp::get())
+        .and(authenticated(state.clone()))
+        .and(with_state(state))
+        .and_then(|room: String, who: Principal, state: AppState| async move {
+            let room = state.chat.resolve_room(&who, &path_name(&room)).await?;
+            state.chat.check_read(&who, &room)?;
+            let members = state.chat.members(&who, &room)?;
+            let mut body = room_json(&state, &room)?;
+            if let Some(map) = body.as_object_mut() {
+                map.insert("members".to_owned(), json!(members));
+            }
+            Ok::<_, Rejection>(json_reply(&body, StatusCode::OK))
+        })
+}
+
+/// GET /api/v1/rooms/{room}/messages?before=&after=&limit= — a page of history, oldest first.
+pub fn messages_list(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "rooms" / String / "messages")
+        .and(warp::get())
+        .and(authenticated(state.clone()))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_state(state))
+        .and_then(
+            |room: String,
+             who: Principal,
+             query: HashMap<String, String>,
+             state: AppState| async move {
+                let before = query_number::<u64>(&query, "before")?;
+                let after = query_number::<u64>(&query, "after")?;
+                let limit = query_number::<usize>(&query, "limit")?;
+                let (room, messages, has_more) = state
+                    .chat
+                    .history(&who, &path_name(&room), before, after, limit)
+                    .await?;
+                let messages: Vec<Value> = messages
+                    .iter()
+                    .map(|m| message_json(&room.name, m))
+                    .collect();
+                Ok::<_, Rejection>(json_reply(
+                    &json!({
+                        "room": room.name,
+                        "room_id": room.id,
+                        "last_seq": room.last_seq,
+                        "messages": messages,
+                        "has_more": has_more,
+                    }),
+                    StatusCode::OK,
+                ))
+            },
+        )
+}
+
+/// POST /api/v1/rooms/{room}/messages — posts a message; answered once it is stored.
+pub fn messages_create(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "rooms" / String / "messages")
+        .and(warp::post())
+        .and(authenticated(state.clone()))
+        .and(json_body::<SendRequest>(state.config.server.max_body_bytes))
+        .and(with_state(state))
+        .and_then(
+            |room: String, who: Principal, req: SendRequest, state: AppState| async move {
+                let outcome = state
+                    .chat
+                    .send(
+                        &who,
+                        &path_name(&room),
+                        req.content,
+                        req.reply_to,
+                        req.client_msg_id,
+                    )
+                    .await?;
+                let room = &outcome.room;
+                Ok::<_, Rejection>(json_reply(
+                    &json!({
+                        "room": room.name,
+                        "room_id": room.id,
+                        "seq": outcome.message.seq,
+                        // As the native Ack: a non-persistent room only relays.
+                        "status": if room.persistent { "stored" } else { "delivered" },
+                        "duplicate": outcome.duplicate,
+                        "message": message_json(&room.name, &outcome.message),
+                    }),
+                    StatusCode::CREATED,
+                ))
+            },
+        )
+}
+
+/// POST /api/v1/rooms/{room}/members/{username} — adds a member.
+pub fn members_add(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "rooms" / String / "members" / String)
+        .and(warp::post())
+        .and(authenticated(state.clone()))
+        .and(with_state(state))
+        .and_then(
+            |room: String, username: String, who: Principal, state: AppState| async move {
+                let username = path_name(&username);
+                let room = state
+                    .chat
+                    .add_member(&who, &path_name(&room), &username)
+                    .await?;
+                Ok::<_, Rejection>(json_reply(
+                    &json!({"room": room.name, "room_id": room.id, "member": username, "added": true}),
+                    StatusCode::OK,
+                ))
+            },
+        )
+}
+
+/// DELETE /api/v1/rooms/{room}/members/{username} — removes a member (or leaves the room).
+pub fn members_remove(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "rooms" / String / "members" / String)
+        .and(warp::delete())
+        .and(authenticated(state.clone()))
+        .and(with_state(state))
+        .and_then(
+            |room: String, username: String, who: Principal, state: AppState| async move {
+                let username = path_name(&username);
+                let room = state
+                    .chat
+                    .remove_member(&who, &path_name(&room), &username)
+                    .await?;
+                Ok::<_, Rejection>(json_reply(
+                    &json!({"room": room.name, "room_id": room.id, "member": username, "removed": true}),
+                    StatusCode::OK,
+                ))
+            },
+        )
+}

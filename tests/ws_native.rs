@@ -1,0 +1,1269 @@
+//! The native WebSocket protocol (seed 004 plus chat rooms) over real sockets: every example
+//! frame of the seed, every rule of the connection, rooms, replay and revocation.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::{TestServer, add_user, http, test_config};
+use crate::wsclient::{Ws, raw_connect, try_connect};
+
+/// A server with users boss (admin), alice and bob, and their access tokens.
+struct Team {
+    server: TestServer,
+    _dir: tempfile::TempDir,
+    boss: String,
+    alice: String,
+    bob: String,
+}
+
+async fn team_with(adjust: impl FnOnce(&mut natter::config::Config)) -> Team {
+    let dir = tempfile::tempdir().expect("tempdir");
+    add_users(dir.path());
+    let mut config = test_config(dir.path());
+    adjust(&mut config);
+    let server = TestServer::start_config(config).await.expect("start");
+    let boss = token(&server, "boss").await;
+    let alice = token(&server, "alice").await;
+    let bob = token(&server, "bob").await;
+    Team {
+        server,
+        _dir: dir,
+        boss,
+        alice,
+        bob,
+    }
+}
+
+async fn team() -> Team {
+    team_with(|_| {}).await
+}
+
+fn add_users(dir: &Path) {
+    add_user(dir, "boss", "boss-password", "admin");
+    add_user(dir, "alice", "alice-password", "user");
+    add_user(dir, "bob", "bob-password", "user");
+}
+
+async fn token(server: &TestServer, user: &str) -> String {
+    let response = server.login(user, &format!("{user}-password")).await;
+    assert_eq!(response.status, 200, "{:?}", response.json);
+    response.json["access"].as_str().expect("access").to_owned()
+}
+
+async fn post_as(
+    server: &TestServer,
+    token: &str,
+    path: &str,
+    body: Value,
+) -> crate::common::Response {
+    http(
+        server.addr,
+        "POST",
+        path,
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &format!("Bearer {token}")),
+        ],
+        body.to_string().into_bytes(),
+    )
+    .await
+}
+
+async fn create_room(server: &TestServer, token: &str, name: &str, visibility: &str) {
+    let response = post_as(
+        server,
+        token,
+        "/api/v1/rooms",
+        json!({"name": name, "visibility": visibility}),
+    )
+    .await;
+    assert_eq!(response.status, 201, "{:?}", response.json);
+}
+
+// ----- connection and authentication ------------------------------------------------------
+
+#[tokio::test]
+async fn welcome_frame_is_as_documented() {
+    let t = team().await;
+    let ws = Ws::connect(t.server.addr, &t.alice).await;
+    let details = &ws.welcome;
+    assert!(uuid::Uuid::parse_str(details["connection_id"].as_str().expect("id")).is_ok());
+    assert!(details["server_time"].as_i64().expect("server_time") > 1_700_000_000);
+    assert_eq!(details["protocol_version"], "1.0");
+    let features: Vec<&str> = details["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for feature in ["broadcast", "direct_message", "presence", "history"] {
+        assert!(features.contains(&feature), "{features:?}");
+    }
+    assert_eq!(details["user"]["username"], "alice");
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn token_by_header_subprotocol_and_cookie() {
+    let t = team().await;
+    let addr = t.server.addr;
+    let bearer = format!("Bearer {}", t.alice);
+    Ws::welcomed(raw_connect(addr, "/ws", &[("authorization", &bearer)]).await).await;
+
+    let protocol = format!("access_token.{}", t.alice);
+    let (socket, response) = {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut request = format!("ws://{addr}/ws")
+            .into_client_request()
+            .expect("req");
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocol.parse().expect("value"));
+        tokio_tungstenite::connect_async(request)
+            .await
+            .expect("connect")
+    };
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some(protocol.as_str()),
+        "the subprotocol is echoed"
+    );
+    Ws::welcomed(socket).await;
+
+    let login = t
+        .server
+        .post_json(
+            "/api/token/",
+            &json!({"username": "bob", "password": "bob-password", "cookie": true}),
+        )
+        .await;
+    let set_cookie = login
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("Set-Cookie")
+        .to_owned();
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().expect("pair").to_owned();
+    let ws = Ws::welcomed(raw_connect(addr, "/ws", &[("cookie", &cookie)]).await).await;
+    assert_eq!(ws.welcome["user"]["username"], "bob");
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_or_missing_token_gets_error_401_and_close_4401() {
+    let t = team().await;
+    for path in ["/ws", "/ws?token=not-a-jwt"] {
+        let mut ws = Ws {
+            socket: raw_connect(t.server.addr, path, &[]).await,
+            welcome: Value::Null,
+        };
+        let error = ws.recv().await;
+        assert_eq!(error["type"], "Error", "{error}");
+        assert_eq!(error["data"]["code"], 401, "{error}");
+        assert_eq!(ws.closed().await.0, 4401);
+    }
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn foreign_origin_is_refused_before_the_upgrade() {
+    let t = team().await;
+    let path = format!("/ws?token={}", t.alice);
+    let refused = try_connect(t.server.addr, &path, &[("origin", "https://evil.example")]).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 403);
+        }
+        other => panic!("expected HTTP 403, got {other:?}"),
+    }
+    let own = format!("http://{}", t.server.addr);
+    Ws::welcomed(raw_connect(t.server.addr, &path, &[("origin", &own)]).await).await;
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn sixth_connection_of_a_user_is_refused_with_4429() {
+    let t = team().await;
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        open.push(Ws::connect(t.server.addr, &t.alice).await);
+    }
+    let mut sixth = Ws {
+        socket: raw_connect(t.server.addr, &format!("/ws?token={}", t.alice), &[]).await,
+        welcome: Value::Null,
+    };
+    let error = sixth.recv().await;
+    assert_eq!(error["data"]["code"], 429, "{error}");
+    assert_eq!(sixth.closed().await.0, 4429);
+    // The first five keep working.
+    for ws in &mut open {
+        let pong = ws.request("Ping", json!({"timestamp": 7}), "p").await;
+        assert_eq!(pong["type"], "Pong");
+    }
+    t.server.stop().await;
+}
+
+// ----- the seed's example frames -----------------------------------------------------------
+
+#[tokio::test]
+async fn ping_pong_example() {
+    let t = team().await;
+    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    ws.send(json!({"type": "Ping", "data": {"timestamp": 1234567890}}))
+        .await;
+    let pong = ws.recv().await;
+    assert_eq!(
+        pong,
+        json!({"type": "Pong", "data": {"timestamp": 1234567890}})
+    );
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn subscribe_and_unsubscribe_examples() {
+    let t = team().await;
+    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    ws.send(json!({"type": "Subscribe", "data": {"topics": ["notifications", "chat.general", "updates.*"]}}))
+        .await;
+    assert_eq!(
+        ws.recv().await,
+        json!({"type": "Status", "data": {"status": "subscribed", "details": {
+            "topics": ["notifications", "chat.general", "updates.*"], "active_subscriptions": 3}}})
+    );
+    ws.send(json!({"type": "Unsubscribe", "data": {"topics": ["chat.general"]}}))
+        .await;
+    assert_eq!(
+        ws.recv().await,
+        json!({"type": "Status", "data": {"status": "unsubscribed", "details": {
+            "topics": ["chat.general"], "active_subscriptions": 2}}})
+    );
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn broadcast_example_acks_and_delivers() {
+    let t = team().await;
+    let mut listener = Ws::connect(t.server.addr, &t.bob).await;
+    listener
+        .request("Subscribe", json!({"topics": ["chat.general"]}), "s")
+        .await;
+    let mut sender = Ws::connect(t.server.addr, &t.alice).await;
+    sender
+        .send(json!({
+            "type": "Broadcast",
+            "data": {"topic": "chat.general", "payload": {
+                "message": "Hello everyone!", "sender": "user123", "metadata": {"mood": "happy"}}},
+            "id": "msg_123456"
+        }))
+        .await;
+    let ack = sender.recv().await;
+    assert_eq!(ack["type"], "Ack");
+    assert_eq!(ack["data"]["message_id"], "msg_123456");
+    assert_eq!(ack["data"]["status"], "delivered");
+    assert_eq!(ack["data"]["recipients"], 1);
+
+    let delivered = listener.recv_type("Broadcast").await;
+    assert_eq!(delivered["data"]["topic"], "chat.general");
+    assert_eq!(
+        delivered["data"]["payload"],
+        json!({"message": "Hello everyone!", "sender": "user123", "metadata": {"mood": "happy"}})
+    );
+    assert!(delivered["data"]["metadata"]["sent_at"].as_i64().is_some());
+    assert!(
+        delivered["data"]["metadata"]["message_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("broadcast_"))
+    );
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn metadata_headers_are_accepted_on_any_message() {
+    let t = team().await;
+    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    ws.send(json!({
+        "type": "Broadcast",
+        "data": {"topic": "chat.general", "payload": {}},
+        "metadata": {"priority": "high", "ttl": 3600, "encryption": "aes256", "compression": "gzip"},
+        "id": "m1"
+    }))
+    .await;
+    let ack = ws.recv().await;
+    assert_eq!(ack["type"], "Ack", "{ack}");
+    assert_eq!(ack["data"]["status"], "delivered");
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn wildcards_match_one_segment_and_never_reach_private_topics() {
+    let t = team().await;
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let sub = bob
+        .request("Subscribe", json!({"topics": ["updates.*", ">"]}), "s")
+        .await;
+    assert_eq!(sub["data"]["status"], "subscribed", "{sub}");
+    let refused = bob
+        .request("Subscribe", json!({"topics": ["user.alice"]}), "s2")
+        .await;
+    assert_eq!(refused["data"]["code"], 403, "{refused}");
+    let own = bob
+        .request("Subscribe", json!({"topics": ["user.bob"]}), "s3")
+        .await;
+    assert_eq!(own["data"]["status"], "subscribed", "{own}");
+
+    let mut boss = Ws::connect(t.server.addr, &t.boss).await;
+    // `>` matches every public topic, but not another user's private topic.
+    let private = boss
+        .request(
+            "Broadcast",
+            json!({"topic": "user.alice.inbox", "payload": 1}),
+            "b1",
+        )
+        .await;
+    assert_eq!(private["data"]["recipients"], 0, "{private}");
+    let mine = boss
+        .request(
+            "Broadcast",
+            json!({"topic": "user.bob", "payload": 2}),
+            "b2",
+        )
+        .await;
+    assert_eq!(mine["data"]["recipients"], 1, "{mine}");
+    let one = boss
+        .request(
+            "Broadcast",
+            json!({"topic": "updates.a", "payload": 3}),
+            "b3",
+        )
+        .await;
+    assert_eq!(
+        one["data"]["recipients"], 1,
+        "one connection, matched by two patterns"
+    );
+    let seen: Vec<Value> = vec![
+        bob.recv_type("Broadcast").await["data"]["payload"].clone(),
+        bob.recv_type("Broadcast").await["data"]["payload"].clone(),
+    ];
+    assert_eq!(seen, vec![json!(2), json!(3)]);
+    // A plain user may not publish into reserved namespaces.
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let denied = alice
+        .request(
+            "Broadcast",
+            json!({"topic": "user.bob", "payload": 4}),
+            "b4",
+        )
+        .await;
+    assert_eq!(denied["data"]["code"], 403, "{denied}");
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn direct_message_online_offline_and_unknown() {
+    let t = team().await;
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let bob_conn = bob.welcome["connection_id"].clone();
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    alice
+        .send(json!({
+            "type": "DirectMessage",
+            "data": {"target_user": "bob", "payload": {"message": "Private message", "attachments": []}},
+            "id": "dm_789012"
+        }))
+        .await;
+    let ack = alice.recv().await;
+    assert_eq!(
+        ack["data"],
+        json!({"message_id": "dm_789012", "status": "delivered", "delivered_to": [bob_conn]})
+    );
+    let dm = bob.recv_type("DirectMessage").await;
+    assert_eq!(dm["data"]["from_user"], "alice");
+    assert_eq!(
+        dm["data"]["payload"],
+        json!({"message": "Private message", "attachments": []})
+    );
+    assert_eq!(dm["data"]["metadata"]["message_id"], "dm_789012");
+    bob.socket.close(None).await.expect("close");
+    drop(bob);
+
+    // Offline: the documented 404 with queued: true...
+    let mut queued = None;
+    for attempt in 0..100 {
+        let reply = alice
+            .request(
+                "DirectMessage",
+                json!({"target_user": "bob", "payload": {"message": "while you were out"}}),
+                &format!("dm_off_{attempt}"),
+            )
+            .await;
+        if reply["type"] == "Error" {
+            queued = Some(reply);
+            break;
+        }
+        // bob's close may still be in flight: that message went to the closing socket's queue.
+    }
+    let queued = queued.expect("bob went offline");
+    assert_eq!(queued["data"]["code"], 404);
+    assert_eq!(
+        queued["data"]["message"],
+        "User bob not found or not connected"
+    );
+    assert_eq!(queued["data"]["details"]["queued"], true);
+    let queued_id = queued["data"]["details"]["message_id"].clone();
+    // ...and delivered when bob connects again.
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let dm = bob
+        .recv_where(|f| {
+            f["type"] == "DirectMessage" && f["data"]["metadata"]["message_id"] == queued_id
+        })
+        .await;
+    assert_eq!(dm["data"]["payload"]["message"], "while you were out");
+
+    let unknown = alice
+        .request(
+            "DirectMessage",
+            json!({"target_user": "nobody", "payload": {}}),
+            "x",
+        )
+        .await;
+    assert_eq!(unknown["data"]["code"], 404);
+    assert_eq!(unknown["data"]["details"]["queued"], false);
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn notification_example_is_delivered_live_and_kept_in_the_inbox() {
+    let t = team().await;
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let response = post_as(
+        &t.server,
+        &t.boss,
+        "/api/v1/notifications",
+        json!({
+            "username": "bob",
+            "level": "info",
+            "title": "Maintenance Notice",
+            "message": "System will undergo maintenance in 1 hour",
+            "actions": [{"label": "Learn More", "url": "https://status.example.com"}]
+        }),
+    )
+    .await;
+    assert_eq!(response.status, 201, "{:?}", response.json);
+    let notification = bob.recv_type("Notification").await;
+    assert_eq!(notification["data"]["level"], "info");
+    assert_eq!(notification["data"]["title"], "Maintenance Notice");
+    assert_eq!(
+        notification["data"]["message"],
+        "System will undergo maintenance in 1 hour"
+    );
+    assert_eq!(
+        notification["data"]["actions"],
+        json!([{"label": "Learn More", "url": "https://status.example.com"}])
+    );
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn presence_example_reaches_room_members() {
+    let t = team().await;
+    create_room(&t.server, &t.alice, "general", "public").await;
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    alice.request("Join", json!({"room": "general"}), "j").await;
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    bob.request("Join", json!({"room": "general"}), "j").await;
+    let ack = bob
+        .request(
+            "SetStatus",
+            json!({"status": "away", "metadata": {"device": "web", "location": "New York"}}),
+            "st",
+        )
+        .await;
+    assert_eq!(ack["type"], "Ack", "{ack}");
+    let presence = alice
+        .recv_where(|f| f["type"] == "Presence" && f["data"]["status"] == "away")
+        .await;
+    assert_eq!(presence["data"]["username"], "bob");
+    assert!(presence["data"]["user_id"].as_str().is_some());
+    assert!(presence["data"]["last_seen"].as_i64().is_some());
+    assert_eq!(
+        presence["data"]["metadata"],
+        json!({"device": "web", "location": "New York"})
+    );
+    let bad = bob
+        .request("SetStatus", json!({"status": "sleeping"}), "st2")
+        .await;
+    assert_eq!(bad["data"]["code"], 400);
+    // Bob leaves entirely: alice sees him go offline.
+    bob.socket.close(None).await.expect("close");
+    let offline = alice
+        .recv_where(|f| f["type"] == "Presence" && f["data"]["status"] == "offline")
+        .await;
+    assert_eq!(offline["data"]["username"], "bob");
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_error_400_and_the_connection_stays() {
+    let t = team().await;
+    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    for (frame, needle) in [
+        ("{not json", "malformed JSON"),
+        ("[1,2]", "JSON object"),
+        ("{\"data\":{}}", "missing field \"type\""),
+        ("{\"type\":7}", "\"type\" must be a string"),
+        ("{\"type\":\"Nope\",\"data\":{}}", "unknown message type"),
+        (
+            "{\"type\":\"Subscribe\",\"data\":{\"topics\":\"x\"}}",
+            "data.topics",
+        ),
+        (
+            "{\"type\":\"Broadcast\",\"data\":{\"topic\":5}}",
+            "data.topic must be a string",
+        ),
+        (
+            "{\"type\":\"Join\",\"data\":{\"room\":\"x\",\"since\":-1}}",
+            "data.since",
+        ),
+        ("{\"type\":\"Ping\",\"data\":{},\"id\":{}}", "\"id\""),
+    ] {
+        ws.send_raw(Message::text(frame)).await;
+        let error = ws.recv().await;
+        assert_eq!(error["type"], "Error", "{frame}: {error}");
+        assert_eq!(error["data"]["code"], 400, "{frame}: {error}");
+        let message = error["data"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(needle), "{frame}: {message}");
+    }
+    let pong = ws.request("Ping", json!({"timestamp": 1}), "alive").await;
+    assert_eq!(pong["type"], "Pong");
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn custom_x_types_are_relayed_on_a_topic_or_acked_as_ignored() {
+    let t = team().await;
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    bob.request("Subscribe", json!({"topics": ["ops"]}), "s")
+        .await;
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let ignored = alice
+        .request(
+            "X-CustomAction",
+            json!({"action": "special_operation", "parameters": {}}),
+            "x1",
+        )
+        .await;
+    assert_eq!(ignored["data"]["status"], "ignored", "{ignored}");
+    let relayed = alice
+        .request(
+            "X-CustomAction",
+            json!({"topic": "ops", "action": "special_operation", "parameters": {}}),
+            "x2",
+        )
+        .await;
+    assert_eq!(relayed["data"]["recipients"], 1, "{relayed}");
+    let got = bob.recv_type("X-CustomAction").await;
+    assert_eq!(got["data"]["action"], "special_operation");
+    assert_eq!(got["metadata"], json!({"topic": "ops", "sender": "alice"}));
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn binary_frames_are_relayed_and_acknowledged_with_a_checksum() {
+    let t = team().await;
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    bob.request("Subscribe", json!({"topics": ["media"]}), "s")
+        .await;
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+
+    let data = b"\x00\x01binary payload\xff";
+    let mut payload = vec![5u8];
+    payload.extend_from_slice(b"media");
+    payload.extend_from_slice(data);
+    let mut frame = vec![0x01];
+    frame.extend_from_slice(&u32::try_from(payload.len()).expect("len").to_be_bytes());
+    frame.extend_from_slice(&payload);
+    alice.send_raw(Message::binary(frame)).await;
+    let status = alice.recv().await;
+    assert_eq!(status["data"]["status"], "binary_received", "{status}");
+    assert_eq!(status["data"]["details"]["size"], payload.len());
+    assert_eq!(status["data"]["details"]["type"], "broadcast");
+    let digest: String = sha2::Sha256::digest(&payload)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        status["data"]["details"]["checksum"],
+        format!("sha256:{digest}")
+    );
+    let relayed = loop {
+        if let Message::Binary(bytes) = bob.next_message().await {
+            break bytes;
+        }
+    };
+    let mut expected_payload = vec![5u8];
+    expected_payload.extend_from_slice(b"media");
+    expected_payload.push(5);
+    expected_payload.extend_from_slice(b"alice");
+    expected_payload.extend_from_slice(data);
+    let mut expected = vec![0x01];
+    expected.extend_from_slice(
+        &u32::try_from(expected_payload.len())
+            .expect("len")
+            .to_be_bytes(),
+    );
+    expected.extend_from_slice(&expected_payload);
+    assert_eq!(relayed.as_ref(), expected.as_slice());
+
+    // Direct binary to bob (0x02).
+    let mut payload = vec![3u8];
+    payload.extend_from_slice(b"bob");
+    payload.extend_from_slice(b"hi");
+    let mut frame = vec![0x02];
+    frame.extend_from_slice(&u32::try_from(payload.len()).expect("len").to_be_bytes());
+    frame.extend_from_slice(&payload);
+    alice.send_raw(Message::binary(frame)).await;
+    let status = alice.recv().await;
+    assert_eq!(
+        status["data"]["details"]["type"], "direct_message",
+        "{status}"
+    );
+
+    // A length field that disagrees with the frame, and an unknown type.
+    alice
+        .send_raw(Message::binary(vec![0x01, 0, 0, 0, 9, 1, b'a']))
+        .await;
+    let error = alice.recv().await;
+    assert_eq!(error["data"]["code"], 400, "{error}");
+    alice
+        .send_raw(Message::binary(vec![0x09, 0, 0, 0, 0]))
+        .await;
+    let error = alice.recv().await;
+    assert_eq!(error["data"]["code"], 400, "{error}");
+    t.server.stop().await;
+}
+
+// ----- token expiry and in-band renewal ---------------------------------------------------
+
+fn short_tokens(config: &mut natter::config::Config) {
+    config.auth.access_token_ttl_secs = 5;
+    config.ws.expiry_warning_secs = 1;
+    config.ws.expiry_grace_secs = 1;
+}
+
+#[tokio::test]
+async fn token_expiring_then_closed_4401_without_renewal() {
+    let t = team_with(short_tokens).await;
+    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let warning = ws.recv().await;
+    assert_eq!(warning["type"], "AuthStatus", "{warning}");
+    assert_eq!(warning["data"]["status"], "token_expiring");
+    assert_eq!(warning["data"]["refresh_required"], true);
+    assert!(warning["data"]["expires_at"].as_i64().is_some());
+    assert_eq!(ws.closed().await.0, 4401);
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn authenticate_in_band_renews_a_live_connection() {
+    let t = team_with(short_tokens).await;
+    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let first = ws.recv_type("AuthStatus").await;
+    let old_expiry = first["data"]["expires_at"].as_i64().expect("exp");
+    let fresh = token(&t.server, "alice").await;
+    let renewed = ws
+        .request("Authenticate", json!({"token": fresh}), "auth")
+        .await;
+    assert_eq!(renewed["data"]["status"], "authenticated", "{renewed}");
+    let new_expiry = renewed["data"]["details"]["expires_at"]
+        .as_i64()
+        .expect("exp");
+    assert!(new_expiry >= old_expiry);
+    // The next warning is for the new token, after the old one's close time: still connected.
+    let second = ws.recv_type("AuthStatus").await;
+    assert_eq!(second["data"]["expires_at"].as_i64(), Some(new_expiry));
+    // Someone else's token cannot take the connection over.
+    let other = token(&t.server, "bob").await;
+    let refused = ws
+        .request("Authenticate", json!({"token": other}), "auth2")
+        .await;
+    assert_eq!(refused["data"]["code"], 403, "{refused}");
+    t.server.stop().await;
+}
+
+// ----- rooms ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn two_clients_chat_in_a_room() {
+    let t = team().await;
+    create_room(&t.server, &t.alice, "general", "public").await;
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let joined = alice
+        .request("Join", json!({"room": "general"}), "j1")
+        .await;
+    assert_eq!(joined["data"]["status"], "joined", "{joined}");
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    bob.request("Join", json!({"room": "general"}), "j2").await;
+
+    let ack = alice
+        .request(
+            "Send",
+            json!({"room": "general", "content": "hello bob", "client_msg_id": "c1"}),
+            "s1",
+        )
+        .await;
+    assert_eq!(ack["type"], "Ack", "{ack}");
+    assert_eq!(ack["data"]["status"], "stored");
+    assert_eq!(ack["data"]["seq"], 1);
+    let message = bob.recv_type("Message").await;
+    assert_eq!(message["data"]["room"], "general");
+    assert_eq!(message["data"]["seq"], 1);
+    assert_eq!(message["data"]["author"], "alice");
+    assert_eq!(message["data"]["content"], "hello bob");
+
+    let reply = bob
+        .request(
+            "Send",
+            json!({"room": "general", "content": "hi alice", "reply_to": 1}),
+            "s2",
+        )
+        .await;
+    assert_eq!(reply["data"]["seq"], 2);
+    let message = alice
+        .recv_where(|f| f["type"] == "Message" && f["data"]["seq"] == 2)
+        .await;
+    assert_eq!(message["data"]["reply_to"], 1);
+    assert_eq!(message["data"]["author"], "bob");
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn two_clients_chat_in_a_direct_room() {
+    let t = team().await;
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let joined = alice.request("Join", json!({"room": "@bob"}), "j").await;
+    assert_eq!(
+        joined["data"]["details"]["room"], "dm:alice:bob",
+        "{joined}"
+    );
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let joined = bob.request("Join", json!({"room": "@alice"}), "j").await;
+    assert_eq!(joined["data"]["details"]["room"], "dm:alice:bob");
+    alice
+        .request("Send", json!({"room": "@bob", "content": "psst"}), "s")
+        .await;
+    let message = bob.recv_type("Message").await;
+    assert_eq!(message["data"]["content"], "psst");
+    assert_eq!(message["data"]["room"], "dm:alice:bob");
+    // A third user cannot read it.
+    let mut boss_less = Ws::connect(t.server.addr, &t.boss).await;
+    let admin_view = boss_less
+        .request("History", json!({"room": "dm:alice:bob"}), "h")
+        .await;
+    assert_eq!(admin_view["type"], "History", "admins may read");
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn private_rooms_refuse_non_members() {
+    let t = team().await;
+    create_room(&t.server, &t.alice, "secret", "private").await;
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    for (kind, data) in [
+        ("Join", json!({"room": "secret"})),
+        ("Send", json!({"room": "secret", "content": "let me in"})),
+        ("History", json!({"room": "secret"})),
+    ] {
+        let refused = bob.request(kind, data, kind).await;
+        assert_eq!(refused["data"]["code"], 403, "{kind}: {refused}");
+    }
+    let missing = bob.request("Join", json!({"room": "nowhere"}), "n").await;
+    assert_eq!(missing["data"]["code"], 404);
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn resend_with_the_same_client_msg_id_stores_once() {
+    let t = team().await;
+    create_room(&t.server, &t.alice, "general", "public").await;
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let send = json!({"room": "general", "content": "once", "client_msg_id": "abc"});
+    let first = alice.request("Send", send.clone(), "1").await;
+    let second = alice.request("Send", send, "2").await;
+    assert_eq!(first["data"]["seq"], second["data"]["seq"]);
+    assert_eq!(first["data"]["duplicate"], false);
+    assert_eq!(second["data"]["duplicate"], true);
+    let history = alice
+        .request("History", json!({"room": "general"}), "h")
+        .await;
+    assert_eq!(
+        history["data"]["messages"].as_array().map(Vec::len),
+        Some(1)
+    );
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn edit_and_delete_are_for_author_owner_or_admin() {
+    let t = team().await;
+    create_room(&t.server, &t.boss, "general", "public").await;
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    alice.request("Join", json!({"room": "general"}), "j").await;
+    bob.request("Join", json!({"room": "general"}), "j").await;
+    alice
+        .request("Send", json!({"room": "general", "content": "typo"}), "s")
+        .await;
+    let denied = bob
+        .request(
+            "Edit",
+            json!({"room": "general", "seq": 1, "content": "hacked"}),
+            "e",
+        )
+        .await;
+    assert_eq!(denied["data"]["code"], 403, "{denied}");
+    let denied = bob
+        .request("Delete", json!({"room": "general", "seq": 1}), "d")
+        .await;
+    assert_eq!(denied["data"]["code"], 403, "{denied}");
+    let edited = alice
+        .request(
+            "Edit",
+            json!({"room": "general", "seq": 1, "content": "fixed"}),
+            "e2",
+        )
+        .await;
+    assert_eq!(edited["data"]["status"], "edited", "{edited}");
+    let event = bob.recv_type("MessageEdited").await;
+    assert_eq!(event["data"]["content"], "fixed");
+    assert_eq!(event["data"]["seq"], 1);
+    // The room owner (boss, also admin) deletes it.
+    let mut boss = Ws::connect(t.server.addr, &t.boss).await;
+    let deleted = boss
+        .request("Delete", json!({"room": "general", "seq": 1}), "d2")
+        .await;
+    assert_eq!(deleted["data"]["status"], "deleted", "{deleted}");
+    let event = bob.recv_type("MessageDeleted").await;
+    assert_eq!(event["data"]["seq"], 1);
+    let again = alice
+        .request(
+            "Edit",
+            json!({"room": "general", "seq": 1, "content": "x"}),
+            "e3",
+        )
+        .await;
+    assert_eq!(again["data"]["code"], 404);
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn history_pages_typing_and_read_receipts() {
+    let t = team().await;
+    create_room(&t.server, &t.alice, "general", "public").await;
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    alice.request("Join", json!({"room": "general"}), "j").await;
+    bob.request("Join", json!({"room": "general"}), "j").await;
+    for i in 1..=5 {
+        alice
+            .request(
+                "Send",
+                json!({"room": "general", "content": format!("m{i}")}),
+                &format!("s{i}"),
+            )
+            .await;
+    }
+    let newest = bob
+        .request("History", json!({"room": "general", "limit": 2}), "h1")
+        .await;
+    let seqs: Vec<u64> = newest["data"]["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, vec![4, 5]);
+    assert_eq!(newest["data"]["has_more"], true);
+    let older = bob
+        .request(
+            "History",
+            json!({"room": "general", "before": 4, "limit": 10}),
+            "h2",
+        )
+        .await;
+    assert_eq!(older["data"]["messages"].as_array().map(Vec::len), Some(3));
+    assert_eq!(older["data"]["has_more"], false);
+    let after = bob
+        .request("History", json!({"room": "general", "after": 3}), "h3")
+        .await;
+    assert_eq!(after["data"]["messages"][0]["seq"], 4);
+
+    bob.send(json!({"type": "Typing", "data": {"room": "general", "is_typing": true}}))
+        .await;
+    let typing = alice.recv_type("Typing").await;
+    assert_eq!(typing["data"]["user"], "bob");
+    assert_eq!(typing["data"]["is_typing"], true);
+
+    let read = bob
+        .request("Read", json!({"room": "general", "seq": 3}), "r")
+        .await;
+    assert_eq!(read["data"]["seq"], 3, "{read}");
+    let receipt = alice.recv_type("Read").await;
+    assert_eq!(receipt["data"]["user"], "bob");
+    assert_eq!(receipt["data"]["seq"], 3);
+    let rooms = http(
+        t.server.addr,
+        "GET",
+        "/api/v1/rooms",
+        &[("authorization", &format!("Bearer {}", t.bob))],
+        Vec::new(),
+    )
+    .await;
+    let general = rooms.json["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .find(|r| r["name"] == "general")
+        .cloned()
+        .expect("general");
+    assert_eq!(general["unread"], 2, "{general}");
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn reconnect_with_last_seq_replays_exactly_what_was_missed() {
+    let t = team().await;
+    create_room(&t.server, &t.alice, "general", "public").await;
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    alice.request("Join", json!({"room": "general"}), "j").await;
+    for i in 1..=5 {
+        alice
+            .request(
+                "Send",
+                json!({"room": "general", "content": format!("m{i}")}),
+                &format!("s{i}"),
+            )
+            .await;
+    }
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    bob.send(json!({"type": "Join", "data": {"room": "general", "since": 2}, "id": "j"}))
+        .await;
+    let mut replayed = Vec::new();
+    let status = loop {
+        let frame = bob.recv().await;
+        match frame["type"].as_str() {
+            Some("Message") => replayed.push(frame["data"]["seq"].as_u64().expect("seq")),
+            Some("Status") if frame["id"] == "j" => break frame,
+            _ => {}
+        }
+    };
+    assert_eq!(replayed, vec![3, 4, 5]);
+    assert_eq!(status["data"]["details"]["complete"], true);
+    assert_eq!(status["data"]["details"]["replayed"], 3);
+    assert_eq!(status["data"]["details"]["last_seq"], 5);
+    // Live from here, no duplicates.
+    alice
+        .request("Send", json!({"room": "general", "content": "m6"}), "s6")
+        .await;
+    let next = bob.recv_type("Message").await;
+    assert_eq!(next["data"]["seq"], 6);
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn replay_survives_a_daemon_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    add_users(dir.path());
+    let server = TestServer::start_config(test_config(dir.path()))
+        .await
+        .expect("start");
+    let alice_token = token(&server, "alice").await;
+    create_room(&server, &alice_token, "general", "public").await;
+    let mut alice = Ws::connect(server.addr, &alice_token).await;
+    for i in 1..=3 {
+        alice
+            .request(
+                "Send",
+                json!({"room": "general", "content": format!("before {i}")}),
+                &format!("b{i}"),
+            )
+            .await;
+    }
+    drop(alice);
+    server.stop().await;
+
+    let server = TestServer::start_config(test_config(dir.path()))
+        .await
+        .expect("restart");
+    let alice_token = token(&server, "alice").await;
+    let bob_token = token(&server, "bob").await;
+    let mut alice = Ws::connect(server.addr, &alice_token).await;
+    for i in 4..=6 {
+        let ack = alice
+            .request(
+                "Send",
+                json!({"room": "general", "content": format!("after {i}")}),
+                &format!("a{i}"),
+            )
+            .await;
+        assert_eq!(ack["data"]["seq"], i, "sequence continues after restart");
+    }
+    let mut bob = Ws::connect(server.addr, &bob_token).await;
+    bob.send(json!({"type": "Join", "data": {"room": "general", "since": 2}, "id": "j"}))
+        .await;
+    let mut replayed = Vec::new();
+    loop {
+        let frame = bob.recv().await;
+        if frame["type"] == "Message" {
+            replayed.push((
+                frame["data"]["seq"].as_u64().expect("seq"),
+                frame["data"]["content"]
+                    .as_str()
+                    .expect("content")
+                    .to_owned(),
+            ));
+        } else if frame["id"] == "j" {
+            assert_eq!(frame["data"]["details"]["complete"], true);
+            break;
+        }
+    }
+    let expected: Vec<(u64, String)> = vec![
+        (3, "before 3".into()),
+        (4, "after 4".into()),
+        (5, "after 5".into()),
+        (6, "after 6".into()),
+    ];
+    assert_eq!(replayed, expected);
+    server.stop().await;
+}
+
+// ----- limits, slow consumers and revocation ------------------------------------------------
+
+#[tokio::test]
+async fn message_rate_limit_then_close_on_sustained_abuse() {
+    let t = team_with(|c| {
+        c.ws.messages_per_minute = 60;
+        c.ws.message_burst = 3;
+    })
+    .await;
+    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    for i in 0..3 {
+        let ack = ws
+            .request(
+                "Broadcast",
+                json!({"topic": "t", "payload": i}),
+                &format!("ok{i}"),
+            )
+            .await;
+        assert_eq!(ack["type"], "Ack", "{ack}");
+    }
+    let limited = ws
+        .request("Broadcast", json!({"topic": "t", "payload": 4}), "limited")
+        .await;
+    assert_eq!(limited["data"]["code"], 429, "{limited}");
+    for i in 0..100 {
+        ws.send(json!({"type": "Broadcast", "data": {"topic": "t", "payload": i}}))
+            .await;
+    }
+    assert_eq!(ws.closed().await.0, 4429);
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_frame_closes_with_1009() {
+    let t = team_with(|c| c.ws.max_frame_bytes = 4096).await;
+    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    ws.send_raw(Message::text("x".repeat(5000))).await;
+    assert_eq!(ws.closed().await.0, 1009);
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn subscription_limit_is_enforced() {
+    let t = team_with(|c| c.ws.max_subscriptions = 2).await;
+    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let ok = ws
+        .request("Subscribe", json!({"topics": ["a", "b"]}), "1")
+        .await;
+    assert_eq!(ok["data"]["details"]["active_subscriptions"], 2);
+    let over = ws.request("Subscribe", json!({"topics": ["c"]}), "2").await;
+    assert_eq!(over["data"]["code"], 429, "{over}");
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn silent_peer_is_closed_after_the_pong_timeout() {
+    let t = team_with(|c| {
+        c.ws.ping_interval_secs = 1;
+        c.ws.pong_timeout_secs = 1;
+    })
+    .await;
+    let mut silent = Ws::connect(t.server.addr, &t.alice).await;
+    let mut polite = Ws::connect(t.server.addr, &t.bob).await;
+    // The polite one answers two pings and is still there; the silent one is closed.
+    for _ in 0..2 {
+        loop {
+            if let Message::Text(text) = polite.next_message().await {
+                let frame: Value = serde_json::from_str(text.as_str()).expect("json");
+                if frame["type"] == "Ping" {
+                    polite
+                        .send(json!({"type": "Pong", "data": frame["data"]}))
+                        .await;
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(silent.closed().await.0, 4000);
+    let pong = polite.request("Ping", json!({"timestamp": 1}), "x").await;
+    assert_eq!(pong["type"], "Pong");
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn slow_consumer_is_dropped_and_others_get_everything_in_order() {
+    let t = team_with(|c| {
+        c.ws.outbound_queue = 8;
+        c.ws.messages_per_minute = 100_000;
+        c.ws.message_burst = 10_000;
+    })
+    .await;
+    let mut slow = Ws::connect(t.server.addr, &t.bob).await;
+    slow.request("Subscribe", json!({"topics": ["firehose"]}), "s")
+        .await;
+    let mut fast = Ws::connect(t.server.addr, &t.boss).await;
+    fast.request("Subscribe", json!({"topics": ["firehose"]}), "s")
+        .await;
+    let mut publisher = Ws::connect(t.server.addr, &t.alice).await;
+    let blob = "x".repeat(64 * 1024);
+    // Publish until the hub stops counting the slow subscriber (its queue is full and it is
+    // being dropped); the fast one must see every message, in order, all along.
+    let mut sent = 0u64;
+    loop {
+        let ack = publisher
+            .request(
+                "Broadcast",
+                json!({"topic": "firehose", "payload": {"i": sent, "blob": blob}}),
+                &format!("b{sent}"),
+            )
+            .await;
+        let frame = fast.recv_type("Broadcast").await;
+        assert_eq!(frame["data"]["payload"]["i"], sent);
+        sent += 1;
+        if ack["data"]["recipients"] == 1 {
+            break;
+        }
+        assert!(sent < 5000, "the slow subscriber was never dropped");
+    }
+    // The slow one's connection ends; if its close frame gets through, it says why.
+    if let Some(code) = slow.ends().await {
+        assert_eq!(code, 4008);
+    }
+    // And the publisher and the fast subscriber carry on.
+    publisher
+        .request(
+            "Broadcast",
+            json!({"topic": "firehose", "payload": {"i": sent}}),
+            "last",
+        )
+        .await;
+    assert_eq!(
+        fast.recv_type("Broadcast").await["data"]["payload"]["i"],
+        sent
+    );
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn logout_closes_the_sessions_sockets() {
+    let t = team().await;
+    let login = t.server.login("alice", "alice-password").await;
+    let access = login.json["access"].as_str().expect("access").to_owned();
+    let mut ws = Ws::connect(t.server.addr, &access).await;
+    let mut other_session = Ws::connect(t.server.addr, &t.alice).await;
+    let revoke = t
+        .server
+        .post_json(
+            "/api/token/revoke",
+            &json!({"refresh": login.json["refresh"]}),
+        )
+        .await;
+    assert_eq!(revoke.status, 200);
+    assert_eq!(ws.closed().await.0, 4401);
+    // Only that session: the other login's socket stays.
+    let pong = other_session.request("Ping", json!({}), "p").await;
+    assert_eq!(pong["type"], "Pong");
+    // And the revoked token no longer connects.
+    let mut again = Ws {
+        socket: raw_connect(t.server.addr, &format!("/ws?token={access}"), &[]).await,
+        welcome: Value::Null,
+    };
+    assert_eq!(again.recv().await["data"]["code"], 401);
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn removal_from_a_private_room_cuts_the_live_subscription() {
+    let t = team().await;
+    create_room(&t.server, &t.alice, "secret", "private").await;
+    let added = post_as(
+        &t.server,
+        &t.alice,
+        "/api/v1/rooms/secret/members/bob",
+        json!({}),
+    )
+    .await;
+    assert_eq!(added.status, 200, "{:?}", added.json);
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let joined = bob.request("Join", json!({"room": "secret"}), "j").await;
+    assert_eq!(joined["data"]["status"], "joined", "{joined}");
+    let removed = http(
+        t.server.addr,
+        "DELETE",
+        "/api/v1/rooms/secret/members/bob",
+        &[("authorization", &format!("Bearer {}", t.alice))],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.json);
+    let notice = bob
+        .recv_where(|f| f["type"] == "Status" && f["data"]["status"] == "removed")
+        .await;
+    assert_eq!(notice["data"]["details"]["room"], "secret");
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    alice
+        .request(
+            "Send",
+            json!({"room": "secret", "content": "bob is gone"}),
+            "s",
+        )
+        .await;
+    // Had bob still been in the room, the message would be queued before this reply.
+    bob.send(json!({"type": "Ping", "data": {}, "id": "p"}))
+        .await;
+    loop {
+        let frame = bob.recv().await;
+        assert_ne!(frame["type"], "Message", "removed member got {frame}");
+        if frame["id"] == "p" {
+            break;
+        }
+    }
+    let refused = bob.request("History", json!({"room": "secret"}), "h").await;
+    assert_eq!(refused["data"]["code"], 403);
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn plain_http_to_the_websocket_endpoint_gets_426() {
+    let t = team().await;
+    let response = t.server.get("/ws", &[]).await;
+    assert_eq!(response.status, 426);
+    assert_eq!(response.json["code"], "bad_request");
+    t.server.stop().await;
+}
