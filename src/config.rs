@@ -168,7 +168,7 @@ pub struct WsConfig {
     /// Offline direct messages kept per user.
     pub max_queued_direct_messages: usize,
     /// Browser origins allowed to open WebSockets besides the server's own origin, e.g.
-    /// ["https://chat.example.com"]. Clients that send no Origin (non-browsers) are always allowed.
+    /// `["https://chat.example.com"]`. Clients that send no Origin (non-browsers) are always allowed.
     pub allowed_origins: Vec<String>,
 }
 
@@ -376,6 +376,10 @@ impl Config {
             ("ws.outbound_queue", ws.outbound_queue),
             ("ws.max_replay", ws.max_replay),
             ("ws.max_history", ws.max_history),
+            (
+                "ws.max_queued_direct_messages",
+                ws.max_queued_direct_messages,
+            ),
         ] {
             if value == 0 {
                 problems.push(format!("{name} must be at least 1"));

@@ -34,8 +34,8 @@ pub enum Error {
     Conflict(String),
     #[error("method not allowed")]
     MethodNotAllowed,
-    #[error("server is shutting down")]
-    Unavailable,
+    #[error("{0}")]
+    Unavailable(String),
     #[error("storage error: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("internal error: {0}")]
@@ -60,7 +60,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::MethodNotAllowed => "method_not_allowed",
-            Error::Unavailable => "unavailable",
+            Error::Unavailable(_) => "unavailable",
             Error::Store(_) => "storage_error",
             Error::Internal(_) => "internal",
         }
@@ -79,7 +79,7 @@ impl Error {
             Error::UnsupportedMediaType => 415,
             Error::TooManyAttempts { .. } | Error::RateLimited(_) => 429,
             Error::Store(_) | Error::Internal(_) => 500,
-            Error::Unavailable => 503,
+            Error::Unavailable(_) => 503,
         }
     }
 

@@ -32,7 +32,7 @@ use crate::store::{Role, Store};
 /// Name of the file the first start writes the generated admin password to.
 pub const INITIAL_ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
 
-/// How often expired sessions are purged from the store.
+/// How often ended sessions and messages past retention are purged from the store.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Everything a request handler needs, behind cheap clones.
@@ -131,7 +131,7 @@ impl Server {
         // Every connection task is tracked, so shutdown can wait until none holds the state (and
         // with it the store) any more: the data dir is released when `run` returns.
         let tasks = state.tasks.clone();
-        let purger = tokio::spawn(purge_sessions(state.clone()));
+        let purger = tokio::spawn(housekeeping(state.clone()));
 
         tracing::info!(listen = %addr, data_dir = %config.store.data_dir.display(), version = env!("CARGO_PKG_VERSION"), "natter is serving");
         crate::systemd::notify_ready();
@@ -321,7 +321,8 @@ fn write_private_file(path: &PathBuf, contents: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-async fn purge_sessions(state: AppState) {
+/// Hourly: deletes ended sessions and messages past their room's retention.
+async fn housekeeping(state: AppState) {
     let keep = i64::try_from(state.config.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX);
     let mut ticker = tokio::time::interval(PURGE_INTERVAL);
     loop {
@@ -331,5 +332,35 @@ async fn purge_sessions(state: AppState) {
             Ok(n) => tracing::info!(purged = n, "purged ended sessions"),
             Err(e) => tracing::warn!(error = %e, "session purge failed"),
         }
+        if let Err(e) = purge_retention(&state).await {
+            tracing::warn!(error = %e, "retention purge failed");
+        }
     }
+}
+
+async fn purge_retention(state: &AppState) -> Result<(), Error> {
+    const STEP: usize = 1000;
+    let now_ms = crate::core::chat::now_millis();
+    for room in state.store.rooms()? {
+        if room.retention_secs == 0 {
+            continue;
+        }
+        let keep_ms = i64::try_from(room.retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let cutoff = now_ms.saturating_sub(keep_ms);
+        let mut total = 0;
+        loop {
+            let purged = state
+                .store
+                .purge_messages_before(room.id, cutoff, STEP)
+                .await?;
+            total += purged;
+            if purged < STEP {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::info!(room = %room.name, purged = total, "purged messages past retention");
+        }
+    }
+    Ok(())
 }

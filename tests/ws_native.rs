@@ -1267,3 +1267,104 @@ async fn plain_http_to_the_websocket_endpoint_gets_426() {
     assert_eq!(response.json["code"], "bad_request");
     t.server.stop().await;
 }
+
+#[tokio::test]
+async fn direct_rooms_have_no_owner_powers() {
+    let t = team().await;
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    // alice opens the direct room first, so she is its nominal owner...
+    alice
+        .request("Send", json!({"room": "@bob", "content": "hi"}), "s")
+        .await;
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let ack = bob
+        .request(
+            "Send",
+            json!({"room": "@alice", "content": "bob's words"}),
+            "s",
+        )
+        .await;
+    assert_eq!(ack["data"]["seq"], 2, "{ack}");
+    // ...but may not change bob's messages, nor bring in a third person.
+    let edit = alice
+        .request(
+            "Edit",
+            json!({"room": "@bob", "seq": 2, "content": "alice's words"}),
+            "e",
+        )
+        .await;
+    assert_eq!(edit["data"]["code"], 403, "{edit}");
+    let add = post_as(
+        &t.server,
+        &t.alice,
+        "/api/v1/rooms/@bob/members/boss",
+        json!({}),
+    )
+    .await;
+    assert_eq!(add.status, 403, "{:?}", add.json);
+    // Reading a direct room that does not exist yet does not create it.
+    let none = alice
+        .request("History", json!({"room": "@boss"}), "h")
+        .await;
+    assert_eq!(none["data"]["code"], 404, "{none}");
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn subscribe_is_all_or_nothing_at_the_limit() {
+    let t = team_with(|c| c.ws.max_subscriptions = 2).await;
+    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    ws.request("Subscribe", json!({"topics": ["a"]}), "1").await;
+    let over = ws
+        .request("Subscribe", json!({"topics": ["b", "c"]}), "2")
+        .await;
+    assert_eq!(over["data"]["code"], 429, "{over}");
+    // Re-subscribing what is already there costs nothing; the refused batch left no trace.
+    let same = ws
+        .request("Subscribe", json!({"topics": ["a", "b"]}), "3")
+        .await;
+    assert_eq!(same["data"]["details"]["active_subscriptions"], 2, "{same}");
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    use futures_util::SinkExt as _;
+    let t = team().await;
+    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    ws.socket
+        .send(Message::Close(Some(
+            tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: 1000.into(),
+                reason: "bye".into(),
+            },
+        )))
+        .await
+        .expect("close");
+    assert_eq!(
+        ws.ends().await,
+        Some(1000),
+        "the server completes the closing handshake"
+    );
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_server_says_so_and_closes_1013() {
+    let t = team_with(|c| c.ws.max_connections = 1).await;
+    let _first = Ws::connect(t.server.addr, &t.alice).await;
+    let mut second = Ws {
+        socket: raw_connect(t.server.addr, &format!("/ws?token={}", t.bob), &[]).await,
+        welcome: Value::Null,
+    };
+    let error = second.recv().await;
+    assert_eq!(error["data"]["code"], 503, "{error}");
+    assert!(
+        error["data"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("connection limit")),
+        "{error}"
+    );
+    assert_eq!(second.closed().await.0, 1013);
+    t.server.stop().await;
+}

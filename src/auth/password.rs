@@ -81,7 +81,7 @@ impl Hasher {
             .permits
             .acquire()
             .await
-            .map_err(|_| Error::Unavailable)?;
+            .map_err(|_| Error::Unavailable("server is shutting down".to_owned()))?;
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))

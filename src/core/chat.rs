@@ -134,21 +134,40 @@ impl Chat {
             .await
     }
 
-    /// Finds a room by name; `@username` names the direct room with that user, created on first
-    /// use (private, the two of them as members).
+    /// Finds a room by name; `@username` names the direct room with that user (which must
+    /// exist already: reads never create rooms).
     pub async fn resolve_room(&self, who: &Principal, name: &str) -> Result<Room, Error> {
         if let Some(other) = name.strip_prefix('@') {
-            return self.direct_room(who, other).await;
+            if other == who.username {
+                return Err(Error::BadRequest(
+                    "a direct room needs another user".to_owned(),
+                ));
+            }
+            let name = policy::dm_room_name(&who.username, other);
+            return self
+                .store
+                .room_by_name(&name)?
+                .ok_or_else(|| Error::NotFound(format!("no direct room with {other} yet")));
         }
         self.store
             .room_by_name(name)?
             .ok_or_else(|| Error::NotFound(format!("no room {name}")))
     }
 
+    /// Like [`Chat::resolve_room`], but creates the direct room of `@username` on first use
+    /// (private, the two of them as members). Used by Join and Send.
+    pub async fn open_room(&self, who: &Principal, name: &str) -> Result<Room, Error> {
+        if let Some(other) = name.strip_prefix('@') {
+            return self.direct_room(who, other).await;
+        }
+        self.resolve_room(who, name).await
+    }
+
     async fn direct_room(&self, who: &Principal, other: &str) -> Result<Room, Error> {
         let peer = self
             .store
             .user_by_name(other)?
+            .filter(|u| !u.disabled)
             .ok_or_else(|| Error::NotFound(format!("no user {other}")))?;
         if peer.id == who.user_id {
             return Err(Error::BadRequest(
@@ -228,11 +247,9 @@ impl Chat {
         name: &str,
         since: Option<u64>,
     ) -> Result<JoinOutcome, Error> {
-        let room = self.resolve_room(who, name).await?;
+        let room = self.open_room(who, name).await?;
         self.check_read(who, &room)?;
-        if room.visibility == Visibility::Public && !self.is_member(&room, who)? {
-            self.ensure_member(who, &room).await?;
-        }
+        // Capacity first, so a refused Join changes nothing.
         if !self
             .hub
             .join_room(conn, room.id, self.config.ws.max_joined_rooms)
@@ -241,6 +258,13 @@ impl Chat {
                 "at most {} rooms per connection",
                 self.config.ws.max_joined_rooms
             )));
+        }
+        if room.visibility == Visibility::Public
+            && !self.is_member(&room, who)?
+            && let Err(e) = self.ensure_member(who, &room).await
+        {
+            self.hub.leave_room(conn, room.id);
+            return Err(e);
         }
         // Re-read: messages stored between resolve and subscribe are in the replay.
         let room = self.store.room_by_name(&room.name)?.unwrap_or(room);
@@ -289,7 +313,7 @@ impl Chat {
                 "client_msg_id must be 1 to 128 bytes".to_owned(),
             ));
         }
-        let room = self.resolve_room(who, name).await?;
+        let room = self.open_room(who, name).await?;
         self.ensure_member(who, &room).await?;
         if let Some(parent) = reply_to
             && (parent == 0 || parent > room.last_seq)
@@ -550,8 +574,13 @@ impl Chat {
             .store
             .user_by_name(username)?
             .ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
+        if policy::is_direct(&room) && !who.is_admin() {
+            return Err(Error::Forbidden(
+                "a direct room has exactly its two members".to_owned(),
+            ));
+        }
         let allowed = who.is_admin()
-            || room.owner == who.user_id
+            || policy::is_owner(who, &room)
             || (user.id == who.user_id && room.visibility == Visibility::Public);
         if !allowed {
             return Err(Error::Forbidden(
@@ -577,7 +606,12 @@ impl Chat {
             .store
             .user_by_name(username)?
             .ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
-        if !(who.is_admin() || room.owner == who.user_id || user.id == who.user_id) {
+        if policy::is_direct(&room) && !who.is_admin() {
+            return Err(Error::Forbidden(
+                "a direct room has exactly its two members".to_owned(),
+            ));
+        }
+        if !(who.is_admin() || policy::is_owner(who, &room) || user.id == who.user_id) {
             return Err(Error::Forbidden(
                 "only the room owner or an admin may remove members".to_owned(),
             ));
@@ -656,16 +690,9 @@ impl Chat {
             parsed.push(subscription);
         }
         let max = self.config.ws.max_subscriptions;
-        let mut active = 0;
-        for subscription in &parsed {
-            active = self.hub.subscribe(conn, subscription, max).map_err(|_| {
-                Error::RateLimited(format!("at most {max} subscriptions per connection"))
-            })?;
-        }
-        if parsed.is_empty() {
-            active = self.hub.subscription_count(conn);
-        }
-        Ok(active)
+        self.hub
+            .subscribe_all(conn, &parsed, max)
+            .map_err(|_| Error::RateLimited(format!("at most {max} subscriptions per connection")))
     }
 
     pub fn unsubscribe(&self, conn: ConnId, topics: &[String]) -> usize {
@@ -964,8 +991,33 @@ impl Chat {
                 "title is limited to 200 and message to 4000 characters".to_owned(),
             ));
         }
-        if !(new.actions.is_array() || new.actions.is_null()) {
-            return Err(Error::BadRequest("actions must be an array".to_owned()));
+        match &new.actions {
+            Value::Null => {}
+            Value::Array(actions) if actions.len() <= 10 => {}
+            _ => {
+                return Err(Error::BadRequest(
+                    "actions must be an array of at most 10 entries".to_owned(),
+                ));
+            }
+        }
+        if new.actions.to_string().len() > 8192 {
+            return Err(Error::BadRequest("actions are limited to 8 KiB".to_owned()));
+        }
+        if new
+            .category
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > 64)
+        {
+            return Err(Error::BadRequest(
+                "category is limited to 64 characters".to_owned(),
+            ));
+        }
+        if let Some(url) = &new.url
+            && (url.len() > 2048 || !(url.starts_with("https://") || url.starts_with("http://")))
+        {
+            return Err(Error::BadRequest(
+                "url must be an http(s) URL of at most 2048 bytes".to_owned(),
+            ));
         }
         let user = self
             .store
@@ -993,6 +1045,27 @@ impl Chat {
         self.hub
             .publish_user(user.id, &Delivery::new(Event::Notification(stored.clone())));
         Ok(stored)
+    }
+}
+
+impl Chat {
+    /// The caller's notifications, newest first (at most `limit`, capped at 200), and the
+    /// unread count.
+    pub fn notifications(
+        &self,
+        who: &Principal,
+        limit: usize,
+    ) -> Result<(Vec<Notification>, usize), Error> {
+        self.store.notifications(who.user_id, limit.clamp(1, 200))
+    }
+
+    /// Marks one of the caller's notifications read.
+    pub async fn mark_notification_read(
+        &self,
+        who: &Principal,
+        id: u64,
+    ) -> Result<Notification, Error> {
+        self.store.mark_notification_read(who.user_id, id).await
     }
 }
 

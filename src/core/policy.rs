@@ -40,9 +40,20 @@ pub fn can_read_room(who: &Principal, room: &Room, is_member: bool) -> bool {
     who.is_admin() || is_member || room.visibility == Visibility::Public
 }
 
-/// Owner, admin, or (for `author`) the message's author may change a message.
+/// Whether a room is a two-member direct room (`dm:a:b`).
+pub fn is_direct(room: &Room) -> bool {
+    room.name.starts_with(DM_PREFIX)
+}
+
+/// Owner powers: the room's owner, except in direct rooms, which have no owner powers (whoever
+/// opened one first is its nominal owner only).
+pub fn is_owner(who: &Principal, room: &Room) -> bool {
+    room.owner == who.user_id && !is_direct(room)
+}
+
+/// The message's author, the room's owner, or an admin may change a message.
 pub fn can_modify_message(who: &Principal, room: &Room, author: uuid::Uuid) -> bool {
-    who.is_admin() || room.owner == who.user_id || author == who.user_id
+    who.is_admin() || is_owner(who, room) || author == who.user_id
 }
 
 /// Whether `who` may subscribe to `subscription` (see `hub::topic` for the namespaces).

@@ -21,7 +21,7 @@ pub fn readyz(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = R
         .and(with_state(state))
         .map(|state: AppState| {
             if state.is_shutting_down() {
-                error_response(&Error::Unavailable)
+                error_response(&Error::Unavailable("server is shutting down".to_owned()))
             } else if !state.store.is_healthy() {
                 error_response(&Error::Internal("store is not available".to_owned()))
             } else {

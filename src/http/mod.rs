@@ -1,5 +1,5 @@
 //! The HTTP API (warp). Filters are named `<resource>_<verb>`; their doc line is the route.
-//! Every error leaves through [`recover`] as JSON `{"error": "...", "code": "..."}`.
+//! Every error leaves through `recover` as JSON `{"error": "...", "code": "..."}`.
 
 mod health;
 mod notifications;
@@ -84,7 +84,7 @@ fn authenticated(
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
-fn bearer_token(header: Option<&str>) -> Result<&str, Error> {
+pub fn bearer_token(header: Option<&str>) -> Result<&str, Error> {
     let header = header.ok_or(Error::InvalidToken("missing bearer token"))?;
     let (scheme, token) = header.trim().split_once(' ').ok_or(Error::InvalidToken(
         "expected Authorization: Bearer <token>",
@@ -268,6 +268,12 @@ pub fn error_response(error: &Error) -> warp::reply::Response {
         code: error.code(),
     };
     let mut response = json_reply(&body, status);
+    if matches!(error, Error::InvalidToken(_)) {
+        response.headers_mut().insert(
+            warp::http::header::WWW_AUTHENTICATE,
+            warp::http::HeaderValue::from_static("Bearer"),
+        );
+    }
     if let Error::TooManyAttempts { retry_after } = error {
         let secs = retry_after.as_secs().max(1).to_string();
         if let Ok(value) = warp::http::HeaderValue::from_str(&secs) {

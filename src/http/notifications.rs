@@ -17,8 +17,6 @@ use crate::store::Notification;
 
 /// Notifications listed when the request does not say.
 const DEFAULT_NOTIFICATIONS: usize = 50;
-/// Most notifications one list returns, so one request costs a bounded amount.
-const MAX_NOTIFICATIONS: usize = 200;
 
 #[derive(Deserialize)]
 struct PublishRequest {
@@ -132,9 +130,7 @@ pub fn notifications_list(
             |who: Principal, query: HashMap<String, String>, state: AppState| async move {
                 let limit =
                     query_number::<usize>(&query, "limit")?.unwrap_or(DEFAULT_NOTIFICATIONS);
-                let (notifications, unread) = state
-                    .store
-                    .notifications(who.user_id, limit.min(MAX_NOTIFICATIONS))?;
+                let (notifications, unread) = state.chat.notifications(&who, limit)?;
                 let notifications: Vec<Value> =
                     notifications.iter().map(notification_json).collect();
                 Ok::<_, Rejection>(json_reply(
@@ -154,7 +150,7 @@ pub fn notifications_read(
         .and(authenticated(state.clone()))
         .and(with_state(state))
         .and_then(|id: u64, who: Principal, state: AppState| async move {
-            let notification = state.store.mark_notification_read(who.user_id, id).await?;
+            let notification = state.chat.mark_notification_read(&who, id).await?;
             Ok::<_, Rejection>(json_reply(
                 &notification_json(&notification),
                 StatusCode::OK,

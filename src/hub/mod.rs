@@ -241,12 +241,12 @@ impl Hub {
         last
     }
 
-    /// Subscribes a connection; returns its number of subscriptions afterwards, or `Err(count)`
-    /// when that would exceed `max`.
-    pub fn subscribe(
+    /// Subscribes a connection to all of `subscriptions` or (beyond `max` in all) to none;
+    /// returns the subscription count afterwards, or `Err(count)` when refused.
+    pub fn subscribe_all(
         &self,
         id: ConnId,
-        subscription: &Subscription,
+        subscriptions: &[Subscription],
         max: usize,
     ) -> Result<usize, usize> {
         let mut state = self.write();
@@ -255,28 +255,33 @@ impl Hub {
             return Err(0);
         };
         let count = conn.topics.len() + conn.patterns.len();
-        match subscription {
-            Subscription::Exact(topic) => {
-                if !conn.topics.contains(topic) {
-                    if count >= max {
-                        return Err(count);
+        let new: HashSet<&str> = subscriptions
+            .iter()
+            .map(|s| match s {
+                Subscription::Exact(topic) => topic.as_str(),
+                Subscription::Pattern(pattern) => pattern.text.as_str(),
+            })
+            .filter(|text| !conn.topics.contains(*text) && !conn.patterns.contains(*text))
+            .collect();
+        if count + new.len() > max {
+            return Err(count);
+        }
+        for subscription in subscriptions {
+            match subscription {
+                Subscription::Exact(topic) => {
+                    if conn.topics.insert(topic.clone()) {
+                        state.topics.entry(topic.clone()).or_default().insert(id);
                     }
-                    conn.topics.insert(topic.clone());
-                    state.topics.entry(topic.clone()).or_default().insert(id);
                 }
-            }
-            Subscription::Pattern(pattern) => {
-                if !conn.patterns.contains(&pattern.text) {
-                    if count >= max {
-                        return Err(count);
+                Subscription::Pattern(pattern) => {
+                    if conn.patterns.insert(pattern.text.clone()) {
+                        state
+                            .patterns
+                            .entry(pattern.text.clone())
+                            .or_insert_with(|| (pattern.clone(), HashSet::new()))
+                            .1
+                            .insert(id);
                     }
-                    conn.patterns.insert(pattern.text.clone());
-                    state
-                        .patterns
-                        .entry(pattern.text.clone())
-                        .or_insert_with(|| (pattern.clone(), HashSet::new()))
-                        .1
-                        .insert(id);
                 }
             }
         }
@@ -588,9 +593,9 @@ mod tests {
         let hub = Hub::new();
         let slow = hub.register(info(Uuid::new_v4()), 2, 5, 10).expect("slow");
         let mut fast = hub.register(info(Uuid::new_v4()), 2, 5, 10).expect("fast");
-        let sub = topic::parse_subscription("t").expect("topic");
-        hub.subscribe(slow.id, &sub, 10).expect("sub");
-        hub.subscribe(fast.id, &sub, 10).expect("sub");
+        let sub = [topic::parse_subscription("t").expect("topic")];
+        hub.subscribe_all(slow.id, &sub, 10).expect("sub");
+        hub.subscribe_all(fast.id, &sub, 10).expect("sub");
         for _ in 0..3 {
             hub.publish_topic("t", &Delivery::new(event()));
             while fast.outbound.try_recv().is_ok() {}

@@ -1,7 +1,7 @@
 //! The storage facade: everything natter keeps on disk goes through [`Store`], so the engine
 //! (sled 0.34 today) can be swapped without touching the core.
 //!
-//! Reads go straight to sled. Writes go through one writer task ([`writer`]) that applies them in
+//! Reads go straight to sled. Writes go through one writer task (`writer`) that applies them in
 //! order and flushes each batch once (group commit): a write's future resolves only after the
 //! flush of its batch, so whatever natter acknowledges has reached the disk. What sled's flush
 //! promises: the data survives a crash of the process; after a power cut, data written since the

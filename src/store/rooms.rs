@@ -330,6 +330,30 @@ impl Store {
         .await
     }
 
+    /// Deletes a room's messages created before `cutoff_ms` (retention), oldest first, at most
+    /// `max` in one call so the writer is never held long. Returns how many were deleted.
+    pub async fn purge_messages_before(
+        &self,
+        room_id: u64,
+        cutoff_ms: i64,
+        max: usize,
+    ) -> Result<usize, Error> {
+        self.write(move |t| {
+            let mut purged = 0;
+            for entry in t.messages.scan_prefix(keys::room(room_id)) {
+                let (key, raw) = entry?;
+                let message: Message = decode("messages", &raw)?;
+                if message.created_at_ms >= cutoff_ms || purged >= max {
+                    break;
+                }
+                t.messages.remove(key)?;
+                purged += 1;
+            }
+            Ok(purged)
+        })
+        .await
+    }
+
     /// The newest `limit` messages of a room with `seq < before`, oldest first.
     pub fn messages_before(
         &self,
@@ -442,6 +466,32 @@ mod tests {
         assert_eq!(
             store.room_by_name("b").expect("get").map(|r| r.last_seq),
             Some(5)
+        );
+        // Retention: everything was created at 0 ms, so a cutoff of 1 ms purges it, in bounded
+        // steps, and only in that room.
+        assert_eq!(
+            store
+                .purge_messages_before(a.id, 1, 3)
+                .await
+                .expect("purge"),
+            3
+        );
+        assert_eq!(
+            store
+                .purge_messages_before(a.id, 1, 100)
+                .await
+                .expect("purge"),
+            2
+        );
+        assert!(
+            store
+                .messages(a.id, 0, u64::MAX, 100)
+                .expect("range")
+                .is_empty()
+        );
+        assert_eq!(
+            store.messages(b.id, 0, u64::MAX, 100).expect("range").len(),
+            5
         );
         store.close().await.expect("close");
     }

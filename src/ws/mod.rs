@@ -46,7 +46,6 @@ pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_write_buffer_size(WRITE_BUFFER_BYTES + max_frame_bytes * 2)
         .max_message_size(Some(max_frame_bytes))
         .max_frame_size(Some(max_frame_bytes))
 }
@@ -84,15 +83,16 @@ pub fn credentials(headers: &HeaderMap, query: Option<&str>) -> Credentials {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == ACCESS_COOKIE)
         .map(|(_, value)| value.to_owned());
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| t.trim().to_owned());
-    let from_query = query.and_then(|q| query_param(q, "token"));
+    let bearer = crate::http::bearer_token(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )
+    .ok()
+    .map(str::to_owned);
+    let from_query = query
+        .and_then(|q| query_param(q, "token"))
+        .filter(|t| !t.is_empty());
     found.token = bearer.or(from_query).or(found.token).or(cookie);
     found
 }

@@ -37,8 +37,9 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Most queued deliveries written in one turn before the loop looks at other events again.
 const MAX_COALESCED: usize = 64;
-/// A write that makes no progress for this long means the peer stopped reading.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// One turn's writes (at most `MAX_COALESCED` frames) taking longer than this means the peer is
+/// not keeping up: the connection is dropped rather than left to hold its buffers.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the closing handshake may take before the connection is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -159,7 +160,11 @@ pub async fn run<D: Dialect>(
             return;
         }
         Err(RegisterError::ServerLimit) => {
-            refuse::<D>(&mut socket, &Error::Unavailable, CLOSE_TRY_AGAIN_LATER).await;
+            let error = Error::Unavailable(format!(
+                "server is at its connection limit ({}); try again later",
+                config.max_connections
+            ));
+            refuse::<D>(&mut socket, &error, CLOSE_TRY_AGAIN_LATER).await;
             return;
         }
     };
@@ -215,7 +220,12 @@ pub async fn run<D: Dialect>(
                     Some(Ok(Message::Text(text))) => dialect.on_text(&mut ctx, text.as_str()).await,
                     Some(Ok(Message::Binary(data))) => dialect.on_binary(&mut ctx, data).await,
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite queued the reply to the peer's close: send it.
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
+                        break None;
+                    }
+                    None => break None,
                     Some(Err(tungstenite::Error::Capacity(e))) => {
                         tracing::info!(user = %ctx.principal.username, error = %e, "frame too big; closing");
                         break Some((CLOSE_TOO_BIG, format!("frame exceeds {} bytes", config.max_frame_bytes)));

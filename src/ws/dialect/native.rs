@@ -493,7 +493,7 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
             let (room, message) = chat.edit(&ctx.principal, room, seq, content).await?;
             ctx.send(frame(
                 "Ack",
-                json!({"message_id": id, "status": "edited", "room": room.name, "room_id": room.id, "seq": message.seq}),
+                ack_data(id, json!({"status": "edited", "room": room.name, "room_id": room.id, "seq": message.seq})),
                 id,
             ));
         }
@@ -504,11 +504,15 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
             let room = chat.delete(&ctx.principal, room, seq).await?;
             ctx.send(frame(
                 "Ack",
-                json!({"message_id": id, "status": "deleted", "room": room.name, "room_id": room.id, "seq": seq}),
+                ack_data(
+                    id,
+                    json!({"status": "deleted", "room": room.name, "room_id": room.id, "seq": seq}),
+                ),
                 id,
             ));
         }
         "History" => {
+            ctx.check_rate()?;
             let room = str_field(&data, "room")?;
             let before = opt_u64(&data, "before")?;
             let after = opt_u64(&data, "after")?;
@@ -548,16 +552,21 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
             }
         }
         "Read" => {
+            ctx.check_rate()?;
             let room = str_field(&data, "room")?;
             let seq = u64_field(&data, "seq")?;
             let (room, cursor) = chat.read(&ctx.principal, room, seq).await?;
             ctx.send(frame(
                 "Ack",
-                json!({"message_id": id, "status": "read", "room": room.name, "room_id": room.id, "seq": cursor}),
+                ack_data(
+                    id,
+                    json!({"status": "read", "room": room.name, "room_id": room.id, "seq": cursor}),
+                ),
                 id,
             ));
         }
         "SetStatus" => {
+            ctx.check_rate()?;
             let new_status = str_field(&data, "status")?;
             let metadata = match data.get("metadata") {
                 None | Some(Value::Null) => None,
@@ -572,7 +581,7 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
                 .await?;
             ctx.send(frame(
                 "Ack",
-                json!({"message_id": id, "status": "ok", "presence": new_status}),
+                ack_data(id, json!({"status": "ok", "presence": new_status})),
                 id,
             ));
         }
@@ -589,7 +598,7 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
                     )?;
                     ctx.send(frame(
                         "Ack",
-                        json!({"message_id": id, "status": "delivered", "recipients": recipients}),
+                        ack_data(id, json!({"status": "delivered", "recipients": recipients})),
                         id,
                     ));
                 }
@@ -598,11 +607,7 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
                         "data.topic of a custom message must be a string".to_owned(),
                     ));
                 }
-                None => ctx.send(frame(
-                    "Ack",
-                    json!({"message_id": id, "status": "ignored"}),
-                    id,
-                )),
+                None => ctx.send(frame("Ack", ack_data(id, json!({"status": "ignored"})), id)),
             }
         }
         unknown => {
@@ -724,6 +729,14 @@ fn frame(kind: &str, data: Value, id: Option<&str>) -> Message {
         map.insert("id".to_owned(), Value::String(id.to_owned()));
     }
     text(&Value::Object(map))
+}
+
+/// Ack data: `message_id` is the request's id, left out when the request had none.
+fn ack_data(id: Option<&str>, mut data: Value) -> Value {
+    if let (Some(id), Some(map)) = (id, data.as_object_mut()) {
+        map.insert("message_id".to_owned(), Value::String(id.to_owned()));
+    }
+    data
 }
 
 fn status(status: &str, details: Value, id: Option<&str>) -> Message {
