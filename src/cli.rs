@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
-use crate::core::accounts::{NewUser, UserView};
+use crate::core::accounts::{Actor, NewUser, UserView};
 use crate::error::Error;
 use crate::server::{AppState, Server};
 use crate::store::{Role, Store};
@@ -213,18 +213,25 @@ async fn run_user_command(state: &AppState, command: UserCommand) -> Result<(), 
             crate::core::accounts::validate_username(&username)?;
             let password = password.read(true)?;
             let user = accounts
-                .create(NewUser {
-                    username,
-                    password,
-                    role,
-                    display_name,
-                    avatar_url,
-                })
+                .create(
+                    Actor::Operator,
+                    NewUser {
+                        username,
+                        password,
+                        role,
+                        display_name,
+                        avatar_url,
+                    },
+                )
                 .await?;
             println!("created user {} ({})", user.username, user.role.as_str());
         }
         UserCommand::List { json } => {
-            let users: Vec<UserView> = accounts.list()?.iter().map(UserView::from).collect();
+            let users: Vec<UserView> = accounts
+                .list(Actor::Operator)?
+                .iter()
+                .map(UserView::from)
+                .collect();
             if json {
                 println!("{}", serde_json::to_string_pretty(&users)?);
             } else {
@@ -242,23 +249,29 @@ async fn run_user_command(state: &AppState, command: UserCommand) -> Result<(), 
         UserCommand::Passwd { username, password } => {
             accounts.get(&username)?;
             let password = password.read(true)?;
-            accounts.set_password(&username, password).await?;
+            accounts
+                .set_password(Actor::Operator, &username, password)
+                .await?;
             println!("password of {username} changed; its sessions were ended");
         }
         UserCommand::SetRole { username, role } => {
-            accounts.set_role(&username, role).await?;
+            accounts.set_role(Actor::Operator, &username, role).await?;
             println!("{username} is now {}", role.as_str());
         }
         UserCommand::Disable { username } => {
-            accounts.set_disabled(&username, true).await?;
+            accounts
+                .set_disabled(Actor::Operator, &username, true)
+                .await?;
             println!("{username} is disabled");
         }
         UserCommand::Enable { username } => {
-            accounts.set_disabled(&username, false).await?;
+            accounts
+                .set_disabled(Actor::Operator, &username, false)
+                .await?;
             println!("{username} is enabled");
         }
         UserCommand::Remove { username } => {
-            accounts.remove(&username).await?;
+            accounts.remove(Actor::Operator, &username).await?;
             println!("{username} was removed");
         }
     }

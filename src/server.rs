@@ -288,13 +288,16 @@ async fn bootstrap_admin(state: &AppState) -> Result<(), Error> {
         .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))?;
     state
         .accounts
-        .create(NewUser {
-            username: "admin".to_owned(),
-            password: password.clone(),
-            role: Role::Admin,
-            display_name: Some("Administrator".to_owned()),
-            avatar_url: None,
-        })
+        .create(
+            crate::core::accounts::Actor::Operator,
+            NewUser {
+                username: "admin".to_owned(),
+                password: password.clone(),
+                role: Role::Admin,
+                display_name: Some("Administrator".to_owned()),
+                avatar_url: None,
+            },
+        )
         .await?;
     tracing::warn!(
         username = "admin",

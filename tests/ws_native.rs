@@ -1368,3 +1368,67 @@ async fn a_full_server_says_so_and_closes_1013() {
     assert_eq!(second.closed().await.0, 1013);
     t.server.stop().await;
 }
+
+#[tokio::test]
+async fn disabling_or_removing_a_user_closes_their_sockets() {
+    let t = team().await;
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let denied = post_as(&t.server, &t.alice, "/api/v1/users/bob/disable", json!({})).await;
+    assert_eq!(denied.status, 403, "{:?}", denied.json);
+
+    let disabled = post_as(&t.server, &t.boss, "/api/v1/users/bob/disable", json!({})).await;
+    assert_eq!(disabled.status, 200, "{:?}", disabled.json);
+    assert_eq!(disabled.json["disabled"], true);
+    assert_eq!(bob.closed().await.0, 4403);
+    let mut again = Ws {
+        socket: raw_connect(t.server.addr, &format!("/ws?token={}", t.bob), &[]).await,
+        welcome: Value::Null,
+    };
+    assert_eq!(again.recv().await["data"]["code"], 403);
+    assert_eq!(again.closed().await.0, 4403);
+    assert_eq!(t.server.login("bob", "bob-password").await.status, 403);
+    let enabled = post_as(&t.server, &t.boss, "/api/v1/users/bob/enable", json!({})).await;
+    assert_eq!(enabled.status, 200, "{:?}", enabled.json);
+    assert_eq!(t.server.login("bob", "bob-password").await.status, 200);
+
+    let removed = http(
+        t.server.addr,
+        "DELETE",
+        "/api/v1/users/alice",
+        &[("authorization", &format!("Bearer {}", t.boss))],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.json);
+    assert_eq!(alice.closed().await.0, 4403);
+    assert_eq!(t.server.login("alice", "alice-password").await.status, 401);
+    t.server.stop().await;
+}
+
+/// Seed 004's TypeScript client sends Subscribe and DirectMessage with an id and waits for an
+/// Ack carrying it; natter answers with the documented Status / Error and that Ack.
+#[tokio::test]
+async fn the_seed_example_client_gets_its_acks() {
+    let t = team().await;
+    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    ws.send(
+        json!({"type": "Subscribe", "data": {"topics": ["chat.general", "notifications"]},
+                   "id": "msg_1", "timestamp": 1_700_000_000_000_i64}),
+    )
+    .await;
+    let status = ws.recv().await;
+    assert_eq!(status["data"]["status"], "subscribed", "{status}");
+    let ack = ws.recv().await;
+    assert_eq!(ack["type"], "Ack", "{ack}");
+    assert_eq!(ack["data"]["message_id"], "msg_1");
+    ws.send(json!({"type": "DirectMessage", "data": {"target_user": "bob", "payload": {"message": "hi"}},
+                   "id": "msg_2", "timestamp": 1_700_000_000_001_i64}))
+        .await;
+    let error = ws.recv().await;
+    assert_eq!(error["data"]["details"]["queued"], true, "{error}");
+    let ack = ws.recv().await;
+    assert_eq!(ack["type"], "Ack", "{ack}");
+    assert_eq!(ack["data"]["message_id"], "msg_2");
+    t.server.stop().await;
+}

@@ -5,7 +5,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::password::MAX_PASSWORD_BYTES;
-use crate::auth::{CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Hasher};
+use crate::auth::{CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Hasher, Principal};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::{Role, Store, User, now_secs};
@@ -82,6 +82,24 @@ pub struct NewUser {
     pub avatar_url: Option<String>,
 }
 
+/// Who asks for an account operation: the operator (the CLI on the data dir, later the admin
+/// socket) or an authenticated user, who must be an admin.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    Operator,
+    User(&'a Principal),
+}
+
+impl Actor<'_> {
+    fn authorize(self) -> Result<(), Error> {
+        match self {
+            Actor::Operator => Ok(()),
+            Actor::User(who) if who.is_admin() => Ok(()),
+            Actor::User(_) => Err(Error::Forbidden("managing users needs an admin".to_owned())),
+        }
+    }
+}
+
 /// The account service.
 #[derive(Clone)]
 pub struct Accounts {
@@ -101,7 +119,8 @@ impl Accounts {
         }
     }
 
-    pub async fn create(&self, new: NewUser) -> Result<User, Error> {
+    pub async fn create(&self, actor: Actor<'_>, new: NewUser) -> Result<User, Error> {
+        actor.authorize()?;
         validate_username(&new.username)?;
         validate_password(&new.password, self.min_password_length)?;
         if let Some(url) = &new.avatar_url {
@@ -133,7 +152,8 @@ impl Accounts {
             .await
     }
 
-    pub fn list(&self) -> Result<Vec<User>, Error> {
+    pub fn list(&self, actor: Actor<'_>) -> Result<Vec<User>, Error> {
+        actor.authorize()?;
         self.store.users()
     }
 
@@ -144,7 +164,13 @@ impl Accounts {
     }
 
     /// Sets a new password and ends every session of the user.
-    pub async fn set_password(&self, username: &str, password: String) -> Result<User, Error> {
+    pub async fn set_password(
+        &self,
+        actor: Actor<'_>,
+        username: &str,
+        password: String,
+    ) -> Result<User, Error> {
+        actor.authorize()?;
         validate_password(&password, self.min_password_length)?;
         self.get(username)?;
         let hash = self.hasher.hash(password).await?;
@@ -163,7 +189,13 @@ impl Accounts {
         Ok(user)
     }
 
-    pub async fn set_role(&self, username: &str, role: Role) -> Result<User, Error> {
+    pub async fn set_role(
+        &self,
+        actor: Actor<'_>,
+        username: &str,
+        role: Role,
+    ) -> Result<User, Error> {
+        actor.authorize()?;
         let user = self.get(username)?;
         if user.role == Role::Admin && role != Role::Admin {
             self.ensure_other_admin(&user)?;
@@ -177,7 +209,13 @@ impl Accounts {
     }
 
     /// Disables (true) or enables (false) a user. Disabling ends every session.
-    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<User, Error> {
+    pub async fn set_disabled(
+        &self,
+        actor: Actor<'_>,
+        username: &str,
+        disabled: bool,
+    ) -> Result<User, Error> {
+        actor.authorize()?;
         let user = self.get(username)?;
         if disabled && user.role == Role::Admin && !user.disabled {
             self.ensure_other_admin(&user)?;
@@ -197,7 +235,8 @@ impl Accounts {
         Ok(user)
     }
 
-    pub async fn remove(&self, username: &str) -> Result<User, Error> {
+    pub async fn remove(&self, actor: Actor<'_>, username: &str) -> Result<User, Error> {
+        actor.authorize()?;
         let user = self.get(username)?;
         if user.role == Role::Admin {
             self.ensure_other_admin(&user)?;

@@ -5,6 +5,7 @@ mod health;
 mod notifications;
 mod rooms;
 mod token;
+mod users;
 
 pub use notifications::notification_json;
 pub use rooms::message_json;
@@ -59,7 +60,12 @@ pub fn routes(
         .or(notifications::publish_create(state.clone()))
         .or(notifications::notifications_create(state.clone()))
         .or(notifications::notifications_list(state.clone()))
-        .or(notifications::notifications_read(state))
+        .or(notifications::notifications_read(state.clone()))
+        .or(users::users_list(state.clone()))
+        .or(users::users_create(state.clone()))
+        .or(users::users_disable(state.clone()))
+        .or(users::users_enable(state.clone()))
+        .or(users::users_remove(state))
         .recover(recover)
 }
 

@@ -69,7 +69,10 @@ pub fn credentials(headers: &HeaderMap, query: Option<&str>) -> Credentials {
         .flat_map(|v| v.split(','))
         .map(str::trim)
     {
-        if let Some(token) = offered.strip_prefix(TOKEN_SUBPROTOCOL_PREFIX) {
+        if let Some(token) = offered
+            .strip_prefix(TOKEN_SUBPROTOCOL_PREFIX)
+            .filter(|t| !t.is_empty())
+        {
             found.subprotocol = Some(offered.to_owned());
             found.token = Some(token.to_owned());
             break;

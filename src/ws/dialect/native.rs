@@ -85,21 +85,9 @@ impl Dialect for Native {
                 }),
                 None,
             ),
-            Event::Notification(n) => frame(
-                "Notification",
-                json!({
-                    "id": n.id,
-                    "level": n.level,
-                    "title": n.title,
-                    "message": n.message,
-                    "actions": n.actions,
-                    "category": n.category,
-                    "url": n.url,
-                    "created_at": n.created_at,
-                    "read": n.read,
-                }),
-                None,
-            ),
+            Event::Notification(n) => {
+                frame("Notification", crate::http::notification_json(n), None)
+            }
             Event::Presence {
                 user_id,
                 username,
@@ -352,6 +340,7 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
                 json!({"topics": topics, "active_subscriptions": active}),
                 id,
             ));
+            acknowledge(ctx, id, "subscribed");
         }
         "Unsubscribe" => {
             let topics = string_list(&data, "topics")?;
@@ -361,6 +350,7 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
                 json!({"topics": topics, "active_subscriptions": active}),
                 id,
             ));
+            acknowledge(ctx, id, "unsubscribed");
         }
         "Broadcast" => {
             ctx.check_rate()?;
@@ -399,11 +389,14 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
                     json!({"message_id": message_id, "status": "delivered", "delivered_to": connections}),
                     id,
                 )),
-                Ok(DirectOutcome::Queued) => ctx.send(error_frame(
-                    &Error::NotFound(format!("User {target} not found or not connected")),
-                    id,
-                    Some(json!({"message_id": message_id, "queued": true})),
-                )),
+                Ok(DirectOutcome::Queued) => {
+                    ctx.send(error_frame(
+                        &Error::NotFound(format!("User {target} not found or not connected")),
+                        id,
+                        Some(json!({"message_id": message_id, "queued": true})),
+                    ));
+                    acknowledge(ctx, id, "queued");
+                }
                 Err(Error::NotFound(message)) => ctx.send(error_frame(
                     &Error::NotFound(message),
                     id,
@@ -697,23 +690,9 @@ fn handle_binary(ctx: &mut Ctx, frame: Bytes) -> Result<(), Error> {
     Ok(())
 }
 
-/// The JSON of a room message.
+/// The JSON of a room message (the same as the HTTP API's).
 fn message_json(m: &RoomMessage) -> Value {
-    let msg = &m.message;
-    json!({
-        "room": m.room,
-        "room_id": msg.room_id,
-        "seq": msg.seq,
-        "author": msg.author_name,
-        "author_id": msg.author,
-        "content": msg.content,
-        "reply_to": msg.reply_to,
-        "created_at": msg.created_at_ms / 1000,
-        "created_at_ms": msg.created_at_ms,
-        "edited_at": msg.edited_at_ms.map(|ms| ms / 1000),
-        "deleted": msg.deleted,
-        "client_msg_id": msg.client_msg_id,
-    })
+    crate::http::message_json(&m.room, &m.message)
 }
 
 fn text(value: &Value) -> Message {
@@ -729,6 +708,19 @@ fn frame(kind: &str, data: Value, id: Option<&str>) -> Message {
         map.insert("id".to_owned(), Value::String(id.to_owned()));
     }
     text(&Value::Object(map))
+}
+
+/// After a documented `Status` or `Error` reply to a request that carried an id, an `Ack` with
+/// that id as well: seed 004's own example client waits for an `Ack` on every request it sends
+/// with an id (Subscribe, DirectMessage), and would otherwise time out after 30 seconds.
+fn acknowledge(ctx: &mut Ctx, id: Option<&str>, status: &str) {
+    if let Some(id) = id {
+        ctx.send(frame(
+            "Ack",
+            json!({"message_id": id, "status": status}),
+            Some(id),
+        ));
+    }
 }
 
 /// Ack data: `message_id` is the request's id, left out when the request had none.
