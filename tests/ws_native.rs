@@ -1432,3 +1432,52 @@ async fn the_seed_example_client_gets_its_acks() {
     assert_eq!(ack["data"]["message_id"], "msg_2");
     t.server.stop().await;
 }
+
+#[tokio::test]
+async fn typing_is_rate_limited_and_long_messages_are_refused() {
+    let t = team_with(|c| {
+        c.ws.typing_per_minute = 2;
+        c.ws.max_message_chars = 10;
+    })
+    .await;
+    create_room(&t.server, &t.alice, "general", "public").await;
+    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    alice.request("Join", json!({"room": "general"}), "j").await;
+    bob.request("Join", json!({"room": "general"}), "j").await;
+    for _ in 0..5 {
+        bob.send(json!({"type": "Typing", "data": {"room": "general", "is_typing": true}}))
+            .await;
+    }
+    let too_long = bob
+        .request(
+            "Send",
+            json!({"room": "general", "content": "x".repeat(11)}),
+            "long",
+        )
+        .await;
+    assert_eq!(too_long["data"]["code"], 400, "{too_long}");
+    assert!(
+        too_long["data"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("10 characters"))
+    );
+    // Frames from bob are handled in order: every Typing that got through reaches alice
+    // before this message does.
+    bob.request("Send", json!({"room": "general", "content": "done"}), "s")
+        .await;
+    let mut typing = 0;
+    loop {
+        let frame = alice.recv().await;
+        match frame["type"].as_str() {
+            Some("Typing") => typing += 1,
+            Some("Message") => break,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        typing, 2,
+        "the burst is the per-minute allowance (at most 5)"
+    );
+    t.server.stop().await;
+}

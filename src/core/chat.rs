@@ -561,14 +561,14 @@ impl Chat {
         Ok(names)
     }
 
-    /// Adds a member: the owner or an admin may add anyone; anyone may add themselves to a
-    /// public room.
-    pub async fn add_member(
+    /// The room and user of a membership change; direct rooms keep their two members (only an
+    /// admin may change them).
+    async fn membership_target(
         &self,
         who: &Principal,
         name: &str,
         username: &str,
-    ) -> Result<Room, Error> {
+    ) -> Result<(Room, crate::store::User), Error> {
         let room = self.resolve_room(who, name).await?;
         let user = self
             .store
@@ -579,6 +579,18 @@ impl Chat {
                 "a direct room has exactly its two members".to_owned(),
             ));
         }
+        Ok((room, user))
+    }
+
+    /// Adds a member: the owner or an admin may add anyone; anyone may add themselves to a
+    /// public room.
+    pub async fn add_member(
+        &self,
+        who: &Principal,
+        name: &str,
+        username: &str,
+    ) -> Result<Room, Error> {
+        let (room, user) = self.membership_target(who, name, username).await?;
         let allowed = who.is_admin()
             || policy::is_owner(who, &room)
             || (user.id == who.user_id && room.visibility == Visibility::Public);
@@ -601,16 +613,7 @@ impl Chat {
         name: &str,
         username: &str,
     ) -> Result<Room, Error> {
-        let room = self.resolve_room(who, name).await?;
-        let user = self
-            .store
-            .user_by_name(username)?
-            .ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
-        if policy::is_direct(&room) && !who.is_admin() {
-            return Err(Error::Forbidden(
-                "a direct room has exactly its two members".to_owned(),
-            ));
-        }
+        let (room, user) = self.membership_target(who, name, username).await?;
         if !(who.is_admin() || policy::is_owner(who, &room) || user.id == who.user_id) {
             return Err(Error::Forbidden(
                 "only the room owner or an admin may remove members".to_owned(),

@@ -44,29 +44,54 @@ impl From<Error> for Rejection {
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
-    token::token_create(state.clone())
-        .or(token::token_refresh(state.clone()))
-        .or(token::token_revoke(state.clone()))
-        .or(health::healthz())
-        .or(health::readyz(state.clone()))
-        .or(rooms::me_get(state.clone()))
-        .or(rooms::rooms_list(state.clone()))
-        .or(rooms::rooms_create(state.clone()))
-        .or(rooms::rooms_get(state.clone()))
-        .or(rooms::messages_list(state.clone()))
-        .or(rooms::messages_create(state.clone()))
-        .or(rooms::members_add(state.clone()))
-        .or(rooms::members_remove(state.clone()))
-        .or(notifications::publish_create(state.clone()))
-        .or(notifications::notifications_create(state.clone()))
-        .or(notifications::notifications_list(state.clone()))
-        .or(notifications::notifications_read(state.clone()))
-        .or(users::users_list(state.clone()))
-        .or(users::users_create(state.clone()))
-        .or(users::users_disable(state.clone()))
-        .or(users::users_enable(state.clone()))
-        .or(users::users_remove(state))
+    // Grouped and boxed: one long `.or()` chain makes a type too deep for the compiler.
+    let tokens = boxed(
+        token::token_create(state.clone())
+            .or(token::token_refresh(state.clone()))
+            .or(token::token_revoke(state.clone()))
+            .or(health::healthz())
+            .or(health::readyz(state.clone())),
+    );
+    let rooms = boxed(
+        rooms::me_get(state.clone())
+            .or(rooms::rooms_list(state.clone()))
+            .or(rooms::rooms_create(state.clone()))
+            .or(rooms::rooms_get(state.clone()))
+            .or(rooms::messages_list(state.clone()))
+            .or(rooms::messages_create(state.clone()))
+            .or(rooms::members_add(state.clone()))
+            .or(rooms::members_remove(state.clone())),
+    );
+    let notifications = boxed(
+        notifications::publish_create(state.clone())
+            .or(notifications::notifications_create(state.clone()))
+            .or(notifications::notifications_list(state.clone()))
+            .or(notifications::notifications_read(state.clone())),
+    );
+    let users = boxed(
+        users::users_list(state.clone())
+            .or(users::users_create(state.clone()))
+            .or(users::users_disable(state.clone()))
+            .or(users::users_enable(state.clone()))
+            .or(users::users_remove(state)),
+    );
+    tokens
+        .or(rooms)
+        .unify()
+        .or(notifications)
+        .unify()
+        .or(users)
+        .unify()
         .recover(recover)
+}
+
+/// Erases a route group's type (see `routes`).
+fn boxed<F, R>(filter: F) -> warp::filters::BoxedFilter<(warp::reply::Response,)>
+where
+    F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
+    R: Reply + 'static,
+{
+    filter.map(|reply: R| reply.into_response()).boxed()
 }
 
 /// Passes the state to a handler.
