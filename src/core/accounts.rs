@@ -48,6 +48,7 @@ pub fn validate_password(password: &str, min_len: usize) -> Result<(), Error> {
 #[derive(Debug, Clone, Serialize)]
 pub struct UserView {
     pub id: Uuid,
+    pub number: u64,
     pub username: String,
     pub display_name: String,
     pub avatar_url: Option<String>,
@@ -61,6 +62,7 @@ impl From<&User> for UserView {
     fn from(user: &User) -> Self {
         UserView {
             id: user.id,
+            number: user.number,
             username: user.username.clone(),
             display_name: user.display_name.clone(),
             avatar_url: user.avatar_url.clone(),
@@ -140,6 +142,7 @@ impl Accounts {
         self.store
             .insert_user(User {
                 id: Uuid::new_v4(),
+                number: 0,
                 username: new.username,
                 display_name,
                 avatar_url: new.avatar_url,

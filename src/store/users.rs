@@ -36,6 +36,10 @@ impl std::str::FromStr for Role {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
     pub id: Uuid,
+    /// A small number, unique per store, for protocols whose user ids are integers (seed 001).
+    /// Assigned when the user is stored.
+    #[serde(default)]
+    pub number: u64,
     pub username: String,
     pub display_name: String,
     pub avatar_url: Option<String>,
@@ -106,7 +110,7 @@ impl Store {
     }
 
     /// Inserts a new user; `Conflict` if the username is taken. Durable when it returns.
-    pub async fn insert_user(&self, user: User) -> Result<User, Error> {
+    pub async fn insert_user(&self, mut user: User) -> Result<User, Error> {
         self.write(move |t| {
             if t.usernames.contains_key(user.username.as_bytes())? {
                 return Err(Error::Conflict(format!(
@@ -114,6 +118,7 @@ impl Store {
                     user.username
                 )));
             }
+            user.number = t.next_counter(b"next_user_number")?;
             // Record before index: a crash between the two leaves an unreachable record, never
             // a name that points nowhere.
             t.put_user(&user)?;

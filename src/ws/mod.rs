@@ -26,17 +26,18 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Bytes buffered before a write goes to the socket (frames are coalesced, then flushed).
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
-/// A WebSocket endpoint and the dialect it speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A WebSocket endpoint, with what its path names, and the dialect it speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// `/ws`: the native protocol (seed 004).
     Native,
 }
 
-/// Which WebSocket endpoint (if any) serves `path`.
+/// Which WebSocket endpoint (if any) serves `path` (already without a trailing slash).
 pub fn endpoint(path: &str) -> Option<Endpoint> {
-    match path {
-        "/ws" => Some(Endpoint::Native),
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["ws"] => Some(Endpoint::Native),
         _ => None,
     }
 }
@@ -237,7 +238,8 @@ pub fn upgrade(
                 .await;
         match endpoint {
             Endpoint::Native => {
-                session::run::<dialect::native::Native>(state, socket, credentials, peer).await;
+                session::run::<dialect::native::Native>(state, socket, credentials, peer, endpoint)
+                    .await;
             }
         }
     });

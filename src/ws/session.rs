@@ -15,8 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use uuid::Uuid;
 
-use super::Credentials;
 use super::dialect::Dialect;
+use super::{Credentials, Endpoint};
 use crate::auth::{CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Principal};
 use crate::core::policy::RateLimiter;
 use crate::error::Error;
@@ -119,6 +119,7 @@ pub async fn run<D: Dialect>(
     mut socket: Socket,
     credentials: Credentials,
     peer: SocketAddr,
+    endpoint: Endpoint,
 ) {
     let principal = match credentials.token.as_deref() {
         None => Err(Error::InvalidToken("missing token")),
@@ -182,7 +183,7 @@ pub async fn run<D: Dialect>(
         typing: RateLimiter::new(config.typing_per_minute, config.typing_per_minute.min(5)),
         replayed: HashMap::new(),
     };
-    let mut dialect = D::new(&ctx);
+    let mut dialect = D::new(&ctx, &endpoint);
     dialect.on_connect(&mut ctx).await;
     if registration.first_for_user {
         state.chat.connected(&ctx.principal).await;
@@ -245,7 +246,7 @@ pub async fn run<D: Dialect>(
                         && ctx.replayed.get(&room).is_some_and(|done| seq <= *done)
                     {
                         // Already sent by the Join replay.
-                    } else if let Some(frame) = delivery.encoded(D::SLOT, D::encode) {
+                    } else if let Some(frame) = delivery.encoded(dialect.slot(), |event| dialect.encode(event)) {
                         ctx.outgoing.push(frame);
                     }
                     taken += 1;

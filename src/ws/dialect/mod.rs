@@ -4,6 +4,22 @@
 
 pub mod native;
 
+/// Cache slots of the dialects (see [`Dialect::slot`]).
+pub mod slots {
+    pub const NATIVE: usize = 0;
+}
+
+/// A room message as a UUID (for protocols whose message ids are UUIDs): the room id and the
+/// sequence number, big-endian, so it maps back without a lookup.
+pub fn message_uuid(room_id: u64, seq: u64) -> uuid::Uuid {
+    uuid::Uuid::from_u64_pair(room_id, seq)
+}
+
+/// The room id and sequence number of a [`message_uuid`].
+pub fn message_from_uuid(id: &uuid::Uuid) -> (u64, u64) {
+    id.as_u64_pair()
+}
+
 use std::future::Future;
 
 use bytes::Bytes;
@@ -11,21 +27,25 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::core::events::Event;
 use crate::error::Error;
+use crate::ws::Endpoint;
 use crate::ws::session::Ctx;
 
 pub trait Dialect: Sized + Send + 'static {
-    /// This dialect's slot in `hub::Delivery`'s encoding cache (unique per dialect).
-    const SLOT: usize;
+    /// The slot in `hub::Delivery`'s encoding cache this connection's encodings go to. Every
+    /// connection that returns the same slot must encode every event identically, because the
+    /// first encoding is shared with the others.
+    fn slot(&self) -> usize;
 
-    /// Encodes an event for this dialect's clients, or `None` if they do not see it. The result
-    /// is shared by every connection of the dialect, so it may depend on the event only.
-    fn encode(event: &Event) -> Option<Message>;
+    /// Encodes an event for this connection's client, or `None` if it does not see it. The
+    /// result is shared with every connection of the same slot: it may depend on the event and
+    /// the slot only.
+    fn encode(&self, event: &Event) -> Option<Message>;
 
     /// The frame explaining why a connection is refused before the close (bad token, limits).
     fn refusal(error: &Error) -> Option<Message>;
 
     /// Per-connection protocol state, once the connection is authenticated and registered.
-    fn new(ctx: &Ctx) -> Self;
+    fn new(ctx: &Ctx, endpoint: &Endpoint) -> Self;
 
     /// Runs once after registration (welcome frame, queued messages, ...).
     fn on_connect(&mut self, ctx: &mut Ctx) -> impl Future<Output = ()> + Send;

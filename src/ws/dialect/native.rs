@@ -15,6 +15,7 @@ use crate::core::chat::DirectOutcome;
 use crate::core::events::{Event, RoomMessage};
 use crate::error::Error;
 use crate::store::now_secs;
+use crate::ws::Endpoint;
 use crate::ws::session::Ctx;
 
 /// `protocol_version` in the welcome frame.
@@ -41,155 +42,19 @@ const BINARY_HEADER: usize = 5;
 pub struct Native;
 
 impl Dialect for Native {
-    const SLOT: usize = 0;
+    fn slot(&self) -> usize {
+        super::slots::NATIVE
+    }
 
-    fn encode(event: &Event) -> Option<Message> {
-        Some(match event {
-            Event::Broadcast {
-                topic,
-                payload,
-                sender,
-                sent_at,
-                message_id,
-            } => frame(
-                "Broadcast",
-                json!({
-                    "topic": topic,
-                    "payload": payload,
-                    "metadata": {"sent_at": sent_at, "message_id": message_id, "sender": sender},
-                }),
-                None,
-            ),
-            Event::Custom {
-                kind,
-                topic,
-                data,
-                sender,
-            } => text(&json!({
-                "type": kind,
-                "data": data,
-                "metadata": {"topic": topic, "sender": sender},
-            })),
-            Event::DirectMessage {
-                from_user,
-                payload,
-                sent_at,
-                message_id,
-                ..
-            } => frame(
-                "DirectMessage",
-                json!({
-                    "from_user": from_user,
-                    "payload": payload,
-                    "metadata": {"sent_at": sent_at, "message_id": message_id},
-                }),
-                None,
-            ),
-            Event::Notification(n) => {
-                frame("Notification", crate::http::notification_json(n), None)
-            }
-            Event::Presence {
-                user_id,
-                username,
-                status,
-                last_seen,
-                metadata,
-            } => {
-                let mut data = json!({
-                    "user_id": user_id,
-                    "username": username,
-                    "status": status,
-                    "last_seen": last_seen,
-                });
-                if let (Some(metadata), Some(map)) = (metadata, data.as_object_mut()) {
-                    map.insert("metadata".to_owned(), metadata.clone());
-                }
-                frame("Presence", data, None)
-            }
-            Event::Message(m) => frame("Message", message_json(m), None),
-            Event::MessageEdited(m) => frame(
-                "MessageEdited",
-                json!({
-                    "room": m.room,
-                    "room_id": m.message.room_id,
-                    "seq": m.message.seq,
-                    "content": m.message.content,
-                    "edited_at": m.message.edited_at_ms.map(|ms| ms / 1000),
-                }),
-                None,
-            ),
-            Event::MessageDeleted { room, room_id, seq } => frame(
-                "MessageDeleted",
-                json!({"room": room, "room_id": room_id, "seq": seq}),
-                None,
-            ),
-            Event::Typing {
-                room,
-                room_id,
-                user_id,
-                username,
-                is_typing,
-            } => frame(
-                "Typing",
-                json!({"room": room, "room_id": room_id, "user": username, "user_id": user_id, "is_typing": is_typing}),
-                None,
-            ),
-            Event::Read {
-                room,
-                room_id,
-                user_id,
-                username,
-                seq,
-            } => frame(
-                "Read",
-                json!({"room": room, "room_id": room_id, "user": username, "user_id": user_id, "seq": seq}),
-                None,
-            ),
-            Event::Published {
-                room,
-                room_id,
-                kind,
-                data,
-            } => frame(
-                "Event",
-                json!({"room": room, "room_id": room_id, "event": kind, "data": data}),
-                None,
-            ),
-            Event::Membership {
-                room,
-                room_id,
-                user_id,
-                username,
-                joined,
-            } => frame(
-                "Membership",
-                json!({
-                    "room": room,
-                    "room_id": room_id,
-                    "user": username,
-                    "user_id": user_id,
-                    "action": if *joined { "joined" } else { "left" },
-                }),
-                None,
-            ),
-            Event::RoomClosed {
-                room,
-                room_id,
-                reason,
-            } => status(
-                "removed",
-                json!({"room": room, "room_id": room_id, "reason": reason}),
-                None,
-            ),
-            Event::Binary { frame } => Message::Binary(frame.clone()),
-        })
+    fn encode(&self, event: &Event) -> Option<Message> {
+        encode(event)
     }
 
     fn refusal(error: &Error) -> Option<Message> {
         Some(error_frame(error, None, None))
     }
 
-    fn new(_ctx: &Ctx) -> Self {
+    fn new(_ctx: &Ctx, _endpoint: &Endpoint) -> Self {
         Native
     }
 
@@ -218,7 +83,7 @@ impl Dialect for Native {
         {
             Ok(events) => {
                 for event in &events {
-                    if let Some(frame) = Native::encode(event) {
+                    if let Some(frame) = encode(event) {
                         ctx.send(frame);
                     }
                 }
@@ -259,6 +124,147 @@ impl Dialect for Native {
             None,
         ))
     }
+}
+
+/// The native encoding of an event (the same for every native connection).
+pub fn encode(event: &Event) -> Option<Message> {
+    Some(match event {
+        Event::Broadcast {
+            topic,
+            payload,
+            sender,
+            sent_at,
+            message_id,
+        } => frame(
+            "Broadcast",
+            json!({
+                "topic": topic,
+                "payload": payload,
+                "metadata": {"sent_at": sent_at, "message_id": message_id, "sender": sender},
+            }),
+            None,
+        ),
+        Event::Custom {
+            kind,
+            topic,
+            data,
+            sender,
+        } => text(&json!({
+            "type": kind,
+            "data": data,
+            "metadata": {"topic": topic, "sender": sender},
+        })),
+        Event::DirectMessage {
+            from_user,
+            payload,
+            sent_at,
+            message_id,
+            ..
+        } => frame(
+            "DirectMessage",
+            json!({
+                "from_user": from_user,
+                "payload": payload,
+                "metadata": {"sent_at": sent_at, "message_id": message_id},
+            }),
+            None,
+        ),
+        Event::Notification(n) => frame("Notification", crate::http::notification_json(n), None),
+        Event::Presence {
+            user_id,
+            username,
+            status,
+            last_seen,
+            metadata,
+        } => {
+            let mut data = json!({
+                "user_id": user_id,
+                "username": username,
+                "status": status,
+                "last_seen": last_seen,
+            });
+            if let (Some(metadata), Some(map)) = (metadata, data.as_object_mut()) {
+                map.insert("metadata".to_owned(), metadata.clone());
+            }
+            frame("Presence", data, None)
+        }
+        Event::Message(m) => frame("Message", message_json(m), None),
+        Event::MessageEdited(m) => frame(
+            "MessageEdited",
+            json!({
+                "room": m.room,
+                "room_id": m.message.room_id,
+                "seq": m.message.seq,
+                "content": m.message.content,
+                "edited_at": m.message.edited_at_ms.map(|ms| ms / 1000),
+            }),
+            None,
+        ),
+        Event::MessageDeleted { room, room_id, seq } => frame(
+            "MessageDeleted",
+            json!({"room": room, "room_id": room_id, "seq": seq}),
+            None,
+        ),
+        Event::Typing {
+            room,
+            room_id,
+            user_id,
+            username,
+            is_typing,
+        } => frame(
+            "Typing",
+            json!({"room": room, "room_id": room_id, "user": username, "user_id": user_id, "is_typing": is_typing}),
+            None,
+        ),
+        Event::Read {
+            room,
+            room_id,
+            user_id,
+            username,
+            seq,
+        } => frame(
+            "Read",
+            json!({"room": room, "room_id": room_id, "user": username, "user_id": user_id, "seq": seq}),
+            None,
+        ),
+        Event::Published {
+            room,
+            room_id,
+            kind,
+            data,
+        } => frame(
+            "Event",
+            json!({"room": room, "room_id": room_id, "event": kind, "data": data}),
+            None,
+        ),
+        Event::Membership {
+            room,
+            room_id,
+            user_id,
+            username,
+            joined,
+        } => frame(
+            "Membership",
+            json!({
+                "room": room,
+                "room_id": room_id,
+                "user": username,
+                "user_id": user_id,
+                "action": if *joined { "joined" } else { "left" },
+            }),
+            None,
+        ),
+        Event::RoomClosed {
+            room,
+            room_id,
+            reason,
+        } => status(
+            "removed",
+            json!({"room": room, "room_id": room_id, "reason": reason}),
+            None,
+        ),
+        Event::Binary { frame } => Message::Binary(frame.clone()),
+    })
 }
 
 /// A parsed client frame.
@@ -426,7 +432,7 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
                     room: outcome.room.name.clone(),
                     message,
                 });
-                if let Some(frame) = Native::encode(&event) {
+                if let Some(frame) = encode(&event) {
                     ctx.send(frame);
                 }
                 ctx.note_replayed(outcome.room.id, seq);
