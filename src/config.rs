@@ -26,6 +26,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub ws: WsConfig,
     pub log: LogConfig,
+    pub dialects: DialectsConfig,
+    pub fastchat: FastChatConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -193,6 +195,68 @@ impl Default for WsConfig {
             max_history: 200,
             max_queued_direct_messages: 1000,
             allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// Limits that a compatibility dialect's protocol documents differently from natter's own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DialectsConfig {
+    /// Longest message content on the EduSphere endpoint (`/ws/chat/{host}/{room}`), in
+    /// characters; it replaces `ws.max_message_chars` there, and its clients are told
+    /// "Message exceeds {max} characters." above it (seed 000 documents 500).
+    pub edusphere_max_message_chars: usize,
+}
+
+impl Default for DialectsConfig {
+    fn default() -> Self {
+        DialectsConfig {
+            edusphere_max_message_chars: 500,
+        }
+    }
+}
+
+/// The FastChat dialect at `/ws` (a connection whose first frame is `HELLO`): the limits its
+/// protocol documents, its heartbeat, and whether clients without a token may join as guests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FastChatConfig {
+    /// Admit clients without a token as guests: their HELLO names them (no account, nothing
+    /// stored, live chats only, gone when they disconnect). Off: no token is refused with 4401.
+    pub guests: bool,
+    /// How long a connection without a token may take to send its HELLO (guests only), in
+    /// seconds; then it is closed with 4401.
+    pub hello_timeout_secs: u64,
+    /// Longest message content, in characters (after markup is stripped); it replaces
+    /// `ws.max_message_chars` for FastChat.
+    pub max_message_chars: usize,
+    /// Shortest and longest display name, in characters (after markup is stripped).
+    pub display_name_min_chars: usize,
+    pub display_name_max_chars: usize,
+    /// MSG per connection per minute; a whole minute's worth may come at once, then they
+    /// refill evenly. Beyond: ERROR RATE_LIMITED, and close 4429 after a minute's worth of those.
+    pub messages_per_minute: u32,
+    /// TYPING per connection per minute, the same way.
+    pub typing_per_minute: u32,
+    /// Server WebSocket ping interval on FastChat connections, and how long the client has to
+    /// answer, in seconds (they replace `ws.ping_interval_secs` and `ws.pong_timeout_secs`).
+    pub ping_interval_secs: u64,
+    pub pong_timeout_secs: u64,
+}
+
+impl Default for FastChatConfig {
+    fn default() -> Self {
+        FastChatConfig {
+            guests: false,
+            hello_timeout_secs: 10,
+            max_message_chars: 1000,
+            display_name_min_chars: 3,
+            display_name_max_chars: 50,
+            messages_per_minute: 60,
+            typing_per_minute: 10,
+            ping_interval_secs: 15,
+            pong_timeout_secs: 5,
         }
     }
 }
@@ -398,6 +462,32 @@ impl Config {
         }
         if ws.max_frame_bytes < 1024 {
             problems.push("ws.max_frame_bytes must be at least 1024".to_owned());
+        }
+        if self.dialects.edusphere_max_message_chars == 0 {
+            problems.push("dialects.edusphere_max_message_chars must be at least 1".to_owned());
+        }
+        let fastchat = &self.fastchat;
+        if fastchat.hello_timeout_secs == 0
+            || fastchat.max_message_chars == 0
+            || fastchat.messages_per_minute == 0
+            || fastchat.typing_per_minute == 0
+            || fastchat.ping_interval_secs == 0
+            || fastchat.pong_timeout_secs == 0
+        {
+            problems.push(
+                "fastchat.hello_timeout_secs, max_message_chars, messages_per_minute, \
+                 typing_per_minute, ping_interval_secs and pong_timeout_secs must be at least 1"
+                    .to_owned(),
+            );
+        }
+        if fastchat.display_name_min_chars == 0
+            || fastchat.display_name_min_chars > fastchat.display_name_max_chars
+        {
+            problems.push(
+                "fastchat.display_name_min_chars must be at least 1 and at most \
+                 fastchat.display_name_max_chars"
+                    .to_owned(),
+            );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             problems.push(format!(

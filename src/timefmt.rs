@@ -1,4 +1,4 @@
-//! Formats Unix seconds as RFC 3339 UTC without pulling in a date library.
+//! Formats Unix time as RFC 3339 UTC without pulling in a date library.
 
 /// `1700000000` -> `2023-11-14T22:13:20Z`.
 pub fn rfc3339(secs: i64) -> String {
@@ -7,6 +7,22 @@ pub fn rfc3339(secs: i64) -> String {
     let (year, month, day) = civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Unix milliseconds with microsecond precision, the shape Python's `isoformat()` + `Z` gives
+/// (seeds 000 and 001): `1704110400000` -> `2024-01-01T12:00:00.000000Z`.
+pub fn rfc3339_micros(millis: i64) -> String {
+    let secs = millis.div_euclid(1000);
+    let micros = millis.rem_euclid(1000) * 1000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
@@ -38,5 +54,18 @@ mod tests {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(super::rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn known_instants_with_micros() {
+        assert_eq!(
+            super::rfc3339_micros(1_704_110_400_000),
+            "2024-01-01T12:00:00.000000Z"
+        );
+        assert_eq!(
+            super::rfc3339_micros(1_700_000_000_123),
+            "2023-11-14T22:13:20.123000Z"
+        );
+        assert_eq!(super::rfc3339_micros(-1), "1969-12-31T23:59:59.999000Z");
     }
 }

@@ -5,6 +5,9 @@ mod common;
 mod wsclient;
 
 mod cli;
+mod dialect_edusphere;
+mod dialect_fastchat;
+mod dialect_rooms;
 mod http_auth;
 mod http_rooms;
 mod lifecycle;

@@ -162,3 +162,33 @@ pub async fn try_connect(
         .await
         .map(|(socket, _)| socket)
 }
+
+impl Ws {
+    /// Opens a WebSocket to `path` (token and all) without reading anything: for dialects whose
+    /// first frame is not the native welcome, or that send none.
+    pub async fn open(addr: SocketAddr, path: &str) -> Ws {
+        Ws {
+            socket: raw_connect(addr, path, &[]).await,
+            welcome: Value::Null,
+        }
+    }
+
+    /// Reads the frames the server sends before it closes, and the close code.
+    pub async fn frames_until_close(&mut self) -> (Vec<Value>, u16) {
+        let mut frames = Vec::new();
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    frames.push(serde_json::from_str(text.as_str()).expect("JSON frame"));
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return (frames, frame.map_or(1005, |f| u16::from(f.code)));
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => panic!("read error before close: {e}"),
+                Ok(None) => panic!("connection ended without a close frame"),
+                Err(_) => panic!("not closed within {WAIT:?}"),
+            }
+        }
+    }
+}

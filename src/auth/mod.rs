@@ -50,11 +50,27 @@ pub struct Principal {
     pub session_id: Uuid,
     /// Unix seconds at which the access token expires.
     pub expires_at: i64,
+    /// A guest: no account and no token (a FastChat client admitted by `fastchat.guests`).
+    /// Nothing is stored for a guest, and it is gone when its connection ends.
+    pub guest: bool,
 }
 
 impl Principal {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    /// A guest with this user id (chosen by the dialect that admits it, never an account's).
+    /// Its username (`guest:<id>`) cannot be an account's, as usernames have no `:`.
+    pub fn guest(user_id: Uuid) -> Principal {
+        Principal {
+            user_id,
+            username: format!("guest:{}", user_id.simple()),
+            role: Role::User,
+            session_id: Uuid::new_v4(),
+            expires_at: i64::MAX,
+            guest: true,
+        }
     }
 }
 
@@ -248,6 +264,7 @@ impl Auth {
             role: user.role,
             session_id: session,
             expires_at: claims.exp,
+            guest: false,
         })
     }
 

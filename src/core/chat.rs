@@ -113,6 +113,10 @@ impl Chat {
         &self.store
     }
 
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     // ----- rooms -------------------------------------------------------------------------
 
     pub async fn create_room(&self, who: &Principal, req: CreateRoom) -> Result<Room, Error> {
@@ -120,6 +124,11 @@ impl Chat {
         if req.name.starts_with(policy::DM_PREFIX) {
             return Err(Error::BadRequest(
                 "room names starting with dm: are reserved for direct messages".to_owned(),
+            ));
+        }
+        if req.name.starts_with(policy::PERSONAL_PREFIX) {
+            return Err(Error::BadRequest(
+                "room names starting with user: are reserved for personal rooms".to_owned(),
             ));
         }
         self.store
@@ -137,6 +146,7 @@ impl Chat {
     /// Finds a room by name; `@username` names the direct room with that user (which must
     /// exist already: reads never create rooms).
     pub async fn resolve_room(&self, who: &Principal, name: &str) -> Result<Room, Error> {
+        policy::check_account(who)?;
         if let Some(other) = name.strip_prefix('@') {
             if other == who.username {
                 return Err(Error::BadRequest(
@@ -157,6 +167,7 @@ impl Chat {
     /// Like [`Chat::resolve_room`], but creates the direct room of `@username` on first use
     /// (private, the two of them as members). Used by Join and Send.
     pub async fn open_room(&self, who: &Principal, name: &str) -> Result<Room, Error> {
+        policy::check_account(who)?;
         if let Some(other) = name.strip_prefix('@') {
             return self.direct_room(who, other).await;
         }
@@ -295,8 +306,99 @@ impl Chat {
         Ok(room)
     }
 
+    /// Joins a connection to a room that only its members may enter, for protocols whose rooms
+    /// are entered by invitation (seed 000): the room must exist, be owned by `owner` (a
+    /// username), and have `who` as a member already. Unlike [`Chat::join`], a public room does
+    /// not make a visitor a member and admins get no exception. `NotFound` when there is no such
+    /// room, `Forbidden` when it has another owner or `who` is not a member.
+    pub async fn join_as_member(
+        &self,
+        who: &Principal,
+        conn: ConnId,
+        name: &str,
+        owner: &str,
+    ) -> Result<Room, Error> {
+        policy::check_account(who)?;
+        let room = self
+            .store
+            .room_by_name(name)?
+            .ok_or_else(|| Error::NotFound(format!("no room {name}")))?;
+        let owned = self
+            .store
+            .user_by_name(owner)?
+            .is_some_and(|user| user.id == room.owner);
+        if !owned {
+            return Err(Error::Forbidden(format!(
+                "room {name} is not hosted by {owner}"
+            )));
+        }
+        if !self.is_member(&room, who)? {
+            return Err(Error::Forbidden(format!(
+                "you are not a participant of room {name}"
+            )));
+        }
+        if !self
+            .hub
+            .join_room(conn, room.id, self.config.ws.max_joined_rooms)
+        {
+            return Err(Error::RateLimited(format!(
+                "at most {} rooms per connection",
+                self.config.ws.max_joined_rooms
+            )));
+        }
+        Ok(room)
+    }
+
+    /// The personal room `user:<number>` of `who` (seed 001), created on first use: private,
+    /// persistent, owned by `who`. Another user's number is `Forbidden` (admins included: a
+    /// personal room is its user's own channel, and reading it is not a reason to create it).
+    pub async fn personal_room(&self, who: &Principal, number: u64) -> Result<Room, Error> {
+        policy::check_account(who)?;
+        let user = self
+            .store
+            .user(who.user_id)?
+            .ok_or(Error::InvalidToken("user no longer exists"))?;
+        if user.number != number {
+            return Err(Error::Forbidden(format!(
+                "{} belongs to another user",
+                policy::personal_room_name(number)
+            )));
+        }
+        let name = policy::personal_room_name(number);
+        let room = match self.store.room_by_name(&name)? {
+            Some(room) => room,
+            None => {
+                let created = self
+                    .store
+                    .create_room(NewRoom {
+                        name: name.clone(),
+                        owner: who.user_id,
+                        members: Vec::new(),
+                        visibility: Visibility::Private,
+                        persistent: true,
+                        retention_secs: 0,
+                    })
+                    .await;
+                match created {
+                    Ok(room) => room,
+                    // Two connections of the user opened it at once: the other one won.
+                    Err(Error::Conflict(_)) => self
+                        .store
+                        .room_by_name(&name)?
+                        .ok_or_else(|| Error::NotFound(format!("no room {name}")))?,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if room.owner != who.user_id {
+            // Only possible with data from before the prefix was reserved.
+            return Err(Error::Forbidden(format!("{name} belongs to another user")));
+        }
+        Ok(room)
+    }
+
     /// Stores a message (durably) and delivers it to the room. A repeated `client_msg_id`
-    /// returns the original and delivers nothing.
+    /// returns the original and delivers nothing. Content is limited to `ws.max_message_chars`.
     pub async fn send(
         &self,
         who: &Principal,
@@ -305,7 +407,24 @@ impl Chat {
         reply_to: Option<u64>,
         client_msg_id: Option<String>,
     ) -> Result<SendOutcome, Error> {
-        self.check_content(&content)?;
+        let max_chars = self.config.ws.max_message_chars;
+        self.send_limited(who, name, content, reply_to, client_msg_id, max_chars)
+            .await
+    }
+
+    /// [`Chat::send`] with an explicit content limit, for a protocol that documents its own
+    /// (seed 000's `dialects.edusphere_max_message_chars`); it replaces `ws.max_message_chars`.
+    /// Longer content is `ContentTooLong`.
+    pub async fn send_limited(
+        &self,
+        who: &Principal,
+        name: &str,
+        content: String,
+        reply_to: Option<u64>,
+        client_msg_id: Option<String>,
+        max_chars: usize,
+    ) -> Result<SendOutcome, Error> {
+        check_content(&content, max_chars)?;
         if let Some(id) = &client_msg_id
             && (id.is_empty() || id.len() > 128)
         {
@@ -322,11 +441,14 @@ impl Chat {
                 "reply_to {parent} is not a message of this room"
             )));
         }
+        // One lookup per message, so that no encoding of it needs one.
+        let author_avatar = self.store.user(who.user_id)?.and_then(|u| u.avatar_url);
         let draft = Message {
             room_id: room.id,
             seq: 0,
             author: who.user_id,
             author_name: who.username.clone(),
+            author_avatar,
             content,
             created_at_ms: now_millis(),
             edited_at_ms: None,
@@ -365,6 +487,8 @@ impl Chat {
         })
     }
 
+    /// Replaces a message's content: its author, the room's owner or an admin may (see
+    /// [`policy::can_modify_message`]). Content is limited to `ws.max_message_chars`.
     pub async fn edit(
         &self,
         who: &Principal,
@@ -372,7 +496,20 @@ impl Chat {
         seq: u64,
         content: String,
     ) -> Result<(Room, Message), Error> {
-        self.check_content(&content)?;
+        let max_chars = self.config.ws.max_message_chars;
+        self.edit_limited(who, name, seq, content, max_chars).await
+    }
+
+    /// [`Chat::edit`] with an explicit content limit (see [`Chat::send_limited`]).
+    pub async fn edit_limited(
+        &self,
+        who: &Principal,
+        name: &str,
+        seq: u64,
+        content: String,
+        max_chars: usize,
+    ) -> Result<(Room, Message), Error> {
+        check_content(&content, max_chars)?;
         let room = self.resolve_room(who, name).await?;
         self.check_read(who, &room)?;
         let who_inner = who.clone();
@@ -660,19 +797,6 @@ impl Chat {
 
     fn emit_room(&self, room: &Room, event: Event) -> usize {
         self.hub.publish_room(room.id, &Delivery::new(event))
-    }
-
-    fn check_content(&self, content: &str) -> Result<(), Error> {
-        let max = self.config.ws.max_message_chars;
-        if content.trim().is_empty() {
-            return Err(Error::BadRequest("message content is empty".to_owned()));
-        }
-        if content.chars().count() > max {
-            return Err(Error::BadRequest(format!(
-                "message exceeds {max} characters"
-            )));
-        }
-        Ok(())
     }
 
     // ----- topics (004 pub/sub) ----------------------------------------------------------
@@ -1070,6 +1194,17 @@ impl Chat {
     ) -> Result<Notification, Error> {
         self.store.mark_notification_read(who.user_id, id).await
     }
+}
+
+/// Message content: not blank, at most `max` characters.
+pub(crate) fn check_content(content: &str, max: usize) -> Result<(), Error> {
+    if content.trim().is_empty() {
+        return Err(Error::BadRequest("message content is empty".to_owned()));
+    }
+    if content.chars().count() > max {
+        return Err(Error::ContentTooLong { max });
+    }
+    Ok(())
 }
 
 pub fn now_millis() -> i64 {

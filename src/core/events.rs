@@ -93,6 +93,48 @@ pub enum Event {
     Binary {
         frame: bytes::Bytes,
     },
+    /// Everyone in the live roster (one entry per user), sent when it changed and to a newcomer.
+    Roster {
+        users: Vec<RosterEntry>,
+    },
+    /// A one-to-one conversation event, for the connections that have the conversation open.
+    Conversation(ConversationEvent),
+}
+
+/// A user (or guest) in the live roster: online in a dialect that lists who is online (FastChat).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterEntry {
+    pub user_id: Uuid,
+    pub display_name: String,
+}
+
+/// What happens in a one-to-one conversation (see `core::conversations`) beyond its direct
+/// room's own events: opening, and the live messages and typing of conversations no room keeps.
+#[derive(Debug, Clone)]
+pub enum ConversationEvent {
+    /// `peer_id` opened the conversation with the receiving user.
+    Opened {
+        chat_id: String,
+        /// The opener first.
+        participants: [Uuid; 2],
+        peer_id: Uuid,
+        peer_name: String,
+    },
+    /// A message relayed live (not stored: a guest takes part).
+    Message {
+        chat_id: String,
+        from: Uuid,
+        to: Uuid,
+        content: String,
+        message_id: String,
+        sent_at_ms: i64,
+    },
+    /// Typing in a conversation no room keeps.
+    Typing {
+        chat_id: String,
+        user_id: Uuid,
+        is_typing: bool,
+    },
 }
 
 impl Event {

@@ -3,5 +3,6 @@
 
 pub mod accounts;
 pub mod chat;
+pub mod conversations;
 pub mod events;
 pub mod policy;

@@ -11,6 +11,15 @@ use crate::store::{Room, Visibility};
 /// Prefix of the two-member rooms that hold direct conversations.
 pub const DM_PREFIX: &str = "dm:";
 
+/// Prefix of the personal rooms (`user:<number>`, seed 001): each belongs to the user with that
+/// [`crate::store::User::number`], is created on its first use and cannot be created by name.
+pub const PERSONAL_PREFIX: &str = "user:";
+
+/// The name of a user's personal room.
+pub fn personal_room_name(number: u64) -> String {
+    format!("{PERSONAL_PREFIX}{number}")
+}
+
 /// Room names: 1 to 64 characters of `a-z 0-9 _ . - : /`; `dm:` is reserved for direct rooms.
 pub fn validate_room_name(name: &str) -> Result<(), Error> {
     let len = name.chars().count();
@@ -100,6 +109,82 @@ pub fn check_publish(who: &Principal, topic_name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Guests (FastChat clients without a token, see `fastchat.guests`) have no account, so nothing
+/// stored (rooms, memberships, messages) can be theirs: every room operation refuses them.
+pub fn check_account(who: &Principal) -> Result<(), Error> {
+    if who.guest {
+        return Err(Error::Forbidden(
+            "guests have no rooms; connect with a token for stored conversations".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Rounds of [`strip_markup`]: each removes one level of escaped markup.
+const STRIP_ROUNDS: usize = 4;
+
+/// Reduces text that may hold HTML to plain text without any tag: the text is parsed as a browser
+/// would (ammonia, on html5ever), every tag and comment is dropped (`script` and `style` elements
+/// with their content), entities are decoded (`&amp;` becomes `&`), and the result is reduced
+/// again until nothing changes, so that escaped markup (`&lt;b&gt;`) cannot come back as a tag.
+/// Markup nested deeper than four levels of escaping loses its `<`, `>` and `&`. Plain
+/// text comes back unchanged, apart from line ends (CR LF becomes LF) and NUL characters
+/// (dropped), as HTML parsing treats them.
+pub fn strip_markup(text: &str) -> String {
+    let cleaner = ammonia::Builder::empty();
+    let mut current = text.to_owned();
+    for _ in 0..STRIP_ROUNDS {
+        let next = unescape_text(&cleaner.clean(&current).to_string());
+        if next == current {
+            return current;
+        }
+        current = next;
+    }
+    current.retain(|c| !matches!(c, '<' | '>' | '&'));
+    current
+}
+
+/// Decodes the entities html5ever's serializer writes in text: `&amp;`, `&lt;`, `&gt;`, `&nbsp;`.
+fn unescape_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let (decoded, len) = [
+            ("&amp;", '&'),
+            ("&lt;", '<'),
+            ("&gt;", '>'),
+            ("&nbsp;", '\u{a0}'),
+        ]
+        .iter()
+        .find(|(entity, _)| rest.starts_with(entity))
+        .map_or(('&', 1), |(entity, c)| (*c, entity.len()));
+        out.push(decoded);
+        rest = &rest[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A display name as others see it: markup stripped ([`strip_markup`]), surrounding whitespace
+/// trimmed, then `min` to `max` characters without control characters.
+pub fn display_name(raw: &str, min: usize, max: usize) -> Result<String, Error> {
+    let name = strip_markup(raw).trim().to_owned();
+    let chars = name.chars().count();
+    if !(min..=max).contains(&chars) {
+        return Err(Error::BadRequest(format!(
+            "display name must be {min} to {max} characters (without markup)"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::BadRequest(
+            "display name must not contain control characters".to_owned(),
+        ));
+    }
+    Ok(name)
+}
+
 /// A token bucket (implemented as GCRA, in exact integer time): `per_minute` sustained,
 /// `burst` at once. Over any window of T, it accepts at most `burst + T * rate` requests.
 #[derive(Debug)]
@@ -182,5 +267,49 @@ mod tests {
             assert!(validate_room_name(bad).is_err(), "{bad}");
         }
         assert_eq!(dm_room_name("bob", "alice"), "dm:alice:bob");
+    }
+}
+
+#[cfg(test)]
+mod markup_tests {
+    use super::*;
+
+    #[test]
+    fn strip_markup_leaves_plain_text_and_removes_every_tag() {
+        for plain in [
+            "hello",
+            "Tom & Jerry",
+            "a < b > c",
+            "x <3 y",
+            "\"quoted\" 'single'",
+        ] {
+            assert_eq!(strip_markup(plain), plain);
+        }
+        assert_eq!(strip_markup("<b>bold</b> move"), "bold move");
+        assert_eq!(strip_markup("hi<script>alert(1)</script>!"), "hi!");
+        assert_eq!(strip_markup("<img src=x onerror=alert(1)>"), "");
+        assert_eq!(strip_markup("<!-- note -->text"), "text");
+        assert_eq!(strip_markup("&lt;script&gt;alert(1)&lt;/script&gt;"), "");
+        assert_eq!(strip_markup("<textarea><b>x</b></textarea>"), "x");
+        assert_eq!(strip_markup("&amp;amp;"), "&");
+        assert_eq!(strip_markup("line\r\nend\0"), "line\nend");
+        // However deep the escaping, no tag survives.
+        let deep = "&amp;amp;amp;amp;amp;lt;b&amp;amp;amp;amp;amp;gt;x";
+        let stripped = strip_markup(deep);
+        assert!(
+            !stripped.contains('<') && !stripped.contains('>'),
+            "{stripped}"
+        );
+        assert_eq!(strip_markup(&stripped), stripped);
+    }
+
+    #[test]
+    fn display_names() {
+        assert_eq!(display_name("  Ann  ", 3, 50).expect("ok"), "Ann");
+        assert_eq!(display_name("<i>Bobby</i>", 3, 50).expect("ok"), "Bobby");
+        assert!(display_name("<b>Al</b>", 3, 50).is_err());
+        assert!(display_name(&"x".repeat(51), 3, 50).is_err());
+        assert!(display_name(&"é".repeat(50), 3, 50).is_ok());
+        assert!(display_name("tab\there", 3, 50).is_err());
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::core::events::Event;
+use crate::core::events::{Event, RosterEntry};
 use topic::{Pattern, Subscription};
 
 /// Close code for a subscriber that fell `ws.outbound_queue` frames behind.
@@ -112,6 +112,17 @@ pub struct ConnInfo {
     pub public_id: String,
 }
 
+/// A one-to-one conversation open on a connection (FastChat's chats, see
+/// `core::conversations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerChat {
+    /// The conversation's id: its direct room's name, or a `live:` id when no room keeps it.
+    pub chat_id: String,
+    /// The direct room that keeps it (joined by the connection like any room); `None`: it is
+    /// relayed live only, because a guest takes part.
+    pub room: Option<u64>,
+}
+
 struct Conn {
     info: ConnInfo,
     outbound: mpsc::Sender<Arc<Delivery>>,
@@ -119,6 +130,11 @@ struct Conn {
     topics: HashSet<String>,
     patterns: HashSet<String>,
     rooms: HashSet<u64>,
+    /// The name this connection is listed under in the live roster (a FastChat client after its
+    /// HELLO); `None`: not listed.
+    roster_name: Option<String>,
+    /// Open conversations by peer user id; at most `ws.max_joined_rooms`, like rooms.
+    peers: HashMap<Uuid, PeerChat>,
 }
 
 #[derive(Default)]
@@ -128,6 +144,8 @@ struct State {
     topics: HashMap<String, HashSet<ConnId>>,
     patterns: HashMap<String, (Pattern, HashSet<ConnId>)>,
     rooms: HashMap<u64, HashSet<ConnId>>,
+    /// Connections listed in the live roster.
+    roster: HashSet<ConnId>,
 }
 
 /// A registered connection's end of the hub.
@@ -197,6 +215,8 @@ impl Hub {
                 topics: HashSet::new(),
                 patterns: HashSet::new(),
                 rooms: HashSet::new(),
+                roster_name: None,
+                peers: HashMap::new(),
             },
         );
         Ok(Registration {
@@ -208,11 +228,22 @@ impl Hub {
     }
 
     /// Removes a connection and all its subscriptions. Returns true if it was its user's last.
+    /// A connection listed in the live roster leaves it, and the other listed connections are
+    /// told when that changed the roster.
     pub fn unregister(&self, id: ConnId) -> bool {
         let mut state = self.write();
+        let roster_before = state.roster.contains(&id).then(|| roster_of(&state));
         let Some(conn) = state.conns.remove(&id) else {
             return false;
         };
+        if let Some(before) = roster_before {
+            state.roster.remove(&id);
+            let after = roster_of(&state);
+            if after != before {
+                let delivery = Delivery::new(Event::Roster { users: after });
+                deliver_all(&state, state.roster.iter(), &delivery);
+            }
+        }
         for topic in &conn.topics {
             remove_member(&mut state.topics, topic, id);
         }
@@ -485,6 +516,126 @@ impl Hub {
         ids.len()
     }
 
+    // ----- live roster and one-to-one conversations (FastChat) ---------------------------
+
+    /// Lists a connection in the live roster under `display_name` (or renames it). When that
+    /// changed the roster, every listed connection gets the new one; otherwise only this one
+    /// does (a newcomer always sees the whole roster). All under one lock, so every connection
+    /// sees the rosters in the order they came to be.
+    pub fn roster_enter(&self, id: ConnId, display_name: &str) -> bool {
+        let mut state = self.write();
+        let before = roster_of(&state);
+        let Some(conn) = state.conns.get_mut(&id) else {
+            return false;
+        };
+        conn.roster_name = Some(display_name.to_owned());
+        state.roster.insert(id);
+        let after = roster_of(&state);
+        let changed = after != before;
+        let delivery = Delivery::new(Event::Roster { users: after });
+        if changed {
+            deliver_all(&state, state.roster.iter(), &delivery);
+        } else if let Some(conn) = state.conns.get(&id) {
+            deliver(conn, &delivery);
+        }
+        true
+    }
+
+    /// The name a user is listed under in the live roster (that of their newest listed
+    /// connection), or `None` when they are not listed.
+    pub fn roster_name(&self, user_id: Uuid) -> Option<String> {
+        let state = self.read();
+        let conns = state.users.get(&user_id)?;
+        conns
+            .iter()
+            .filter(|id| state.roster.contains(id))
+            .max()
+            .and_then(|id| state.conns.get(id))
+            .and_then(|conn| conn.roster_name.clone())
+    }
+
+    /// The name a connection is listed under in the live roster.
+    pub fn roster_name_of(&self, id: ConnId) -> Option<String> {
+        self.read()
+            .conns
+            .get(&id)
+            .and_then(|conn| conn.roster_name.clone())
+    }
+
+    /// Opens the conversation with `peer` on connection `id` (joining its room, if it has one);
+    /// false, and nothing done, beyond `max` conversations or rooms on the connection.
+    pub fn open_peer(&self, id: ConnId, peer: Uuid, chat: PeerChat, max: usize) -> bool {
+        open_peer_on(&mut self.write(), id, peer, chat, max)
+    }
+
+    /// Opens the conversation with `peer` on every listed connection of `user` that has room
+    /// for it, and delivers `delivery` to those; returns how many.
+    pub fn open_peer_for_user(
+        &self,
+        user: Uuid,
+        peer: Uuid,
+        chat: &PeerChat,
+        max: usize,
+        delivery: &Arc<Delivery>,
+    ) -> usize {
+        let mut state = self.write();
+        let listed: Vec<ConnId> = state
+            .users
+            .get(&user)
+            .map(|conns| {
+                conns
+                    .iter()
+                    .copied()
+                    .filter(|id| state.roster.contains(id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut opened = 0;
+        for id in listed {
+            if open_peer_on(&mut state, id, peer, chat.clone(), max)
+                && let Some(conn) = state.conns.get(&id)
+                && deliver(conn, delivery)
+            {
+                opened += 1;
+            }
+        }
+        opened
+    }
+
+    /// The conversation with `peer` open on connection `id`, if any.
+    pub fn peer_chat(&self, id: ConnId, peer: Uuid) -> Option<PeerChat> {
+        self.read()
+            .conns
+            .get(&id)
+            .and_then(|conn| conn.peers.get(&peer).cloned())
+    }
+
+    /// Every conversation open on connection `id`, by peer.
+    pub fn peer_chats(&self, id: ConnId) -> Vec<(Uuid, PeerChat)> {
+        self.read().conns.get(&id).map_or_else(Vec::new, |conn| {
+            conn.peers
+                .iter()
+                .map(|(peer, chat)| (*peer, chat.clone()))
+                .collect()
+        })
+    }
+
+    /// Delivers to the connections of `user` that have the conversation with `peer` open;
+    /// returns how many.
+    pub fn publish_to_peer(&self, user: Uuid, peer: Uuid, delivery: &Arc<Delivery>) -> usize {
+        let state = self.read();
+        let Some(conns) = state.users.get(&user) else {
+            return 0;
+        };
+        let open = conns.iter().filter(|id| {
+            state
+                .conns
+                .get(id)
+                .is_some_and(|conn| conn.peers.contains_key(&peer))
+        });
+        deliver_all(&state, open, delivery)
+    }
+
     /// Ids of rooms joined by at least one connection (for presence fan-out).
     pub fn joined_rooms_of(&self, room_ids: &[u64]) -> Vec<u64> {
         let state = self.read();
@@ -494,6 +645,55 @@ impl Hub {
             .filter(|id| state.rooms.contains_key(id))
             .collect()
     }
+}
+
+/// The live roster: one entry per listed user (the name of their newest listed connection),
+/// ordered by name, then id.
+fn roster_of(state: &State) -> Vec<RosterEntry> {
+    let mut newest: HashMap<Uuid, (ConnId, &str)> = HashMap::new();
+    for id in &state.roster {
+        let Some(conn) = state.conns.get(id) else {
+            continue;
+        };
+        let Some(name) = conn.roster_name.as_deref() else {
+            continue;
+        };
+        let entry = newest.entry(conn.info.user_id).or_insert((*id, name));
+        if *id > entry.0 {
+            *entry = (*id, name);
+        }
+    }
+    let mut users: Vec<RosterEntry> = newest
+        .into_iter()
+        .map(|(user_id, (_, name))| RosterEntry {
+            user_id,
+            display_name: name.to_owned(),
+        })
+        .collect();
+    users.sort_by(|a, b| {
+        a.display_name
+            .cmp(&b.display_name)
+            .then(a.user_id.cmp(&b.user_id))
+    });
+    users
+}
+
+fn open_peer_on(state: &mut State, id: ConnId, peer: Uuid, chat: PeerChat, max: usize) -> bool {
+    let Some(conn) = state.conns.get_mut(&id) else {
+        return false;
+    };
+    if !conn.peers.contains_key(&peer) && conn.peers.len() >= max {
+        return false;
+    }
+    if let Some(room) = chat.room {
+        if !conn.rooms.contains(&room) && conn.rooms.len() >= max {
+            return false;
+        }
+        conn.rooms.insert(room);
+        state.rooms.entry(room).or_default().insert(id);
+    }
+    conn.peers.insert(peer, chat);
+    true
 }
 
 fn remove_member<K: std::hash::Hash + Eq + Clone>(
@@ -606,5 +806,104 @@ mod tests {
         hub.unregister(fast.id);
         assert!(hub.read().topics.is_empty());
         assert!(hub.read().users.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod roster_tests {
+    use super::*;
+
+    fn info(user: Uuid) -> ConnInfo {
+        ConnInfo {
+            user_id: user,
+            username: "u".to_owned(),
+            session_id: Uuid::new_v4(),
+            public_id: Uuid::new_v4().to_string(),
+        }
+    }
+
+    /// The names of the next queued roster, or `None` when nothing is queued.
+    fn roster(registration: &mut Registration) -> Option<Vec<String>> {
+        let delivery = registration.outbound.try_recv().ok()?;
+        match &delivery.event {
+            Event::Roster { users } => Some(users.iter().map(|u| u.display_name.clone()).collect()),
+            other => panic!("not a roster: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn roster_lists_users_once_and_is_told_when_it_changes() {
+        let hub = Hub::new();
+        let ann = Uuid::new_v4();
+        let mut ann_1 = hub.register(info(ann), 8, 5, 10).expect("ann 1");
+        hub.roster_enter(ann_1.id, "Ann");
+        assert_eq!(roster(&mut ann_1), Some(vec!["Ann".to_owned()]));
+        // Ann's second connection changes nothing: only the newcomer is told.
+        let mut ann_2 = hub.register(info(ann), 8, 5, 10).expect("ann 2");
+        hub.roster_enter(ann_2.id, "Ann");
+        assert_eq!(roster(&mut ann_2), Some(vec!["Ann".to_owned()]));
+        assert_eq!(roster(&mut ann_1), None);
+        let bob_id = Uuid::new_v4();
+        let mut bob = hub.register(info(bob_id), 8, 5, 10).expect("bob");
+        // Not listed yet: not told.
+        assert_eq!(roster(&mut bob), None);
+        hub.roster_enter(bob.id, "Bob");
+        for registration in [&mut ann_1, &mut ann_2, &mut bob] {
+            assert_eq!(
+                roster(registration),
+                Some(vec!["Ann".to_owned(), "Bob".to_owned()])
+            );
+        }
+        hub.unregister(ann_2.id);
+        assert_eq!(roster(&mut bob), None, "Ann is still listed");
+        hub.unregister(ann_1.id);
+        assert_eq!(roster(&mut bob), Some(vec!["Bob".to_owned()]));
+        assert_eq!(hub.roster_name(ann), None);
+        assert_eq!(hub.roster_name(bob_id), Some("Bob".to_owned()));
+    }
+
+    #[test]
+    fn conversations_are_bounded_and_reach_the_peers_listed_connections() {
+        let hub = Hub::new();
+        let ann = Uuid::new_v4();
+        let bob = Uuid::new_v4();
+        let ann_conn = hub.register(info(ann), 8, 5, 10).expect("ann");
+        let mut bob_listed = hub.register(info(bob), 8, 5, 10).expect("bob listed");
+        let mut bob_native = hub.register(info(bob), 8, 5, 10).expect("bob native");
+        hub.roster_enter(bob_listed.id, "Bob");
+        while bob_listed.outbound.try_recv().is_ok() {}
+        let chat = PeerChat {
+            chat_id: "dm:ann:bob".to_owned(),
+            room: Some(7),
+        };
+        assert!(hub.open_peer(ann_conn.id, bob, chat.clone(), 1));
+        assert!(hub.in_room(ann_conn.id, 7));
+        let other = PeerChat {
+            chat_id: "live:x".to_owned(),
+            room: None,
+        };
+        assert!(
+            !hub.open_peer(ann_conn.id, Uuid::new_v4(), other, 1),
+            "beyond the limit"
+        );
+        let told = hub.open_peer_for_user(bob, ann, &chat, 1, &Delivery::new(event()));
+        assert_eq!(told, 1, "only Bob's listed connection");
+        assert!(bob_listed.outbound.try_recv().is_ok());
+        assert!(bob_native.outbound.try_recv().is_err());
+        assert_eq!(hub.peer_chat(bob_listed.id, ann), Some(chat));
+        assert_eq!(hub.peer_chat(bob_native.id, ann), None);
+        assert_eq!(
+            hub.publish_to_peer(bob, ann, &Delivery::new(event())),
+            1,
+            "delivered where the chat is open"
+        );
+    }
+
+    fn event() -> Event {
+        Event::MessageDeleted {
+            room: "r".to_owned(),
+            room_id: 1,
+            seq: 1,
+        }
     }
 }

@@ -62,6 +62,11 @@ pub struct Message {
     /// The author's username at the time (usernames never change), so reads need no lookup.
     #[serde(default)]
     pub author_name: String,
+    /// The author's avatar URL when the message was sent (like `author_name`, a snapshot, so
+    /// that encoding a message needs no lookup; seed 000 shows it as `userAvatar`). Absent in
+    /// records written before it existed and for authors without an avatar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_avatar: Option<String>,
     pub content: String,
     pub created_at_ms: i64,
     pub edited_at_ms: Option<i64>,
@@ -427,6 +432,7 @@ mod tests {
                         seq: 0,
                         author: owner,
                         author_name: "owner".to_owned(),
+                        author_avatar: None,
                         content: format!("{} {i}", room.name),
                         created_at_ms: 0,
                         edited_at_ms: None,
@@ -444,6 +450,7 @@ mod tests {
                 seq: 0,
                 author: owner,
                 author_name: "owner".to_owned(),
+                author_avatar: None,
                 content: "retried".to_owned(),
                 created_at_ms: 0,
                 edited_at_ms: None,

@@ -29,8 +29,14 @@ const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 /// A WebSocket endpoint, with what its path names, and the dialect it speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    /// `/ws`: the native protocol (seed 004).
+    /// `/ws`: the native protocol (seed 004), or FastChat (seed 003) when the first frame is
+    /// `HELLO`.
     Native,
+    /// `/ws/chat/{host}/{slug}`: EduSphere (seed 000), one connection per room `{host}/{slug}`.
+    /// Both segments percent-decoded.
+    EduSphere { host: String, slug: String },
+    /// `/api/v1/ws/connect`: project, channel and task rooms (seed 001).
+    Rooms,
 }
 
 /// Which WebSocket endpoint (if any) serves `path` (already without a trailing slash).
@@ -38,8 +44,20 @@ pub fn endpoint(path: &str) -> Option<Endpoint> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         ["ws"] => Some(Endpoint::Native),
+        ["ws", "chat", host, slug] if !host.is_empty() && !slug.is_empty() => {
+            Some(Endpoint::EduSphere {
+                host: path_segment(host),
+                slug: path_segment(slug),
+            })
+        }
+        ["api", "v1", "ws", "connect"] => Some(Endpoint::Rooms),
         _ => None,
     }
+}
+
+/// A percent-decoded path segment ('+' is a plus in a path; only query strings mean a space).
+fn path_segment(segment: &str) -> String {
+    percent_decode(&segment.replace('+', "%2B"))
 }
 
 /// The WebSocket configuration every endpoint uses.
@@ -238,7 +256,21 @@ pub fn upgrade(
                 .await;
         match endpoint {
             Endpoint::Native => {
-                session::run::<dialect::native::Native>(state, socket, credentials, peer, endpoint)
+                // Native, or FastChat when the first frame is HELLO (dialect::root).
+                session::run_ws(state, socket, credentials, peer, endpoint).await;
+            }
+            Endpoint::EduSphere { .. } => {
+                session::run::<dialect::edusphere::EduSphere>(
+                    state,
+                    socket,
+                    credentials,
+                    peer,
+                    endpoint,
+                )
+                .await;
+            }
+            Endpoint::Rooms => {
+                session::run::<dialect::rooms::Rooms>(state, socket, credentials, peer, endpoint)
                     .await;
             }
         }
@@ -268,6 +300,29 @@ mod tests {
         assert_eq!(query_param("token", "token").as_deref(), Some(""));
         assert_eq!(query_param("a=1", "token"), None);
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn endpoints_by_path() {
+        assert_eq!(endpoint("/ws"), Some(Endpoint::Native));
+        assert_eq!(
+            endpoint("/ws/chat/alice/math"),
+            Some(Endpoint::EduSphere {
+                host: "alice".to_owned(),
+                slug: "math".to_owned()
+            })
+        );
+        assert_eq!(
+            endpoint("/ws/chat/al%69ce/a+b"),
+            Some(Endpoint::EduSphere {
+                host: "alice".to_owned(),
+                slug: "a+b".to_owned()
+            })
+        );
+        assert_eq!(endpoint("/ws/chat/alice"), None);
+        assert_eq!(endpoint("/ws/chat/alice/math/extra"), None);
+        assert_eq!(endpoint("/api/v1/ws/connect"), Some(Endpoint::Rooms));
+        assert_eq!(endpoint("/api/v1/ws"), None);
     }
 
     #[test]

@@ -16,6 +16,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use uuid::Uuid;
 
 use super::dialect::Dialect;
+use super::dialect::fastchat::{self, Admission};
+use super::dialect::root::Root;
 use super::{Credentials, Endpoint};
 use crate::auth::{CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Principal};
 use crate::core::policy::RateLimiter;
@@ -113,7 +115,7 @@ impl Ctx {
     }
 }
 
-/// Runs a connection to its end.
+/// Runs a connection to its end: authenticates it with its token, then serves dialect `D`.
 pub async fn run<D: Dialect>(
     state: AppState,
     mut socket: Socket,
@@ -138,35 +140,155 @@ pub async fn run<D: Dialect>(
             return;
         }
     };
+    serve(state, socket, principal, peer, |ctx| D::new(ctx, &endpoint)).await;
+}
+
+/// Runs a connection to `/ws` ([`Root`]: native, or FastChat after a first frame `HELLO`). With
+/// a token, or without one while `fastchat.guests` is off, that is [`run`]. Otherwise the
+/// connection must send a FastChat HELLO within `fastchat.hello_timeout_secs`, which makes it a
+/// guest; any other first frame, or none in time, is refused like a missing token.
+pub async fn run_ws(
+    state: AppState,
+    mut socket: Socket,
+    credentials: Credentials,
+    peer: SocketAddr,
+    endpoint: Endpoint,
+) {
+    if credentials.token.is_some() || !state.config.fastchat.guests {
+        run::<Root>(state, socket, credentials, peer, endpoint).await;
+        return;
+    }
+    let Some((user_id, display_name)) = await_guest_hello(&state, &mut socket, peer).await else {
+        return;
+    };
+    let principal = Principal::guest(user_id);
+    serve(state, socket, principal, peer, move |ctx| {
+        Root::guest(ctx, display_name)
+    })
+    .await;
+}
+
+/// Reads the first frames of a connection without a token until a FastChat HELLO admits it as
+/// a guest (its user id and display name). A HELLO that cannot be accepted as it is gets its
+/// ERROR and the client may try again, within the same deadline; one that claims an account's
+/// id, any other frame, or silence until the deadline, ends the connection (4401).
+async fn await_guest_hello(
+    state: &AppState,
+    socket: &mut Socket,
+    peer: SocketAddr,
+) -> Option<(Uuid, String)> {
+    let missing = Error::InvalidToken("missing token (or FastChat HELLO)");
+    let deadline = Instant::now() + Duration::from_secs(state.config.fastchat.hello_timeout_secs);
+    loop {
+        let frame = tokio::select! {
+            frame = socket.next() => frame,
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::info!(peer = %peer, "WebSocket refused: no token and no HELLO in time");
+                refuse::<Root>(socket, &missing, CLOSE_UNAUTHORIZED).await;
+                return None;
+            }
+            () = state.shutdown_token().cancelled() => {
+                close_gracefully(socket, 1001, "server shutting down").await;
+                return None;
+            }
+        };
+        let text = match frame {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Binary(_))) => {
+                refuse::<Root>(socket, &missing, CLOSE_UNAUTHORIZED).await;
+                return None;
+            }
+            Some(Ok(Message::Close(_))) => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
+                return None;
+            }
+            Some(Err(tungstenite::Error::Capacity(_))) => {
+                close_gracefully(socket, CLOSE_TOO_BIG, "frame too big").await;
+                return None;
+            }
+            None | Some(Err(_)) => return None,
+        };
+        match fastchat::admit_guest(&state.chat, text.as_str()) {
+            Admission::Admitted {
+                user_id,
+                display_name,
+            } => return Some((user_id, display_name)),
+            Admission::NotHello => {
+                tracing::info!(peer = %peer, "WebSocket refused: no token");
+                refuse::<Root>(socket, &missing, CLOSE_UNAUTHORIZED).await;
+                return None;
+            }
+            Admission::Retry(error) => {
+                if tokio::time::timeout(CLOSE_TIMEOUT, socket.send(error))
+                    .await
+                    .map_or(true, |sent| sent.is_err())
+                {
+                    return None;
+                }
+            }
+            Admission::Refused(error) => {
+                tracing::info!(peer = %peer, "WebSocket refused: a guest claimed an account's user id");
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(error)).await;
+                close_gracefully(socket, CLOSE_UNAUTHORIZED, "user_id belongs to an account").await;
+                return None;
+            }
+        }
+    }
+}
+
+/// Serves an authenticated connection (or an admitted guest) with the dialect `make` builds
+/// once it is registered, until it ends.
+async fn serve<D: Dialect>(
+    state: AppState,
+    mut socket: Socket,
+    mut principal: Principal,
+    peer: SocketAddr,
+    make: impl FnOnce(&Ctx) -> D,
+) {
     let config = state.config.ws.clone();
     let public_id = Uuid::new_v4().to_string();
-    let registration = match state.hub.register(
-        ConnInfo {
-            user_id: principal.user_id,
-            username: principal.username.clone(),
-            session_id: principal.session_id,
-            public_id: public_id.clone(),
-        },
-        config.outbound_queue,
-        config.max_connections_per_user,
-        config.max_connections,
-    ) {
-        Ok(registration) => registration,
-        Err(RegisterError::UserLimit) => {
-            let error = Error::RateLimited(format!(
-                "too many connections: at most {} per user",
-                config.max_connections_per_user
-            ));
-            refuse::<D>(&mut socket, &error, CLOSE_RATE_LIMITED).await;
-            return;
-        }
-        Err(RegisterError::ServerLimit) => {
-            let error = Error::Unavailable(format!(
-                "server is at its connection limit ({}); try again later",
-                config.max_connections
-            ));
-            refuse::<D>(&mut socket, &error, CLOSE_TRY_AGAIN_LATER).await;
-            return;
+    // A guest's id is its only identity: one connection per id.
+    let per_user = if principal.guest {
+        1
+    } else {
+        config.max_connections_per_user
+    };
+    let registration = loop {
+        let registered = state.hub.register(
+            ConnInfo {
+                user_id: principal.user_id,
+                username: principal.username.clone(),
+                session_id: principal.session_id,
+                public_id: public_id.clone(),
+            },
+            config.outbound_queue,
+            per_user,
+            config.max_connections,
+        );
+        match registered {
+            Ok(registration) => break registration,
+            Err(RegisterError::UserLimit) if principal.guest => {
+                // Another guest took the id since it was checked: this one gets a fresh id
+                // (its HELLO_ACK says which).
+                principal = Principal::guest(Uuid::new_v4());
+            }
+            Err(RegisterError::UserLimit) => {
+                let error = Error::RateLimited(format!(
+                    "too many connections: at most {} per user",
+                    config.max_connections_per_user
+                ));
+                refuse::<D>(&mut socket, &error, CLOSE_RATE_LIMITED).await;
+                return;
+            }
+            Err(RegisterError::ServerLimit) => {
+                let error = Error::Unavailable(format!(
+                    "server is at its connection limit ({}); try again later",
+                    config.max_connections
+                ));
+                refuse::<D>(&mut socket, &error, CLOSE_TRY_AGAIN_LATER).await;
+                return;
+            }
         }
     };
     tracing::debug!(user = %principal.username, connection = %public_id, peer = %peer, "WebSocket connected");
@@ -183,17 +305,17 @@ pub async fn run<D: Dialect>(
         typing: RateLimiter::new(config.typing_per_minute, config.typing_per_minute.min(5)),
         replayed: HashMap::new(),
     };
-    let mut dialect = D::new(&ctx, &endpoint);
+    let mut dialect = make(&ctx);
     dialect.on_connect(&mut ctx).await;
-    if registration.first_for_user {
+    // Guests have no account: no last_seen, no rooms to tell.
+    if registration.first_for_user && !ctx.principal.guest {
         state.chat.connected(&ctx.principal).await;
     }
     let mut outbound = registration.outbound;
     let kick = registration.kick;
 
-    let ping_every = Duration::from_secs(config.ping_interval_secs);
-    let pong_timeout = Duration::from_secs(config.pong_timeout_secs);
-    let mut next_ping = Instant::now() + ping_every;
+    let mut heartbeat = heartbeat_of(&dialect, &config);
+    let mut next_ping = Instant::now() + heartbeat.0;
     let mut pong_deadline: Option<Instant> = None;
     let mut expiry = Expiry::new(&ctx.principal, &config);
 
@@ -210,6 +332,12 @@ pub async fn run<D: Dialect>(
         }
         if expiry.expires_at != ctx.principal.expires_at {
             expiry = Expiry::new(&ctx.principal, &config);
+        }
+        let current = heartbeat_of(&dialect, &config);
+        if current != heartbeat {
+            // The connection changed protocol (/ws to FastChat): its heartbeat starts over.
+            heartbeat = current;
+            next_ping = Instant::now() + heartbeat.0;
         }
         tokio::select! {
             biased;
@@ -246,6 +374,8 @@ pub async fn run<D: Dialect>(
                         && ctx.replayed.get(&room).is_some_and(|done| seq <= *done)
                     {
                         // Already sent by the Join replay.
+                    } else if !dialect.wants(&delivery.event) {
+                        // Not for this client (e.g. FastChat does not echo the sender's own message).
                     } else if let Some(frame) = delivery.encoded(dialect.slot(), |event| dialect.encode(event)) {
                         ctx.outgoing.push(frame);
                     }
@@ -256,9 +386,9 @@ pub async fn run<D: Dialect>(
                 }
             }
             () = tokio::time::sleep_until(next_ping) => {
-                next_ping = Instant::now() + ping_every;
+                next_ping = Instant::now() + heartbeat.0;
                 if pong_deadline.is_none() {
-                    pong_deadline = Some(Instant::now() + pong_timeout);
+                    pong_deadline = Some(Instant::now() + heartbeat.1);
                 }
                 ctx.outgoing.push(dialect.ping().unwrap_or_else(|| Message::Ping(bytes::Bytes::new())));
             }
@@ -271,7 +401,7 @@ pub async fn run<D: Dialect>(
                     ctx.outgoing.push(frame);
                 }
             }
-            () = tokio::time::sleep_until(expiry.close_at) => {
+            () = sleep_until_opt(expiry.close_at) => {
                 break Some((CLOSE_UNAUTHORIZED, "token expired".to_owned()));
             }
         }
@@ -280,22 +410,39 @@ pub async fn run<D: Dialect>(
     if let Some((code, reason)) = close {
         close_gracefully(&mut socket, code, &reason).await;
     }
-    if state.hub.unregister(conn) {
+    if state.hub.unregister(conn) && !ctx.principal.guest {
         state.chat.disconnected(&ctx.principal).await;
     }
     tracing::debug!(user = %ctx.principal.username, connection = %ctx.public_id, "WebSocket closed");
 }
 
-/// When to warn about and when to enforce the access token's expiry.
+/// The ping interval and pong timeout of a connection: its dialect's, or `ws`'s.
+fn heartbeat_of<D: Dialect>(dialect: &D, config: &crate::config::WsConfig) -> (Duration, Duration) {
+    dialect.heartbeat().unwrap_or((
+        Duration::from_secs(config.ping_interval_secs),
+        Duration::from_secs(config.pong_timeout_secs),
+    ))
+}
+
+/// When to warn about and when to enforce the access token's expiry (never, for a guest: it has
+/// no token).
 struct Expiry {
     expires_at: i64,
     warn_at: Option<Instant>,
     warned: bool,
-    close_at: Instant,
+    close_at: Option<Instant>,
 }
 
 impl Expiry {
     fn new(principal: &Principal, config: &crate::config::WsConfig) -> Expiry {
+        if principal.guest {
+            return Expiry {
+                expires_at: principal.expires_at,
+                warn_at: None,
+                warned: true,
+                close_at: None,
+            };
+        }
         let now = Instant::now();
         let left = u64::try_from(principal.expires_at.saturating_sub(now_secs())).unwrap_or(0);
         let warn_in = left.checked_sub(config.expiry_warning_secs);
@@ -303,7 +450,9 @@ impl Expiry {
             expires_at: principal.expires_at,
             warn_at: Some(now + Duration::from_secs(warn_in.unwrap_or(0))),
             warned: false,
-            close_at: now + Duration::from_secs(left.saturating_add(config.expiry_grace_secs)),
+            close_at: Some(
+                now + Duration::from_secs(left.saturating_add(config.expiry_grace_secs)),
+            ),
         }
     }
 }

@@ -2,11 +2,18 @@
 //! into calls on the core (through [`Ctx`]) and encodes core events into its frames. It holds no
 //! rules of its own: ACL, limits, storage and fan-out are the core's.
 
+pub mod edusphere;
+pub mod fastchat;
 pub mod native;
+pub mod rooms;
+pub mod root;
 
 /// Cache slots of the dialects (see [`Dialect::slot`]).
 pub mod slots {
     pub const NATIVE: usize = 0;
+    pub const EDUSPHERE: usize = 1;
+    pub const ROOMS: usize = 2;
+    pub const FASTCHAT: usize = 3;
 }
 
 /// A room message as a UUID (for protocols whose message ids are UUIDs): the room id and the
@@ -62,4 +69,17 @@ pub trait Dialect: Sized + Send + 'static {
 
     /// Told `ws.expiry_warning_secs` before the access token expires.
     fn token_expiring(&self, expires_at: i64) -> Option<Message>;
+
+    /// The server ping interval and pong timeout when the protocol documents its own; `None`:
+    /// `ws.ping_interval_secs` and `ws.pong_timeout_secs`. Asked again after every frame, so a
+    /// connection that changes protocol (`/ws` to FastChat) gets the new heartbeat.
+    fn heartbeat(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        None
+    }
+
+    /// Whether this connection's client is shown `event` at all, before it is encoded: for
+    /// what depends on the connection rather than the event (the shared encoding may not).
+    fn wants(&self, _event: &Event) -> bool {
+        true
+    }
 }

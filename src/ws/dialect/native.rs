@@ -264,6 +264,8 @@ pub fn encode(event: &Event) -> Option<Message> {
             None,
         ),
         Event::Binary { frame } => Message::Binary(frame.clone()),
+        // FastChat's roster and live conversations have no native frame.
+        Event::Roster { .. } | Event::Conversation(_) => return None,
     })
 }
 

@@ -1,0 +1,272 @@
+//! One-to-one conversations (FastChat's "chats"), the live roster of who is online in a dialect
+//! that lists its users, and the guests such a dialect may admit.
+//!
+//! A conversation between two accounts is their direct room (`dm:a:b`, [`Chat::open_room`] with
+//! `@username`): its messages are stored like any room message, and a native client joined to the
+//! room sees them (and its own messages reach the conversation). A conversation with a guest has
+//! no room, since a guest has no account: it is relayed live between the connections that have
+//! it open, and nothing of it is stored. Which conversations a connection has open, and who is
+//! in the roster, is the hub's per-connection state, so both sides of a conversation see it.
+
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::core::chat::{Chat, check_content, now_millis};
+use crate::core::events::{ConversationEvent, Event};
+use crate::core::policy;
+use crate::error::Error;
+use crate::hub::{ConnId, Delivery, PeerChat};
+
+/// Prefix of the ids of conversations that no room keeps (a guest takes part).
+pub const LIVE_PREFIX: &str = "live:";
+
+/// Longest message id a client may choose (the core's limit on `client_msg_id`).
+const MAX_MESSAGE_ID_BYTES: usize = 128;
+
+/// An open conversation, as the connection that opened it sees it.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    pub chat_id: String,
+    /// The opener first.
+    pub participants: [Uuid; 2],
+    pub peer_id: Uuid,
+    /// The peer's roster name, or their username when they are not listed.
+    pub peer_name: String,
+}
+
+/// What a connection has with a peer it names.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// A conversation is open on this connection.
+    Open { peer_id: Uuid, chat: PeerChat },
+    /// The peer exists, but no conversation with them is open on this connection.
+    NotOpened,
+    /// No account and no listed guest has that id.
+    NoSuchUser,
+}
+
+/// The id of the live conversation of two users (order-independent).
+pub fn live_chat_id(a: Uuid, b: Uuid) -> String {
+    let (first, second) = if a <= b { (a, b) } else { (b, a) };
+    format!("{LIVE_PREFIX}{}:{}", first.simple(), second.simple())
+}
+
+impl Chat {
+    /// The user id of a guest that claims `claimed`: that id when it is a UUID v4 that is
+    /// neither an account's nor online already, otherwise a fresh one (the dialect tells the
+    /// client which). Claiming an account's id is `InvalidToken`: that takes the account's token.
+    pub fn guest_identity(&self, claimed: &str) -> Result<Uuid, Error> {
+        let Ok(id) = Uuid::parse_str(claimed) else {
+            return Ok(Uuid::new_v4());
+        };
+        if self.store().user(id)?.is_some() {
+            return Err(Error::InvalidToken(
+                "this user_id belongs to an account: connect with its token",
+            ));
+        }
+        if id.get_version() != Some(uuid::Version::Random) || self.hub().is_online(id) {
+            return Ok(Uuid::new_v4());
+        }
+        Ok(id)
+    }
+
+    /// Lists a connection in the live roster under `display_name` (see
+    /// [`policy::display_name`]: markup stripped, `min` to `max` characters); the roster goes
+    /// to every listed connection when it changed, and to this one in any case. Returns the
+    /// name as listed.
+    pub fn roster_enter(
+        &self,
+        conn: ConnId,
+        display_name: &str,
+        min: usize,
+        max: usize,
+    ) -> Result<String, Error> {
+        let name = policy::display_name(display_name, min, max)?;
+        self.hub().roster_enter(conn, &name);
+        Ok(name)
+    }
+
+    /// Opens the conversation of `who` with the user (or listed guest) whose id is `target`, on
+    /// connection `conn`, and on every listed connection of the target, which are told
+    /// ([`ConversationEvent::Opened`]). Two accounts talk in their direct room (created on first
+    /// use); a guest on either side makes it a live conversation, which needs the other side
+    /// listed in the roster. `NotFound` for nobody by that id; `RateLimited` beyond
+    /// `ws.max_joined_rooms` rooms and conversations on the connection.
+    pub async fn open_conversation(
+        &self,
+        who: &Principal,
+        conn: ConnId,
+        target: &str,
+    ) -> Result<Conversation, Error> {
+        let not_found = || Error::NotFound(format!("user {target} not found"));
+        let peer_id = Uuid::parse_str(target).map_err(|_| not_found())?;
+        if peer_id == who.user_id {
+            return Err(Error::BadRequest("a chat needs another user".to_owned()));
+        }
+        let listed = self.hub().roster_name(peer_id);
+        let (chat, peer_name) = match self.store().user(peer_id)? {
+            Some(user) if user.disabled => return Err(not_found()),
+            Some(user) if !who.guest => {
+                let room = self.open_room(who, &format!("@{}", user.username)).await?;
+                let chat = PeerChat {
+                    chat_id: room.name,
+                    room: Some(room.id),
+                };
+                (chat, listed.unwrap_or(user.username))
+            }
+            _ => {
+                let name = listed.ok_or_else(not_found)?;
+                let chat = PeerChat {
+                    chat_id: live_chat_id(who.user_id, peer_id),
+                    room: None,
+                };
+                (chat, name)
+            }
+        };
+        let max = self.config().ws.max_joined_rooms;
+        if !self.hub().open_peer(conn, peer_id, chat.clone(), max) {
+            return Err(Error::RateLimited(format!(
+                "at most {max} rooms and chats per connection"
+            )));
+        }
+        let participants = [who.user_id, peer_id];
+        let opener_name = self
+            .hub()
+            .roster_name_of(conn)
+            .unwrap_or_else(|| who.username.clone());
+        let opened = Delivery::new(Event::Conversation(ConversationEvent::Opened {
+            chat_id: chat.chat_id.clone(),
+            participants,
+            peer_id: who.user_id,
+            peer_name: opener_name,
+        }));
+        self.hub()
+            .open_peer_for_user(peer_id, who.user_id, &chat, max, &opened);
+        Ok(Conversation {
+            chat_id: chat.chat_id,
+            participants,
+            peer_id,
+            peer_name,
+        })
+    }
+
+    /// What connection `conn` has with the peer whose id is `peer`.
+    pub fn conversation(&self, conn: ConnId, peer: &str) -> Result<Lookup, Error> {
+        let Ok(peer_id) = Uuid::parse_str(peer) else {
+            return Ok(Lookup::NoSuchUser);
+        };
+        if let Some(chat) = self.hub().peer_chat(conn, peer_id) {
+            return Ok(Lookup::Open { peer_id, chat });
+        }
+        let exists = self.store().user(peer_id)?.is_some_and(|u| !u.disabled)
+            || self.hub().roster_name(peer_id).is_some();
+        Ok(if exists {
+            Lookup::NotOpened
+        } else {
+            Lookup::NoSuchUser
+        })
+    }
+
+    /// Sends a message in an open conversation. The content loses its markup
+    /// ([`policy::strip_markup`]) and must then be 1 to `max_chars` characters. `message_id`
+    /// (or a new UUID) identifies it: in a direct room it is the stored message's
+    /// `client_msg_id`, so a repeated id stores nothing new, and this returns once the message
+    /// is durable. A live conversation delivers to the peer's connections that have it open,
+    /// and is `Unavailable` when there are none. Returns the message id.
+    pub async fn conversation_send(
+        &self,
+        who: &Principal,
+        peer_id: Uuid,
+        chat: &PeerChat,
+        content: &str,
+        message_id: Option<String>,
+        max_chars: usize,
+    ) -> Result<String, Error> {
+        let content = policy::strip_markup(content);
+        let message_id = message_id.unwrap_or_else(|| Uuid::new_v4().to_string());
+        if chat.room.is_some() {
+            self.send_limited(
+                who,
+                &chat.chat_id,
+                content,
+                None,
+                Some(message_id.clone()),
+                max_chars,
+            )
+            .await?;
+            return Ok(message_id);
+        }
+        check_content(&content, max_chars)?;
+        if message_id.is_empty() || message_id.len() > MAX_MESSAGE_ID_BYTES {
+            return Err(Error::BadRequest(format!(
+                "message_id must be 1 to {MAX_MESSAGE_ID_BYTES} bytes"
+            )));
+        }
+        let delivery = Delivery::new(Event::Conversation(ConversationEvent::Message {
+            chat_id: chat.chat_id.clone(),
+            from: who.user_id,
+            to: peer_id,
+            content,
+            message_id: message_id.clone(),
+            sent_at_ms: now_millis(),
+        }));
+        if self.hub().publish_to_peer(peer_id, who.user_id, &delivery) == 0 {
+            return Err(Error::Unavailable(format!(
+                "user {peer_id} is not connected to this chat"
+            )));
+        }
+        Ok(message_id)
+    }
+
+    /// Tells the peers of every conversation open on `conn` that `who` is (or stopped) typing:
+    /// a core Typing event in each direct room, a live one otherwise. Returns how many
+    /// conversations were told.
+    pub async fn conversation_typing(
+        &self,
+        who: &Principal,
+        conn: ConnId,
+        is_typing: bool,
+    ) -> Result<usize, Error> {
+        let chats = self.hub().peer_chats(conn);
+        for (peer_id, chat) in &chats {
+            if chat.room.is_some() {
+                self.typing(who, conn, &chat.chat_id, is_typing).await?;
+            } else {
+                let delivery = Delivery::skipping(
+                    Event::Conversation(ConversationEvent::Typing {
+                        chat_id: chat.chat_id.clone(),
+                        user_id: who.user_id,
+                        is_typing,
+                    }),
+                    Some(conn),
+                );
+                self.hub().publish_to_peer(*peer_id, who.user_id, &delivery);
+            }
+        }
+        Ok(chats.len())
+    }
+
+    /// The other member of a direct room in which `author` wrote, for encodings that name the
+    /// recipient of a direct message; `None` for any other room, or an author who is not a
+    /// member (an admin).
+    pub fn direct_peer(&self, room_id: u64, author: Uuid) -> Option<Uuid> {
+        let members = self.store().room_member_ids(room_id).ok()?;
+        if members.len() != 2 || !members.contains(&author) {
+            return None;
+        }
+        members.into_iter().find(|member| *member != author)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_chat_ids_are_order_independent() {
+        let a = Uuid::new_v4();
+        let b = Uuid::new_v4();
+        assert_eq!(live_chat_id(a, b), live_chat_id(b, a));
+        assert!(live_chat_id(a, b).starts_with(LIVE_PREFIX));
+    }
+}

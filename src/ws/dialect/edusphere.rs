@@ -1,0 +1,392 @@
+//! The EduSphere dialect (seed 000) at `/ws/chat/{host}/{room}/`: one connection per room, the
+//! core room `{host}/{room}`, entered by its participants only. Client frames `text`, `update`
+//! and `delete`; server frames `chat_message` (`action` new, update or delete) and
+//! `{"error": ...}`. `man/natter-protocol.7` (EDUSPHERE DIALECT) describes the mapping.
+//!
+//! Message ids are UUIDs made of the room id and the message's sequence number
+//! ([`super::message_uuid`]), so they map back to a core message without a lookup.
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::{Dialect, message_from_uuid, message_uuid};
+use crate::auth::CLOSE_FORBIDDEN;
+use crate::core::events::{Event, RoomMessage};
+use crate::error::Error;
+use crate::timefmt::rfc3339_micros;
+use crate::ws::Endpoint;
+use crate::ws::session::Ctx;
+
+/// Close code for a connection whose handshake could not be completed for an internal reason
+/// (the standard "internal error"; the seed defines no code of its own).
+const CLOSE_INTERNAL: u16 = 1011;
+
+/// The error texts the seed documents, verbatim.
+const MESSAGE_NOT_FOUND: &str = "Message not found.";
+const NOT_YOUR_DELETE: &str = "You can only delete your own messages.";
+const NOT_YOUR_EDIT: &str = "You can only edit your own messages.";
+
+pub struct EduSphere {
+    /// The username in the path: the room's host (its owner in the core).
+    host: String,
+    /// The core room: `{host}/{slug}`.
+    room_name: String,
+    /// The core room's id, once joined.
+    room_id: Option<u64>,
+    /// `dialects.edusphere_max_message_chars`, enforced by the core.
+    max_chars: usize,
+}
+
+/// Which request an error answers (the seed words some errors per request).
+#[derive(Clone, Copy)]
+enum Action {
+    Text,
+    Update,
+    Delete,
+}
+
+impl Dialect for EduSphere {
+    fn slot(&self) -> usize {
+        super::slots::EDUSPHERE
+    }
+
+    fn encode(&self, event: &Event) -> Option<Message> {
+        encode(event)
+    }
+
+    fn refusal(error: &Error) -> Option<Message> {
+        Some(error_frame(&error.public_message()))
+    }
+
+    fn new(ctx: &Ctx, endpoint: &Endpoint) -> Self {
+        let (host, slug) = match endpoint {
+            Endpoint::EduSphere { host, slug } => (host.clone(), slug.clone()),
+            // Only EduSphere endpoints run this dialect; an empty name is no room (4403).
+            _ => (String::new(), String::new()),
+        };
+        EduSphere {
+            room_name: format!("{host}/{slug}"),
+            host,
+            room_id: None,
+            max_chars: ctx.state.config.dialects.edusphere_max_message_chars,
+        }
+    }
+
+    async fn on_connect(&mut self, ctx: &mut Ctx) {
+        let chat = ctx.state.chat.clone();
+        match chat
+            .join_as_member(&ctx.principal, ctx.conn, &self.room_name, &self.host)
+            .await
+        {
+            Ok(room) => self.room_id = Some(room.id),
+            Err(error) => {
+                let code = match error {
+                    Error::Store(_) | Error::Internal(_) => CLOSE_INTERNAL,
+                    _ => CLOSE_FORBIDDEN,
+                };
+                tracing::info!(
+                    user = %ctx.principal.username,
+                    room = %self.room_name,
+                    error = %error,
+                    "EduSphere connection refused"
+                );
+                let message = error.public_message();
+                ctx.send(error_frame(&message));
+                ctx.close(code, &message);
+            }
+        }
+    }
+
+    async fn on_text(&mut self, ctx: &mut Ctx, text: &str) {
+        let Some(room_id) = self.room_id else {
+            return;
+        };
+        let request = match parse(text) {
+            Ok(request) => request,
+            Err(message) => {
+                ctx.send(error_frame(&message));
+                return;
+            }
+        };
+        let (kind, map) = request;
+        let action = match kind.as_str() {
+            "text" => Action::Text,
+            "update" => Action::Update,
+            "delete" => Action::Delete,
+            other => {
+                ctx.send(error_frame(&format!("Unknown message type {other:?}.")));
+                return;
+            }
+        };
+        if let Err(error) = ctx.check_rate() {
+            ctx.send(error_frame(&error.public_message()));
+            return;
+        }
+        let result = match action {
+            Action::Text => self.text(ctx, &map).await,
+            Action::Update => self.update(ctx, room_id, &map).await,
+            Action::Delete => self.delete(ctx, room_id, &map).await,
+        };
+        if let Err(message) = result {
+            ctx.send(error_frame(&message));
+        }
+    }
+
+    async fn on_binary(&mut self, ctx: &mut Ctx, _data: Bytes) {
+        ctx.send(error_frame("Binary frames are not supported."));
+    }
+
+    fn ping(&self) -> Option<Message> {
+        None
+    }
+
+    fn token_expiring(&self, _expires_at: i64) -> Option<Message> {
+        None
+    }
+}
+
+impl EduSphere {
+    /// `{"type": "text", "message": ...}`: the message reaches everyone in the room, the sender
+    /// included, as `chat_message` `new`; nothing else is sent back.
+    async fn text(&self, ctx: &mut Ctx, map: &Map<String, Value>) -> Result<(), String> {
+        let content = string_field(map, "message")?;
+        ctx.state
+            .chat
+            .send_limited(
+                &ctx.principal,
+                &self.room_name,
+                content,
+                None,
+                None,
+                self.max_chars,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| error_text(&e, Action::Text))
+    }
+
+    /// `{"type": "update", "messageId": ..., "message": ...}`.
+    async fn update(
+        &self,
+        ctx: &mut Ctx,
+        room_id: u64,
+        map: &Map<String, Value>,
+    ) -> Result<(), String> {
+        let seq = message_seq(map, room_id)?;
+        let content = string_field(map, "message")?;
+        ctx.state
+            .chat
+            .edit_limited(
+                &ctx.principal,
+                &self.room_name,
+                seq,
+                content,
+                self.max_chars,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| error_text(&e, Action::Update))
+    }
+
+    /// `{"type": "delete", "messageId": ...}`.
+    async fn delete(
+        &self,
+        ctx: &mut Ctx,
+        room_id: u64,
+        map: &Map<String, Value>,
+    ) -> Result<(), String> {
+        let seq = message_seq(map, room_id)?;
+        ctx.state
+            .chat
+            .delete(&ctx.principal, &self.room_name, seq)
+            .await
+            .map(|_| ())
+            .map_err(|e| error_text(&e, Action::Delete))
+    }
+}
+
+/// The EduSphere encoding of an event: room messages as `chat_message`, removal from a private
+/// room as a close (4403, as at connect); nothing else has a frame in this protocol.
+pub fn encode(event: &Event) -> Option<Message> {
+    match event {
+        Event::Message(m) => Some(text(&new_message_json(m))),
+        Event::MessageEdited(m) => Some(text(&json!({
+            "type": "chat_message",
+            "action": "update",
+            "id": message_uuid(m.message.room_id, m.message.seq).to_string(),
+            "body": m.message.content,
+            "edited": true,
+            "updated": rfc3339_micros(m.message.edited_at_ms.unwrap_or(m.message.created_at_ms)),
+        }))),
+        Event::MessageDeleted { room_id, seq, .. } => Some(text(&json!({
+            "type": "chat_message",
+            "action": "delete",
+            "id": message_uuid(*room_id, *seq).to_string(),
+        }))),
+        Event::RoomClosed { reason, .. } => Some(Message::Close(Some(CloseFrame {
+            code: CloseCode::from(CLOSE_FORBIDDEN),
+            reason: reason.clone().into(),
+        }))),
+        _ => None,
+    }
+}
+
+/// `chat_message` `new`: the fields of the seed's serialized message.
+fn new_message_json(m: &RoomMessage) -> Value {
+    let message = &m.message;
+    json!({
+        "type": "chat_message",
+        "action": "new",
+        "id": message_uuid(message.room_id, message.seq).to_string(),
+        "user": message.author_name,
+        "user_id": message.author.to_string(),
+        "body": message.content,
+        "created": rfc3339_micros(message.created_at_ms),
+        "edited": message.edited_at_ms.is_some(),
+        "updated": rfc3339_micros(message.edited_at_ms.unwrap_or(message.created_at_ms)),
+        "userAvatar": message.author_avatar,
+    })
+}
+
+/// The seed's words for the core's errors: its four documented texts where they apply, the
+/// core's own message otherwise.
+fn error_text(error: &Error, action: Action) -> String {
+    match (error, action) {
+        (Error::ContentTooLong { max }, _) => format!("Message exceeds {max} characters."),
+        (Error::NotFound(_), Action::Update | Action::Delete) => MESSAGE_NOT_FOUND.to_owned(),
+        (Error::Forbidden(_), Action::Update) => NOT_YOUR_EDIT.to_owned(),
+        (Error::Forbidden(_), Action::Delete) => NOT_YOUR_DELETE.to_owned(),
+        (other, _) => other.public_message(),
+    }
+}
+
+/// A client frame: its `type` and the whole object. `timestamp` (the client's clock) is
+/// accepted and ignored: the server's time is the message's.
+fn parse(text: &str) -> Result<(String, Map<String, Value>), String> {
+    let value: Value = serde_json::from_str(text).map_err(|_| "Invalid JSON.".to_owned())?;
+    let Value::Object(map) = value else {
+        return Err("A message must be a JSON object with a \"type\".".to_owned());
+    };
+    match map.get("type") {
+        Some(Value::String(kind)) => Ok((kind.clone(), map)),
+        _ => Err("A message must be a JSON object with a \"type\".".to_owned()),
+    }
+}
+
+fn string_field(map: &Map<String, Value>, name: &str) -> Result<String, String> {
+    match map.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(format!("Field {name:?} must be a string.")),
+    }
+}
+
+/// The sequence number of the message `messageId` names in this room. An id that is not a
+/// UUID, or names a message of another room, is a message that is not found.
+fn message_seq(map: &Map<String, Value>, room_id: u64) -> Result<u64, String> {
+    let id = string_field(map, "messageId")?;
+    let uuid = uuid::Uuid::parse_str(&id).map_err(|_| MESSAGE_NOT_FOUND.to_owned())?;
+    match message_from_uuid(&uuid) {
+        (room, seq) if room == room_id => Ok(seq),
+        _ => Err(MESSAGE_NOT_FOUND.to_owned()),
+    }
+}
+
+fn error_frame(message: &str) -> Message {
+    text(&json!({ "error": message }))
+}
+
+fn text(value: &Value) -> Message {
+    Message::text(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Message as Stored;
+
+    fn stored(edited: Option<i64>) -> RoomMessage {
+        RoomMessage {
+            room: "alice/math".to_owned(),
+            message: Stored {
+                room_id: 3,
+                seq: 7,
+                author: uuid::Uuid::nil(),
+                author_name: "alice".to_owned(),
+                author_avatar: None,
+                content: "hi".to_owned(),
+                created_at_ms: 1_704_110_400_000,
+                edited_at_ms: edited,
+                deleted: false,
+                reply_to: None,
+                client_msg_id: None,
+            },
+        }
+    }
+
+    fn decoded(message: Option<Message>) -> Value {
+        match message {
+            Some(Message::Text(text)) => serde_json::from_str(text.as_str()).expect("json"),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn new_message_has_exactly_the_documented_fields() {
+        let frame = decoded(encode(&Event::Message(stored(None))));
+        let mut keys: Vec<&str> = frame
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "action",
+                "body",
+                "created",
+                "edited",
+                "id",
+                "type",
+                "updated",
+                "user",
+                "userAvatar",
+                "user_id"
+            ]
+        );
+        assert_eq!(frame["id"], message_uuid(3, 7).to_string());
+        assert_eq!(frame["created"], "2024-01-01T12:00:00.000000Z");
+        assert_eq!(frame["userAvatar"], Value::Null);
+        assert_eq!(frame["edited"], false);
+    }
+
+    #[test]
+    fn errors_use_the_documented_words() {
+        assert_eq!(
+            error_text(&Error::ContentTooLong { max: 500 }, Action::Text),
+            "Message exceeds 500 characters."
+        );
+        let forbidden = Error::Forbidden("x".to_owned());
+        assert_eq!(error_text(&forbidden, Action::Update), NOT_YOUR_EDIT);
+        assert_eq!(error_text(&forbidden, Action::Delete), NOT_YOUR_DELETE);
+        let missing = Error::NotFound("x".to_owned());
+        assert_eq!(error_text(&missing, Action::Delete), MESSAGE_NOT_FOUND);
+    }
+
+    #[test]
+    fn message_ids_of_other_rooms_are_not_found() {
+        let mut map = Map::new();
+        map.insert(
+            "messageId".to_owned(),
+            Value::String(message_uuid(4, 1).to_string()),
+        );
+        assert_eq!(message_seq(&map, 4), Ok(1));
+        assert_eq!(message_seq(&map, 5), Err(MESSAGE_NOT_FOUND.to_owned()));
+        map.insert("messageId".to_owned(), Value::String("nope".to_owned()));
+        assert_eq!(message_seq(&map, 4), Err(MESSAGE_NOT_FOUND.to_owned()));
+    }
+}
