@@ -28,6 +28,7 @@ pub struct Config {
     pub log: LogConfig,
     pub dialects: DialectsConfig,
     pub fastchat: FastChatConfig,
+    pub kibray: KibrayConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +111,61 @@ pub struct AuthConfig {
     pub login_max_failures: u32,
     /// The window those failures are counted in, in seconds.
     pub login_window_secs: u64,
+    /// Other applications whose JWTs are accepted (`[[auth.external]]` tables); none by default.
+    /// A token whose `iss` names one of them is verified with that issuer's key, and its user is
+    /// created on first sight.
+    pub external: Vec<ExternalIssuerConfig>,
+}
+
+/// Signature algorithm of an external issuer, pinned: the `alg` of a token's header is never
+/// trusted, a token signed any other way is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExternalAlgorithm {
+    /// HMAC-SHA256 with a shared secret (`secret_file`).
+    HS256,
+    /// RSA PKCS#1 v1.5 with SHA-256; the issuer's public key is `public_key_file`.
+    RS256,
+    /// Ed25519; the issuer's public key is `public_key_file`.
+    EdDSA,
+}
+
+/// One `[[auth.external]]` table: an application that issues its own JWTs for natter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExternalIssuerConfig {
+    /// The `iss` claim its tokens carry (required, and different from `auth.issuer`).
+    pub issuer: String,
+    /// The `aud` claim its tokens must carry; empty: `aud` is not checked.
+    pub audience: String,
+    /// `HS256`, `RS256` or `EdDSA`.
+    pub algorithm: ExternalAlgorithm,
+    /// HS256: file holding the shared secret (at least 32 bytes; surrounding whitespace ignored).
+    pub secret_file: PathBuf,
+    /// RS256 / EdDSA: the issuer's public key, a PEM file.
+    pub public_key_file: PathBuf,
+    /// Claim holding the issuer's stable user id (a string or an integer).
+    pub user_id_claim: String,
+    /// Claim holding the preferred username; when a token lacks it, the user id is used. Either
+    /// is lowercased and sanitized to natter's username rules, and a numeric suffix is added
+    /// when the name is taken.
+    pub username_claim: String,
+    /// Role of a user created on first sight (`user` or `admin`); later changes are natter's.
+    pub default_role: crate::store::Role,
+}
+
+impl Default for ExternalIssuerConfig {
+    fn default() -> Self {
+        ExternalIssuerConfig {
+            issuer: String::new(),
+            audience: String::new(),
+            algorithm: ExternalAlgorithm::HS256,
+            secret_file: PathBuf::new(),
+            public_key_file: PathBuf::new(),
+            user_id_claim: "sub".to_owned(),
+            username_claim: "username".to_owned(),
+            default_role: crate::store::Role::User,
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -126,6 +182,7 @@ impl Default for AuthConfig {
             min_password_length: 8,
             login_max_failures: 5,
             login_window_secs: 15 * 60,
+            external: Vec::new(),
         }
     }
 }
@@ -213,6 +270,33 @@ impl Default for DialectsConfig {
     fn default() -> Self {
         DialectsConfig {
             edusphere_max_message_chars: 500,
+        }
+    }
+}
+
+/// The Kibray dialect (`/ws/chat/{room}/`, `/ws/notifications/`, `/ws/status/`): the limits its
+/// protocol documents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KibrayConfig {
+    /// Frames per connection in any rolling 60 seconds (the seed's `WEBSOCKET_RATE_LIMIT`);
+    /// beyond: `{"type": "error", ..., "code": "RATE_LIMIT_EXCEEDED"}`, and close 4429 after as
+    /// many refusals in a row.
+    pub messages_per_minute: u32,
+    /// Longest message content, in characters after markup is stripped (replaces
+    /// `ws.max_message_chars` on the Kibray chat endpoint); beyond: `MESSAGE_TOO_LARGE`.
+    pub max_message_chars: usize,
+    /// Largest file `upload_file` accepts, in bytes; beyond: `MESSAGE_TOO_LARGE`. An upload in
+    /// progress is held in memory (one per connection) until it is complete and stored.
+    pub max_upload_bytes: u64,
+}
+
+impl Default for KibrayConfig {
+    fn default() -> Self {
+        KibrayConfig {
+            messages_per_minute: 60,
+            max_message_chars: 4000,
+            max_upload_bytes: 10 * 1024 * 1024,
         }
     }
 }
@@ -429,6 +513,7 @@ impl Config {
                 "auth.login_max_failures and auth.login_window_secs must be at least 1".to_owned(),
             );
         }
+        self.validate_external_issuers(&mut problems);
         let ws = &self.ws;
         for (name, value) in [
             ("ws.max_frame_bytes", ws.max_frame_bytes),
@@ -466,6 +551,15 @@ impl Config {
         if self.dialects.edusphere_max_message_chars == 0 {
             problems.push("dialects.edusphere_max_message_chars must be at least 1".to_owned());
         }
+        if self.kibray.messages_per_minute == 0
+            || self.kibray.max_message_chars == 0
+            || self.kibray.max_upload_bytes == 0
+        {
+            problems.push(
+                "kibray.messages_per_minute, max_message_chars and max_upload_bytes must be at least 1"
+                    .to_owned(),
+            );
+        }
         let fastchat = &self.fastchat;
         if fastchat.hello_timeout_secs == 0
             || fastchat.max_message_chars == 0
@@ -502,6 +596,49 @@ impl Config {
             Ok(())
         } else {
             Err(ConfigError(problems.join("\n")))
+        }
+    }
+
+    /// `[[auth.external]]`: each issuer named, distinct, and with the key its algorithm needs
+    /// (whether the key file exists and parses is checked at startup, when `Auth` loads it).
+    fn validate_external_issuers(&self, problems: &mut Vec<String>) {
+        for (index, external) in self.auth.external.iter().enumerate() {
+            let name = format!("auth.external[{index}] (issuer {:?})", external.issuer);
+            if external.issuer.is_empty() || external.issuer.contains('\0') {
+                problems.push(format!("{name}: issuer must be set (and hold no NUL)"));
+            }
+            if external.issuer == self.auth.issuer {
+                problems.push(format!(
+                    "{name}: issuer must differ from auth.issuer, natter's own"
+                ));
+            }
+            if self.auth.external[..index]
+                .iter()
+                .any(|other| other.issuer == external.issuer)
+            {
+                problems.push(format!("{name}: issuer is configured twice"));
+            }
+            let has_secret = !external.secret_file.as_os_str().is_empty();
+            let has_public_key = !external.public_key_file.as_os_str().is_empty();
+            match external.algorithm {
+                ExternalAlgorithm::HS256 if !has_secret || has_public_key => problems.push(
+                    format!("{name}: HS256 needs secret_file (and no public_key_file)"),
+                ),
+                ExternalAlgorithm::RS256 | ExternalAlgorithm::EdDSA
+                    if !has_public_key || has_secret =>
+                {
+                    problems.push(format!(
+                        "{name}: {:?} needs public_key_file (and no secret_file)",
+                        external.algorithm
+                    ));
+                }
+                _ => {}
+            }
+            if external.user_id_claim.is_empty() || external.username_claim.is_empty() {
+                problems.push(format!(
+                    "{name}: user_id_claim and username_claim must not be empty"
+                ));
+            }
         }
     }
 
@@ -651,5 +788,85 @@ mod packaged_config_tests {
                 );
             }
         }
+    }
+
+    /// `[[auth.external]]` is empty by default, so the check above sees only `external = []`;
+    /// the indented example (`#   key = value`, which that check ignores) must parse and show
+    /// every field of an issuer.
+    #[test]
+    fn packaged_config_documents_an_external_issuer() {
+        let text = include_str!("../packaging/natter.toml");
+        let example: String = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("#   "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parsed: Config = toml::from_str(&example).expect("external issuer example parses");
+        assert_eq!(parsed.auth.external.len(), 1, "{example}");
+        let listed = toml::from_str::<toml::Table>(&example).expect("table");
+        let listed = listed["auth"]["external"][0]
+            .as_table()
+            .expect("an [[auth.external]] table");
+        let defaults =
+            toml::Table::try_from(ExternalIssuerConfig::default()).expect("issuer table");
+        for field in defaults.keys() {
+            assert!(
+                listed.contains_key(field),
+                "packaging/natter.toml's example does not show auth.external.{field}"
+            );
+        }
+        let mut config = Config::default();
+        config.auth.external = parsed.auth.external;
+        config.validate().expect("the example is valid");
+    }
+
+    /// A config with issuers renders (`check-config`) as TOML that reads back the same.
+    #[test]
+    fn external_issuers_round_trip_and_are_validated() {
+        let mut config = Config::default();
+        config.auth.external = vec![
+            ExternalIssuerConfig {
+                issuer: "app".to_owned(),
+                secret_file: "/etc/natter/app.secret".into(),
+                ..ExternalIssuerConfig::default()
+            },
+            ExternalIssuerConfig {
+                issuer: "idp".to_owned(),
+                audience: "natter".to_owned(),
+                algorithm: ExternalAlgorithm::EdDSA,
+                public_key_file: "/etc/natter/idp.pem".into(),
+                ..ExternalIssuerConfig::default()
+            },
+        ];
+        config.validate().expect("valid");
+        let back: Config = toml::from_str(&config.to_toml()).expect("round trip");
+        assert_eq!(back.to_toml(), config.to_toml());
+
+        let mut bad = config.clone();
+        bad.auth.external[1].algorithm = ExternalAlgorithm::HS256;
+        bad.auth.external.push(ExternalIssuerConfig {
+            issuer: "natter".to_owned(),
+            algorithm: ExternalAlgorithm::RS256,
+            secret_file: "/x".into(),
+            ..ExternalIssuerConfig::default()
+        });
+        bad.auth.external.push(config.auth.external[0].clone());
+        let err = bad.validate().expect_err("invalid").0;
+        assert!(
+            err.contains("auth.external[1] (issuer \"idp\"): HS256 needs secret_file"),
+            "{err}"
+        );
+        assert!(
+            err.contains("auth.external[2] (issuer \"natter\"): issuer must differ"),
+            "{err}"
+        );
+        assert!(
+            err.contains("auth.external[2] (issuer \"natter\"): RS256 needs public_key_file"),
+            "{err}"
+        );
+        assert!(
+            err.contains("auth.external[3] (issuer \"app\"): issuer is configured twice"),
+            "{err}"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! Authentication: who a request is. Login (argon2id), JWT access tokens, rotating refresh
-//! tokens with reuse detection, revocation, and login throttling. Every edge (HTTP, WebSocket
-//! dialects, admin) authenticates through [`Auth`]; none has its own copy of these rules.
+//! tokens with reuse detection, revocation, and login throttling, and tokens of external issuers
+//! (`[[auth.external]]`, see [`external`]). Every edge (HTTP, WebSocket dialects, admin)
+//! authenticates through [`Auth`]; none has its own copy of these rules.
 
+pub mod external;
 pub mod password;
 pub mod throttle;
 pub mod token;
@@ -15,6 +17,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::core::accounts::Accounts;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::{Role, Rotation, Store, now_secs};
@@ -86,14 +89,28 @@ struct AuthInner {
     keys: TokenKeys,
     throttle: LoginThrottle,
     refresh_ttl_secs: u64,
+    /// `[[auth.external]]` issuers, keys loaded.
+    external: external::ExternalIssuers,
+    /// Creates the users of external identities on first sight.
+    accounts: Accounts,
 }
 
 impl Auth {
-    /// Loads (or creates) the signing secret and builds the service.
+    /// Loads (or creates) the signing secret, loads the external issuers' keys, and builds the
+    /// service.
     pub fn new(config: &Config, store: Store, hasher: Hasher, hub: Hub) -> Result<Auth, Error> {
         let secret = token::load_or_create_secret(&config.jwt_secret_path())?;
+        let external = external::ExternalIssuers::load(&config.auth.external)?;
+        let accounts = Accounts::new(
+            store.clone(),
+            hasher.clone(),
+            hub.clone(),
+            config.auth.min_password_length,
+        );
         Ok(Auth {
             inner: Arc::new(AuthInner {
+                external,
+                accounts,
                 store,
                 hub,
                 hasher,
@@ -238,9 +255,47 @@ impl Auth {
         Ok(())
     }
 
-    /// Checks an access token: signature and claims, then that its user still exists and is
-    /// enabled and its session is not revoked.
+    /// Checks an access token, creating the user of an external issuer's token on first sight
+    /// (a durable write, hence async). Edges authenticate with this; see [`Auth::authenticate`].
+    pub async fn authenticate_async(&self, access: &str) -> Result<Principal, Error> {
+        let Some(identity) = self.inner.external.verify(access) else {
+            return self.authenticate_own(access);
+        };
+        let identity = identity?;
+        let user = self
+            .inner
+            .accounts
+            .provision_external(
+                &identity.issuer,
+                &identity.subject,
+                &identity.username_hint,
+                identity.default_role,
+            )
+            .await?;
+        external_principal(user, &identity)
+    }
+
+    /// Checks an access token without writing: natter's own (signature and claims, then that
+    /// its user still exists and is enabled and its session is not revoked), or an external
+    /// issuer's whose identity was seen before (its user must exist and be enabled; it has no
+    /// natter session to revoke). An external identity seen for the first time is refused here:
+    /// [`Auth::authenticate_async`] creates its user.
     pub fn authenticate(&self, access: &str) -> Result<Principal, Error> {
+        let Some(identity) = self.inner.external.verify(access) else {
+            return self.authenticate_own(access);
+        };
+        let identity = identity?;
+        let user = self
+            .inner
+            .store
+            .external_user(&identity.issuer, &identity.subject)?
+            .ok_or(Error::InvalidToken("external user is not known yet"))?;
+        external_principal(user, &identity)
+    }
+
+    /// natter's own access tokens: the session-liveness check lives here, so it applies to
+    /// every token natter issued.
+    fn authenticate_own(&self, access: &str) -> Result<Principal, Error> {
         let inner = &*self.inner;
         let claims = inner.keys.decode_access(access)?;
         let (user_id, session) = parse_ids(&claims.sub, &claims.sid)?;
@@ -283,6 +338,25 @@ impl Auth {
             expires_in: keys.access_ttl_secs(),
         })
     }
+}
+
+/// The principal of an external issuer's token: the mapped user, unless disabled; its session id
+/// is derived from the token (see [`external::ExternalIdentity::session_id`]).
+fn external_principal(
+    user: crate::store::User,
+    identity: &external::ExternalIdentity,
+) -> Result<Principal, Error> {
+    if user.disabled {
+        return Err(Error::AccountDisabled);
+    }
+    Ok(Principal {
+        user_id: user.id,
+        username: user.username,
+        role: user.role,
+        session_id: identity.session_id,
+        expires_at: identity.expires_at,
+        guest: false,
+    })
 }
 
 fn parse_ids(sub: &str, sid: &str) -> Result<(Uuid, Uuid), Error> {

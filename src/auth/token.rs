@@ -14,9 +14,9 @@ use crate::error::Error;
 use crate::store::{Role, User, now_secs};
 
 /// Seconds of clock skew tolerated on `exp`/`nbf`.
-const LEEWAY_SECS: u64 = 5;
+pub(crate) const LEEWAY_SECS: u64 = 5;
 /// Shortest signing secret accepted from a configured file.
-const MIN_SECRET_BYTES: usize = 32;
+pub(crate) const MIN_SECRET_BYTES: usize = 32;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessClaims {
@@ -142,22 +142,25 @@ impl TokenKeys {
     }
 
     fn decode<T: serde::de::DeserializeOwned>(&self, token: &str) -> Result<T, Error> {
-        use jsonwebtoken::errors::ErrorKind;
         jsonwebtoken::decode::<T>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
-            .map_err(|e| {
-                Error::InvalidToken(match e.kind() {
-                    ErrorKind::ExpiredSignature => "token expired",
-                    ErrorKind::ImmatureSignature => "token not yet valid",
-                    ErrorKind::InvalidAudience => "token has the wrong audience",
-                    ErrorKind::InvalidIssuer => "token has the wrong issuer",
-                    ErrorKind::InvalidSignature => "token signature is invalid",
-                    ErrorKind::InvalidAlgorithm => "token algorithm is not accepted",
-                    ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim",
-                    _ => "token is malformed",
-                })
-            })
+            .map_err(decode_error)
     }
+}
+
+/// What a client is told about a token that did not verify (never the token itself).
+pub(crate) fn decode_error(e: jsonwebtoken::errors::Error) -> Error {
+    use jsonwebtoken::errors::ErrorKind;
+    Error::InvalidToken(match e.kind() {
+        ErrorKind::ExpiredSignature => "token expired",
+        ErrorKind::ImmatureSignature => "token not yet valid",
+        ErrorKind::InvalidAudience => "token has the wrong audience",
+        ErrorKind::InvalidIssuer => "token has the wrong issuer",
+        ErrorKind::InvalidSignature => "token signature is invalid",
+        ErrorKind::InvalidAlgorithm => "token algorithm is not accepted",
+        ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim",
+        _ => "token is malformed",
+    })
 }
 
 /// Reads the signing secret from `path`, creating it (64 random bytes, base64url, mode 0600)

@@ -155,6 +155,50 @@ impl Accounts {
             .await
     }
 
+    /// The user of an external identity (an `auth.external` issuer and its user id), created on
+    /// first sight under `username_hint` made valid ([`external_username`]), with a numeric
+    /// suffix when that name belongs to someone else. The user has no password: its hash is of
+    /// 32 random bytes nobody ever sees, so password login never succeeds. Durable when it
+    /// returns; an identity seen before (even concurrently) gets its existing user.
+    pub async fn provision_external(
+        &self,
+        issuer: &str,
+        subject: &str,
+        username_hint: &str,
+        role: Role,
+    ) -> Result<User, Error> {
+        if let Some(user) = self.store.external_user(issuer, subject)? {
+            return Ok(user);
+        }
+        let base = external_username(username_hint);
+        let mut random = [0u8; 32];
+        getrandom::fill(&mut random).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+        let password_hash = self.hasher.hash(crate::auth::base64url(&random)).await?;
+        let candidates = username_candidates(&base);
+        let user = self
+            .store
+            .insert_external_user(
+                issuer,
+                subject,
+                candidates,
+                User {
+                    id: Uuid::new_v4(),
+                    number: 0,
+                    username: base.clone(),
+                    display_name: base,
+                    avatar_url: None,
+                    password_hash,
+                    role,
+                    disabled: false,
+                    created_at: now_secs(),
+                    last_seen: None,
+                },
+            )
+            .await?;
+        tracing::info!(user = %user.username, user_id = %user.id, issuer = %issuer, "user of an external issuer");
+        Ok(user)
+    }
+
     pub fn list(&self, actor: Actor<'_>) -> Result<Vec<User>, Error> {
         actor.authorize()?;
         self.store.users()
@@ -268,6 +312,40 @@ impl Accounts {
     }
 }
 
+/// Most users one external username may be given to (`name`, `name-2`, ... `name-1000`).
+const MAX_USERNAME_SUFFIX: u32 = 1000;
+
+/// A valid username from what an external issuer calls its user: lowercased, every character
+/// outside `a-z 0-9 _ . -` replaced by `_`, cut to 32 characters, and prefixed with `user-`
+/// when shorter than 3.
+pub fn external_username(hint: &str) -> String {
+    let mut name: String = hint
+        .trim()
+        .chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '_' | '.' | '-' => c,
+            _ => '_',
+        })
+        .take(32)
+        .collect();
+    if name.chars().count() < 3 {
+        name = format!("user-{name}");
+    }
+    name
+}
+
+/// `base`, then `base-2`, `base-3`, ..., each cut so it stays within 32 characters.
+fn username_candidates(base: &str) -> Vec<String> {
+    let mut candidates = vec![base.to_owned()];
+    for n in 2..=MAX_USERNAME_SUFFIX {
+        let suffix = format!("-{n}");
+        let stem: String = base.chars().take(32 - suffix.len()).collect();
+        candidates.push(format!("{stem}{suffix}"));
+    }
+    candidates
+}
+
 fn validate_avatar_url(url: &str) -> Result<(), Error> {
     if url.len() > 2048 || !(url.starts_with("https://") || url.starts_with("http://")) {
         return Err(Error::BadRequest(
@@ -295,6 +373,29 @@ mod tests {
             "abcdefghijklmnopqrstuvwxyz0123456",
         ] {
             assert!(validate_username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn external_usernames_are_valid_usernames() {
+        for (hint, expected) in [
+            ("Alice", "alice"),
+            ("Jane Doe@Example.COM", "jane_doe_example.com"),
+            ("42", "user-42"),
+            ("", "user-"),
+            ("José", "jos_"),
+            ("a".repeat(40).as_str(), "a".repeat(32).as_str()),
+        ] {
+            let name = external_username(hint);
+            assert_eq!(name, expected, "{hint}");
+            validate_username(&name).expect("valid");
+        }
+        let candidates = username_candidates(&"b".repeat(32));
+        assert_eq!(candidates.len(), 1000);
+        assert_eq!(candidates[1], format!("{}-2", "b".repeat(30)));
+        assert_eq!(candidates[999], format!("{}-1000", "b".repeat(27)));
+        for name in &candidates {
+            validate_username(name).expect("valid");
         }
     }
 }

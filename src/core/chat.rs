@@ -16,7 +16,8 @@ use crate::error::Error;
 use crate::hub::topic;
 use crate::hub::{ConnId, Delivery, Hub};
 use crate::store::{
-    Message, NewRoom, Notification, QueuedDirectMessage, Room, Store, Visibility, now_secs,
+    Message, NewRoom, Notification, QueuedDirectMessage, Room, Store, StoredFile, Visibility,
+    now_secs,
 };
 
 /// Presence statuses a client may set.
@@ -424,6 +425,30 @@ impl Chat {
         client_msg_id: Option<String>,
         max_chars: usize,
     ) -> Result<SendOutcome, Error> {
+        self.send_with(
+            who,
+            name,
+            content,
+            reply_to,
+            client_msg_id,
+            max_chars,
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// [`Chat::send_limited`] of a message with files attached (already stored).
+    #[allow(clippy::too_many_arguments)]
+    async fn send_with(
+        &self,
+        who: &Principal,
+        name: &str,
+        content: String,
+        reply_to: Option<u64>,
+        client_msg_id: Option<String>,
+        max_chars: usize,
+        attachments: Vec<StoredFile>,
+    ) -> Result<SendOutcome, Error> {
         check_content(&content, max_chars)?;
         if let Some(id) = &client_msg_id
             && (id.is_empty() || id.len() > 128)
@@ -455,6 +480,7 @@ impl Chat {
             deleted: false,
             reply_to,
             client_msg_id,
+            attachments,
         };
         if !room.persistent {
             self.emit_room(
@@ -1193,6 +1219,175 @@ impl Chat {
         id: u64,
     ) -> Result<Notification, Error> {
         self.store.mark_notification_read(who.user_id, id).await
+    }
+}
+
+/// What protocols that document sanitized plain-text messages (seed 002, Kibray) need: their
+/// content goes through [`policy::strip_markup`] before the usual checks and storage, and rooms
+/// are also named by id.
+impl Chat {
+    /// [`Chat::send_limited`] of `content` without markup: every tag is dropped (`script`,
+    /// `iframe` and `style` with their content, event-handler attributes with their tag).
+    pub async fn send_plain(
+        &self,
+        who: &Principal,
+        name: &str,
+        content: &str,
+        reply_to: Option<u64>,
+        max_chars: usize,
+    ) -> Result<SendOutcome, Error> {
+        let content = policy::strip_markup(content);
+        self.send_limited(who, name, content, reply_to, None, max_chars)
+            .await
+    }
+
+    /// [`Chat::edit_limited`] of `content` without markup (see [`Chat::send_plain`]).
+    pub async fn edit_plain(
+        &self,
+        who: &Principal,
+        name: &str,
+        seq: u64,
+        content: &str,
+        max_chars: usize,
+    ) -> Result<(Room, Message), Error> {
+        let content = policy::strip_markup(content);
+        self.edit_limited(who, name, seq, content, max_chars).await
+    }
+
+    /// The room with id `id`, if `who` may read it: `NotFound` when there is none, `Forbidden`
+    /// when it is private and `who` is not a member.
+    pub fn readable_room(&self, who: &Principal, id: u64) -> Result<Room, Error> {
+        policy::check_account(who)?;
+        let room = self
+            .store
+            .trees()
+            .room(id)?
+            .ok_or_else(|| Error::NotFound(format!("no room with id {id}")))?;
+        self.check_read(who, &room)?;
+        Ok(room)
+    }
+
+    /// Joins a connection to the rooms `who` is a member of (at most `ws.max_joined_rooms`), so
+    /// that it hears the presence and typing of the people it shares a room with. Returns how
+    /// many rooms it joined.
+    pub fn watch_member_rooms(&self, who: &Principal, conn: ConnId) -> Result<usize, Error> {
+        policy::check_account(who)?;
+        let max = self.config.ws.max_joined_rooms;
+        let mut joined = 0;
+        for room_id in self.store.user_room_ids(who.user_id)? {
+            if !self.hub.join_room(conn, room_id, max) {
+                break;
+            }
+            joined += 1;
+        }
+        Ok(joined)
+    }
+
+    /// Checks that an upload of `size` bytes to room `name` may start: `who` may post there
+    /// (a public room makes them a member) and `size` is 1 to `max_bytes` (`PayloadTooLarge`
+    /// above). Returns the room.
+    pub async fn check_upload(
+        &self,
+        who: &Principal,
+        name: &str,
+        size: u64,
+        max_bytes: u64,
+    ) -> Result<Room, Error> {
+        if size > max_bytes {
+            return Err(Error::PayloadTooLarge { limit: max_bytes });
+        }
+        if size == 0 {
+            return Err(Error::BadRequest("file_size must be at least 1".to_owned()));
+        }
+        let room = self.open_room(who, name).await?;
+        self.ensure_member(who, &room).await?;
+        Ok(room)
+    }
+
+    /// Stores an uploaded file (durably: see `store::files`) and posts it to room `name` as a
+    /// message whose content is the file's name (markup stripped, at most 255 characters) and
+    /// which lists it in its attachments. Only who may read the room may download it
+    /// ([`Chat::file`]).
+    pub async fn attach_file(
+        &self,
+        who: &Principal,
+        name: &str,
+        file_name: &str,
+        content_type: &str,
+        content: Vec<u8>,
+        max_bytes: u64,
+    ) -> Result<SendOutcome, Error> {
+        let size = u64::try_from(content.len()).unwrap_or(u64::MAX);
+        let room = self.check_upload(who, name, size, max_bytes).await?;
+        let file_name = policy::strip_markup(file_name).trim().to_owned();
+        if file_name.is_empty()
+            || file_name.chars().count() > 255
+            || file_name
+                .chars()
+                .any(|c| c.is_control() || c == '/' || c == '\\')
+        {
+            return Err(Error::BadRequest(
+                "file_name must be 1 to 255 characters without '/', '\\' or control characters"
+                    .to_owned(),
+            ));
+        }
+        if content_type.is_empty()
+            || content_type.len() > 255
+            || !content_type
+                .bytes()
+                .all(|b| b.is_ascii_graphic() || b == b' ')
+        {
+            return Err(Error::BadRequest(
+                "file_type must be 1 to 255 printable ASCII characters".to_owned(),
+            ));
+        }
+        let file = self
+            .store
+            .put_file(
+                StoredFile {
+                    id: 0,
+                    room_id: room.id,
+                    uploader: who.user_id,
+                    name: file_name.clone(),
+                    content_type: content_type.to_owned(),
+                    size: 0,
+                    sha256: String::new(),
+                    created_at: now_secs(),
+                },
+                content,
+            )
+            .await?;
+        self.send_with(who, &room.name, file_name, None, None, 255, vec![file])
+            .await
+    }
+
+    /// A stored file and where its content is, for `who` if they may read the room it was
+    /// attached in (else `Forbidden`; `NotFound` when there is no such file).
+    pub fn file(
+        &self,
+        who: &Principal,
+        id: u64,
+    ) -> Result<(StoredFile, std::path::PathBuf), Error> {
+        policy::check_account(who)?;
+        let file = self
+            .store
+            .file(id)?
+            .ok_or_else(|| Error::NotFound(format!("no file {id}")))?;
+        let room = self
+            .store
+            .trees()
+            .room(file.room_id)?
+            .ok_or_else(|| Error::NotFound(format!("no file {id}")))?;
+        self.check_read(who, &room)?;
+        let path = self.store.file_path(&file.sha256);
+        Ok((file, path))
+    }
+
+    /// How many of the caller's notifications are unread.
+    pub fn unread_notifications(&self, who: &Principal) -> Result<usize, Error> {
+        self.store
+            .notifications(who.user_id, 1)
+            .map(|(_, unread)| unread)
     }
 }
 

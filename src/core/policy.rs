@@ -240,6 +240,55 @@ impl RateLimiter {
     }
 }
 
+/// A rolling-window limit: at most `limit` requests in any `window` (seed 002's "60 messages
+/// per minute, rolling 60-second window"). Unlike [`RateLimiter`] it never admits more than
+/// `limit` in a window; it remembers the times of the last `limit` accepted requests, so its
+/// memory is bounded by `limit`.
+#[derive(Debug)]
+pub struct WindowLimiter {
+    limit: usize,
+    window: Duration,
+    /// Times of the accepted requests still inside the window, oldest first.
+    accepted: std::collections::VecDeque<Instant>,
+    /// Refusals in the current refusal streak (reset by an accepted request).
+    pub refused_in_a_row: u32,
+}
+
+impl WindowLimiter {
+    pub fn new(limit: u32, window: Duration) -> WindowLimiter {
+        let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
+        WindowLimiter {
+            limit,
+            window,
+            accepted: std::collections::VecDeque::with_capacity(limit.min(1024)),
+            refused_in_a_row: 0,
+        }
+    }
+
+    /// Counts a request now if the window has room for it.
+    pub fn try_take(&mut self) -> bool {
+        self.try_take_at(Instant::now())
+    }
+
+    pub fn try_take_at(&mut self, now: Instant) -> bool {
+        while self
+            .accepted
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) >= self.window)
+        {
+            self.accepted.pop_front();
+        }
+        if self.accepted.len() < self.limit {
+            self.accepted.push_back(now);
+            self.refused_in_a_row = 0;
+            true
+        } else {
+            self.refused_in_a_row = self.refused_in_a_row.saturating_add(1);
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +305,19 @@ mod tests {
             }
         }
         assert_eq!(accepted, 15);
+    }
+
+    #[test]
+    fn window_admits_exactly_the_limit_in_any_window() {
+        let start = Instant::now();
+        let mut window = WindowLimiter::new(3, Duration::from_secs(60));
+        for _ in 0..3 {
+            assert!(window.try_take_at(start));
+        }
+        assert!(!window.try_take_at(start + Duration::from_secs(59)));
+        assert_eq!(window.refused_in_a_row, 1);
+        assert!(window.try_take_at(start + Duration::from_secs(60)));
+        assert_eq!(window.refused_in_a_row, 0);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The HTTP API (warp). Filters are named `<resource>_<verb>`; their doc line is the route.
 //! Every error leaves through `recover` as JSON `{"error": "...", "code": "..."}`.
 
+mod files;
 mod health;
 mod notifications;
 mod rooms;
@@ -66,7 +67,8 @@ pub fn routes(
         notifications::publish_create(state.clone())
             .or(notifications::notifications_create(state.clone()))
             .or(notifications::notifications_list(state.clone()))
-            .or(notifications::notifications_read(state.clone())),
+            .or(notifications::notifications_read(state.clone()))
+            .or(files::files_get(state.clone())),
     );
     let users = boxed(
         users::users_list(state.clone())
@@ -109,7 +111,11 @@ fn authenticated(
         let state = state.clone();
         async move {
             let token = bearer_token(header.as_deref())?;
-            state.auth.authenticate(token).map_err(Rejection::from)
+            state
+                .auth
+                .authenticate_async(token)
+                .await
+                .map_err(Rejection::from)
         }
     })
 }

@@ -36,6 +36,16 @@ pub fn family(user_id: Uuid, family_id: Uuid) -> [u8; 32] {
     key
 }
 
+/// External issuer, NUL, the issuer's user id. Issuers hold no NUL (config validation), so the
+/// first NUL ends the issuer and no two identities share a key.
+pub fn external_id(issuer: &str, subject: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(issuer.len() + 1 + subject.len());
+    key.extend_from_slice(issuer.as_bytes());
+    key.push(0);
+    key.extend_from_slice(subject.as_bytes());
+    key
+}
+
 /// Room id + author id + the client's message id: finds the original of a retried Send.
 pub fn client_msg(room_id: u64, author: Uuid, client_msg_id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(24 + client_msg_id.len());

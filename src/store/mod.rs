@@ -7,6 +7,7 @@
 //! promises: the data survives a crash of the process; after a power cut, data written since the
 //! last completed flush may be lost (natter acknowledges nothing before that flush).
 
+mod files;
 mod inbox;
 pub mod keys;
 mod rooms;
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::StoreConfig;
 use crate::error::Error;
 
+pub use files::StoredFile;
 pub use inbox::{Notification, QueuedDirectMessage};
 pub use rooms::{Appended, Membership, Message, NewRoom, Room, Visibility};
 pub use sessions::{Family, Rotation};
@@ -96,6 +98,8 @@ pub struct Trees {
     pub dm_queue: sled::Tree,
     /// user id + u64 -> [`Notification`] JSON (the inbox).
     pub notifications: sled::Tree,
+    /// external issuer + NUL + its user id -> natter user id (users of `auth.external` issuers).
+    pub external_ids: sled::Tree,
 }
 
 impl Trees {
@@ -177,6 +181,7 @@ impl Store {
             client_ids: db.open_tree("client_ids")?,
             dm_queue: db.open_tree("dm_queue")?,
             notifications: db.open_tree("notifications")?,
+            external_ids: db.open_tree("external_ids")?,
         });
         check_schema(&trees.meta, &data_dir)?;
         let writer = writer::spawn(db.clone(), trees.clone(), config.max_batch);

@@ -73,6 +73,10 @@ pub struct Message {
     pub deleted: bool,
     pub reply_to: Option<u64>,
     pub client_msg_id: Option<String>,
+    /// Files attached to it (seed 002), as they were when attached, so that encoding a message
+    /// needs no lookup. Absent in records without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<super::StoredFile>,
 }
 
 impl Trees {
@@ -439,6 +443,7 @@ mod tests {
                         deleted: false,
                         reply_to: None,
                         client_msg_id: Some(format!("{}-{i}", room.name)),
+                        attachments: Vec::new(),
                     })
                     .await
                     .expect("append");
@@ -457,6 +462,7 @@ mod tests {
                 deleted: false,
                 reply_to: None,
                 client_msg_id: Some("a-3".to_owned()),
+                attachments: Vec::new(),
             })
             .await
             .expect("append");

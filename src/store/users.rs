@@ -1,4 +1,5 @@
-//! User records and the username index.
+//! User records, the username index, and the index of external identities (users of
+//! `auth.external` issuers).
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -147,6 +148,68 @@ impl Store {
         .await
     }
 
+    /// The user an external identity (issuer + the issuer's user id) maps to, if it was seen
+    /// before and that user still exists.
+    pub fn external_user(&self, issuer: &str, subject: &str) -> Result<Option<User>, Error> {
+        let trees = self.trees();
+        match trees
+            .external_ids
+            .get(keys::external_id(issuer, subject))?
+            .and_then(|raw| keys::uuid_at(&raw, 0))
+        {
+            Some(id) => trees.user(id),
+            None => Ok(None),
+        }
+    }
+
+    /// Creates `user` for an external identity under the first free name of `usernames`, and
+    /// maps the identity to it, in one write (so two first sights at once make one user). If
+    /// the identity already maps to an existing user, that user is returned and nothing is
+    /// written. `Conflict` when every name is taken. Durable when it returns.
+    pub async fn insert_external_user(
+        &self,
+        issuer: &str,
+        subject: &str,
+        usernames: Vec<String>,
+        mut user: User,
+    ) -> Result<User, Error> {
+        let key = keys::external_id(issuer, subject);
+        self.write(move |t| {
+            if let Some(existing) = t
+                .external_ids
+                .get(&key)?
+                .and_then(|raw| keys::uuid_at(&raw, 0))
+                .map(|id| t.user(id))
+                .transpose()?
+                .flatten()
+            {
+                return Ok(existing);
+            }
+            let mut free = None;
+            for name in usernames {
+                if !t.usernames.contains_key(name.as_bytes())? {
+                    free = Some(name);
+                    break;
+                }
+            }
+            user.username = free.ok_or_else(|| {
+                Error::Conflict(format!(
+                    "no free username for {} (too many users with that name)",
+                    user.username
+                ))
+            })?;
+            user.number = t.next_counter(b"next_user_number")?;
+            // Record, then name, then identity: a crash midway leaves an unreachable record or
+            // an unmapped user, and the next sight creates the user again.
+            t.put_user(&user)?;
+            t.usernames
+                .insert(user.username.as_bytes(), user.id.as_bytes())?;
+            t.external_ids.insert(key, user.id.as_bytes())?;
+            Ok(user)
+        })
+        .await
+    }
+
     /// Removes a user, its sessions and its memberships. Messages stay (attributed to the id).
     pub async fn remove_user(&self, username: &str) -> Result<User, Error> {
         let username = username.to_owned();
@@ -166,6 +229,14 @@ impl Store {
                     t.memberships.remove(keys::membership(room_id, user.id))?;
                 }
                 t.user_rooms.remove(key)?;
+            }
+            // External identities of the user (rare, and removal is rare: a scan is fine). The
+            // identity's next sight creates a new user.
+            for entry in t.external_ids.iter() {
+                let (key, id) = entry?;
+                if id.as_ref() == user.id.as_bytes() {
+                    t.external_ids.remove(key)?;
+                }
             }
             t.users.remove(user.id.as_bytes())?;
             Ok(user)

@@ -18,6 +18,9 @@ use crate::server::AppState;
 
 /// Name of the cookie `POST /api/token/` sets when asked (`"cookie": true`).
 pub const ACCESS_COOKIE: &str = "natter_access";
+/// Django's session cookie, which Kibray clients (seed 002) send "automatically": accepted
+/// like [`ACCESS_COOKIE`] (it must hold a natter access token), when that one is absent.
+pub const SESSION_COOKIE: &str = "sessionid";
 /// Subprotocol prefix that carries a token (`access_token.<JWT>`).
 pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "access_token.";
 
@@ -37,6 +40,19 @@ pub enum Endpoint {
     EduSphere { host: String, slug: String },
     /// `/api/v1/ws/connect`: project, channel and task rooms (seed 001).
     Rooms,
+    /// `/ws/chat/{room}/`, `/ws/notifications/`, `/ws/status/`: Kibray (seed 002).
+    Kibray(KibrayEndpoint),
+}
+
+/// The three Kibray endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KibrayEndpoint {
+    /// `/ws/chat/{room}/`: the core room `{room}` (percent-decoded).
+    Chat { room: String },
+    /// `/ws/notifications/`.
+    Notifications,
+    /// `/ws/status/`.
+    Status,
 }
 
 /// Which WebSocket endpoint (if any) serves `path` (already without a trailing slash).
@@ -51,6 +67,11 @@ pub fn endpoint(path: &str) -> Option<Endpoint> {
             })
         }
         ["api", "v1", "ws", "connect"] => Some(Endpoint::Rooms),
+        ["ws", "chat", room] if !room.is_empty() => Some(Endpoint::Kibray(KibrayEndpoint::Chat {
+            room: path_segment(room),
+        })),
+        ["ws", "notifications"] => Some(Endpoint::Kibray(KibrayEndpoint::Notifications)),
+        ["ws", "status"] => Some(Endpoint::Kibray(KibrayEndpoint::Status)),
         _ => None,
     }
 }
@@ -78,7 +99,7 @@ pub struct Credentials {
 }
 
 /// Finds the token: `Authorization: Bearer`, `?token=`, the `access_token.<JWT>` subprotocol,
-/// or the `natter_access` cookie, in that order.
+/// or the `natter_access` cookie (else Django's `sessionid`), in that order.
 pub fn credentials(headers: &HeaderMap, query: Option<&str>) -> Credentials {
     let mut found = Credentials::default();
     for offered in headers
@@ -97,14 +118,18 @@ pub fn credentials(headers: &HeaderMap, query: Option<&str>) -> Credentials {
             break;
         }
     }
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == ACCESS_COOKIE)
-        .map(|(_, value)| value.to_owned());
+    let cookie_named = |wanted: &str| {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == wanted)
+            .map(|(_, value)| value.to_owned())
+            .filter(|value| !value.is_empty())
+    };
+    let cookie = cookie_named(ACCESS_COOKIE).or_else(|| cookie_named(SESSION_COOKIE));
     let bearer = crate::http::bearer_token(
         headers
             .get(header::AUTHORIZATION)
@@ -273,6 +298,10 @@ pub fn upgrade(
                 session::run::<dialect::rooms::Rooms>(state, socket, credentials, peer, endpoint)
                     .await;
             }
+            Endpoint::Kibray(_) => {
+                session::run::<dialect::kibray::Kibray>(state, socket, credentials, peer, endpoint)
+                    .await;
+            }
         }
     });
     response
@@ -319,7 +348,21 @@ mod tests {
                 slug: "a+b".to_owned()
             })
         );
-        assert_eq!(endpoint("/ws/chat/alice"), None);
+        assert_eq!(
+            endpoint("/ws/chat/alice"),
+            Some(Endpoint::Kibray(KibrayEndpoint::Chat {
+                room: "alice".to_owned()
+            }))
+        );
+        assert_eq!(
+            endpoint("/ws/notifications"),
+            Some(Endpoint::Kibray(KibrayEndpoint::Notifications))
+        );
+        assert_eq!(
+            endpoint("/ws/status"),
+            Some(Endpoint::Kibray(KibrayEndpoint::Status))
+        );
+        assert_eq!(endpoint("/ws/chat"), None);
         assert_eq!(endpoint("/ws/chat/alice/math/extra"), None);
         assert_eq!(endpoint("/api/v1/ws/connect"), Some(Endpoint::Rooms));
         assert_eq!(endpoint("/api/v1/ws"), None);

@@ -125,7 +125,7 @@ pub async fn run<D: Dialect>(
 ) {
     let principal = match credentials.token.as_deref() {
         None => Err(Error::InvalidToken("missing token")),
-        Some(token) => state.auth.authenticate(token),
+        Some(token) => state.auth.authenticate_async(token).await,
     };
     let principal = match principal {
         Ok(principal) => principal,

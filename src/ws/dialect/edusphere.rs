@@ -322,6 +322,7 @@ mod tests {
                 deleted: false,
                 reply_to: None,
                 client_msg_id: None,
+                attachments: Vec::new(),
             },
         }
     }

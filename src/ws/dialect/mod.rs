@@ -4,6 +4,7 @@
 
 pub mod edusphere;
 pub mod fastchat;
+pub mod kibray;
 pub mod native;
 pub mod rooms;
 pub mod root;
@@ -14,6 +15,7 @@ pub mod slots {
     pub const EDUSPHERE: usize = 1;
     pub const ROOMS: usize = 2;
     pub const FASTCHAT: usize = 3;
+    pub const KIBRAY: usize = 4;
 }
 
 /// A room message as a UUID (for protocols whose message ids are UUIDs): the room id and the

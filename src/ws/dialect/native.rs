@@ -415,7 +415,7 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
         }
         "Authenticate" => {
             let token = str_field(&data, "token")?;
-            let principal = ctx.state.auth.authenticate(token)?;
+            let principal = ctx.state.auth.authenticate_async(token).await?;
             ctx.renew(principal)?;
             ctx.send(status(
                 "authenticated",
