@@ -179,14 +179,14 @@ fn serve(config: Config) -> Result<(), Failure> {
         .map_err(|e| Failure::usage(format!("server.listen: {e}")))?;
     let runtime = runtime()?;
     let result = runtime.block_on(async move {
+        // Before anything can tell systemd (or a test) that we are up.
+        let signals = crate::shutdown::Signals::install()
+            .map_err(|e| Failure::from(format!("cannot install signal handlers: {e}")))?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Failure::from(format!("cannot listen on {addr}: {e}")))?;
         let server = Server::new(config, listener).await?;
-        server
-            .run(crate::shutdown::signal_received())
-            .await
-            .map_err(Failure::from)
+        server.run(signals.received()).await.map_err(Failure::from)
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     result

@@ -1,21 +1,30 @@
 //! Process signals: SIGTERM (systemd stop) and SIGINT (Ctrl-C) both mean "shut down gracefully".
+//!
+//! The handlers are installed by [`Signals::install`] before the daemon binds or says it is
+//! ready: a SIGTERM that arrives any time after that is a graceful stop, never the default
+//! action (which would kill the process with the store unflushed).
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-/// Resolves at the first SIGTERM or SIGINT.
-pub async fn signal_received() {
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(term), Ok(int)) => (term, int),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "cannot install signal handlers; stop with SIGKILL");
-            return std::future::pending().await;
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    /// Installs the SIGTERM and SIGINT handlers now. Must be called inside the runtime.
+    pub fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves at the first SIGTERM or SIGINT received since [`Signals::install`].
+    pub async fn received(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+            _ = self.int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
-        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
     }
 }
