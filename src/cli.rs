@@ -8,8 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use uuid::Uuid;
+
+use crate::admin::socket::Contact;
+use crate::admin::{Reply, Request};
 use crate::config::{Config, Overrides};
-use crate::core::accounts::{Actor, NewUser, UserView};
 use crate::error::Error;
 use crate::server::{AppState, Server};
 use crate::store::{Role, Store};
@@ -19,17 +22,25 @@ use crate::store::{Role, Store};
 #[derive(Debug, Parser)]
 #[command(name = "natter", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Config file (TOML). Without one, built-in defaults apply.
-    #[arg(long, global = true, env = "NATTER_CONFIG", value_name = "PATH")]
+    /// Config file (TOML). Without one, /etc/natter/natter.toml is read when it exists, else
+    /// built-in defaults apply; NATTER_CONFIG= (empty) means no file.
+    #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
     /// Data directory (overrides store.data_dir).
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Print the result as JSON (admin commands).
+    #[arg(long, global = true)]
+    pub json: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The config file read when neither --config nor NATTER_CONFIG names one.
+pub const DEFAULT_CONFIG: &str = "/etc/natter/natter.toml";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -45,14 +56,43 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
-    /// Manage users. Works on the data dir directly, so the daemon must not be running.
+    /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage rooms.
+    #[command(subcommand)]
+    Room(RoomCommand),
+    /// Issue and revoke long-lived service tokens for backends.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// List and end live WebSocket sessions (needs the running daemon).
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Show connections, rooms, message rate, memory and store size.
+    Stats,
+    /// Write a consistent backup of the whole store to FILE, while the daemon serves.
+    Backup {
+        /// Where to write the backup (mode 0600).
+        file: PathBuf,
+    },
+    /// Restore a backup into the data dir, which must not hold a store (the daemon stopped).
+    /// The file is verified first; the store's epoch is bumped so resuming clients resync.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// Check the store's integrity (or, with --backup, a backup file's).
+    Verify {
+        /// Verify this backup file instead of the store.
+        #[arg(long, value_name = "FILE")]
+        backup: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create a user. The password is read from stdin (--password-stdin) or prompted for.
+    /// An existing user is left unchanged.
     Add {
         username: String,
         /// admin or user.
@@ -68,18 +108,9 @@ pub enum UserCommand {
         password: PasswordSource,
     },
     /// List users.
-    List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Show one user.
-    Show {
-        username: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Show { username: String },
     /// Set a user's password; ends all of the user's sessions.
     Passwd {
         username: String,
@@ -88,12 +119,87 @@ pub enum UserCommand {
     },
     /// Make a user an admin or a plain user.
     SetRole { username: String, role: Role },
-    /// Disable a user: no logins, sessions ended.
+    /// Disable a user: no logins, sessions ended, live connections closed.
     Disable { username: String },
     /// Enable a disabled user.
     Enable { username: String },
-    /// Delete a user, its sessions and memberships.
+    /// Delete a user, its sessions and memberships; live connections are closed.
     Remove { username: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoomCommand {
+    /// Create a room (an existing room is left unchanged).
+    Create {
+        name: String,
+        /// The owning user.
+        #[arg(long, default_value = "admin")]
+        owner: String,
+        /// Only members may read and join it.
+        #[arg(long)]
+        private: bool,
+        /// Relay messages without storing them.
+        #[arg(long)]
+        transient: bool,
+        /// Keep messages this many seconds (0: forever).
+        #[arg(long, default_value_t = 0, value_name = "SECS")]
+        retention: u64,
+    },
+    /// List rooms.
+    List,
+    /// Show a room and its members.
+    Show { name: String },
+    /// Delete a room with its messages; its live members are told.
+    Delete { name: String },
+    /// Add or remove members.
+    #[command(subcommand)]
+    Members(MembersCommand),
+    /// Delete a room's messages created before a date.
+    Purge {
+        name: String,
+        /// YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC).
+        #[arg(long, value_name = "DATE")]
+        before: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// Make a user a member of a room.
+    Add { room: String, username: String },
+    /// End a user's membership of a room.
+    Remove { room: String, username: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a service token acting as USERNAME, printed once on stdout.
+    Issue {
+        username: String,
+        /// Comma-separated: chat (WebSockets and the chat API), publish (POST /api/v1/publish
+        /// and notifications), admin (the admin API; admin users only).
+        #[arg(long, default_value = "publish", value_name = "SCOPES")]
+        scope: String,
+        /// Lifetime: seconds, or with a unit: 90d, 12h, 30m.
+        #[arg(long, default_value = "365d", value_name = "DURATION")]
+        ttl: String,
+        /// A name to recognise it by in `token list`.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List service tokens.
+    List,
+    /// Revoke a service token by id; its connections are closed.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List live WebSocket connections.
+    List,
+    /// End a session: TARGET is a connection id, a session id, or a username (all of its
+    /// sessions). Its connections close with 4401 and its tokens stop working.
+    Kick { target: String },
 }
 
 #[derive(Debug, Args)]
@@ -138,29 +244,46 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// The config file to read: --config, else NATTER_CONFIG (empty: none), else
+/// /etc/natter/natter.toml when it exists.
+fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
+    if let Some(path) = flag {
+        return Some(path);
+    }
+    match std::env::var_os("NATTER_CONFIG") {
+        Some(value) if value.is_empty() => None,
+        Some(value) => Some(PathBuf::from(value)),
+        None => {
+            let default = PathBuf::from(DEFAULT_CONFIG);
+            default.is_file().then_some(default)
+        }
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<(), Failure> {
     let listen = match &cli.command {
         Command::Serve { listen } | Command::CheckConfig { listen } => listen.clone(),
-        Command::User(_) => None,
+        _ => None,
     };
     let overrides = Overrides {
         listen,
         data_dir: cli.data_dir.clone(),
     };
-    let config = Config::load(cli.config.as_deref(), &overrides)
+    let config = Config::load(config_path(cli.config).as_deref(), &overrides)
         .map_err(|e| Failure::usage(format!("invalid configuration: {e}")))?;
+    let json = cli.json;
     match cli.command {
         Command::CheckConfig { .. } => {
             print!("{}", config.to_toml());
             Ok(())
         }
         Command::Serve { .. } => serve(config),
-        Command::User(command) => {
+        command => {
             crate::logging::init(&crate::config::LogConfig {
                 level: "warn".to_owned(),
                 ..config.log.clone()
             });
-            runtime()?.block_on(user_command(config, command))
+            runtime()?.block_on(admin_command(config, command, json))
         }
     }
 }
@@ -192,108 +315,259 @@ fn serve(config: Config) -> Result<(), Failure> {
     result
 }
 
-async fn user_command(config: Config, command: UserCommand) -> Result<(), Failure> {
-    let store = Store::open(&config.store)?;
-    let state = AppState::new(config, store.clone())?;
-    let result = run_user_command(&state, command).await;
-    store.close().await?;
-    result
+/// Turns a command line into an admin request (reading passwords first, never from argv).
+fn admin_request(command: Command) -> Result<Request, Failure> {
+    Ok(match command {
+        Command::User(command) => match command {
+            UserCommand::Add {
+                username,
+                role,
+                display_name,
+                avatar_url,
+                password,
+            } => {
+                crate::core::accounts::validate_username(&username)?;
+                Request::UserAdd {
+                    username,
+                    role,
+                    display_name,
+                    avatar_url,
+                    password: password.read(true)?,
+                }
+            }
+            UserCommand::List => Request::UserList,
+            UserCommand::Show { username } => Request::UserShow { username },
+            UserCommand::Passwd { username, password } => Request::UserPasswd {
+                username,
+                password: password.read(true)?,
+            },
+            UserCommand::SetRole { username, role } => Request::UserSetRole { username, role },
+            UserCommand::Disable { username } => Request::UserDisable { username },
+            UserCommand::Enable { username } => Request::UserEnable { username },
+            UserCommand::Remove { username } => Request::UserRemove { username },
+        },
+        Command::Room(command) => match command {
+            RoomCommand::Create {
+                name,
+                owner,
+                private,
+                transient,
+                retention,
+            } => Request::RoomCreate {
+                name,
+                owner,
+                private,
+                transient,
+                retention_secs: retention,
+            },
+            RoomCommand::List => Request::RoomList,
+            RoomCommand::Show { name } => Request::RoomShow { name },
+            RoomCommand::Delete { name } => Request::RoomDelete { name },
+            RoomCommand::Members(MembersCommand::Add { room, username }) => {
+                Request::RoomMembersAdd {
+                    name: room,
+                    username,
+                }
+            }
+            RoomCommand::Members(MembersCommand::Remove { room, username }) => {
+                Request::RoomMembersRemove {
+                    name: room,
+                    username,
+                }
+            }
+            RoomCommand::Purge { name, before } => Request::RoomPurge {
+                name,
+                before_ms: crate::timefmt::parse_utc(&before)
+                    .ok_or_else(|| {
+                        Failure::usage(format!(
+                            "--before {before:?}: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"
+                        ))
+                    })?
+                    .saturating_mul(1000),
+            },
+        },
+        Command::Token(command) => match command {
+            TokenCommand::Issue {
+                username,
+                scope,
+                ttl,
+                label,
+            } => Request::TokenIssue {
+                username,
+                scopes: scope,
+                ttl_secs: parse_duration(&ttl).ok_or_else(|| {
+                    Failure::usage(format!("--ttl {ttl:?}: expected e.g. 3600, 90d, 12h, 30m"))
+                })?,
+                label,
+            },
+            TokenCommand::List => Request::TokenList,
+            TokenCommand::Revoke { id } => Request::TokenRevoke {
+                id: Uuid::parse_str(&id)
+                    .map_err(|_| Failure::usage(format!("{id:?} is not a token id")))?,
+            },
+        },
+        Command::Sessions(SessionsCommand::List) => Request::SessionsList,
+        Command::Sessions(SessionsCommand::Kick { target }) => Request::SessionsKick { target },
+        Command::Stats => Request::Stats,
+        Command::Backup { .. } => Request::Backup,
+        Command::Verify { .. } => Request::Verify,
+        Command::Serve { .. } | Command::CheckConfig { .. } | Command::Restore { .. } => {
+            return Err(Failure::usage("not an admin command"));
+        }
+    })
 }
 
-async fn run_user_command(state: &AppState, command: UserCommand) -> Result<(), Failure> {
-    let accounts = &state.accounts;
+/// `90d`, `12h`, `30m`, `45s` or plain seconds.
+fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let factor = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(factor)
+}
+
+async fn admin_command(config: Config, command: Command, json: bool) -> Result<(), Failure> {
     match command {
-        UserCommand::Add {
-            username,
-            role,
-            display_name,
-            avatar_url,
-            password,
+        Command::Restore { file } => return restore(&config, &file, json),
+        Command::Verify {
+            backup: Some(file), ..
         } => {
-            crate::core::accounts::validate_username(&username)?;
-            let password = password.read(true)?;
-            let user = accounts
-                .create(
-                    Actor::Operator,
-                    NewUser {
-                        username,
-                        password,
-                        role,
-                        display_name,
-                        avatar_url,
-                    },
-                )
-                .await?;
-            println!("created user {} ({})", user.username, user.role.as_str());
+            let summary = crate::store::verify_backup(&file)?;
+            let text = format!(
+                "{}: intact; {} records, {} files, epoch {}, digest {}",
+                file.display(),
+                summary.trees.values().sum::<u64>(),
+                summary.files,
+                summary.epoch,
+                summary.digest
+            );
+            print_reply(&text, &serde_json::json!(summary), json);
+            return Ok(());
         }
-        UserCommand::List { json } => {
-            let users: Vec<UserView> = accounts
-                .list(Actor::Operator)?
-                .iter()
-                .map(UserView::from)
-                .collect();
-            if json {
-                println!("{}", serde_json::to_string_pretty(&users)?);
-            } else {
-                print_user_table(&users);
+        _ => {}
+    }
+    let backup_target = match &command {
+        Command::Backup { file } => Some(file.clone()),
+        _ => None,
+    };
+    let request = admin_request(command)?;
+    let reply = send(&config, request).await?;
+    if let Some(target) = backup_target {
+        let from = reply
+            .data
+            .get("path")
+            .and_then(|p| p.as_str())
+            .map(PathBuf::from)
+            .ok_or_else(|| Failure::from("the daemon did not say where the backup is"))?;
+        crate::admin::deliver_backup(&from, &target)?;
+        let mut data = reply.data.get("summary").cloned().unwrap_or_default();
+        if let Some(object) = data.as_object_mut() {
+            object.insert("file".to_owned(), serde_json::json!(target));
+        }
+        print_reply(
+            &format!("{}: {}", target.display(), reply.text),
+            &data,
+            json,
+        );
+        return Ok(());
+    }
+    print_reply(&reply.text, &reply.data, json);
+    Ok(())
+}
+
+fn print_reply(text: &str, data: &serde_json::Value, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(data).unwrap_or_else(|_| data.to_string())
+        );
+    } else {
+        println!("{text}");
+    }
+}
+
+/// Sends a request to the running daemon over its control socket, or, when no daemon runs,
+/// executes it on the data dir directly.
+async fn send(config: &Config, request: Request) -> Result<Reply, Failure> {
+    if config.control.enabled {
+        let path = config.control_socket_path();
+        match crate::admin::socket::request(&path, &request).await? {
+            Contact::Answered(Ok(reply)) => return Ok(reply),
+            Contact::Answered(Err((message, code))) => {
+                return Err(Failure {
+                    code: if code == "bad_request" { 2 } else { 1 },
+                    message,
+                });
             }
+            Contact::NoDaemon => {}
         }
-        UserCommand::Show { username, json } => {
-            let user = UserView::from(&accounts.get(&username)?);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&user)?);
-            } else {
-                print_user_table(std::slice::from_ref(&user));
-            }
-        }
-        UserCommand::Passwd { username, password } => {
-            accounts.get(&username)?;
-            let password = password.read(true)?;
-            accounts
-                .set_password(Actor::Operator, &username, password)
-                .await?;
-            println!("password of {username} changed; its sessions were ended");
-        }
-        UserCommand::SetRole { username, role } => {
-            accounts.set_role(Actor::Operator, &username, role).await?;
-            println!("{username} is now {}", role.as_str());
-        }
-        UserCommand::Disable { username } => {
-            accounts
-                .set_disabled(Actor::Operator, &username, true)
-                .await?;
-            println!("{username} is disabled");
-        }
-        UserCommand::Enable { username } => {
-            accounts
-                .set_disabled(Actor::Operator, &username, false)
-                .await?;
-            println!("{username} is enabled");
-        }
-        UserCommand::Remove { username } => {
-            accounts.remove(Actor::Operator, &username).await?;
-            println!("{username} was removed");
-        }
+    }
+    if request.needs_daemon() {
+        return Err(Failure::from(
+            "the daemon is not running (or its control socket is off): there are no live sessions",
+        ));
+    }
+    check_data_dir_owner(&config.store.data_dir)?;
+    let store = Store::open(&config.store).map_err(|e| match e {
+        crate::store::StoreError::Locked(dir) => Failure::from(format!(
+            "a daemon holds data dir {} but does not answer on its control socket {} \
+             (control.enabled or control.socket differ from this config?)",
+            dir.display(),
+            config.control_socket_path().display()
+        )),
+        other => Failure::from(other),
+    })?;
+    let state = AppState::new(config.clone(), store.clone())?;
+    let result = crate::admin::execute(&state, request, false).await;
+    drop(state);
+    store.close().await?;
+    result.map_err(|e| Failure {
+        code: if e.code() == "bad_request" { 2 } else { 1 },
+        message: e.to_string(),
+    })
+}
+
+/// Working on a data dir as root that belongs to the service user would leave root-owned files
+/// the daemon cannot open later: refuse, and say how to do it.
+fn check_data_dir_owner(data_dir: &std::path::Path) -> Result<(), Failure> {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = std::fs::metadata(data_dir) else {
+        return Ok(());
+    };
+    let me = crate::admin::socket::effective_uid();
+    if me == Some(0) && meta.uid() != 0 {
+        return Err(Failure::from(format!(
+            "data dir {} belongs to uid {}: run this as that user (e.g. sudo -u natter natter ...) \
+             or start the daemon, so that no file in it becomes root's",
+            data_dir.display(),
+            meta.uid()
+        )));
     }
     Ok(())
 }
 
-fn print_user_table(users: &[UserView]) {
-    println!(
-        "{:<32} {:<6} {:<9} {:<21} LAST SEEN",
-        "USERNAME", "ROLE", "STATUS", "CREATED"
+fn restore(config: &Config, file: &std::path::Path, json: bool) -> Result<(), Failure> {
+    check_data_dir_owner(&config.store.data_dir)?;
+    let data_dir = &config.store.data_dir;
+    let summary = crate::store::restore(file, data_dir, &config.jwt_secret_path())?;
+    let text = format!(
+        "restored {} records and {} files into {} (digest {}); the store's epoch is now {}",
+        summary.trees.values().sum::<u64>(),
+        summary.files,
+        data_dir.display(),
+        summary.digest,
+        summary.epoch + 1
     );
-    for user in users {
-        println!(
-            "{:<32} {:<6} {:<9} {:<21} {}",
-            user.username,
-            user.role.as_str(),
-            if user.disabled { "disabled" } else { "active" },
-            crate::timefmt::rfc3339(user.created_at),
-            user.last_seen
-                .map_or_else(|| "never".to_owned(), crate::timefmt::rfc3339),
-        );
-    }
+    print_reply(&text, &serde_json::json!(summary), json);
+    Ok(())
 }
 
 impl PasswordSource {

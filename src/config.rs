@@ -29,6 +29,9 @@ pub struct Config {
     pub dialects: DialectsConfig,
     pub fastchat: FastChatConfig,
     pub kibray: KibrayConfig,
+    pub control: ControlConfig,
+    pub tls: TlsConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -363,6 +366,61 @@ impl Default for LogConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Serve the admin control socket (the CLI's way into a running daemon).
+    pub enabled: bool,
+    /// Path of the Unix socket. Empty: `$RUNTIME_DIRECTORY/natter.sock` when systemd gives a
+    /// runtime directory, else `<data_dir>/natter.sock`. Mode 0660; only root and the daemon's
+    /// own user are served (peer credentials).
+    pub socket: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            enabled: true,
+            socket: PathBuf::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain. With `key_file`, natter serves https and wss itself (reloaded on
+    /// SIGHUP); empty: plain HTTP, e.g. behind a reverse proxy.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the certificate.
+    pub key_file: PathBuf,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics at `GET /metrics`.
+    pub enabled: bool,
+    /// A separate address for `/metrics` (e.g. 127.0.0.1:9100); then it is not served on
+    /// `server.listen`. Empty: on `server.listen`.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: String::new(),
+        }
+    }
+}
+
 /// Flags that override the config (they win over the file and the environment).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -583,6 +641,17 @@ impl Config {
                     .to_owned(),
             );
         }
+        if self.tls.cert_file.as_os_str().is_empty() != self.tls.key_file.as_os_str().is_empty() {
+            problems.push("tls.cert_file and tls.key_file must be set together".to_owned());
+        }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            problems.push(format!(
+                "metrics.listen: {:?} is not an address like 127.0.0.1:9100",
+                self.metrics.listen
+            ));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             problems.push(format!(
                 "log.format: {:?} is not \"text\" or \"json\"",
@@ -652,6 +721,22 @@ impl Config {
             self.store.data_dir.join("jwt-secret")
         } else {
             self.auth.jwt_secret_file.clone()
+        }
+    }
+
+    /// The control socket's path (see [`ControlConfig::socket`]).
+    pub fn control_socket_path(&self) -> PathBuf {
+        if !self.control.socket.as_os_str().is_empty() {
+            return self.control.socket.clone();
+        }
+        match std::env::var_os("RUNTIME_DIRECTORY") {
+            // systemd may list several directories, separated by ':'.
+            Some(dirs) if !dirs.is_empty() => {
+                let dirs = dirs.to_string_lossy().into_owned();
+                let first = dirs.split(':').next().unwrap_or_default().to_owned();
+                PathBuf::from(first).join("natter.sock")
+            }
+            _ => self.store.data_dir.join("natter.sock"),
         }
     }
 
@@ -766,11 +851,21 @@ mod packaged_config_tests {
                     rest.to_owned()
                 }
                 _ if line.starts_with('#') => String::new(),
+                // Uncommented lines are the package's own values; checked below.
                 _ => line.to_owned(),
             })
             .collect::<Vec<_>>()
             .join("\n");
-        let parsed: Config = toml::from_str(&uncommented).expect("packaged config parses");
+        let mut parsed: Config = toml::from_str(&uncommented).expect("packaged config parses");
+        // The two paths the Debian package sets for its layout; every other value must be the
+        // built-in default.
+        assert_eq!(parsed.store.data_dir, PathBuf::from("/var/lib/natter"));
+        assert_eq!(
+            parsed.control.socket,
+            PathBuf::from("/run/natter/natter.sock")
+        );
+        parsed.store.data_dir = Config::default().store.data_dir;
+        parsed.control.socket = Config::default().control.socket;
         assert_eq!(parsed.to_toml(), Config::default().to_toml());
         let listed = toml::from_str::<toml::Table>(&uncommented).expect("table");
         let defaults = toml::Table::try_from(Config::default()).expect("table");

@@ -9,6 +9,7 @@
 //! - [`server`]: the lifecycle: serve on a bound listener, drain, flush.
 //! - [`cli`]: the `natter` command line, including the offline admin commands.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod logging;
+pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod store;

@@ -44,6 +44,7 @@ pub struct AppState {
     pub accounts: Accounts,
     pub hub: Hub,
     pub chat: Chat,
+    pub metrics: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
     /// Connection and WebSocket session tasks: shutdown waits for them.
     tasks: TaskTracker,
@@ -63,6 +64,7 @@ impl AppState {
             config.auth.min_password_length,
         );
         let chat = Chat::new(store.clone(), hub.clone(), config.clone());
+        let metrics = store.metrics().clone();
         Ok(AppState {
             config,
             store,
@@ -70,6 +72,7 @@ impl AppState {
             accounts,
             hub,
             chat,
+            metrics,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })
@@ -96,6 +99,9 @@ impl AppState {
 pub struct Server {
     state: AppState,
     listener: TcpListener,
+    control: Option<crate::admin::socket::ControlSocket>,
+    /// `metrics.listen`: a listener of its own for `/metrics`.
+    metrics: Option<TcpListener>,
 }
 
 impl Server {
@@ -105,7 +111,26 @@ impl Server {
         let state = AppState::new(config, store)?;
         bootstrap_admin(&state).await?;
         state.auth.hasher().warm_up().await?;
-        Ok(Server { state, listener })
+        let control = if state.config.control.enabled {
+            let path = state.config.control_socket_path();
+            Some(crate::admin::socket::ControlSocket::bind(&path)?)
+        } else {
+            None
+        };
+        let metrics =
+            match state.config.metrics.listen.as_str() {
+                "" => None,
+                _ if !state.config.metrics.enabled => None,
+                addr => Some(TcpListener::bind(addr).await.map_err(|e| {
+                    anyhow::anyhow!("cannot listen on {addr} (metrics.listen): {e}")
+                })?),
+            };
+        Ok(Server {
+            state,
+            listener,
+            control,
+            metrics,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -118,7 +143,12 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains and flushes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Server { state, listener } = self;
+        let Server {
+            state,
+            listener,
+            control,
+            metrics,
+        } = self;
         let addr = listener.local_addr()?;
         let config = state.config.clone();
         let routes = warp::service(crate::http::routes(state.clone()));
@@ -132,6 +162,8 @@ impl Server {
         // with it the store) any more: the data dir is released when `run` returns.
         let tasks = state.tasks.clone();
         let purger = tokio::spawn(housekeeping(state.clone()));
+        let control = control.map(|socket| tokio::spawn(socket.serve(state.clone())));
+        let metrics = metrics.map(|listener| tokio::spawn(serve_metrics(state.clone(), listener)));
 
         tracing::info!(listen = %addr, data_dir = %config.store.data_dir.display(), version = env!("CARGO_PKG_VERSION"), "natter is serving");
         crate::systemd::notify_ready();
@@ -194,6 +226,13 @@ impl Server {
         }
         purger.abort();
         let _ = purger.await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
+        if let Some(control) = control {
+            // It stops at the shutdown signal; dropping it removes the socket file.
+            let _ = control.await;
+        }
         if let Some(watchdog) = watchdog {
             watchdog.abort();
             let _ = watchdog.await;
@@ -202,6 +241,49 @@ impl Server {
         state.store.close().await?;
         tracing::info!("store flushed; bye");
         Ok(())
+    }
+}
+
+/// Serves `GET /metrics` (and 404 for anything else) on `metrics.listen` until shutdown.
+async fn serve_metrics(state: AppState, listener: TcpListener) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(listen = %addr, "serving metrics");
+    }
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = state.shutdown.cancelled() => break,
+        };
+        let shutdown = state.shutdown.clone();
+        let state = state.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let response =
+                if request.uri().path() == "/metrics" && request.method() == hyper::Method::GET {
+                    crate::http::metrics_reply(&state)
+                } else {
+                    let mut response = warp::reply::Response::new("not found\n".into());
+                    *response.status_mut() = hyper::StatusCode::NOT_FOUND;
+                    response
+                };
+            async move { Ok::<_, Infallible>(response) }
+        });
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                () = shutdown.cancelled() => {}
+            }
+        });
     }
 }
 
@@ -236,6 +318,7 @@ where
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let started = Instant::now();
+        crate::metrics::Metrics::incr(&state.metrics.http_requests);
         async move {
             let response = match crate::ws::endpoint(&path) {
                 Some(endpoint) => crate::ws::upgrade(state, endpoint, request, peer),

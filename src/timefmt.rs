@@ -47,8 +47,59 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     )
 }
 
+/// Hinnant's days-from-civil: the inverse of `civil_from_days`.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DDTHH:MM:SSZ` into Unix seconds.
+pub fn parse_utc(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (date, time) = match text.split_once(['T', ' ']) {
+        Some((date, time)) => (date, Some(time.strip_suffix('Z').unwrap_or(time))),
+        None => (text, None),
+    };
+    let mut parts = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (parts.next()??, parts.next()??, parts.next()??);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || date.len() != 10 {
+        return None;
+    }
+    let mut secs = days_from_civil(year, month, day) * 86_400;
+    if let Some(time) = time {
+        let mut parts = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+        let (h, m, s) = (
+            parts.next()??,
+            parts.next()??,
+            parts.next().unwrap_or(Some(0))?,
+        );
+        if h > 23 || m > 59 || s > 60 {
+            return None;
+        }
+        secs += h * 3600 + m * 60 + s;
+    }
+    // Reject dates that do not exist (2026-02-31): they do not round-trip.
+    (rfc3339(secs)[..10] == date[..]).then_some(secs)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parses_dates_and_instants() {
+        assert_eq!(
+            super::parse_utc("2023-11-14T22:13:20Z"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(super::parse_utc("1970-01-02"), Some(86_400));
+        assert_eq!(super::parse_utc("2026-02-31"), None);
+        assert_eq!(super::parse_utc("yesterday"), None);
+    }
+
     #[test]
     fn known_instants() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");

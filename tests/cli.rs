@@ -35,14 +35,15 @@ async fn every_user_command_works_offline_and_takes_effect() {
     );
     assert_eq!(users[1]["role"], "admin");
 
-    // Duplicates and bad names fail with exit 1 and a message.
-    let (code, _, err) = natter_in(
+    // Adding an existing user is idempotent: it succeeds and changes nothing. Bad names fail
+    // with exit 1 and a message.
+    let (code, out, err) = natter_in(
         dir,
         &["user", "add", "alice", "--password-stdin"],
         Some("x-password\n"),
     );
-    assert_eq!(code, 1);
-    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("exists already (unchanged)"), "{out}");
     let (code, _, err) = natter_in(
         dir,
         &["user", "add", "Bad Name", "--password-stdin"],

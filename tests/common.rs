@@ -188,7 +188,7 @@ pub fn run_natter(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     use std::process::{Command, Stdio};
     let mut child = Command::new(natter_bin())
         .args(args)
-        .env_remove("NATTER_CONFIG")
+        .env("NATTER_CONFIG", "")
         .env("NATTER_LOG", "warn")
         .stdin(if stdin.is_some() {
             Stdio::piped()

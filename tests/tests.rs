@@ -4,6 +4,7 @@
 mod common;
 mod wsclient;
 
+mod admin;
 mod cli;
 mod dialect_edusphere;
 mod dialect_fastchat;

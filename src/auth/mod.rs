@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::core::accounts::Accounts;
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::{Role, Rotation, Store, now_secs};
+use crate::store::{Family, Role, Rotation, Store, now_secs};
 
 /// WebSocket close code for a connection whose authentication ended (logout, expiry, revoked).
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
@@ -56,11 +56,79 @@ pub struct Principal {
     /// A guest: no account and no token (a FastChat client admitted by `fastchat.guests`).
     /// Nothing is stored for a guest, and it is gone when its connection ends.
     pub guest: bool,
+    /// A service token's scopes (`natter token issue`); `None` for a login, which has every
+    /// right of its user's role.
+    pub scopes: Option<Scopes>,
+}
+
+/// What a service token may do. A login may do everything its role allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scopes {
+    /// Chat as the user: WebSockets, rooms, messages, files, the notification inbox.
+    pub chat: bool,
+    /// Server-side publishing: `POST /api/v1/publish` and sending notifications.
+    pub publish: bool,
+    /// The admin API (only for a user who is an admin).
+    pub admin: bool,
+}
+
+impl Scopes {
+    pub const NAMES: [&'static str; 3] = ["chat", "publish", "admin"];
+
+    /// Parses `chat,publish`-style lists (comma or space separated).
+    pub fn parse(text: &str) -> Result<Scopes, Error> {
+        let mut scopes = Scopes::default();
+        for name in text.split([',', ' ']).filter(|s| !s.is_empty()) {
+            match name {
+                "chat" => scopes.chat = true,
+                "publish" => scopes.publish = true,
+                "admin" => scopes.admin = true,
+                other => {
+                    return Err(Error::BadRequest(format!(
+                        "unknown scope {other:?}: expected chat, publish or admin"
+                    )));
+                }
+            }
+        }
+        if scopes == Scopes::default() {
+            return Err(Error::BadRequest(
+                "a token needs at least one scope".to_owned(),
+            ));
+        }
+        Ok(scopes)
+    }
+
+    /// `chat publish`: the form tokens and listings carry.
+    pub fn to_text(self) -> String {
+        let flags = [self.chat, self.publish, self.admin];
+        Scopes::NAMES
+            .iter()
+            .zip(flags)
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 impl Principal {
+    /// An admin, and (for a service token) one whose scopes include `admin`.
     pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
+        self.role == Role::Admin && self.scopes.is_none_or(|s| s.admin)
+    }
+
+    /// May publish events and send notifications: an admin login, or a service token with the
+    /// `publish` scope.
+    pub fn may_publish(&self) -> bool {
+        match self.scopes {
+            None => self.role == Role::Admin,
+            Some(scopes) => scopes.publish,
+        }
+    }
+
+    /// May chat as its user (every login and guest; a service token only with `chat`).
+    pub fn may_chat(&self) -> bool {
+        self.scopes.is_none_or(|s| s.chat)
     }
 
     /// A guest with this user id (chosen by the dialect that admits it, never an account's).
@@ -73,6 +141,7 @@ impl Principal {
             session_id: Uuid::new_v4(),
             expires_at: i64::MAX,
             guest: true,
+            scopes: None,
         }
     }
 }
@@ -135,6 +204,22 @@ impl Auth {
     /// Username + password -> a new session. Unknown user and wrong password take the same time
     /// and give the same answer; a disabled account is told so only with the right password.
     pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<TokenPair, Error> {
+        let result = self.login_checked(username, password, client).await;
+        let metrics = self.inner.store.metrics();
+        crate::metrics::Metrics::incr(if result.is_ok() {
+            &metrics.logins
+        } else {
+            &metrics.login_failures
+        });
+        result
+    }
+
+    async fn login_checked(
         &self,
         username: &str,
         password: &str,
@@ -306,13 +391,16 @@ impl Auth {
         if user.disabled {
             return Err(Error::AccountDisabled);
         }
-        let live = inner
+        let family = inner
             .store
             .family(user_id, session)?
-            .is_some_and(|f| f.revoked_at.is_none());
-        if !live {
-            return Err(Error::InvalidToken("session revoked"));
-        }
+            .filter(|f| f.revoked_at.is_none())
+            .ok_or(Error::InvalidToken("session revoked"))?;
+        // A service token's scopes are the family's, whatever the token says.
+        let scopes = match &family.scopes {
+            Some(text) => Some(Scopes::parse(text)?),
+            None => None,
+        };
         Ok(Principal {
             user_id,
             username: user.username,
@@ -320,7 +408,40 @@ impl Auth {
             session_id: session,
             expires_at: claims.exp,
             guest: false,
+            scopes,
         })
+    }
+
+    /// Issues a long-lived service token for `username` (`natter token issue`): a session of its
+    /// own, revocable with `natter token revoke`, limited to `scopes`, without a refresh token.
+    pub async fn issue_service_token(
+        &self,
+        username: &str,
+        scopes: Scopes,
+        ttl_secs: u64,
+        label: &str,
+    ) -> Result<(Family, String), Error> {
+        let inner = &*self.inner;
+        let user = inner
+            .store
+            .user_by_name(username)?
+            .ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
+        if user.disabled {
+            return Err(Error::AccountDisabled);
+        }
+        if scopes.admin && user.role != Role::Admin {
+            return Err(Error::BadRequest(format!(
+                "{username} is not an admin: the admin scope needs an admin user"
+            )));
+        }
+        let family = inner
+            .store
+            .create_service_family(user.id, ttl_secs, label, &scopes.to_text())
+            .await?;
+        let token = inner
+            .keys
+            .issue_service(&user, family.id, family.expires_at)?;
+        Ok((family, token))
     }
 
     fn pair(
@@ -356,6 +477,7 @@ fn external_principal(
         session_id: identity.session_id,
         expires_at: identity.expires_at,
         guest: false,
+        scopes: None,
     })
 }
 

@@ -21,6 +21,8 @@ pub struct Hasher {
     /// A hash of a random password, verified against when the user does not exist, so an
     /// unknown username takes as long as a wrong password.
     dummy: Arc<OnceLock<String>>,
+    /// Hashes waiting for a permit or running (the `natter_argon2_queue_depth` metric).
+    queued: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Hasher {
@@ -37,6 +39,7 @@ impl Hasher {
             argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
             permits: Arc::new(Semaphore::new(cpus)),
             dummy: Arc::new(OnceLock::new()),
+            queued: Arc::default(),
         })
     }
 
@@ -73,10 +76,25 @@ impl Hasher {
             .await?
     }
 
+    /// Password hashes waiting for a CPU permit or running now.
+    pub fn queue_depth(&self) -> u64 {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Error> {
+        /// Counts a hash in `queued` for as long as it lives (also when its future is dropped).
+        struct Queued(Arc<std::sync::atomic::AtomicU64>);
+        impl Drop for Queued {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _queued = Queued(self.queued.clone());
         let _permit = self
             .permits
             .acquire()

@@ -33,6 +33,9 @@ pub struct AccessClaims {
     pub typ: String,
     /// Session (refresh-token family) id: revoking the session ends this token too.
     pub sid: String,
+    /// A service token's scopes (informational: the session's own scopes are what counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +97,30 @@ impl TokenKeys {
             aud: self.audience.clone(),
             typ: "access".to_owned(),
             sid: session.to_string(),
+            scope: None,
+        };
+        self.sign(&claims)
+    }
+
+    /// A service token: an access token that lives as long as its session.
+    pub fn issue_service(
+        &self,
+        user: &User,
+        session: Uuid,
+        expires_at: i64,
+    ) -> Result<String, Error> {
+        let claims = AccessClaims {
+            sub: user.id.to_string(),
+            username: user.username.clone(),
+            role: user.role,
+            iat: now_secs(),
+            exp: expires_at,
+            jti: Uuid::new_v4().to_string(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            typ: "access".to_owned(),
+            sid: session.to_string(),
+            scope: Some("service".to_owned()),
         };
         self.sign(&claims)
     }

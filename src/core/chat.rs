@@ -482,6 +482,9 @@ impl Chat {
             client_msg_id,
             attachments,
         };
+        self.store
+            .metrics()
+            .message(crate::metrics::MessageKind::Sent);
         if !room.persistent {
             self.emit_room(
                 &room,
@@ -556,6 +559,9 @@ impl Chat {
                 Ok(())
             })
             .await?;
+        self.store
+            .metrics()
+            .message(crate::metrics::MessageKind::Edited);
         self.emit_room(
             &room,
             Event::MessageEdited(RoomMessage {
@@ -588,6 +594,9 @@ impl Chat {
                 Ok(())
             })
             .await?;
+        self.store
+            .metrics()
+            .message(crate::metrics::MessageKind::Deleted);
         self.emit_room(
             &room,
             Event::MessageDeleted {
@@ -948,6 +957,9 @@ impl Chat {
         .filter(|u| !u.disabled)
         .ok_or_else(|| Error::NotFound(format!("User {target} not found or not connected")))?;
         let sent_at = now_secs();
+        self.store
+            .metrics()
+            .message(crate::metrics::MessageKind::Direct);
         let delivery = Delivery::new(Event::DirectMessage {
             from_user: who.username.clone(),
             from_user_id: who.user_id,
@@ -1103,15 +1115,23 @@ impl Chat {
         kind: &str,
         data: Value,
     ) -> Result<usize, Error> {
-        if !who.is_admin() {
+        if !who.may_publish() {
             return Err(Error::Forbidden(
-                "publishing needs an admin or service token".to_owned(),
+                "publishing needs an admin or a service token with the publish scope".to_owned(),
             ));
         }
         if kind.is_empty() || kind.len() > 64 {
             return Err(Error::BadRequest("type must be 1 to 64 bytes".to_owned()));
         }
-        let room = self.resolve_room(who, name).await?;
+        // Not resolve_room: a publish-only token has no chat scope, and `@user` rooms are
+        // relative to a chatting user anyway.
+        let room = self
+            .store
+            .room_by_name(name)?
+            .ok_or_else(|| Error::NotFound(format!("no room {name}")))?;
+        self.store
+            .metrics()
+            .message(crate::metrics::MessageKind::Published);
         Ok(self.emit_room(
             &room,
             Event::Published {
@@ -1129,9 +1149,10 @@ impl Chat {
         who: &Principal,
         new: NewNotification,
     ) -> Result<Notification, Error> {
-        if !who.is_admin() {
+        if !who.may_publish() {
             return Err(Error::Forbidden(
-                "sending notifications needs an admin or service token".to_owned(),
+                "sending notifications needs an admin or a service token with the publish scope"
+                    .to_owned(),
             ));
         }
         if !matches!(new.level.as_str(), "info" | "success" | "warning" | "error") {
@@ -1195,6 +1216,9 @@ impl Chat {
                 read: false,
             })
             .await?;
+        self.store
+            .metrics()
+            .message(crate::metrics::MessageKind::Notification);
         self.hub
             .publish_user(user.id, &Delivery::new(Event::Notification(stored.clone())));
         Ok(stored)

@@ -117,6 +117,11 @@ pub fn check_account(who: &Principal) -> Result<(), Error> {
             "guests have no rooms; connect with a token for stored conversations".to_owned(),
         ));
     }
+    if !who.may_chat() {
+        return Err(Error::Forbidden(
+            "this service token's scopes do not include chat".to_owned(),
+        ));
+    }
     Ok(())
 }
 

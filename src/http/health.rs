@@ -29,3 +29,45 @@ pub fn readyz(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = R
             }
         })
 }
+
+/// GET /metrics — Prometheus text format (when `metrics.enabled` and no `metrics.listen`).
+pub fn metrics(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let on_main = state.config.metrics.enabled && state.config.metrics.listen.is_empty();
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state(state))
+        .and_then(move |state: AppState| async move {
+            if !on_main {
+                return Err(warp::reject::not_found());
+            }
+            Ok(metrics_reply(&state))
+        })
+}
+
+/// The metrics page as an HTTP response.
+pub fn metrics_reply(state: &AppState) -> warp::reply::Response {
+    let body = render_metrics(state);
+    let mut response = warp::reply::Response::new(body.into());
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// Renders the metrics, reading the gauges from the live server.
+pub fn render_metrics(state: &AppState) -> String {
+    let by_dialect = state.hub.connections_by_dialect();
+    let connections = ["native", "edusphere", "rooms", "fastchat", "kibray"]
+        .into_iter()
+        .map(|name| (name, by_dialect.get(name).copied().unwrap_or(0)))
+        .collect();
+    let gauges = crate::metrics::Gauges {
+        connections,
+        rooms: u64::try_from(state.store.trees().rooms.len()).unwrap_or(u64::MAX),
+        store_bytes: state.store.size_on_disk(),
+        epoch: state.store.epoch(),
+        argon2_queue: state.auth.hasher().queue_depth(),
+    };
+    state.metrics.render(&gauges)
+}

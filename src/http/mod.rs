@@ -8,6 +8,7 @@ mod rooms;
 mod token;
 mod users;
 
+pub use health::{metrics_reply, render_metrics};
 pub use notifications::notification_json;
 pub use rooms::message_json;
 
@@ -51,7 +52,8 @@ pub fn routes(
             .or(token::token_refresh(state.clone()))
             .or(token::token_revoke(state.clone()))
             .or(health::healthz())
-            .or(health::readyz(state.clone())),
+            .or(health::readyz(state.clone()))
+            .or(health::metrics(state.clone())),
     );
     let rooms = boxed(
         rooms::me_get(state.clone())

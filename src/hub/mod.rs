@@ -34,6 +34,8 @@ pub struct Delivery {
     pub event: Event,
     /// The connection whose request caused the event, when it must not receive it itself.
     pub skip: Option<ConnId>,
+    /// When the event was made, for the delivery-latency metric.
+    pub created: std::time::Instant,
     encoded: [OnceLock<Option<tokio_tungstenite::tungstenite::Message>>; DIALECT_SLOTS],
 }
 
@@ -46,6 +48,7 @@ impl Delivery {
         Arc::new(Delivery {
             event,
             skip,
+            created: std::time::Instant::now(),
             encoded: Default::default(),
         })
     }
@@ -110,6 +113,26 @@ pub struct ConnInfo {
     pub session_id: Uuid,
     /// The id shown to clients (`connection_id`, `delivered_to`).
     pub public_id: String,
+    /// The protocol it speaks (`native`, `edusphere`, `rooms`, `fastchat`, `kibray`).
+    pub dialect: &'static str,
+    /// Client address, for `natter sessions list`.
+    pub peer: Option<std::net::SocketAddr>,
+    /// Unix seconds.
+    pub connected_at: i64,
+}
+
+/// One live connection, as `natter sessions list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnSummary {
+    pub connection_id: String,
+    pub user_id: Uuid,
+    pub username: String,
+    pub session_id: Uuid,
+    pub dialect: &'static str,
+    pub peer: Option<String>,
+    pub connected_at: i64,
+    pub rooms: usize,
+    pub topics: usize,
 }
 
 /// A one-to-one conversation open on a connection (FastChat's chats, see
@@ -460,6 +483,54 @@ impl Hub {
         self.read().conns.len()
     }
 
+    /// Records the protocol a connection speaks (it may change once, from `/ws` to FastChat).
+    pub fn set_dialect(&self, id: ConnId, dialect: &'static str) {
+        if let Some(conn) = self.write().conns.get_mut(&id) {
+            conn.info.dialect = dialect;
+        }
+    }
+
+    /// Every live connection, oldest first.
+    pub fn connections(&self) -> Vec<ConnSummary> {
+        let state = self.read();
+        let mut list: Vec<(ConnId, ConnSummary)> = state
+            .conns
+            .iter()
+            .map(|(id, conn)| {
+                (
+                    *id,
+                    ConnSummary {
+                        connection_id: conn.info.public_id.clone(),
+                        user_id: conn.info.user_id,
+                        username: conn.info.username.clone(),
+                        session_id: conn.info.session_id,
+                        dialect: conn.info.dialect,
+                        peer: conn.info.peer.map(|p| p.to_string()),
+                        connected_at: conn.info.connected_at,
+                        rooms: conn.rooms.len(),
+                        topics: conn.topics.len() + conn.patterns.len(),
+                    },
+                )
+            })
+            .collect();
+        list.sort_by_key(|(id, _)| *id);
+        list.into_iter().map(|(_, summary)| summary).collect()
+    }
+
+    /// Open connections per dialect name.
+    pub fn connections_by_dialect(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for conn in self.read().conns.values() {
+            *counts.entry(conn.info.dialect).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Closes the connection with this public id.
+    pub fn kick_connection(&self, public_id: &str, code: u16, reason: &str) -> usize {
+        self.kick_where(|info| info.public_id == public_id, code, reason)
+    }
+
     /// Closes every connection of a user.
     pub fn kick_user(&self, user_id: Uuid, code: u16, reason: &str) -> usize {
         self.kick_where(|info| info.user_id == user_id, code, reason)
@@ -486,6 +557,21 @@ impl Hub {
     }
 
     /// Takes a user's connections out of a room and tells each of them with `event`.
+    /// Takes every connection out of a room (it was deleted) and tells each with `event`.
+    pub fn close_room(&self, room_id: u64, event: Event) -> usize {
+        let mut state = self.write();
+        let state = &mut *state;
+        let ids = state.rooms.remove(&room_id).unwrap_or_default();
+        let delivery = Delivery::new(event);
+        for id in &ids {
+            if let Some(conn) = state.conns.get_mut(id) {
+                conn.rooms.remove(&room_id);
+                deliver(conn, &delivery);
+            }
+        }
+        ids.len()
+    }
+
     pub fn remove_user_from_room(&self, user_id: Uuid, room_id: u64, event: Event) -> usize {
         let mut state = self.write();
         let state = &mut *state;
@@ -758,6 +844,9 @@ mod tests {
             username: "u".to_owned(),
             session_id: Uuid::new_v4(),
             public_id: Uuid::new_v4().to_string(),
+            dialect: "native",
+            peer: None,
+            connected_at: 0,
         }
     }
 
@@ -819,6 +908,9 @@ mod roster_tests {
             username: "u".to_owned(),
             session_id: Uuid::new_v4(),
             public_id: Uuid::new_v4().to_string(),
+            dialect: "native",
+            peer: None,
+            connected_at: 0,
         }
     }
 

@@ -7,6 +7,7 @@
 //! promises: the data survives a crash of the process; after a power cut, data written since the
 //! last completed flush may be lost (natter acknowledges nothing before that flush).
 
+mod backup;
 mod files;
 mod inbox;
 pub mod keys;
@@ -26,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::StoreConfig;
 use crate::error::Error;
 
+pub use backup::{BackupSummary, META_EPOCH, VerifyReport, restore, verify_backup};
 pub use files::StoredFile;
 pub use inbox::{Notification, QueuedDirectMessage};
 pub use rooms::{Appended, Membership, Message, NewRoom, Room, Visibility};
@@ -120,6 +122,7 @@ struct Inner {
     trees: Arc<Trees>,
     writer: mpsc::Sender<writer::Command>,
     data_dir: PathBuf,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Held for the life of the store: a second natter on the same data dir fails fast with a
     /// clear message instead of sled's lock error.
     _lock: File,
@@ -184,16 +187,23 @@ impl Store {
             external_ids: db.open_tree("external_ids")?,
         });
         check_schema(&trees.meta, &data_dir)?;
-        let writer = writer::spawn(db.clone(), trees.clone(), config.max_batch);
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let writer = writer::spawn(db.clone(), trees.clone(), config.max_batch, metrics.clone());
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
                 trees,
                 writer,
                 data_dir,
+                metrics,
                 _lock: lock,
             }),
         })
+    }
+
+    /// The server's metrics (the store is the first thing a server opens, so it makes them).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
     }
 
     pub fn data_dir(&self) -> &Path {

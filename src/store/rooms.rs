@@ -311,6 +311,36 @@ impl Store {
         .await
     }
 
+    /// Deletes a room with its messages, memberships and idempotency keys. Returns how many
+    /// messages went with it. Runs as one write, so nothing sees half a room.
+    pub async fn delete_room(&self, room_id: u64) -> Result<usize, Error> {
+        self.write(move |t| {
+            let room = t
+                .room(room_id)?
+                .ok_or_else(|| Error::NotFound(format!("no room {room_id}")))?;
+            let prefix = keys::room(room_id);
+            let mut messages = 0;
+            for key in t.messages.scan_prefix(prefix).keys() {
+                t.messages.remove(key?)?;
+                messages += 1;
+            }
+            for key in t.memberships.scan_prefix(prefix).keys() {
+                let key = key?;
+                if let Some(user_id) = keys::uuid_at(&key, 8) {
+                    t.user_rooms.remove(keys::user_room(user_id, room_id))?;
+                }
+                t.memberships.remove(key)?;
+            }
+            for key in t.client_ids.scan_prefix(prefix).keys() {
+                t.client_ids.remove(key?)?;
+            }
+            t.room_names.remove(room.name.as_bytes())?;
+            t.rooms.remove(prefix)?;
+            Ok(messages)
+        })
+        .await
+    }
+
     /// Ends a membership. Returns whether there was one.
     pub async fn remove_member(&self, room_id: u64, user_id: Uuid) -> Result<bool, Error> {
         self.write(move |t| {

@@ -18,6 +18,12 @@ pub struct Family {
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
     pub revoke_reason: Option<String>,
+    /// A service token's name (`natter token issue --label`); `None` for a login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// A service token's scopes (`chat publish admin`); `None` for a login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<String>,
 }
 
 impl Family {
@@ -68,12 +74,58 @@ impl Store {
             expires_at: now.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX)),
             revoked_at: None,
             revoke_reason: None,
+            label: None,
+            scopes: None,
         };
         self.write(move |t| {
             t.put_family(&family)?;
             Ok(family)
         })
         .await
+    }
+
+    /// Starts the session of a service token. Durable when it returns.
+    pub async fn create_service_family(
+        &self,
+        user_id: Uuid,
+        ttl_secs: u64,
+        label: &str,
+        scopes: &str,
+    ) -> Result<Family, Error> {
+        let now = now_secs();
+        let family = Family {
+            id: Uuid::new_v4(),
+            user_id,
+            generation: 0,
+            created_at: now,
+            expires_at: now.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX)),
+            revoked_at: None,
+            revoke_reason: None,
+            label: Some(label.to_owned()),
+            scopes: Some(scopes.to_owned()),
+        };
+        self.write(move |t| {
+            t.put_family(&family)?;
+            Ok(family)
+        })
+        .await
+    }
+
+    /// Every session family (logins and service tokens), for `natter token list`.
+    pub fn families(&self) -> Result<Vec<Family>, Error> {
+        self.trees()
+            .families
+            .iter()
+            .map(|entry| {
+                let (_, raw) = entry?;
+                decode("families", &raw)
+            })
+            .collect()
+    }
+
+    /// Finds a family by id alone (service tokens are revoked by id).
+    pub fn family_by_id(&self, family_id: Uuid) -> Result<Option<Family>, Error> {
+        Ok(self.families()?.into_iter().find(|f| f.id == family_id))
     }
 
     /// Presents generation `generation` of a family. Runs on the writer, so two concurrent

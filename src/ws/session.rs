@@ -261,11 +261,21 @@ async fn serve<D: Dialect>(
                 username: principal.username.clone(),
                 session_id: principal.session_id,
                 public_id: public_id.clone(),
+                dialect: crate::ws::dialect::slot_name(0),
+                peer: Some(peer),
+                connected_at: now_secs(),
             },
             config.outbound_queue,
             per_user,
             config.max_connections,
         );
+        if !matches!(registered, Ok(_) | Err(RegisterError::UserLimit) if principal.guest) {
+            crate::metrics::Metrics::incr(if registered.is_ok() {
+                &state.metrics.connections_opened
+            } else {
+                &state.metrics.connections_refused
+            });
+        }
         match registered {
             Ok(registration) => break registration,
             Err(RegisterError::UserLimit) if principal.guest => {
@@ -306,6 +316,9 @@ async fn serve<D: Dialect>(
         replayed: HashMap::new(),
     };
     let mut dialect = make(&ctx);
+    state
+        .hub
+        .set_dialect(conn, super::dialect::slot_name(dialect.slot()));
     dialect.on_connect(&mut ctx).await;
     // Guests have no account: no last_seen, no rooms to tell.
     if registration.first_for_user && !ctx.principal.guest {
@@ -319,12 +332,22 @@ async fn serve<D: Dialect>(
     let mut pong_deadline: Option<Instant> = None;
     let mut expiry = Expiry::new(&ctx.principal, &config);
 
+    // Creation time of the oldest event in the frames waiting to be written.
+    let mut oldest_pending: Option<std::time::Instant> = None;
+    let metrics = state.metrics.clone();
     let close = loop {
         if !ctx.outgoing.is_empty() || ctx.close.is_some() {
             let frames = std::mem::take(&mut ctx.outgoing);
+            let count = frames.len() as u64;
             if !write(&mut socket, frames, &kick).await {
                 // Kicked while blocked on a peer that does not read: still try to say why.
                 break kick.reason().map(|r| (r.code, r.reason));
+            }
+            metrics
+                .frames_out
+                .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+            if let Some(created) = oldest_pending.take() {
+                metrics.delivery_latency.observe_duration(created.elapsed());
             }
             if let Some(close) = ctx.close.take() {
                 break Some(close);
@@ -337,6 +360,9 @@ async fn serve<D: Dialect>(
         if current != heartbeat {
             // The connection changed protocol (/ws to FastChat): its heartbeat starts over.
             heartbeat = current;
+            state
+                .hub
+                .set_dialect(conn, super::dialect::slot_name(dialect.slot()));
             next_ping = Instant::now() + heartbeat.0;
         }
         tokio::select! {
@@ -367,6 +393,7 @@ async fn serve<D: Dialect>(
             }
             delivery = outbound.recv() => {
                 let Some(first) = delivery else { break None };
+                oldest_pending.get_or_insert(first.created);
                 let mut next = Some(first);
                 let mut taken = 0;
                 while let Some(delivery) = next.take() {
@@ -408,6 +435,9 @@ async fn serve<D: Dialect>(
     };
 
     if let Some((code, reason)) = close {
+        if code == crate::hub::CLOSE_SLOW_CONSUMER {
+            crate::metrics::Metrics::incr(&metrics.slow_consumers);
+        }
         close_gracefully(&mut socket, code, &reason).await;
     }
     if state.hub.unregister(conn) && !ctx.principal.guest {

@@ -18,6 +18,17 @@ pub mod slots {
     pub const KIBRAY: usize = 4;
 }
 
+/// The name of a dialect slot, for metrics and `natter sessions list`.
+pub fn slot_name(slot: usize) -> &'static str {
+    match slot {
+        slots::EDUSPHERE => "edusphere",
+        slots::ROOMS => "rooms",
+        slots::FASTCHAT => "fastchat",
+        slots::KIBRAY => "kibray",
+        _ => "native",
+    }
+}
+
 /// A room message as a UUID (for protocols whose message ids are UUIDs): the room id and the
 /// sequence number, big-endian, so it maps back without a lookup.
 pub fn message_uuid(room_id: u64, seq: u64) -> uuid::Uuid {
