@@ -24,4 +24,5 @@ pub mod shutdown;
 pub mod store;
 pub mod systemd;
 mod timefmt;
+pub mod tls;
 pub mod ws;

@@ -102,6 +102,8 @@ pub struct Server {
     control: Option<crate::admin::socket::ControlSocket>,
     /// `metrics.listen`: a listener of its own for `/metrics`.
     metrics: Option<TcpListener>,
+    /// `[tls]`: https and wss on the main listener.
+    tls: Option<crate::tls::Tls>,
 }
 
 impl Server {
@@ -125,11 +127,17 @@ impl Server {
                     anyhow::anyhow!("cannot listen on {addr} (metrics.listen): {e}")
                 })?),
             };
+        let tls = if state.config.tls.enabled() {
+            Some(crate::tls::Tls::load(&state.config.tls)?)
+        } else {
+            None
+        };
         Ok(Server {
             state,
             listener,
             control,
             metrics,
+            tls,
         })
     }
 
@@ -148,6 +156,7 @@ impl Server {
             listener,
             control,
             metrics,
+            tls,
         } = self;
         let addr = listener.local_addr()?;
         let config = state.config.clone();
@@ -164,6 +173,11 @@ impl Server {
         let purger = tokio::spawn(housekeeping(state.clone()));
         let control = control.map(|socket| tokio::spawn(socket.serve(state.clone())));
         let metrics = metrics.map(|listener| tokio::spawn(serve_metrics(state.clone(), listener)));
+        let reloader = match &tls {
+            Some(tls) => Some(tokio::spawn(reload_on_hangup(tls.clone()))),
+            None => None,
+        };
+        let handshake_timeout = Duration::from_secs(config.server.header_read_timeout_secs);
 
         tracing::info!(listen = %addr, data_dir = %config.store.data_dir.display(), version = env!("CARGO_PKG_VERSION"), "natter is serving");
         crate::systemd::notify_ready();
@@ -188,9 +202,31 @@ impl Server {
                     let service = connection_service(state.clone(), routes.clone(), peer);
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
+                    let acceptor = tls.as_ref().map(crate::tls::Tls::acceptor);
                     tasks.spawn(async move {
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        if let Err(e) = watcher.watch(conn).await {
+                        let result = match acceptor {
+                            None => {
+                                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                                watcher.watch(conn).await
+                            }
+                            Some(acceptor) => {
+                                // The handshake is bounded like the request headers (slowloris).
+                                let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                    Ok(Ok(stream)) => stream,
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!(peer = %peer, "TLS handshake timed out");
+                                        return;
+                                    }
+                                };
+                                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                                watcher.watch(conn).await
+                            }
+                        };
+                        if let Err(e) = result {
                             tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                         }
                     });
@@ -229,6 +265,10 @@ impl Server {
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }
+        if let Some(reloader) = reloader {
+            reloader.abort();
+            let _ = reloader.await;
+        }
         if let Some(control) = control {
             // It stops at the shutdown signal; dropping it removes the socket file.
             let _ = control.await;
@@ -241,6 +281,26 @@ impl Server {
         state.store.close().await?;
         tracing::info!("store flushed; bye");
         Ok(())
+    }
+}
+
+/// Reloads the TLS certificate and key at every SIGHUP.
+async fn reload_on_hangup(tls: crate::tls::Tls) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: TLS files will not be reloaded");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the previous certificate")
+            }
+        }
     }
 }
 

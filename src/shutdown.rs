@@ -9,6 +9,9 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 pub struct Signals {
     term: Signal,
     int: Signal,
+    /// SIGHUP means "reload" (the TLS files; see `server`): holding a handler here keeps its
+    /// default action (terminate) from ever applying.
+    _hangup: Signal,
 }
 
 impl Signals {
@@ -17,6 +20,7 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            _hangup: signal(SignalKind::hangup())?,
         })
     }
 

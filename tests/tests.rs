@@ -14,4 +14,5 @@ mod external_tokens;
 mod http_auth;
 mod http_rooms;
 mod lifecycle;
+mod tls;
 mod ws_native;
