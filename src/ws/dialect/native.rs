@@ -66,6 +66,7 @@ impl Dialect for Native {
                 "server_time": now_secs(),
                 "protocol_version": PROTOCOL_VERSION,
                 "features": FEATURES,
+                "epoch": ctx.state.store.epoch(),
                 "user": {
                     "id": ctx.principal.user_id,
                     "username": ctx.principal.username,
@@ -448,6 +449,7 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
                     "since": since,
                     "replayed": replayed,
                     "complete": outcome.complete,
+                    "epoch": ctx.state.store.epoch(),
                 }),
                 id,
             ));
