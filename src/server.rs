@@ -173,10 +173,9 @@ impl Server {
         let purger = tokio::spawn(housekeeping(state.clone()));
         let control = control.map(|socket| tokio::spawn(socket.serve(state.clone())));
         let metrics = metrics.map(|listener| tokio::spawn(serve_metrics(state.clone(), listener)));
-        let reloader = match &tls {
-            Some(tls) => Some(tokio::spawn(reload_on_hangup(tls.clone()))),
-            None => None,
-        };
+        let reloader = tls
+            .as_ref()
+            .map(|tls| tokio::spawn(reload_on_hangup(tls.clone())));
         let handshake_timeout = Duration::from_secs(config.server.header_read_timeout_secs);
 
         tracing::info!(listen = %addr, data_dir = %config.store.data_dir.display(), version = env!("CARGO_PKG_VERSION"), "natter is serving");
