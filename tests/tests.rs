@@ -14,5 +14,6 @@ mod external_tokens;
 mod http_auth;
 mod http_rooms;
 mod lifecycle;
+mod man_pages;
 mod tls;
 mod ws_native;
