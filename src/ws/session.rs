@@ -36,6 +36,11 @@ pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4000;
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 /// Close code: a frame above `ws.max_frame_bytes` (standard "message too big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code: a text message that is not valid UTF-8 (standard "invalid frame payload data").
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+/// Close code: a violation of the WebSocket framing (reserved bits or opcodes, an unmasked or
+/// fragmented control frame, a continuation out of place, a bad close payload).
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 
 /// Most queued deliveries written in one turn before the loop looks at other events again.
 const MAX_COALESCED: usize = 64;
@@ -203,11 +208,15 @@ async fn await_guest_hello(
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
                 return None;
             }
-            Some(Err(tungstenite::Error::Capacity(_))) => {
-                close_gracefully(socket, CLOSE_TOO_BIG, "frame too big").await;
+            Some(Err(e)) => {
+                if let Some((code, reason)) =
+                    close_for_read_error(&e, state.config.ws.max_frame_bytes)
+                {
+                    close_gracefully(socket, code, &reason).await;
+                }
                 return None;
             }
-            None | Some(Err(_)) => return None,
+            None => return None,
         };
         match fastchat::admit_guest(&state.chat, text.as_str()) {
             Admission::Admitted {
@@ -355,13 +364,9 @@ async fn serve<D: Dialect>(
                         break None;
                     }
                     None => break None,
-                    Some(Err(tungstenite::Error::Capacity(e))) => {
-                        tracing::info!(user = %ctx.principal.username, error = %e, "frame too big; closing");
-                        break Some((CLOSE_TOO_BIG, format!("frame exceeds {} bytes", config.max_frame_bytes)));
-                    }
                     Some(Err(e)) => {
                         tracing::debug!(user = %ctx.principal.username, error = %e, "WebSocket read error");
-                        break None;
+                        break close_for_read_error(&e, config.max_frame_bytes);
                     }
                 }
             }
@@ -414,6 +419,65 @@ async fn serve<D: Dialect>(
         state.chat.disconnected(&ctx.principal).await;
     }
     tracing::debug!(user = %ctx.principal.username, connection = %ctx.public_id, "WebSocket closed");
+}
+
+/// How a connection ends after a read error: the close frame to send, or `None` when the
+/// connection is already gone (reset, EOF, I/O error) and only dropping it is left.
+pub fn close_for_read_error(
+    error: &tungstenite::Error,
+    max_frame_bytes: usize,
+) -> Option<(u16, String)> {
+    match error {
+        tungstenite::Error::Capacity(_) => Some((
+            CLOSE_TOO_BIG,
+            format!("frame exceeds {max_frame_bytes} bytes"),
+        )),
+        tungstenite::Error::Utf8(_) => Some((
+            CLOSE_INVALID_PAYLOAD,
+            "text message is not valid UTF-8".to_owned(),
+        )),
+        // The peer went away without a closing handshake: nobody to tell.
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => None,
+        tungstenite::Error::Protocol(violation) => {
+            Some((CLOSE_PROTOCOL_ERROR, format!("protocol error: {violation}")))
+        }
+        _ => None,
+    }
+}
+
+/// The conformance echo endpoint (`/ws/echo`, only with `ws.conformance_echo`): every text and
+/// binary message goes back as it came, through the same WebSocket configuration and the same
+/// error-to-close-code mapping as every other endpoint, so a conformance suite run against it
+/// tests what `/ws` clients get. No token, no hub registration, no rate limit: test-only.
+pub async fn run_echo(state: AppState, mut socket: Socket) {
+    let max_frame_bytes = state.config.ws.max_frame_bytes;
+    let close = loop {
+        let frame = tokio::select! {
+            () = state.shutdown_token().cancelled() => break Some((1001, "server shutting down".to_owned())),
+            frame = socket.next() => frame,
+        };
+        match frame {
+            Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                let sent = tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    break None;
+                }
+            }
+            // tungstenite queued the pong; the next read flushes it.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+            Some(Ok(Message::Close(_))) => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
+                break None;
+            }
+            None => break None,
+            Some(Err(e)) => break close_for_read_error(&e, max_frame_bytes),
+        }
+    };
+    if let Some((code, reason)) = close {
+        close_gracefully(&mut socket, code, &reason).await;
+    }
 }
 
 /// The ping interval and pong timeout of a connection: its dialect's, or `ws`'s.
