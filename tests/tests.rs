@@ -2,6 +2,8 @@
 //! starts the real server on 127.0.0.1:0 with a temporary data dir, or runs the built binary.
 
 mod common;
+mod daemon;
+mod rawws;
 mod wsclient;
 
 mod cli;
@@ -10,6 +12,7 @@ mod dialect_fastchat;
 mod dialect_kibray;
 mod dialect_rooms;
 mod external_tokens;
+mod hostile_input;
 mod http_auth;
 mod http_rooms;
 mod lifecycle;
