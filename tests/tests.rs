@@ -16,4 +16,5 @@ mod hostile_input;
 mod http_auth;
 mod http_rooms;
 mod lifecycle;
+mod reliability_crash;
 mod ws_native;
