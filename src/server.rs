@@ -137,6 +137,7 @@ impl Server {
         crate::systemd::notify_ready();
         let watchdog = crate::systemd::spawn_watchdog(state.shutdown.clone());
 
+        let first_byte_timeout = Duration::from_secs(config.server.header_read_timeout_secs);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
@@ -156,7 +157,21 @@ impl Server {
                     let service = connection_service(state.clone(), routes.clone(), peer);
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
+                    let stopping = state.shutdown.clone();
                     tasks.spawn(async move {
+                        // hyper-util's auto builder waits for a first byte (HTTP/1 or HTTP/2?)
+                        // with no deadline, and hyper's header timeout only starts after it: a
+                        // peer that connects and sends nothing would hold this task forever.
+                        let mut first = [0u8; 1];
+                        tokio::select! {
+                            peeked = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)) => {
+                                if !matches!(peeked, Ok(Ok(n)) if n > 0) {
+                                    tracing::debug!(peer = %peer, "connection sent nothing in time; closed");
+                                    return;
+                                }
+                            }
+                            () = stopping.cancelled() => return,
+                        }
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                         if let Err(e) = watcher.watch(conn).await {
                             tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
