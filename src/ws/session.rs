@@ -49,6 +49,10 @@ const MAX_COALESCED: usize = 64;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the closing handshake may take before the connection is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The same for a connection closed while a write to it was blocked (a slow consumer kicked
+/// with 4008, most often): its peer is not reading, so it gets a shorter chance to take its
+/// pending frames and the close frame, and is gone within 2 s of overflowing its queue.
+const BLOCKED_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a dialect works with: the authenticated user, the connection, the core, and the frames
 /// to send at the end of this turn.
@@ -327,12 +331,15 @@ async fn serve<D: Dialect>(
     let mut next_ping = Instant::now() + heartbeat.0;
     let mut pong_deadline: Option<Instant> = None;
     let mut expiry = Expiry::new(&ctx.principal, &config);
+    let mut close_timeout = CLOSE_TIMEOUT;
 
     let close = loop {
         if !ctx.outgoing.is_empty() || ctx.close.is_some() {
             let frames = std::mem::take(&mut ctx.outgoing);
             if !write(&mut socket, frames, &kick).await {
-                // Kicked while blocked on a peer that does not read: still try to say why.
+                // Kicked while blocked on a peer that does not read: still try to say why,
+                // briefly.
+                close_timeout = BLOCKED_CLOSE_TIMEOUT;
                 break kick.reason().map(|r| (r.code, r.reason));
             }
             if let Some(close) = ctx.close.take() {
@@ -413,7 +420,7 @@ async fn serve<D: Dialect>(
     };
 
     if let Some((code, reason)) = close {
-        close_gracefully(&mut socket, code, &reason).await;
+        close_within(&mut socket, code, &reason, close_timeout).await;
     }
     if state.hub.unregister(conn) && !ctx.principal.guest {
         state.chat.disconnected(&ctx.principal).await;
@@ -557,6 +564,11 @@ async fn refuse<D: Dialect>(socket: &mut Socket, error: &Error, code: u16) {
 /// socket closed with unread input is reset by the kernel, and the peer would lose the frames
 /// (the close code among them) that were already on their way to it.
 async fn close_gracefully(socket: &mut Socket, code: u16, reason: &str) {
+    close_within(socket, code, reason, CLOSE_TIMEOUT).await;
+}
+
+/// [`close_gracefully`] bounded by `timeout` instead of `CLOSE_TIMEOUT`.
+async fn close_within(socket: &mut Socket, code: u16, reason: &str, timeout: Duration) {
     // A close reason is at most 123 bytes.
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
@@ -566,7 +578,7 @@ async fn close_gracefully(socket: &mut Socket, code: u16, reason: &str) {
         code: CloseCode::from(code),
         reason: reason[..end].to_owned().into(),
     };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+    let _ = tokio::time::timeout(timeout, async {
         if socket.close(Some(frame)).await.is_err() {
             return;
         }
