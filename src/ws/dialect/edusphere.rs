@@ -299,7 +299,7 @@ fn error_frame(message: &str) -> Message {
 }
 
 fn text(value: &Value) -> Message {
-    Message::text(value.to_string())
+    super::json_text(value)
 }
 
 #[cfg(test)]

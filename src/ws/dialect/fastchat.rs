@@ -515,7 +515,7 @@ impl Request {
 }
 
 fn frame(kind: &str, data: Value) -> Message {
-    Message::text(json!({"type": kind, "data": data}).to_string())
+    super::json_text(&json!({"type": kind, "data": data}))
 }
 
 fn msg_frame(from: Uuid, to: Uuid, content: &str, message_id: &str, sent_at_ms: i64) -> Message {

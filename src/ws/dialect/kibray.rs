@@ -662,7 +662,7 @@ fn error_frame(message: &str, code: &str) -> Message {
 }
 
 fn text(value: &Value) -> Message {
-    Message::text(value.to_string())
+    super::json_text(value)
 }
 
 #[cfg(test)]

@@ -371,6 +371,7 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
                 topic,
                 payload,
                 delivery_id.clone(),
+                (super::slots::NATIVE, encode),
             )?;
             ctx.send(frame(
                 "Ack",
@@ -719,7 +720,7 @@ fn message_json(m: &RoomMessage) -> Value {
 }
 
 fn text(value: &Value) -> Message {
-    Message::text(value.to_string())
+    super::json_text(value)
 }
 
 /// `{"type": kind, "data": data, "id": id}` (id only when the request had one).

@@ -364,7 +364,7 @@ pub(crate) fn error_event(message: &str, room: Option<&str>) -> Message {
 }
 
 fn text(value: &Value) -> Message {
-    Message::text(value.to_string())
+    super::json_text(value)
 }
 
 #[cfg(test)]
