@@ -97,9 +97,35 @@ impl RawWs {
     /// Opens a TCP connection and performs the upgrade to `path_and_query`; `Err` with the
     /// status line when the server does not switch protocols.
     pub async fn connect(addr: SocketAddr, path_and_query: &str) -> Result<RawWs, String> {
-        let mut stream = TcpStream::connect(addr)
+        let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
+        Self::upgrade(stream, addr, path_and_query).await
+    }
+
+    /// [`RawWs::connect`] with a receive buffer of about `bytes` (a peer that reads slowly, or
+    /// not at all, fills up quickly).
+    pub async fn connect_small(
+        addr: SocketAddr,
+        path_and_query: &str,
+        bytes: u32,
+    ) -> Result<RawWs, String> {
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        socket
+            .set_recv_buffer_size(bytes)
+            .map_err(|e| e.to_string())?;
+        let stream = socket
+            .connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        Self::upgrade(stream, addr, path_and_query).await
+    }
+
+    async fn upgrade(
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        path_and_query: &str,
+    ) -> Result<RawWs, String> {
         let request = format!(
             "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\n\
              Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
