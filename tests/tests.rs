@@ -1,6 +1,7 @@
 //! natter's integration tests: one binary (link time on 2 cores), one module per area. Every test
 //! starts the real server on 127.0.0.1:0 with a temporary data dir, or runs the built binary.
 
+mod auth_attacks;
 mod common;
 mod daemon;
 mod rawws;
