@@ -232,6 +232,11 @@ pub struct WsConfig {
     /// Browser origins allowed to open WebSockets besides the server's own origin, e.g.
     /// `["https://chat.example.com"]`. Clients that send no Origin (non-browsers) are always allowed.
     pub allowed_origins: Vec<String>,
+    /// Test only: serve `/ws/echo`, an unauthenticated endpoint that echoes every text and
+    /// binary message back, through the same upgrade and WebSocket configuration as `/ws`. It
+    /// exists so a WebSocket conformance suite (Autobahn cases) can exercise that layer; never
+    /// turn it on in production.
+    pub conformance_echo: bool,
 }
 
 impl Default for WsConfig {
@@ -255,6 +260,7 @@ impl Default for WsConfig {
             max_history: 200,
             max_queued_direct_messages: 1000,
             allowed_origins: Vec::new(),
+            conformance_echo: false,
         }
     }
 }

@@ -65,6 +65,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::Unavailable(_) => "unavailable",
+            Error::Store(crate::store::StoreError::Full(_)) => "storage_full",
             Error::Store(_) => "storage_error",
             Error::Internal(_) => "internal",
         }
@@ -82,6 +83,8 @@ impl Error {
             Error::PayloadTooLarge { .. } => 413,
             Error::UnsupportedMediaType => 415,
             Error::TooManyAttempts { .. } | Error::RateLimited(_) => 429,
+            // 507 Insufficient Storage: the disk is full, nothing was stored.
+            Error::Store(crate::store::StoreError::Full(_)) => 507,
             Error::Store(_) | Error::Internal(_) => 500,
             Error::Unavailable(_) => 503,
         }
@@ -92,6 +95,7 @@ impl Error {
     pub fn ws_code(&self) -> u16 {
         match self.http_status() {
             405 | 409 | 413 | 415 => 400,
+            507 => 500,
             other => other,
         }
     }
@@ -99,6 +103,9 @@ impl Error {
     /// The message shown to a client: internal details stay in the log.
     pub fn public_message(&self) -> String {
         match self {
+            Error::Store(crate::store::StoreError::Full(_)) => {
+                "storage is full: nothing was stored".to_owned()
+            }
             Error::Store(_) | Error::Internal(_) => "internal server error".to_owned(),
             other => other.to_string(),
         }

@@ -15,6 +15,8 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod hub;
 pub mod logging;

@@ -176,12 +176,12 @@ impl Server {
         let reloader = tls
             .as_ref()
             .map(|tls| tokio::spawn(reload_on_hangup(tls.clone())));
-        let handshake_timeout = Duration::from_secs(config.server.header_read_timeout_secs);
 
         tracing::info!(listen = %addr, data_dir = %config.store.data_dir.display(), version = env!("CARGO_PKG_VERSION"), "natter is serving");
         crate::systemd::notify_ready();
         let watchdog = crate::systemd::spawn_watchdog(state.shutdown.clone());
 
+        let first_byte_timeout = Duration::from_secs(config.server.header_read_timeout_secs);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
@@ -202,7 +202,22 @@ impl Server {
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
                     let acceptor = tls.as_ref().map(crate::tls::Tls::acceptor);
+                    let stopping = state.shutdown.clone();
                     tasks.spawn(async move {
+                        // hyper-util's auto builder waits for a first byte (HTTP/1 or HTTP/2?)
+                        // with no deadline, and hyper's header timeout only starts after it: a
+                        // peer that connects and sends nothing would hold this task forever.
+                        // (With TLS, the first byte is the ClientHello's.)
+                        let mut first = [0u8; 1];
+                        tokio::select! {
+                            peeked = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)) => {
+                                if !matches!(peeked, Ok(Ok(n)) if n > 0) {
+                                    tracing::debug!(peer = %peer, "connection sent nothing in time; closed");
+                                    return;
+                                }
+                            }
+                            () = stopping.cancelled() => return,
+                        }
                         let result = match acceptor {
                             None => {
                                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
@@ -210,7 +225,7 @@ impl Server {
                             }
                             Some(acceptor) => {
                                 // The handshake is bounded like the request headers (slowloris).
-                                let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                let stream = match tokio::time::timeout(first_byte_timeout, acceptor.accept(stream)).await {
                                     Ok(Ok(stream)) => stream,
                                     Ok(Err(e)) => {
                                         tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");

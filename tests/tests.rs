@@ -1,7 +1,10 @@
 //! natter's integration tests: one binary (link time on 2 cores), one module per area. Every test
 //! starts the real server on 127.0.0.1:0 with a temporary data dir, or runs the built binary.
 
+mod auth_attacks;
 mod common;
+mod daemon;
+mod rawws;
 mod wsclient;
 
 mod admin;
@@ -10,10 +13,14 @@ mod dialect_edusphere;
 mod dialect_fastchat;
 mod dialect_kibray;
 mod dialect_rooms;
+mod disk_full;
 mod external_tokens;
+mod hostile_input;
 mod http_auth;
 mod http_rooms;
 mod lifecycle;
+mod limits;
 mod man_pages;
+mod reliability_crash;
 mod tls;
 mod ws_native;

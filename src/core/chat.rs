@@ -866,6 +866,10 @@ impl Chat {
     }
 
     /// Publishes a Broadcast; returns the number of connections it was delivered to.
+    /// `encoding` is the publishing dialect's slot and encoder: only that dialect shows
+    /// Broadcasts, so the event is encoded for it once, here, and kept without its payload:
+    /// a queued Broadcast then costs its frame once, not the frame and the payload again (a
+    /// slow subscriber's full queue is what bounds the memory it can hold).
     pub fn broadcast(
         &self,
         who: &Principal,
@@ -873,18 +877,25 @@ impl Chat {
         topic_name: &str,
         payload: Value,
         message_id: String,
+        encoding: (
+            usize,
+            fn(&Event) -> Option<tokio_tungstenite::tungstenite::Message>,
+        ),
     ) -> Result<usize, Error> {
         policy::check_publish(who, topic_name)?;
-        let delivery = Delivery::skipping(
-            Event::Broadcast {
-                topic: topic_name.to_owned(),
-                payload,
-                sender: who.username.clone(),
-                sent_at: now_secs(),
-                message_id,
-            },
-            origin,
-        );
+        let mut event = Event::Broadcast {
+            topic: topic_name.to_owned(),
+            payload,
+            sender: who.username.clone(),
+            sent_at: now_secs(),
+            message_id,
+        };
+        let (slot, encode) = encoding;
+        let encoded = encode(&event);
+        if let Event::Broadcast { payload, .. } = &mut event {
+            *payload = Value::Null;
+        }
+        let delivery = Delivery::preencoded(event, origin, slot, encoded);
         Ok(self.hub.publish_topic(topic_name, &delivery))
     }
 

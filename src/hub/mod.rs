@@ -53,6 +53,27 @@ impl Delivery {
         })
     }
 
+    /// A delivery whose encoding for `slot` is already made (by the publisher's dialect, while
+    /// the event still held everything that encoding needs), so the event can be kept without
+    /// the parts only that encoding used.
+    pub fn preencoded(
+        event: Event,
+        skip: Option<ConnId>,
+        slot: usize,
+        encoded: Option<tokio_tungstenite::tungstenite::Message>,
+    ) -> Arc<Delivery> {
+        let delivery = Delivery {
+            event,
+            skip,
+            created: std::time::Instant::now(),
+            encoded: Default::default(),
+        };
+        if let Some(cell) = delivery.encoded.get(slot) {
+            let _ = cell.set(encoded);
+        }
+        Arc::new(delivery)
+    }
+
     /// This event as dialect `slot` encodes it, computed by the first subscriber of that dialect
     /// and shared (a cheap refcount clone) by the rest. `None`: the dialect does not show it.
     pub fn encoded(

@@ -56,6 +56,10 @@ pub enum StoreError {
     Open { path: PathBuf, detail: String },
     #[error("{0}")]
     Engine(String),
+    /// The filesystem is full (or over quota): the write was not stored. sled refuses every
+    /// later write too, until natter is restarted with space available.
+    #[error("the data dir's filesystem is full: {0}")]
+    Full(String),
     #[error("corrupt record in {tree}: {detail}")]
     Corrupt { tree: &'static str, detail: String },
     #[error("the store is closed")]
@@ -64,7 +68,17 @@ pub enum StoreError {
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        StoreError::Engine(e.to_string())
+        match &e {
+            sled::Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                StoreError::Full(e.to_string())
+            }
+            _ => StoreError::Engine(e.to_string()),
+        }
     }
 }
 

@@ -204,7 +204,14 @@ impl Store {
             if let Some(key) = &client_key
                 && let Some(raw) = t.client_ids.get(key)?
                 && let Some(seq) = keys::u64_at(&raw, 0)
+                // After a crash the index can name a sequence number the room never
+                // committed (the index entry reached sled's log, the room record did not),
+                // or one since taken by another message: such an entry is stale, and the
+                // message is appended anew rather than answered with someone else's.
+                && seq <= room.last_seq
                 && let Some(original) = t.message(room.id, seq)?
+                && original.author == message.author
+                && original.client_msg_id == message.client_msg_id
             {
                 return Ok(Appended {
                     message: original,

@@ -42,6 +42,9 @@ pub enum Endpoint {
     Rooms,
     /// `/ws/chat/{room}/`, `/ws/notifications/`, `/ws/status/`: Kibray (seed 002).
     Kibray(KibrayEndpoint),
+    /// `/ws/echo`: echoes messages back, unauthenticated; served only when
+    /// `ws.conformance_echo` is on (a test-only switch for the WebSocket conformance suite).
+    Echo,
 }
 
 /// The three Kibray endpoints.
@@ -72,6 +75,7 @@ pub fn endpoint(path: &str) -> Option<Endpoint> {
         })),
         ["ws", "notifications"] => Some(Endpoint::Kibray(KibrayEndpoint::Notifications)),
         ["ws", "status"] => Some(Endpoint::Kibray(KibrayEndpoint::Status)),
+        ["ws", "echo"] => Some(Endpoint::Echo),
         _ => None,
     }
 }
@@ -215,6 +219,10 @@ pub fn upgrade(
     mut request: hyper::Request<Incoming>,
     peer: SocketAddr,
 ) -> warp::reply::Response {
+    if endpoint == Endpoint::Echo && !state.config.ws.conformance_echo {
+        // Switched off (the default): the route does not exist, as for any unknown path.
+        return crate::http::error_response(&Error::NotFound("no such route".to_owned()));
+    }
     let headers = request.headers();
     let is_upgrade = request.method() == hyper::Method::GET
         && header_has_token(headers, header::CONNECTION, "upgrade")
@@ -302,6 +310,7 @@ pub fn upgrade(
                 session::run::<dialect::kibray::Kibray>(state, socket, credentials, peer, endpoint)
                     .await;
             }
+            Endpoint::Echo => session::run_echo(state, socket).await,
         }
     });
     response
@@ -366,6 +375,7 @@ mod tests {
         assert_eq!(endpoint("/ws/chat/alice/math/extra"), None);
         assert_eq!(endpoint("/api/v1/ws/connect"), Some(Endpoint::Rooms));
         assert_eq!(endpoint("/api/v1/ws"), None);
+        assert_eq!(endpoint("/ws/echo"), Some(Endpoint::Echo));
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4000;
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 /// Close code: a frame above `ws.max_frame_bytes` (standard "message too big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code: a text message that is not valid UTF-8 (standard "invalid frame payload data").
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+/// Close code: a violation of the WebSocket framing (reserved bits or opcodes, an unmasked or
+/// fragmented control frame, a continuation out of place, a bad close payload).
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 
 /// Most queued deliveries written in one turn before the loop looks at other events again.
 const MAX_COALESCED: usize = 64;
@@ -44,6 +49,10 @@ const MAX_COALESCED: usize = 64;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the closing handshake may take before the connection is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The same for a connection closed while a write to it was blocked (a slow consumer kicked
+/// with 4008, most often): its peer is not reading, so it gets a shorter chance to take its
+/// pending frames and the close frame, and is gone within 2 s of overflowing its queue.
+const BLOCKED_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a dialect works with: the authenticated user, the connection, the core, and the frames
 /// to send at the end of this turn.
@@ -203,11 +212,15 @@ async fn await_guest_hello(
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
                 return None;
             }
-            Some(Err(tungstenite::Error::Capacity(_))) => {
-                close_gracefully(socket, CLOSE_TOO_BIG, "frame too big").await;
+            Some(Err(e)) => {
+                if let Some((code, reason)) =
+                    close_for_read_error(&e, state.config.ws.max_frame_bytes)
+                {
+                    close_gracefully(socket, code, &reason).await;
+                }
                 return None;
             }
-            None | Some(Err(_)) => return None,
+            None => return None,
         };
         match fastchat::admit_guest(&state.chat, text.as_str()) {
             Admission::Admitted {
@@ -331,6 +344,7 @@ async fn serve<D: Dialect>(
     let mut next_ping = Instant::now() + heartbeat.0;
     let mut pong_deadline: Option<Instant> = None;
     let mut expiry = Expiry::new(&ctx.principal, &config);
+    let mut close_timeout = CLOSE_TIMEOUT;
 
     // Creation time of the oldest event in the frames waiting to be written.
     let mut oldest_pending: Option<std::time::Instant> = None;
@@ -340,7 +354,9 @@ async fn serve<D: Dialect>(
             let frames = std::mem::take(&mut ctx.outgoing);
             let count = frames.len() as u64;
             if !write(&mut socket, frames, &kick).await {
-                // Kicked while blocked on a peer that does not read: still try to say why.
+                // Kicked while blocked on a peer that does not read: still try to say why,
+                // briefly.
+                close_timeout = BLOCKED_CLOSE_TIMEOUT;
                 break kick.reason().map(|r| (r.code, r.reason));
             }
             metrics
@@ -381,13 +397,9 @@ async fn serve<D: Dialect>(
                         break None;
                     }
                     None => break None,
-                    Some(Err(tungstenite::Error::Capacity(e))) => {
-                        tracing::info!(user = %ctx.principal.username, error = %e, "frame too big; closing");
-                        break Some((CLOSE_TOO_BIG, format!("frame exceeds {} bytes", config.max_frame_bytes)));
-                    }
                     Some(Err(e)) => {
                         tracing::debug!(user = %ctx.principal.username, error = %e, "WebSocket read error");
-                        break None;
+                        break close_for_read_error(&e, config.max_frame_bytes);
                     }
                 }
             }
@@ -438,12 +450,71 @@ async fn serve<D: Dialect>(
         if code == crate::hub::CLOSE_SLOW_CONSUMER {
             crate::metrics::Metrics::incr(&metrics.slow_consumers);
         }
-        close_gracefully(&mut socket, code, &reason).await;
+        close_within(&mut socket, code, &reason, close_timeout).await;
     }
     if state.hub.unregister(conn) && !ctx.principal.guest {
         state.chat.disconnected(&ctx.principal).await;
     }
     tracing::debug!(user = %ctx.principal.username, connection = %ctx.public_id, "WebSocket closed");
+}
+
+/// How a connection ends after a read error: the close frame to send, or `None` when the
+/// connection is already gone (reset, EOF, I/O error) and only dropping it is left.
+pub fn close_for_read_error(
+    error: &tungstenite::Error,
+    max_frame_bytes: usize,
+) -> Option<(u16, String)> {
+    match error {
+        tungstenite::Error::Capacity(_) => Some((
+            CLOSE_TOO_BIG,
+            format!("frame exceeds {max_frame_bytes} bytes"),
+        )),
+        tungstenite::Error::Utf8(_) => Some((
+            CLOSE_INVALID_PAYLOAD,
+            "text message is not valid UTF-8".to_owned(),
+        )),
+        // The peer went away without a closing handshake: nobody to tell.
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => None,
+        tungstenite::Error::Protocol(violation) => {
+            Some((CLOSE_PROTOCOL_ERROR, format!("protocol error: {violation}")))
+        }
+        _ => None,
+    }
+}
+
+/// The conformance echo endpoint (`/ws/echo`, only with `ws.conformance_echo`): every text and
+/// binary message goes back as it came, through the same WebSocket configuration and the same
+/// error-to-close-code mapping as every other endpoint, so a conformance suite run against it
+/// tests what `/ws` clients get. No token, no hub registration, no rate limit: test-only.
+pub async fn run_echo(state: AppState, mut socket: Socket) {
+    let max_frame_bytes = state.config.ws.max_frame_bytes;
+    let close = loop {
+        let frame = tokio::select! {
+            () = state.shutdown_token().cancelled() => break Some((1001, "server shutting down".to_owned())),
+            frame = socket.next() => frame,
+        };
+        match frame {
+            Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                let sent = tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    break None;
+                }
+            }
+            // tungstenite queued the pong; the next read flushes it.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+            Some(Ok(Message::Close(_))) => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
+                break None;
+            }
+            None => break None,
+            Some(Err(e)) => break close_for_read_error(&e, max_frame_bytes),
+        }
+    };
+    if let Some((code, reason)) = close {
+        close_gracefully(&mut socket, code, &reason).await;
+    }
 }
 
 /// The ping interval and pong timeout of a connection: its dialect's, or `ws`'s.
@@ -523,6 +594,11 @@ async fn refuse<D: Dialect>(socket: &mut Socket, error: &Error, code: u16) {
 /// socket closed with unread input is reset by the kernel, and the peer would lose the frames
 /// (the close code among them) that were already on their way to it.
 async fn close_gracefully(socket: &mut Socket, code: u16, reason: &str) {
+    close_within(socket, code, reason, CLOSE_TIMEOUT).await;
+}
+
+/// [`close_gracefully`] bounded by `timeout` instead of `CLOSE_TIMEOUT`.
+async fn close_within(socket: &mut Socket, code: u16, reason: &str, timeout: Duration) {
     // A close reason is at most 123 bytes.
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
@@ -532,7 +608,7 @@ async fn close_gracefully(socket: &mut Socket, code: u16, reason: &str) {
         code: CloseCode::from(code),
         reason: reason[..end].to_owned().into(),
     };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+    let _ = tokio::time::timeout(timeout, async {
         if socket.close(Some(frame)).await.is_err() {
             return;
         }

@@ -265,7 +265,7 @@ fn error_text(error: &Error, action: Action) -> String {
 
 /// A client frame: its `type` and the whole object. `timestamp` (the client's clock) is
 /// accepted and ignored: the server's time is the message's.
-fn parse(text: &str) -> Result<(String, Map<String, Value>), String> {
+pub(crate) fn parse(text: &str) -> Result<(String, Map<String, Value>), String> {
     let value: Value = serde_json::from_str(text).map_err(|_| "Invalid JSON.".to_owned())?;
     let Value::Object(map) = value else {
         return Err("A message must be a JSON object with a \"type\".".to_owned());
@@ -285,7 +285,7 @@ fn string_field(map: &Map<String, Value>, name: &str) -> Result<String, String> 
 
 /// The sequence number of the message `messageId` names in this room. An id that is not a
 /// UUID, or names a message of another room, is a message that is not found.
-fn message_seq(map: &Map<String, Value>, room_id: u64) -> Result<u64, String> {
+pub(crate) fn message_seq(map: &Map<String, Value>, room_id: u64) -> Result<u64, String> {
     let id = string_field(map, "messageId")?;
     let uuid = uuid::Uuid::parse_str(&id).map_err(|_| MESSAGE_NOT_FOUND.to_owned())?;
     match message_from_uuid(&uuid) {
@@ -299,7 +299,7 @@ fn error_frame(message: &str) -> Message {
 }
 
 fn text(value: &Value) -> Message {
-    Message::text(value.to_string())
+    super::json_text(value)
 }
 
 #[cfg(test)]

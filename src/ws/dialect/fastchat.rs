@@ -486,13 +486,13 @@ impl Hello {
 }
 
 /// A client frame: `{"type": ..., "data": {...}}` (`data` may be left out when empty).
-struct Request {
-    kind: String,
-    data: Value,
+pub(crate) struct Request {
+    pub(crate) kind: String,
+    pub(crate) data: Value,
 }
 
 impl Request {
-    fn parse(text: &str) -> Result<Request, Failure> {
+    pub(crate) fn parse(text: &str) -> Result<Request, Failure> {
         let invalid = |message: String| Failure::new(Code::Validation, message);
         let value: Value =
             serde_json::from_str(text).map_err(|e| invalid(format!("malformed JSON: {e}")))?;
@@ -515,7 +515,7 @@ impl Request {
 }
 
 fn frame(kind: &str, data: Value) -> Message {
-    Message::text(json!({"type": kind, "data": data}).to_string())
+    super::json_text(&json!({"type": kind, "data": data}))
 }
 
 fn msg_frame(from: Uuid, to: Uuid, content: &str, message_id: &str, sent_at_ms: i64) -> Message {

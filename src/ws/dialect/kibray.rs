@@ -619,7 +619,7 @@ fn send_error(ctx: &mut Ctx, error: &Error, missing: Missing) {
 }
 
 /// A client frame: its `type` and the whole object.
-fn parse(text: &str) -> Result<(String, Map<String, Value>), String> {
+pub(crate) fn parse(text: &str) -> Result<(String, Map<String, Value>), String> {
     let value: Value = serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
     let Value::Object(map) = value else {
         return Err("a message must be a JSON object with a string \"type\"".to_owned());
@@ -662,7 +662,7 @@ fn error_frame(message: &str, code: &str) -> Message {
 }
 
 fn text(value: &Value) -> Message {
-    Message::text(value.to_string())
+    super::json_text(value)
 }
 
 #[cfg(test)]

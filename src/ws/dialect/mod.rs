@@ -29,6 +29,15 @@ pub fn slot_name(slot: usize) -> &'static str {
     }
 }
 
+/// A JSON text frame. The text is trimmed to its length: an encoded frame is shared by every
+/// subscriber's queue and may wait there a while (up to `ws.outbound_queue` of them for a slow
+/// reader), and serializing leaves up to twice its length allocated.
+pub fn json_text(value: &serde_json::Value) -> Message {
+    let mut text = value.to_string();
+    text.shrink_to_fit();
+    Message::text(text)
+}
+
 /// A room message as a UUID (for protocols whose message ids are UUIDs): the room id and the
 /// sequence number, big-endian, so it maps back without a lookup.
 pub fn message_uuid(room_id: u64, seq: u64) -> uuid::Uuid {

@@ -271,15 +271,15 @@ pub fn encode(event: &Event) -> Option<Message> {
 }
 
 /// A parsed client frame.
-struct Request {
-    kind: String,
-    data: Value,
-    id: Option<String>,
+pub(crate) struct Request {
+    pub(crate) kind: String,
+    pub(crate) data: Value,
+    pub(crate) id: Option<String>,
 }
 
 impl Request {
     /// Parses the envelope. On failure returns the error and, when it could be read, the id.
-    fn parse(text: &str) -> Result<Request, (Error, Option<String>)> {
+    pub(crate) fn parse(text: &str) -> Result<Request, (Error, Option<String>)> {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| (Error::BadRequest(format!("malformed JSON: {e}")), None))?;
         let Value::Object(mut map) = value else {
@@ -372,6 +372,7 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
                 topic,
                 payload,
                 delivery_id.clone(),
+                (super::slots::NATIVE, encode),
             )?;
             ctx.send(frame(
                 "Ack",
@@ -625,45 +626,11 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
 /// `[type: u8][length: u32 BE][payload]`, payload `[address length: u8][address][data]`;
 /// relayed as `[type][length][address length][address][sender length][sender][data]`.
 fn handle_binary(ctx: &mut Ctx, frame: Bytes) -> Result<(), Error> {
-    if frame.len() < BINARY_HEADER {
-        return Err(Error::BadRequest(format!(
-            "binary frame of {} bytes is shorter than its 5-byte header",
-            frame.len()
-        )));
-    }
-    let kind = frame[0];
-    let declared = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]);
-    let payload = frame.slice(BINARY_HEADER..);
-    if usize::try_from(declared).ok() != Some(payload.len()) {
-        return Err(Error::BadRequest(format!(
-            "binary frame length field says {declared} bytes but the payload has {}",
-            payload.len()
-        )));
-    }
-    let kind_name = match kind {
-        BINARY_BROADCAST => "broadcast",
-        BINARY_DIRECT => "direct_message",
-        BINARY_FILE => "file_transfer",
-        BINARY_STREAM => "stream_data",
-        other => {
-            return Err(Error::BadRequest(format!(
-                "unknown binary message type 0x{other:02x} (0x01 to 0x04 are defined)"
-            )));
-        }
-    };
+    let (kind, kind_name, payload) = binary_header(&frame)?;
+    // Counted once the frame is known to be one of ours, before its payload is looked at.
     ctx.check_rate()?;
-    let address_len = usize::from(*payload.first().ok_or_else(|| {
-        Error::BadRequest("binary payload must start with an address length byte".to_owned())
-    })?);
-    let address = payload
-        .get(1..1 + address_len)
-        .and_then(|a| std::str::from_utf8(a).ok())
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| {
-            Error::BadRequest("binary payload address is missing or not UTF-8".to_owned())
-        })?
-        .to_owned();
-    let data = payload.slice(1 + address_len..);
+    let (address, data) = binary_address(&payload)?;
+    let address_len = address.len();
     let sender = ctx.principal.username.as_bytes();
     let relayed_len = 1 + address_len + 1 + sender.len() + data.len();
     let mut out = BytesMut::with_capacity(BINARY_HEADER + relayed_len);
@@ -700,13 +667,62 @@ fn handle_binary(ctx: &mut Ctx, frame: Bytes) -> Result<(), Error> {
     Ok(())
 }
 
+/// A binary frame's header: its type byte, that type's name, and the payload, whose length
+/// must be the one the header declares.
+pub(crate) fn binary_header(frame: &Bytes) -> Result<(u8, &'static str, Bytes), Error> {
+    if frame.len() < BINARY_HEADER {
+        return Err(Error::BadRequest(format!(
+            "binary frame of {} bytes is shorter than its 5-byte header",
+            frame.len()
+        )));
+    }
+    let kind = frame[0];
+    let declared = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]);
+    let payload = frame.slice(BINARY_HEADER..);
+    if usize::try_from(declared).ok() != Some(payload.len()) {
+        return Err(Error::BadRequest(format!(
+            "binary frame length field says {declared} bytes but the payload has {}",
+            payload.len()
+        )));
+    }
+    let kind_name = match kind {
+        BINARY_BROADCAST => "broadcast",
+        BINARY_DIRECT => "direct_message",
+        BINARY_FILE => "file_transfer",
+        BINARY_STREAM => "stream_data",
+        other => {
+            return Err(Error::BadRequest(format!(
+                "unknown binary message type 0x{other:02x} (0x01 to 0x04 are defined)"
+            )));
+        }
+    };
+    Ok((kind, kind_name, payload))
+}
+
+/// A binary payload's address (1 to 255 bytes of UTF-8 after its length byte) and the data
+/// after it.
+pub(crate) fn binary_address(payload: &Bytes) -> Result<(String, Bytes), Error> {
+    let address_len = usize::from(*payload.first().ok_or_else(|| {
+        Error::BadRequest("binary payload must start with an address length byte".to_owned())
+    })?);
+    let address = payload
+        .get(1..1 + address_len)
+        .and_then(|a| std::str::from_utf8(a).ok())
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            Error::BadRequest("binary payload address is missing or not UTF-8".to_owned())
+        })?
+        .to_owned();
+    Ok((address, payload.slice(1 + address_len..)))
+}
+
 /// The JSON of a room message (the same as the HTTP API's).
 fn message_json(m: &RoomMessage) -> Value {
     crate::http::message_json(&m.room, &m.message)
 }
 
 fn text(value: &Value) -> Message {
-    Message::text(value.to_string())
+    super::json_text(value)
 }
 
 /// `{"type": kind, "data": data, "id": id}` (id only when the request had one).
@@ -745,7 +761,7 @@ fn status(status: &str, details: Value, id: Option<&str>) -> Message {
     frame("Status", json!({"status": status, "details": details}), id)
 }
 
-fn error_frame(error: &Error, id: Option<&str>, details: Option<Value>) -> Message {
+pub(crate) fn error_frame(error: &Error, id: Option<&str>, details: Option<Value>) -> Message {
     let mut data = json!({"code": error.ws_code(), "message": error.public_message()});
     if let (Some(details), Some(map)) = (details, data.as_object_mut()) {
         map.insert("details".to_owned(), details);

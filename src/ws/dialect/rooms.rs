@@ -40,7 +40,7 @@ pub struct Rooms {
 
 /// A room identifier of the seed, parsed.
 #[derive(Debug, PartialEq, Eq)]
-enum Target {
+pub(crate) enum Target {
     /// `channel:N`, `project:N`, `task:N`: the core room of that name.
     Shared(String),
     /// `user:N`.
@@ -94,21 +94,14 @@ impl Dialect for Rooms {
     }
 
     async fn on_text(&mut self, ctx: &mut Ctx, text: &str) {
-        let value: Value = match serde_json::from_str(text) {
-            Ok(value) => value,
-            Err(e) => {
-                ctx.send(error_event(&format!("malformed JSON: {e}"), None));
+        let (kind, value) = match parse(text) {
+            Ok(parsed) => parsed,
+            Err(message) => {
+                ctx.send(error_event(&message, None));
                 return;
             }
         };
-        let Some(kind) = value.get("type").and_then(Value::as_str) else {
-            ctx.send(error_event(
-                "a message must be a JSON object with a string \"type\"",
-                None,
-            ));
-            return;
-        };
-        match kind {
+        match kind.as_str() {
             "ping" => ctx.send(self::text(
                 &json!({"type": "pong", "timestamp": rfc3339_micros(now_millis())}),
             )),
@@ -297,6 +290,15 @@ impl Rooms {
     }
 }
 
+/// A client frame: its `type` and the whole value.
+pub(crate) fn parse(text: &str) -> Result<(String, Value), String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
+    match value.get("type").and_then(Value::as_str) {
+        Some(kind) => Ok((kind.to_owned(), value)),
+        None => Err("a message must be a JSON object with a string \"type\"".to_owned()),
+    }
+}
+
 /// The request's `room`, parsed; `None` (and an error event sent) when missing or malformed.
 fn target_of(ctx: &mut Ctx, request: &Value) -> Option<(String, Target)> {
     let Some(identifier) = request.get("room").and_then(Value::as_str) else {
@@ -313,7 +315,7 @@ fn target_of(ctx: &mut Ctx, request: &Value) -> Option<(String, Target)> {
 }
 
 /// `<prefix>:<digits>` with prefix `channel`, `project`, `task` or `user`.
-fn parse_target(identifier: &str) -> Result<Target, String> {
+pub(crate) fn parse_target(identifier: &str) -> Result<Target, String> {
     let malformed = || {
         format!(
             "invalid room {identifier:?}: expected channel:<id>, project:<id>, task:<id> or user:<id> with a numeric id"
@@ -349,7 +351,7 @@ fn fail_internal(ctx: &mut Ctx, error: &Error) {
 
 /// `{"type": "error", "data": {"error": ...}, "timestamp": ...}`, with `room` when the error is
 /// about one.
-fn error_event(message: &str, room: Option<&str>) -> Message {
+pub(crate) fn error_event(message: &str, room: Option<&str>) -> Message {
     let mut event = json!({
         "type": "error",
         "data": {"error": message},
@@ -362,7 +364,7 @@ fn error_event(message: &str, room: Option<&str>) -> Message {
 }
 
 fn text(value: &Value) -> Message {
-    Message::text(value.to_string())
+    super::json_text(value)
 }
 
 #[cfg(test)]
