@@ -701,3 +701,75 @@ async fn notifications_are_listed_counted_and_marked_read() {
     );
     f.server.stop().await;
 }
+
+/// Presence events only report changes, so the room view gives the state a client starts from.
+#[tokio::test]
+async fn the_room_view_reports_each_members_presence() {
+    let server = TestServer::start_with_users(&[
+        ("alice", "alice-pass-1", "user"),
+        ("bob", "bob-pass-1", "user"),
+    ])
+    .await;
+    let alice = server.access_token("alice", "alice-pass-1").await;
+    let bob = server.access_token("bob", "bob-pass-1").await;
+    let created = server
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            Some(&alice),
+            Some(&json!({"name": "general"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.json);
+    let joined = server
+        .api(
+            "POST",
+            "/api/v1/rooms/general/members/bob",
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(joined.status, 200, "{:?}", joined.json);
+
+    let view = server
+        .api("GET", "/api/v1/rooms/general", Some(&alice), None)
+        .await;
+    assert_eq!(view.json["members"], json!(["alice", "bob"]));
+    assert_eq!(
+        view.json["presence"],
+        json!({"alice": "offline", "bob": "offline"})
+    );
+
+    let mut ws = crate::wsclient::Ws::connect(server.addr, &bob).await;
+    let view = server
+        .api("GET", "/api/v1/rooms/general", Some(&alice), None)
+        .await;
+    assert_eq!(view.json["presence"]["bob"], "online");
+    let ack = ws
+        .request("SetStatus", json!({"status": "busy"}), "st")
+        .await;
+    assert_eq!(ack["type"], "Ack", "{ack}");
+    let view = server
+        .api("GET", "/api/v1/rooms/general", Some(&alice), None)
+        .await;
+    assert_eq!(view.json["presence"]["bob"], "busy");
+
+    drop(ws);
+    // The server notices the closed socket on its own time: poll for the observable change.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let view = server
+            .api("GET", "/api/v1/rooms/general", Some(&alice), None)
+            .await;
+        if view.json["presence"]["bob"] == "offline" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob still {}",
+            view.json["presence"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}

@@ -724,6 +724,25 @@ impl Chat {
         Ok(names)
     }
 
+    /// Member usernames of a room with each one's presence now (`online`, `away`, `busy` or
+    /// `offline`), sorted by name (read access needed). Presence events only report changes, so
+    /// a client starts from this.
+    pub fn members_presence(
+        &self,
+        who: &Principal,
+        room: &Room,
+    ) -> Result<Vec<(String, String)>, Error> {
+        self.check_read(who, room)?;
+        let mut out = Vec::new();
+        for id in self.store.room_member_ids(room.id)? {
+            if let Some(user) = self.store.user(id)? {
+                out.push((user.username, self.status_of(id)));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// The room and user of a membership change; direct rooms keep their two members (only an
     /// admin may change them).
     async fn membership_target(

@@ -161,7 +161,7 @@ pub fn rooms_create(
         )
 }
 
-/// GET /api/v1/rooms/{room} — one room and its members' usernames.
+/// GET /api/v1/rooms/{room} — one room, its members' usernames and their presence.
 pub fn rooms_get(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -172,10 +172,16 @@ pub fn rooms_get(
         .and_then(|room: String, who: Principal, state: AppState| async move {
             let room = state.chat.resolve_room(&who, &path_name(&room)).await?;
             state.chat.check_read(&who, &room)?;
-            let members = state.chat.members(&who, &room)?;
+            let members = state.chat.members_presence(&who, &room)?;
+            let names: Vec<&str> = members.iter().map(|(name, _)| name.as_str()).collect();
+            let presence: serde_json::Map<String, Value> = members
+                .iter()
+                .map(|(name, status)| (name.clone(), json!(status)))
+                .collect();
             let mut body = room_json(&state, &room)?;
             if let Some(map) = body.as_object_mut() {
-                map.insert("members".to_owned(), json!(members));
+                map.insert("members".to_owned(), json!(names));
+                map.insert("presence".to_owned(), Value::Object(presence));
             }
             Ok::<_, Rejection>(json_reply(&body, StatusCode::OK))
         })
