@@ -202,7 +202,10 @@ impl Chat {
             })
             .await;
         match created {
-            Ok(room) => Ok(room),
+            Ok(room) => {
+                self.announce_membership(&room, peer.id, &peer.username);
+                Ok(room)
+            }
             // Both sides opened it at once: the other one won.
             Err(Error::Conflict(_)) => self
                 .store
@@ -783,6 +786,7 @@ impl Chat {
         }
         if self.store.add_member(room.id, user.id).await? {
             self.emit_membership(&room, user.id, &user.username, true);
+            self.announce_membership(&room, user.id, &user.username);
         }
         Ok(room)
     }
@@ -837,6 +841,23 @@ impl Chat {
                 username: username.to_owned(),
                 joined,
             },
+        );
+    }
+
+    /// Tells the new member's own connections that have not joined the room (a room they were
+    /// added to, a direct room the other side opened): room events reach joined connections
+    /// only, so without this a client would not learn of the room until it lists rooms again.
+    fn announce_membership(&self, room: &Room, user_id: Uuid, username: &str) {
+        self.hub.publish_user_outside_room(
+            user_id,
+            room.id,
+            &Delivery::new(Event::Membership {
+                room: room.name.clone(),
+                room_id: room.id,
+                user_id,
+                username: username.to_owned(),
+                joined: true,
+            }),
         );
     }
 
