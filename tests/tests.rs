@@ -13,4 +13,5 @@ mod external_tokens;
 mod http_auth;
 mod http_rooms;
 mod lifecycle;
+mod web;
 mod ws_native;

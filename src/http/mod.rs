@@ -7,9 +7,11 @@ mod notifications;
 mod rooms;
 mod token;
 mod users;
+mod web;
 
 pub use notifications::notification_json;
 pub use rooms::message_json;
+pub use web::{CONTENT_SECURITY_POLICY, asset_paths};
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -77,12 +79,16 @@ pub fn routes(
             .or(users::users_enable(state.clone()))
             .or(users::users_remove(state)),
     );
+    // Last: it claims only `/` and `/assets/...`, everything else falls through to the 404.
+    let web = boxed(web::web_get());
     tokens
         .or(rooms)
         .unify()
         .or(notifications)
         .unify()
         .or(users)
+        .unify()
+        .or(web)
         .unify()
         .recover(recover)
 }
