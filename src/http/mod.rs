@@ -9,6 +9,7 @@ mod token;
 mod users;
 mod web;
 
+pub use files::attachment_json;
 pub use notifications::notification_json;
 pub use rooms::message_json;
 pub use web::{CONTENT_SECURITY_POLICY, asset_paths};
@@ -70,7 +71,8 @@ pub fn routes(
             .or(notifications::notifications_create(state.clone()))
             .or(notifications::notifications_list(state.clone()))
             .or(notifications::notifications_read(state.clone()))
-            .or(files::files_get(state.clone())),
+            .or(files::files_get(state.clone()))
+            .or(files::files_upload(state.clone())),
     );
     let users = boxed(
         users::users_list(state.clone())

@@ -62,6 +62,7 @@ pub fn message_json(room_name: &str, m: &Message) -> Value {
         "edited_at": m.edited_at_ms.map(|ms| ms / 1000),
         "deleted": m.deleted,
         "client_msg_id": m.client_msg_id,
+        "attachments": m.attachments.iter().map(super::files::attachment_json).collect::<Vec<_>>(),
     })
 }
 
@@ -87,7 +88,7 @@ fn room_json(state: &AppState, room: &Room) -> Result<Value, Error> {
 /// A room name or username from a path segment. warp does not decode path parameters, and room
 /// names may hold '/' and ':', so clients percent-encode them (`alice%2Fmath`). A '+' in a path
 /// is a plus, not a space (that is only so in query strings): it is escaped before decoding.
-fn path_name(segment: &str) -> String {
+pub(super) fn path_name(segment: &str) -> String {
     crate::ws::percent_decode(&segment.replace('+', "%2B"))
 }
 
