@@ -135,9 +135,15 @@ export class Session {
     return this.refreshing;
   }
 
-  /** An access token valid for at least `margin` more seconds, refreshed if needed. */
+  /**
+   * An access token valid for at least `margin` more seconds (at most a third of its lifetime,
+   * for servers configured with short-lived tokens), refreshed if needed.
+   */
   async freshAccess(margin = 30) {
-    if (this.accessSecondsLeft() < margin) await this.refresh();
+    const claims = this.tokens ? jwtClaims(this.tokens.access) : {};
+    const lifetime = (claims.exp ?? 0) - (claims.iat ?? 0);
+    const wanted = lifetime > 0 ? Math.min(margin, lifetime / 3) : margin;
+    if (this.accessSecondsLeft() < wanted) await this.refresh();
     return this.access;
   }
 
@@ -159,6 +165,38 @@ export class Session {
       if (e.status !== 401 || !this.tokens) throw e;
       await this.refresh();
       return request(method, path, { body, token: this.access });
+    }
+  }
+
+  /** Uploads `file` as the raw body of a POST; a 401 refreshes the tokens and tries once more. */
+  async upload(path, file) {
+    const send = async (token) => {
+      let response;
+      try {
+        response = await fetch(path, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${token}`,
+            'content-type': file.type || 'application/octet-stream',
+          },
+          body: file,
+          cache: 'no-store',
+        });
+      } catch {
+        throw new ApiError(0, 'network', 'cannot reach the server');
+      }
+      const json = await response.json().catch(() => null);
+      if (!response.ok) {
+        throw new ApiError(response.status, json?.code ?? 'http_error', json?.error ?? `HTTP ${response.status}`);
+      }
+      return json;
+    };
+    try {
+      return await send(await this.freshAccess());
+    } catch (e) {
+      if (e.status !== 401 || !this.tokens) throw e;
+      await this.refresh();
+      return send(this.access);
     }
   }
 

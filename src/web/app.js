@@ -152,8 +152,9 @@ function navItem(room) {
       dataset: { room: room.name },
       onclick: () => openRoom(room.name),
     },
-    peer ? presenceDot(peer) : h('span', { class: 'hash', 'aria-hidden': 'true', text: room.visibility === 'private' ? '🔒' : '#' }),
+    peer ? presenceDot(peer) : h('span', { class: 'hash', 'aria-hidden': 'true', text: '#' }),
     h('span', { class: 'nav-name', text: room.direct ? peer : room.name }),
+    room.visibility === 'private' && !room.direct ? h('span', { class: 'tag', text: 'private' }) : null,
     unread ? h('span', { class: 'badge', text: unread > 99 ? '99+' : unread }) : null));
 }
 
@@ -334,9 +335,15 @@ function messageElement(room, message, mine) {
       ? `↪ ${original.author}: ${original.deleted ? 'message deleted' : snippet(original.content, 60)}`
       : `↪ an earlier message (#${message.reply_to})`);
   }
+  const attachments = message.deleted ? [] : message.attachments ?? [];
+  // A file's message says the file's name: the attachment shows it already.
+  const justTheFile = attachments.length === 1 && message.content === attachments[0].file_name;
   const body = message.deleted
     ? h('p', { class: 'msg-body', text: 'Message deleted' })
-    : h('p', { class: 'msg-body', text: message.content });
+    : justTheFile ? null : h('p', { class: 'msg-body', text: message.content });
+  const files = attachments.length
+    ? h('ul', { class: 'attachments' }, attachments.map(attachmentElement))
+    : null;
   const actions = [];
   const persistent = room.persistent && message.seq > 0;
   if (!message.deleted && persistent) {
@@ -363,7 +370,53 @@ function messageElement(room, message, mine) {
     class: classes.join(' '),
     id: persistent ? `msg-${message.seq}` : null,
     dataset: { seq: message.seq, author: message.author },
-  }, head, quote, body, actions.length ? h('div', { class: 'msg-actions' }, actions) : null);
+  }, head, quote, body, files, actions.length ? h('div', { class: 'msg-actions' }, actions) : null);
+}
+
+/** Image types shown inline (fetched with the token, shown from a blob: URL the CSP allows). */
+const PREVIEWABLE = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
+/** Object URLs of previews, by file id, so a re-rendered message does not fetch again. */
+const previews = new Map();
+
+function formatSize(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function attachmentElement(file) {
+  const name = String(file.file_name ?? 'file');
+  const item = h('li', { class: 'attachment' },
+    h('button', {
+      type: 'button',
+      class: 'attachment-button',
+      'aria-label': `Download ${name}`,
+      onclick: () => downloadAttachment(file),
+    }, h('span', { class: 'file-icon', 'aria-hidden': 'true' }), name, ' ',
+    h('span', { class: 'size', text: formatSize(Number(file.file_size) || 0) })));
+  if (PREVIEWABLE.has(file.file_type) && chat) {
+    if (!previews.has(file.id)) {
+      previews.set(file.id, chat.download(file).then((blob) => URL.createObjectURL(blob)).catch(() => null));
+    }
+    previews.get(file.id).then((url) => {
+      if (url) item.append(h('img', { class: 'attachment-preview', src: url, alt: name }));
+    });
+  }
+  return item;
+}
+
+async function downloadAttachment(file) {
+  try {
+    const blob = await chat.download(file);
+    const url = URL.createObjectURL(blob);
+    const link = h('a', { href: url, download: String(file.file_name ?? 'file'), hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (e) {
+    showComposerError(e);
+  }
 }
 
 function pendingElement(room, entry) {
@@ -582,6 +635,27 @@ byId('message-input').addEventListener('input', (event) => {
   }
   clearTimeout(ui.typingIdleTimer);
   ui.typingIdleTimer = setTimeout(() => stopTyping(room), 4000);
+});
+
+byId('attach-button').addEventListener('click', () => byId('attach-input').click());
+
+byId('attach-input').addEventListener('change', async (event) => {
+  const input = event.currentTarget;
+  const files = [...input.files];
+  input.value = '';
+  const room = chat?.current;
+  if (!room) return;
+  const status = byId('composer-status');
+  for (const file of files) {
+    status.textContent = `Uploading ${file.name}…`;
+    try {
+      await chat.upload(room, file);
+    } catch (e) {
+      showComposerError(e.status === 413 ? new Error(`${file.name} is too large: ${e.message}`) : e);
+    }
+  }
+  status.textContent = '';
+  byId('message-input').focus();
 });
 
 byId('reply-cancel').addEventListener('click', () => {

@@ -516,6 +516,20 @@ export class Chat {
     if (!room || !room.joined) this.refreshRooms().catch(() => {});
   }
 
+  /** Uploads a file to a room; it arrives as a message with the file in its attachments. */
+  async upload(roomName, file) {
+    const name = encodeURIComponent(file.name || 'file');
+    const posted = await this.session.upload(`/api/v1/rooms/${encodeURIComponent(roomName)}/files?name=${name}`, file);
+    const room = this.room(posted.room);
+    if (room && room.persistent && !room.messages.has(posted.seq)) this.putMessage(room, posted.message);
+    this.changed('messages');
+  }
+
+  /** An attached file's content as a Blob (the download needs the access token). */
+  download(attachment) {
+    return this.session.fetchBlob(attachment.url);
+  }
+
   async edit(roomName, seq, content) {
     await this.connection.request('Edit', { room: roomName, seq, content });
   }

@@ -42,10 +42,12 @@ export class Natter {
   }
 
   /** Starts `natter serve` on `listen` (port 0: any free port) and waits until it serves. */
-  async start(listen = '127.0.0.1:0') {
-    const env = { ...process.env, NATTER_LOG: 'info' };
-    delete env.NATTER_CONFIG;
-    for (const key of Object.keys(env)) if (key.startsWith('NATTER_') && key !== 'NATTER_LOG') delete env[key];
+  async start(listen = '127.0.0.1:0', settings = {}) {
+    const env = { ...process.env };
+    // Only the settings given here: none of the caller's NATTER_* variables.
+    for (const key of Object.keys(env)) if (key.startsWith('NATTER_')) delete env[key];
+    Object.assign(env, { NATTER_LOG: 'info' }, settings);
+    this.settings = settings;
     const child = spawn(natterBin(), ['serve', '--data-dir', this.dataDir, '--listen', listen], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,7 +1,8 @@
 // natter's built-in web client in headless Chromium against a real natter daemon: two users in
 // two browser contexts chat; replies, typing, presence, edits and deletes propagate; markup in a
 // message stays text; history pages in on scroll; a reload keeps everything; a daemon restart
-// loses and doubles nothing, including a message typed while it was down; a phone-sized screen.
+// loses and doubles nothing, including a message typed while it was down; a phone-sized screen;
+// short-lived access tokens are renewed in-band without reconnecting.
 //
 // Run: `npm ci && node --test web-client.test.mjs` here, after building natter (NATTER_BIN
 // names another binary). Screenshots of the main views land in screenshots/.
@@ -131,6 +132,29 @@ describe('natter web client', () => {
     assert.deepEqual(contexts[1].dialogs, []);
   });
 
+  test('files are attached, downloaded, and images previewed', async () => {
+    const text = 'line one\nline two\n';
+    await bob.locator('#attach-input').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from(text) });
+    const button = admin.getByRole('button', { name: 'Download notes.txt' });
+    await button.waitFor();
+    const [download] = await Promise.all([admin.waitForEvent('download'), button.click()]);
+    assert.equal(download.suggestedFilename(), 'notes.txt');
+    const chunks = [];
+    for await (const chunk of await download.createReadStream()) chunks.push(chunk);
+    assert.equal(Buffer.concat(chunks).toString(), text);
+
+    // A 1x1 PNG is shown inline on both sides, from a blob: URL (the CSP allows no other).
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+    await admin.getByRole('button', { name: 'Attach a file' }).waitFor();
+    await admin.locator('#attach-input').setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: png });
+    for (const page of [admin, bob]) {
+      const preview = page.locator('img.attachment-preview[alt="dot.png"]');
+      await preview.waitFor();
+      await eventually(() => preview.evaluate((img) => img.complete && img.naturalWidth === 1 && img.src.startsWith('blob:')), 'the preview decoded');
+    }
+    await screenshot(bob, 'attachments');
+  });
+
   test('direct messages reach the other user with an unread count', async () => {
     await admin.getByLabel('Username to message').fill('bob');
     await admin.getByRole('button', { name: 'Message', exact: true }).click();
@@ -253,5 +277,47 @@ describe('natter web client', () => {
     await screenshot(page, 'phone-room');
     await page.getByRole('button', { name: /^Rooms/ }).click();
     await page.locator('#sidebar').waitFor();
+  });
+});
+
+describe('token renewal', () => {
+  test('short-lived access tokens are renewed in-band, on one connection', async () => {
+    const natter = await Natter.fresh();
+    // Tokens live 8 s; the server warns 4 s before expiry and closes 2 s after it.
+    await natter.start('127.0.0.1:0', {
+      NATTER_AUTH_ACCESS_TOKEN_TTL_SECS: '8',
+      NATTER_WS_EXPIRY_WARNING_SECS: '4',
+      NATTER_WS_EXPIRY_GRACE_SECS: '2',
+    });
+    const browser = await launchBrowser();
+    try {
+      const context = await newContext(browser);
+      const page = await context.newPage();
+      const sockets = [];
+      page.on('websocket', (socket) => sockets.push(socket.url()));
+      await login(page, natter.base, 'admin', await natter.adminPassword());
+      const tokens = new Set();
+      const token = () => page.evaluate(() => JSON.parse(sessionStorage.getItem('natter.session')).access);
+      tokens.add(await token());
+      // Three renewals: well past the first token's expiry and grace.
+      await eventually(async () => {
+        tokens.add(await token());
+        return tokens.size >= 4;
+      }, 'three renewed access tokens', 40_000);
+      assert.equal(sockets.length, 1, `one WebSocket all along: ${sockets}`);
+      assert.equal(await page.locator('#connection').getAttribute('data-state'), 'online');
+      await page.getByRole('button', { name: 'New room' }).click();
+      await page.getByLabel('Room name').fill('renewed');
+      await page.getByRole('button', { name: 'Create room' }).click();
+      await send(page, 'still here');
+      await seeOnce(page, 'still here');
+      assert.equal(sockets.length, 1);
+      assert.deepEqual(context.dialogs, []);
+      assert.deepEqual(context.errors, []);
+    } finally {
+      await browser.close();
+      await natter.stop();
+      await natter.removeDataDir();
+    }
   });
 });
