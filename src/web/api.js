@@ -89,6 +89,10 @@ export class Session {
     return this.tokens ? jwtClaims(this.tokens.access).username ?? '' : '';
   }
 
+  get role() {
+    return this.tokens ? jwtClaims(this.tokens.access).role ?? 'user' : 'user';
+  }
+
   /** Seconds until the access token expires (negative once it has). */
   accessSecondsLeft() {
     const exp = this.tokens ? jwtClaims(this.tokens.access).exp : 0;

@@ -15,7 +15,7 @@ const ui = {
   replyTo: null, // seq of the message being answered
   editing: null, // seq of the message being edited
   confirmDelete: null, // seq whose Delete button waits for a second press
-  view: 'empty', // 'room' | 'inbox' | 'empty'
+  view: 'empty', // 'room' | 'inbox' | 'users' | 'empty'
   lastTypingSent: 0,
   typingIdleTimer: null,
   renderQueued: false,
@@ -183,6 +183,8 @@ function renderSidebar() {
   inboxCount.hidden = chat.unreadNotifications === 0;
   inboxCount.textContent = String(chat.unreadNotifications);
   byId('inbox-button').classList.toggle('active', ui.view === 'inbox');
+  byId('users-button').hidden = chat.role !== 'admin';
+  byId('users-button').classList.toggle('active', ui.view === 'users');
   byId('inbox-button').setAttribute('aria-label',
     chat.unreadNotifications ? `Notifications, ${chat.unreadNotifications} unread` : 'Notifications');
 
@@ -195,12 +197,14 @@ function renderSidebar() {
 
 function renderMain() {
   const room = chat.current ? chat.room(chat.current) : null;
-  const view = ui.view === 'inbox' ? 'inbox' : room ? 'room' : 'empty';
+  const view = ui.view === 'inbox' || ui.view === 'users' ? ui.view : room ? 'room' : 'empty';
   byId('room-view').hidden = view !== 'room';
   byId('inbox-view').hidden = view !== 'inbox';
+  byId('users-view').hidden = view !== 'users';
   byId('empty-view').hidden = view !== 'empty';
   if (view === 'room') renderRoom(room);
   if (view === 'inbox') renderInbox();
+  if (view === 'users') renderUsers();
 }
 
 function renderRoom(room) {
@@ -452,6 +456,25 @@ function renderInbox() {
       actions.length ? h('div', { class: 'notification-actions' }, actions) : null);
   });
   renderOnChange(byId('inbox-list'), JSON.stringify(chat.notifications.map((n) => [n.id, n.read])), () => (items.length ? items : h('li', { class: 'hint', text: 'No notifications.' })));
+}
+
+function renderUsers() {
+  const users = chat.users ?? [];
+  renderOnChange(byId('user-list'), JSON.stringify(users.map((u) => [u.username, u.role, u.disabled])), () => users.map((user) => {
+    const self = user.username === chat.me;
+    return h('li', { class: `user-row${user.disabled ? ' disabled' : ''}` },
+      h('span', { class: 'user-name', text: user.username }),
+      h('span', { class: 'tag', text: user.role }),
+      user.disabled ? h('span', { class: 'tag', text: 'disabled' }) : null,
+      h('span', { class: 'spacer' }),
+      self ? null : h('button', {
+        type: 'button',
+        class: 'small',
+        'aria-label': `${user.disabled ? 'Enable' : 'Disable'} ${user.username}`,
+        onclick: () => chat.setUserEnabled(user.username, user.disabled)
+          .catch((e) => { byId('new-user-error').textContent = e.message; }),
+      }, user.disabled ? 'Enable' : 'Disable'));
+  }));
 }
 
 /** Only http(s) links are followed; anything else (javascript:, data:) becomes inert. */
@@ -730,6 +753,34 @@ byId('inbox-button').addEventListener('click', () => {
   scheduleRender();
 });
 
+byId('users-button').addEventListener('click', () => {
+  ui.view = 'users';
+  document.body.classList.remove('nav-open');
+  byId('menu-toggle').setAttribute('aria-expanded', 'false');
+  chat.loadUsers().catch((e) => { byId('new-user-error').textContent = e.message; });
+  scheduleRender();
+  requestAnimationFrame(() => byId('new-user-name').focus());
+});
+
+byId('new-user-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const error = byId('new-user-error');
+  const done = byId('new-user-done');
+  error.textContent = '';
+  done.textContent = '';
+  const username = byId('new-user-name').value.trim().toLowerCase();
+  const password = byId('new-user-password').value;
+  if (!username || !password) return;
+  try {
+    await chat.createUser(username, password, byId('new-user-role').value);
+    byId('new-user-name').value = '';
+    byId('new-user-password').value = '';
+    done.textContent = `Added ${username}. They can log in now.`;
+  } catch (e) {
+    error.textContent = e.message;
+  }
+});
+
 byId('menu-toggle').addEventListener('click', () => {
   const open = document.body.classList.toggle('nav-open');
   byId('menu-toggle').setAttribute('aria-expanded', String(open));
@@ -745,6 +796,8 @@ byId('logout').addEventListener('click', async () => {
   const current = chat;
   chat = null;
   current?.stop();
+  // Logging out abandons what was not sent: it must not go out under the next login.
+  if (current) sessionStorage.removeItem(current.outboxKey);
   sessionStorage.removeItem('natter.current');
   await session.logout();
   showLogin();

@@ -37,6 +37,8 @@ export class Chat {
   constructor(session) {
     this.session = session;
     this.me = session.username;
+    this.role = session.role;
+    this.users = [];
     this.rooms = new Map();
     this.presence = new Map();
     this.myStatus = 'online';
@@ -298,6 +300,7 @@ export class Chat {
 
   async opened(welcome) {
     this.me = welcome.user.username;
+    this.role = welcome.user.role;
     // Edits and deletes of messages we already had are not replayed: re-read them when shown.
     for (const room of this.rooms.values()) {
       room.joined = false;
@@ -547,6 +550,23 @@ export class Chat {
     await this.connection.request('SetStatus', { status });
     this.presence.set(this.me, status);
     this.changed('presence');
+  }
+
+  // ----- users (admins) ---------------------------------------------------------------------
+
+  async loadUsers() {
+    this.users = (await this.session.api('GET', '/api/v1/users')).users;
+    this.changed('users');
+  }
+
+  async createUser(username, password, role) {
+    await this.session.api('POST', '/api/v1/users', { username, password, role });
+    await this.loadUsers();
+  }
+
+  async setUserEnabled(username, enabled) {
+    await this.session.api('POST', `/api/v1/users/${encodeURIComponent(username)}/${enabled ? 'enable' : 'disable'}`);
+    await this.loadUsers();
   }
 
   // ----- notifications --------------------------------------------------------------------

@@ -200,8 +200,8 @@ export async function screenshot(page, name) {
 
 export async function login(page, base, username, password) {
   await page.goto(`${base}/`);
-  await page.getByLabel('Username', { exact: true }).fill(username);
-  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.locator('#login-form').getByLabel('Username', { exact: true }).fill(username);
+  await page.locator('#login-form').getByLabel('Password', { exact: true }).fill(password);
   await page.getByRole('button', { name: 'Log in' }).click();
   await connected(page);
 }

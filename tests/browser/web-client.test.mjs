@@ -30,10 +30,6 @@ describe('natter web client', () => {
     natter = await (await Natter.fresh()).start();
     adminPassword = await natter.adminPassword();
     adminToken = await natter.token('admin', adminPassword);
-    await natter.api('POST', '/api/v1/users', {
-      token: adminToken,
-      body: { username: 'bob', password: bobPassword, display_name: 'Bob' },
-    });
     browser = await launchBrowser();
     for (let i = 0; i < 2; i++) contexts.push(await newContext(browser));
     admin = await contexts[0].newPage();
@@ -50,17 +46,26 @@ describe('natter web client', () => {
     await natter?.removeDataDir();
   });
 
-  test('the initial admin logs in and creates a room', async () => {
+  test('the initial admin logs in, adds a user and creates a room', async () => {
     await admin.goto(`${natter.base}/`);
-    await admin.getByLabel('Username', { exact: true }).waitFor();
+    await admin.locator('#login-form').getByLabel('Username', { exact: true }).waitFor();
     await screenshot(admin, 'login');
-    await admin.getByLabel('Username', { exact: true }).fill('admin');
-    await admin.getByLabel('Password', { exact: true }).fill('wrong password');
+    await admin.locator('#login-form').getByLabel('Username', { exact: true }).fill('admin');
+    await admin.locator('#login-form').getByLabel('Password', { exact: true }).fill('wrong password');
     await admin.getByRole('button', { name: 'Log in' }).click();
     await admin.getByText('Wrong username or password.').waitFor();
-    await admin.getByLabel('Password', { exact: true }).fill(adminPassword);
+    await admin.locator('#login-form').getByLabel('Password', { exact: true }).fill(adminPassword);
     await admin.getByRole('button', { name: 'Log in' }).click();
     await connected(admin);
+
+    await admin.getByRole('button', { name: 'Users' }).click();
+    const form = admin.locator('#new-user-form');
+    await form.getByLabel('Username', { exact: true }).fill('bob');
+    await form.getByLabel('Password', { exact: true }).fill(bobPassword);
+    await form.getByRole('button', { name: 'Add user' }).click();
+    await admin.getByText('Added bob.').waitFor();
+    await admin.getByRole('button', { name: 'Disable bob' }).waitFor();
+    await screenshot(admin, 'users');
 
     await admin.getByRole('button', { name: 'New room' }).click();
     await admin.getByLabel('Room name').fill('general');
