@@ -23,6 +23,8 @@ const TYPING_TTL_MS = 6000;
  * rooms others created (rooms it is added to, and direct rooms others open, are announced by a
  * Membership event and listed at once). */
 const ROOMS_POLL_MS = 30_000;
+/** Read receipts for one room go out at most this often. */
+const READ_INTERVAL_MS = 2000;
 /** The server lets a connection join at most this many rooms (ws.max_joined_rooms default). */
 const MAX_JOINED = 100;
 
@@ -407,6 +409,17 @@ export class Chat {
     const seq = room.seen ?? 0;
     room.unread = 0;
     if (seq <= room.readSent) return;
+    // Read counts against the connection's message rate like Send: in a busy room, one per
+    // READ_INTERVAL_MS (the latest position) leaves the budget to what the user sends.
+    const wait = (room.readAt ?? 0) + READ_INTERVAL_MS - Date.now();
+    if (wait > 0) {
+      room.readTimer ??= setTimeout(() => {
+        room.readTimer = null;
+        this.markRead(room);
+      }, wait);
+      return;
+    }
+    room.readAt = Date.now();
     room.readSent = seq;
     this.connection.request('Read', { room: room.name, seq }).catch(() => {
       room.readSent = 0;
