@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest accepted HTTP request body, in bytes (413 above it).
     pub max_body_bytes: u64,
+    /// Largest file accepted by `POST /api/v1/rooms/{room}/files`, in bytes (413 above it). An
+    /// upload is held in memory until it is complete and stored.
+    pub max_upload_bytes: u64,
     /// How long shutdown waits for in-flight requests before closing them, in seconds.
     pub shutdown_grace_secs: u64,
     /// How long a client may take to send its request headers, in seconds (slowloris bound).
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8000".to_owned(),
             max_body_bytes: 64 * 1024,
+            max_upload_bytes: 10 * 1024 * 1024,
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
             trust_forwarded_for: false,
@@ -536,6 +540,9 @@ impl Config {
         }
         if self.server.max_body_bytes == 0 {
             problems.push("server.max_body_bytes must be at least 1".to_owned());
+        }
+        if self.server.max_upload_bytes == 0 {
+            problems.push("server.max_upload_bytes must be at least 1".to_owned());
         }
         if self.server.header_read_timeout_secs == 0 {
             problems.push("server.header_read_timeout_secs must be at least 1".to_owned());

@@ -5,7 +5,8 @@
 //! - [`store`]: the storage facade over sled, with one group-commit writer.
 //! - [`auth`]: argon2id passwords, JWT access tokens, rotating refresh tokens, login throttling.
 //! - [`core`]: the rules (accounts today) that every edge calls.
-//! - [`http`]: the warp routes and the one JSON rejection handler.
+//! - [`http`]: the warp routes, the one JSON rejection handler, and the built-in web client
+//!   (`src/web/`, served at `/`).
 //! - [`server`]: the lifecycle: serve on a bound listener, drain, flush.
 //! - [`cli`]: the `natter` command line, including the offline admin commands.
 

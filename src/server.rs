@@ -431,7 +431,7 @@ fn strip_trailing_slash<B>(request: &mut hyper::Request<B>) {
     }
 }
 
-/// On the first start (no users at all) creates `admin` with a random password, logs it once and
+/// On the first start (no users at all) creates `admin` with a random password and
 /// writes it to `<data_dir>/initial-admin-password` (mode 0600).
 async fn bootstrap_admin(state: &AppState) -> Result<(), Error> {
     if state.store.has_users()? {
@@ -456,11 +456,11 @@ async fn bootstrap_admin(state: &AppState) -> Result<(), Error> {
             },
         )
         .await?;
+    // The password goes to the 0600 file only: logs (the journal) are readable more widely.
     tracing::warn!(
         username = "admin",
-        password = %password,
         file = %path.display(),
-        "created the initial admin user; change its password with `natter user passwd admin`"
+        "created the initial admin user; its password is in the file (change it with `natter user passwd admin`)"
     );
     Ok(())
 }

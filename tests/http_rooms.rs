@@ -701,3 +701,218 @@ async fn notifications_are_listed_counted_and_marked_read() {
     );
     f.server.stop().await;
 }
+
+/// Presence events only report changes, so the room view gives the state a client starts from.
+#[tokio::test]
+async fn the_room_view_reports_each_members_presence() {
+    let server = TestServer::start_with_users(&[
+        ("alice", "alice-pass-1", "user"),
+        ("bob", "bob-pass-1", "user"),
+    ])
+    .await;
+    let alice = server.access_token("alice", "alice-pass-1").await;
+    let bob = server.access_token("bob", "bob-pass-1").await;
+    let created = server
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            Some(&alice),
+            Some(&json!({"name": "general"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.json);
+    let joined = server
+        .api(
+            "POST",
+            "/api/v1/rooms/general/members/bob",
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(joined.status, 200, "{:?}", joined.json);
+
+    let view = server
+        .api("GET", "/api/v1/rooms/general", Some(&alice), None)
+        .await;
+    assert_eq!(view.json["members"], json!(["alice", "bob"]));
+    assert_eq!(
+        view.json["presence"],
+        json!({"alice": "offline", "bob": "offline"})
+    );
+
+    let mut ws = crate::wsclient::Ws::connect(server.addr, &bob).await;
+    let view = server
+        .api("GET", "/api/v1/rooms/general", Some(&alice), None)
+        .await;
+    assert_eq!(view.json["presence"]["bob"], "online");
+    let ack = ws
+        .request("SetStatus", json!({"status": "busy"}), "st")
+        .await;
+    assert_eq!(ack["type"], "Ack", "{ack}");
+    let view = server
+        .api("GET", "/api/v1/rooms/general", Some(&alice), None)
+        .await;
+    assert_eq!(view.json["presence"]["bob"], "busy");
+
+    drop(ws);
+    // The server notices the closed socket on its own time: poll for the observable change.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let view = server
+            .api("GET", "/api/v1/rooms/general", Some(&alice), None)
+            .await;
+        if view.json["presence"]["bob"] == "offline" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob still {}",
+            view.json["presence"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}
+
+/// Files uploaded over HTTP become messages with the file in their attachments, shown as such
+/// to native clients and in history, and downloadable by the room's readers.
+#[tokio::test]
+async fn uploaded_files_are_posted_as_attachments() {
+    let server = TestServer::start_with_users(&[
+        ("alice", "alice-pass-1", "user"),
+        ("bob", "bob-pass-1", "user"),
+        ("carol", "carol-pass-1", "user"),
+    ])
+    .await;
+    let alice = server.access_token("alice", "alice-pass-1").await;
+    let bob = server.access_token("bob", "bob-pass-1").await;
+    let carol = server.access_token("carol", "carol-pass-1").await;
+    let created = server
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            Some(&alice),
+            Some(&json!({"name": "team", "visibility": "private"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.json);
+    let added = server
+        .api("POST", "/api/v1/rooms/team/members/bob", Some(&alice), None)
+        .await;
+    assert_eq!(added.status, 200);
+    let mut watcher = crate::wsclient::Ws::connect(server.addr, &bob).await;
+    watcher.request("Join", json!({"room": "team"}), "j").await;
+
+    let upload = |token: String, path: &'static str, body: &'static [u8], kind: &'static str| {
+        let addr = server.addr;
+        async move {
+            let authorization = format!("Bearer {token}");
+            http(
+                addr,
+                "POST",
+                path,
+                &[("authorization", &authorization), ("content-type", kind)],
+                body.to_vec(),
+            )
+            .await
+        }
+    };
+    let posted = upload(
+        alice.clone(),
+        "/api/v1/rooms/team/files?name=notes%20%3Cb%3E.txt",
+        b"line one\nline two\n",
+        "text/plain",
+    )
+    .await;
+    assert_eq!(posted.status, 201, "{:?}", posted.json);
+    let attachment = &posted.json["message"]["attachments"][0];
+    assert_eq!(
+        attachment["file_name"], "notes .txt",
+        "markup is stripped from the name"
+    );
+    assert_eq!(attachment["file_size"], 18);
+    assert_eq!(attachment["file_type"], "text/plain");
+    let url = attachment["url"].as_str().expect("url").to_owned();
+
+    let live = watcher.recv_type("Message").await;
+    assert_eq!(
+        live["data"]["attachments"],
+        posted.json["message"]["attachments"]
+    );
+    assert_eq!(live["data"]["content"], "notes .txt");
+    let history = server
+        .api("GET", "/api/v1/rooms/team/messages", Some(&bob), None)
+        .await;
+    assert_eq!(history.json["messages"][0]["attachments"][0]["url"], url);
+    let plain = server
+        .api(
+            "POST",
+            "/api/v1/rooms/team/messages",
+            Some(&bob),
+            Some(&json!({"content": "thanks"})),
+        )
+        .await;
+    assert_eq!(plain.json["message"]["attachments"], json!([]));
+
+    let download = server
+        .get(&url, &[("authorization", &format!("Bearer {bob}"))])
+        .await;
+    assert_eq!(download.status, 200);
+    assert_eq!(download.json, json!("line one\nline two\n"));
+    let outsider = server
+        .get(&url, &[("authorization", &format!("Bearer {carol}"))])
+        .await;
+    assert_eq!(outsider.status, 403);
+
+    // Refusals: a non-member of a private room, no name, too large, no token.
+    let refused = upload(
+        carol,
+        "/api/v1/rooms/team/files?name=x.txt",
+        b"x",
+        "text/plain",
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{:?}", refused.json);
+    let nameless = upload(
+        alice.clone(),
+        "/api/v1/rooms/team/files",
+        b"x",
+        "text/plain",
+    )
+    .await;
+    assert_eq!(nameless.status, 400, "{:?}", nameless.json);
+    let anonymous = http(
+        server.addr,
+        "POST",
+        "/api/v1/rooms/team/files?name=x",
+        &[],
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(anonymous.status, 401);
+    server.stop().await;
+
+    let small = TestServer::start_with(|config| config.server.max_upload_bytes = 8).await;
+    let admin = small.admin_tokens().await;
+    let admin = admin["access"].as_str().expect("access").to_owned();
+    let room = small
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            Some(&admin),
+            Some(&json!({"name": "r"})),
+        )
+        .await;
+    assert_eq!(room.status, 201);
+    let big = http(
+        small.addr,
+        "POST",
+        "/api/v1/rooms/r/files?name=big.bin",
+        &[("authorization", &format!("Bearer {admin}"))],
+        vec![7u8; 9],
+    )
+    .await;
+    assert_eq!(big.status, 413, "{:?}", big.json);
+    assert_eq!(big.json["code"], "payload_too_large");
+    small.stop().await;
+}

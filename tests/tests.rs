@@ -23,4 +23,5 @@ mod limits;
 mod man_pages;
 mod reliability_crash;
 mod tls;
+mod web;
 mod ws_native;

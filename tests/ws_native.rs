@@ -1481,3 +1481,54 @@ async fn typing_is_rate_limited_and_long_messages_are_refused() {
     );
     t.server.stop().await;
 }
+
+/// Room events reach joined connections only; the one exception tells a user of a room they
+/// were added to (or a direct room the other side opened), once per connection.
+#[tokio::test]
+async fn added_members_hear_of_the_room_without_joining_it() {
+    let t = team().await;
+    create_room(&t.server, &t.alice, "secret", "private").await;
+    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let mut boss = Ws::connect(t.server.addr, &t.boss).await;
+    // An admin may join a private room without being a member.
+    let joined = boss.request("Join", json!({"room": "secret"}), "j").await;
+    assert_eq!(joined["data"]["status"], "joined", "{joined}");
+    for user in ["bob", "boss"] {
+        let added = t
+            .server
+            .api(
+                "POST",
+                &format!("/api/v1/rooms/secret/members/{user}"),
+                Some(&t.alice),
+                None,
+            )
+            .await;
+        assert_eq!(added.status, 200, "{:?}", added.json);
+    }
+    let told = bob.recv_type("Membership").await;
+    assert_eq!(told["data"]["room"], "secret", "{told}");
+    assert_eq!(told["data"]["user"], "bob");
+    assert_eq!(told["data"]["action"], "joined");
+    // boss's connection joined the room: it hears the room's own event, and only that one.
+    boss.send(json!({"type": "Ping", "data": {}, "id": "sync"}))
+        .await;
+    let mut about_boss = 0;
+    loop {
+        let frame = boss.recv().await;
+        if frame["id"] == "sync" {
+            break;
+        }
+        if frame["type"] == "Membership" && frame["data"]["user"] == "boss" {
+            about_boss += 1;
+        }
+    }
+    assert_eq!(about_boss, 1);
+    // A direct room bob opens reaches boss, who has not joined it.
+    let opened = bob.request("Join", json!({"room": "@boss"}), "d").await;
+    assert_eq!(opened["data"]["details"]["room"], "dm:bob:boss", "{opened}");
+    let told = boss
+        .recv_where(|f| f["type"] == "Membership" && f["data"]["room"] == "dm:bob:boss")
+        .await;
+    assert_eq!(told["data"]["user"], "boss", "{told}");
+    t.server.stop().await;
+}

@@ -202,7 +202,10 @@ impl Chat {
             })
             .await;
         match created {
-            Ok(room) => Ok(room),
+            Ok(room) => {
+                self.announce_membership(&room, peer.id, &peer.username);
+                Ok(room)
+            }
             // Both sides opened it at once: the other one won.
             Err(Error::Conflict(_)) => self
                 .store
@@ -733,6 +736,25 @@ impl Chat {
         Ok(names)
     }
 
+    /// Member usernames of a room with each one's presence now (`online`, `away`, `busy` or
+    /// `offline`), sorted by name (read access needed). Presence events only report changes, so
+    /// a client starts from this.
+    pub fn members_presence(
+        &self,
+        who: &Principal,
+        room: &Room,
+    ) -> Result<Vec<(String, String)>, Error> {
+        self.check_read(who, room)?;
+        let mut out = Vec::new();
+        for id in self.store.room_member_ids(room.id)? {
+            if let Some(user) = self.store.user(id)? {
+                out.push((user.username, self.status_of(id)));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// The room and user of a membership change; direct rooms keep their two members (only an
     /// admin may change them).
     async fn membership_target(
@@ -773,6 +795,7 @@ impl Chat {
         }
         if self.store.add_member(room.id, user.id).await? {
             self.emit_membership(&room, user.id, &user.username, true);
+            self.announce_membership(&room, user.id, &user.username);
         }
         Ok(room)
     }
@@ -827,6 +850,23 @@ impl Chat {
                 username: username.to_owned(),
                 joined,
             },
+        );
+    }
+
+    /// Tells the new member's own connections that have not joined the room (a room they were
+    /// added to, a direct room the other side opened): room events reach joined connections
+    /// only, so without this a client would not learn of the room until it lists rooms again.
+    fn announce_membership(&self, room: &Room, user_id: Uuid, username: &str) {
+        self.hub.publish_user_outside_room(
+            user_id,
+            room.id,
+            &Delivery::new(Event::Membership {
+                room: room.name.clone(),
+                room_id: room.id,
+                user_id,
+                username: username.to_owned(),
+                joined: true,
+            }),
         );
     }
 

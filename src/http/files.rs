@@ -1,12 +1,90 @@
-//! Files attached to messages (seed 002's uploads): downloads for who may read the room.
+//! Files attached to messages: uploads over HTTP (the web client's; seed 002's go through the
+//! Kibray dialect), and downloads for who may read the room.
 
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::{Filter, Rejection, Reply};
 
-use super::{authenticated, with_state};
+use super::{authenticated, collect_limited, json_reply, with_state};
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::server::AppState;
+use crate::store::StoredFile;
+
+/// A file as messages list it (`attachments`); `url` downloads it (authenticated).
+pub fn attachment_json(file: &StoredFile) -> Value {
+    json!({
+        "id": file.id,
+        "file_name": file.name,
+        "file_size": file.size,
+        "file_type": file.content_type,
+        "sha256": file.sha256,
+        "url": format!("/api/v1/files/{}", file.id),
+    })
+}
+
+/// POST /api/v1/rooms/{room}/files?name= — stores the body as a file and posts it to the room as
+/// a message (its content the file's name, the file in its attachments); answered once both are
+/// stored. The body's Content-Type is the file's type; at most `server.max_upload_bytes`.
+pub fn files_upload(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "rooms" / String / "files")
+        .and(warp::post())
+        .and(authenticated(state.clone()))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .and(with_state(state))
+        .and_then(
+            |room: String,
+             who: Principal,
+             query: HashMap<String, String>,
+             content_type: Option<String>,
+             length: Option<u64>,
+             body,
+             state: AppState| async move {
+                let limit = state.config.server.max_upload_bytes;
+                if length.is_some_and(|n| n > limit) {
+                    return Err(Rejection::from(Error::PayloadTooLarge { limit }));
+                }
+                let file_name = query
+                    .get("name")
+                    .ok_or_else(|| Error::BadRequest("missing query parameter name".to_owned()))?;
+                let content_type = content_type
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or("application/octet-stream")
+                    .to_owned();
+                let content = collect_limited(body, limit).await?;
+                let outcome = state
+                    .chat
+                    .attach_file(
+                        &who,
+                        &super::rooms::path_name(&room),
+                        file_name,
+                        &content_type,
+                        content.to_vec(),
+                        limit,
+                    )
+                    .await?;
+                let room = &outcome.room;
+                Ok::<_, Rejection>(json_reply(
+                    &json!({
+                        "room": room.name,
+                        "room_id": room.id,
+                        "seq": outcome.message.seq,
+                        "message": super::message_json(&room.name, &outcome.message),
+                    }),
+                    StatusCode::CREATED,
+                ))
+            },
+        )
+}
 
 /// GET /api/v1/files/{id} — a file's content, for who may read the room it was attached in.
 pub fn files_get(

@@ -7,10 +7,13 @@ mod notifications;
 mod rooms;
 mod token;
 mod users;
+mod web;
 
+pub use files::attachment_json;
 pub use health::{metrics_reply, render_metrics};
 pub use notifications::notification_json;
 pub use rooms::message_json;
+pub use web::{CONTENT_SECURITY_POLICY, asset_paths};
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -70,7 +73,8 @@ pub fn routes(
             .or(notifications::notifications_create(state.clone()))
             .or(notifications::notifications_list(state.clone()))
             .or(notifications::notifications_read(state.clone()))
-            .or(files::files_get(state.clone())),
+            .or(files::files_get(state.clone()))
+            .or(files::files_upload(state.clone())),
     );
     let users = boxed(
         users::users_list(state.clone())
@@ -79,12 +83,16 @@ pub fn routes(
             .or(users::users_enable(state.clone()))
             .or(users::users_remove(state)),
     );
+    // Last: it claims only `/` and `/assets/...`, everything else falls through to the 404.
+    let web = boxed(web::web_get());
     tokens
         .or(rooms)
         .unify()
         .or(notifications)
         .unify()
         .or(users)
+        .unify()
+        .or(web)
         .unify()
         .recover(recover)
 }

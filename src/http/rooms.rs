@@ -62,6 +62,7 @@ pub fn message_json(room_name: &str, m: &Message) -> Value {
         "edited_at": m.edited_at_ms.map(|ms| ms / 1000),
         "deleted": m.deleted,
         "client_msg_id": m.client_msg_id,
+        "attachments": m.attachments.iter().map(super::files::attachment_json).collect::<Vec<_>>(),
     })
 }
 
@@ -87,7 +88,7 @@ fn room_json(state: &AppState, room: &Room) -> Result<Value, Error> {
 /// A room name or username from a path segment. warp does not decode path parameters, and room
 /// names may hold '/' and ':', so clients percent-encode them (`alice%2Fmath`). A '+' in a path
 /// is a plus, not a space (that is only so in query strings): it is escaped before decoding.
-fn path_name(segment: &str) -> String {
+pub(super) fn path_name(segment: &str) -> String {
     crate::ws::percent_decode(&segment.replace('+', "%2B"))
 }
 
@@ -161,7 +162,7 @@ pub fn rooms_create(
         )
 }
 
-/// GET /api/v1/rooms/{room} — one room and its members' usernames.
+/// GET /api/v1/rooms/{room} — one room, its members' usernames and their presence.
 pub fn rooms_get(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -172,10 +173,16 @@ pub fn rooms_get(
         .and_then(|room: String, who: Principal, state: AppState| async move {
             let room = state.chat.resolve_room(&who, &path_name(&room)).await?;
             state.chat.check_read(&who, &room)?;
-            let members = state.chat.members(&who, &room)?;
+            let members = state.chat.members_presence(&who, &room)?;
+            let names: Vec<&str> = members.iter().map(|(name, _)| name.as_str()).collect();
+            let presence: serde_json::Map<String, Value> = members
+                .iter()
+                .map(|(name, status)| (name.clone(), json!(status)))
+                .collect();
             let mut body = room_json(&state, &room)?;
             if let Some(map) = body.as_object_mut() {
-                map.insert("members".to_owned(), json!(members));
+                map.insert("members".to_owned(), json!(names));
+                map.insert("presence".to_owned(), Value::Object(presence));
             }
             Ok::<_, Rejection>(json_reply(&body, StatusCode::OK))
         })

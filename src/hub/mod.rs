@@ -487,6 +487,24 @@ impl Hub {
         delivered
     }
 
+    /// Delivers to every connection of a user that has not joined `room_id` (those that have
+    /// get the room's own events); returns how many it was queued for.
+    pub fn publish_user_outside_room(
+        &self,
+        user_id: Uuid,
+        room_id: u64,
+        delivery: &Arc<Delivery>,
+    ) -> usize {
+        let state = self.read();
+        let Some(ids) = state.users.get(&user_id) else {
+            return 0;
+        };
+        ids.iter()
+            .filter_map(|id| state.conns.get(id))
+            .filter(|conn| !conn.rooms.contains(&room_id) && deliver(conn, delivery))
+            .count()
+    }
+
     /// Delivers to one connection.
     pub fn publish_conn(&self, id: ConnId, delivery: &Arc<Delivery>) -> bool {
         let state = self.read();

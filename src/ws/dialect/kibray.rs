@@ -24,7 +24,8 @@ use crate::auth::CLOSE_FORBIDDEN;
 use crate::core::events::{Event, RoomMessage};
 use crate::core::policy::WindowLimiter;
 use crate::error::Error;
-use crate::store::{Notification, Store, StoredFile};
+use crate::http::attachment_json;
+use crate::store::{Notification, Store};
 use crate::timefmt::rfc3339;
 use crate::ws::session::{CLOSE_RATE_LIMITED, Ctx};
 use crate::ws::{Endpoint, KibrayEndpoint};
@@ -553,18 +554,6 @@ fn message_json(store: &Store, m: &RoomMessage) -> Value {
         "channel_id": message.room_id,
         "reply_to": message.reply_to,
         "attachments": message.attachments.iter().map(attachment_json).collect::<Vec<_>>(),
-    })
-}
-
-/// A file as messages list it; `url` downloads it (authenticated).
-fn attachment_json(file: &StoredFile) -> Value {
-    json!({
-        "id": file.id,
-        "file_name": file.name,
-        "file_size": file.size,
-        "file_type": file.content_type,
-        "sha256": file.sha256,
-        "url": format!("/api/v1/files/{}", file.id),
     })
 }
 

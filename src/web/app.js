@@ -1,0 +1,823 @@
+//! The web client's UI: the login form, the room list, the message view and the composer, the
+//! notifications inbox, and the connection indicator. State lives in `Chat` (chat.js); this
+//! file renders it and turns clicks and keys into calls. User content only ever reaches the DOM
+//! through `h`/`textContent` (dom.js).
+
+import { Session, ApiError } from './api.js';
+import { Chat, directPeer } from './chat.js';
+import { h, byId, replaceChildren, renderOnChange, formatTime } from './dom.js';
+
+const session = new Session();
+let chat = null;
+
+/** UI state that is not chat state. */
+const ui = {
+  replyTo: null, // seq of the message being answered
+  editing: null, // seq of the message being edited
+  confirmDelete: null, // seq whose Delete button waits for a second press
+  view: 'empty', // 'room' | 'inbox' | 'users' | 'empty'
+  lastTypingSent: 0,
+  typingIdleTimer: null,
+  renderQueued: false,
+  renderedMessages: new Map(), // key -> { v, mine, pending, el }
+  renderedRoom: null,
+};
+
+// ----- login -------------------------------------------------------------------------------
+
+function showLogin(message = '') {
+  if (chat) {
+    chat.stop();
+    chat = null;
+  }
+  document.body.classList.remove('nav-open');
+  byId('chat-view').hidden = true;
+  byId('login-view').hidden = false;
+  byId('login-error').textContent = message;
+  byId('login-password').value = '';
+  byId('login-username').focus();
+  document.title = 'natter';
+}
+
+byId('login-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const username = byId('login-username').value.trim().toLowerCase();
+  const password = byId('login-password').value;
+  const error = byId('login-error');
+  if (!username || !password) {
+    error.textContent = 'Enter your username and password.';
+    return;
+  }
+  const button = byId('login-submit');
+  button.disabled = true;
+  error.textContent = '';
+  try {
+    await session.login(username, password);
+    showChat();
+  } catch (e) {
+    error.textContent = loginError(e);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+function loginError(e) {
+  if (!(e instanceof ApiError)) return 'Login failed.';
+  if (e.status === 0) return 'Cannot reach the server.';
+  if (e.status === 401) return 'Wrong username or password.';
+  if (e.status === 403) return 'This account is disabled.';
+  if (e.status === 429) {
+    return `Too many attempts. Try again in ${Math.ceil((e.retryAfter ?? 60) / 60)} minute(s).`;
+  }
+  return e.message;
+}
+
+// ----- the chat view -----------------------------------------------------------------------
+
+function showChat() {
+  byId('login-view').hidden = true;
+  byId('chat-view').hidden = false;
+  chat = new Chat(session);
+  chat.onChange = () => scheduleRender();
+  chat.onFatal = (reason) => {
+    if (!session.loggedIn) showLogin(reason);
+    else scheduleRender();
+  };
+  session.onExpired = () => showLogin('Your session has ended. Please log in again.');
+  byId('me').textContent = session.username;
+  ui.view = 'empty';
+  ui.renderedMessages.clear();
+  ui.renderedRoom = null;
+  chat.start();
+  const remembered = sessionStorage.getItem('natter.current');
+  if (remembered) openRoom(remembered);
+  else if (matchMedia('(max-width: 720px)').matches) {
+    // On a phone the room list is the start screen.
+    document.body.classList.add('nav-open');
+    byId('menu-toggle').setAttribute('aria-expanded', 'true');
+  }
+  scheduleRender();
+}
+
+function scheduleRender() {
+  if (ui.renderQueued) return;
+  ui.renderQueued = true;
+  requestAnimationFrame(() => {
+    ui.renderQueued = false;
+    if (chat) render();
+  });
+}
+
+function render() {
+  renderConnection();
+  renderSidebar();
+  renderMain();
+}
+
+function renderConnection() {
+  const { state, retryInMs, reason } = chat.connectionState;
+  const queued = chat.outbox.length;
+  const text = {
+    idle: 'Connecting…',
+    connecting: 'Connecting…',
+    online: 'Connected',
+    waiting: `Offline${reason ? ` (${reason})` : ''}, retrying in ${Math.ceil((retryInMs ?? 0) / 1000)} s`,
+    stopped: reason ?? 'Disconnected',
+  }[state];
+  byId('connection-text').textContent = queued && state !== 'online' ? `${text} · ${queued} to send` : text;
+  byId('connection').dataset.state = state;
+  byId('reconnect-now').hidden = state !== 'waiting';
+}
+
+function roomLabel(room) {
+  return room.direct ? `@${directPeer(room.name, chat.me)}` : `#${room.name}`;
+}
+
+function presenceDot(username) {
+  const status = chat.presence.get(username) ?? 'unknown';
+  return h('span', { class: `presence presence-${status}`, title: status, 'aria-label': status, role: 'img' });
+}
+
+function navItem(room) {
+  const active = ui.view === 'room' && chat.current === room.name;
+  const unread = room.unread > 0 ? room.unread : 0;
+  const peer = room.direct ? directPeer(room.name, chat.me) : null;
+  const label = unread ? `${roomLabel(room)}, ${unread} unread` : roomLabel(room);
+  return h('li', {},
+    h('button', {
+      type: 'button',
+      class: `nav-item${active ? ' active' : ''}${unread ? ' has-unread' : ''}`,
+      'aria-current': active ? 'page' : null,
+      'aria-label': label,
+      dataset: { room: room.name },
+      onclick: () => openRoom(room.name),
+    },
+    peer ? presenceDot(peer) : h('span', { class: 'hash', 'aria-hidden': 'true', text: '#' }),
+    h('span', { class: 'nav-name', text: room.direct ? peer : room.name }),
+    room.visibility === 'private' && !room.direct ? h('span', { class: 'tag', text: 'private' }) : null,
+    unread ? h('span', { class: 'badge', text: unread > 99 ? '99+' : unread }) : null));
+}
+
+function renderSidebar() {
+  const rooms = [...chat.rooms.values()].sort((a, b) => a.name.localeCompare(b.name));
+  const mine = rooms.filter((r) => r.member && !r.direct);
+  const directs = rooms.filter((r) => r.direct);
+  const others = rooms.filter((r) => !r.member && !r.direct);
+  const active = ui.view === 'room' ? chat.current : null;
+  const sign = (list) => JSON.stringify([active, list.map((r) => [r.name, r.unread, r.visibility,
+    r.direct ? chat.presence.get(directPeer(r.name, chat.me)) : null])]);
+  renderOnChange(byId('room-list'), sign(mine), () => (mine.length ? mine.map(navItem) : h('li', { class: 'hint', text: 'No rooms yet.' })));
+  renderOnChange(byId('dm-list'), sign(directs), () => directs.map(navItem));
+  renderOnChange(byId('public-list'), sign(others), () => (others.length
+    ? others.map((room) => h('li', { class: 'public-room' },
+      h('span', { class: 'nav-name', text: `#${room.name}` }),
+      h('button', {
+        type: 'button',
+        class: 'small',
+        'aria-label': `Join ${room.name}`,
+        onclick: () => joinPublic(room.name),
+      }, 'Join')))
+    : h('li', { class: 'hint', text: 'None.' })));
+
+  const inboxCount = byId('inbox-count');
+  inboxCount.hidden = chat.unreadNotifications === 0;
+  inboxCount.textContent = String(chat.unreadNotifications);
+  byId('inbox-button').classList.toggle('active', ui.view === 'inbox');
+  byId('users-button').hidden = chat.role !== 'admin';
+  byId('users-button').classList.toggle('active', ui.view === 'users');
+  byId('inbox-button').setAttribute('aria-label',
+    chat.unreadNotifications ? `Notifications, ${chat.unreadNotifications} unread` : 'Notifications');
+
+  const totalUnread = rooms.reduce((sum, r) => sum + (r.member ? r.unread ?? 0 : 0), 0);
+  byId('menu-toggle').textContent = totalUnread ? `Rooms (${totalUnread})` : 'Rooms';
+  document.title = totalUnread ? `(${totalUnread}) natter` : 'natter';
+  const status = byId('my-status');
+  if (status.value !== chat.myStatus) status.value = chat.myStatus;
+}
+
+function renderMain() {
+  const room = chat.current ? chat.room(chat.current) : null;
+  const view = ui.view === 'inbox' || ui.view === 'users' ? ui.view : room ? 'room' : 'empty';
+  byId('room-view').hidden = view !== 'room';
+  byId('inbox-view').hidden = view !== 'inbox';
+  byId('users-view').hidden = view !== 'users';
+  byId('empty-view').hidden = view !== 'empty';
+  if (view === 'room') renderRoom(room);
+  if (view === 'inbox') renderInbox();
+  if (view === 'users') renderUsers();
+}
+
+function renderRoom(room) {
+  byId('room-title').textContent = roomLabel(room);
+  renderOnChange(byId('room-members'),
+    JSON.stringify(room.members.map((name) => [name, chat.presence.get(name)])),
+    () => room.members.map((name) => h('span', { class: 'member' }, presenceDot(name), name)));
+  const canAdd = !room.direct && room.visibility === 'private' && (room.owner === chat.me);
+  byId('add-member-form').hidden = !canAdd;
+
+  const typing = chat.typingIn(room);
+  byId('typing').textContent = typing.length === 0 ? ''
+    : typing.length === 1 ? `${typing[0]} is typing…`
+      : `${typing.slice(0, 3).join(', ')} are typing…`;
+
+  const historyState = room.loading ? 'loading' : `${room.hasMore}|${room.persistent}|${room.loaded}`;
+  renderOnChange(byId('history-status'), `${room.name}|${historyState}`, () => (
+    room.loading ? 'Loading…'
+      : room.hasMore && room.persistent
+        ? h('button', { type: 'button', class: 'link-button', onclick: () => loadOlder(room) }, 'Load older messages')
+        : room.loaded ? 'This is the beginning of the room.' : ''));
+
+  renderMessages(room);
+  renderComposer(room);
+}
+
+function renderComposer(room) {
+  const banner = byId('reply-banner');
+  const target = ui.editing ?? ui.replyTo;
+  const message = target !== null ? room.messages.get(target) : null;
+  banner.hidden = message === null || message === undefined;
+  if (message) {
+    byId('reply-text').textContent = ui.editing !== null
+      ? 'Editing your message (Esc cancels)'
+      : `Replying to ${message.author}: ${snippet(message.content)}`;
+    byId('reply-cancel').textContent = ui.editing !== null ? 'Cancel edit' : 'Cancel reply';
+  }
+  byId('send-button').textContent = ui.editing !== null ? 'Save' : 'Send';
+}
+
+function snippet(text, max = 80) {
+  const flat = (text ?? '').replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+/** Renders the message list, reusing the elements of unchanged messages (so focus and
+ * selection inside them survive updates) and keeping the scroll position sensible. */
+function renderMessages(room) {
+  const list = byId('message-list');
+  const scroller = byId('messages');
+  if (ui.renderedRoom !== room.name) {
+    ui.renderedMessages.clear();
+    list.replaceChildren();
+    ui.renderedRoom = room.name;
+    ui.stickToBottom = true;
+  }
+  const atBottom = ui.stickToBottom
+    || scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+  const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+  const firstBefore = list.firstElementChild;
+
+  const wanted = [];
+  const keys = [...room.messages.keys()].sort((a, b) => a - b);
+  for (const key of keys) {
+    const message = room.messages.get(key);
+    const cacheKey = `m${key}`;
+    const mine = message.author === chat.me;
+    const quoted = message.reply_to ? room.messages.get(message.reply_to)?.v : null;
+    const stamp = `${message.v}|${quoted}|${ui.confirmDelete === message.seq}|${ui.replyTo === message.seq}|${ui.editing === message.seq}`;
+    let cached = ui.renderedMessages.get(cacheKey);
+    if (!cached || cached.stamp !== stamp) {
+      cached = { stamp, el: messageElement(room, message, mine) };
+      ui.renderedMessages.set(cacheKey, cached);
+    }
+    wanted.push(cached.el);
+  }
+  for (const entry of chat.pendingIn(room.name)) {
+    const cacheKey = `p${entry.clientMsgId}`;
+    const stamp = `${entry.error}|${chat.connectionState.state}`;
+    let cached = ui.renderedMessages.get(cacheKey);
+    if (!cached || cached.stamp !== stamp) {
+      cached = { stamp, el: pendingElement(room, entry) };
+      ui.renderedMessages.set(cacheKey, cached);
+    }
+    wanted.push(cached.el);
+  }
+  const keep = new Set(wanted);
+  for (const [key, cached] of ui.renderedMessages) if (!keep.has(cached.el)) ui.renderedMessages.delete(key);
+  // In-place reconciliation: nodes already in the right place are not touched.
+  wanted.forEach((el, index) => {
+    const at = list.children[index];
+    if (at !== el) list.insertBefore(el, at ?? null);
+  });
+  while (list.children.length > wanted.length) list.lastElementChild.remove();
+
+  if (atBottom) {
+    scroller.scrollTop = scroller.scrollHeight;
+    ui.stickToBottom = false;
+  } else if (firstBefore && list.firstElementChild !== firstBefore) {
+    // Older messages were added above: keep what the reader was looking at in place.
+    scroller.scrollTop = scroller.scrollHeight - fromBottom;
+  }
+  // Not enough to scroll yet: fetch older pages until there is (or there are none).
+  if (room.loaded && room.hasMore && !room.loading && scroller.scrollHeight <= scroller.clientHeight) {
+    loadOlder(room);
+  }
+}
+
+function messageElement(room, message, mine) {
+  const classes = ['msg'];
+  if (mine) classes.push('mine');
+  if (message.deleted) classes.push('deleted');
+  if (ui.editing === message.seq) classes.push('editing');
+  const time = h('time', {
+    datetime: new Date(message.created_at_ms).toISOString(),
+    title: new Date(message.created_at_ms).toLocaleString(),
+    text: formatTime(message.created_at_ms),
+  });
+  const head = h('div', { class: 'msg-head' },
+    h('span', { class: 'author', text: message.author }),
+    ' ', time,
+    message.edited_at && !message.deleted ? h('span', { class: 'edited', text: ' (edited)' }) : null);
+  let quote = null;
+  if (message.reply_to) {
+    const original = room.messages.get(message.reply_to);
+    quote = h('button', {
+      type: 'button',
+      class: 'reply-quote',
+      'aria-label': `In reply to message ${message.reply_to}`,
+      onclick: () => document.getElementById(`msg-${message.reply_to}`)?.scrollIntoView({ block: 'center' }),
+    }, original
+      ? `↪ ${original.author}: ${original.deleted ? 'message deleted' : snippet(original.content, 60)}`
+      : `↪ an earlier message (#${message.reply_to})`);
+  }
+  const attachments = message.deleted ? [] : message.attachments ?? [];
+  // A file's message says the file's name: the attachment shows it already.
+  const justTheFile = attachments.length === 1 && message.content === attachments[0].file_name;
+  const body = message.deleted
+    ? h('p', { class: 'msg-body', text: 'Message deleted' })
+    : justTheFile ? null : h('p', { class: 'msg-body', text: message.content });
+  const files = attachments.length
+    ? h('ul', { class: 'attachments' }, attachments.map(attachmentElement))
+    : null;
+  const actions = [];
+  const persistent = room.persistent && message.seq > 0;
+  if (!message.deleted && persistent) {
+    actions.push(h('button', {
+      type: 'button', class: 'action',
+      'aria-label': `Reply to ${message.author}`,
+      onclick: () => startReply(message.seq),
+    }, 'Reply'));
+    if (mine) {
+      actions.push(h('button', {
+        type: 'button', class: 'action',
+        'aria-label': 'Edit your message',
+        onclick: () => startEdit(message.seq),
+      }, 'Edit'));
+      const confirming = ui.confirmDelete === message.seq;
+      actions.push(h('button', {
+        type: 'button', class: `action${confirming ? ' danger' : ''}`,
+        'aria-label': confirming ? 'Confirm: delete your message' : 'Delete your message',
+        onclick: () => deleteMessage(room, message.seq),
+      }, confirming ? 'Really delete?' : 'Delete'));
+    }
+  }
+  return h('li', {
+    class: classes.join(' '),
+    id: persistent ? `msg-${message.seq}` : null,
+    dataset: { seq: message.seq, author: message.author },
+  }, head, quote, body, files, actions.length ? h('div', { class: 'msg-actions' }, actions) : null);
+}
+
+/** Image types shown inline (fetched with the token, shown from a blob: URL the CSP allows). */
+const PREVIEWABLE = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
+/** Object URLs of previews, by file id, so a re-rendered message does not fetch again. */
+const previews = new Map();
+
+function formatSize(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function attachmentElement(file) {
+  const name = String(file.file_name ?? 'file');
+  const item = h('li', { class: 'attachment' },
+    h('button', {
+      type: 'button',
+      class: 'attachment-button',
+      'aria-label': `Download ${name}`,
+      onclick: () => downloadAttachment(file),
+    }, h('span', { class: 'file-icon', 'aria-hidden': 'true' }), name, ' ',
+    h('span', { class: 'size', text: formatSize(Number(file.file_size) || 0) })));
+  if (PREVIEWABLE.has(file.file_type) && chat) {
+    if (!previews.has(file.id)) {
+      previews.set(file.id, chat.download(file).then((blob) => URL.createObjectURL(blob)).catch(() => null));
+    }
+    previews.get(file.id).then((url) => {
+      if (url) item.append(h('img', { class: 'attachment-preview', src: url, alt: name }));
+    });
+  }
+  return item;
+}
+
+async function downloadAttachment(file) {
+  try {
+    const blob = await chat.download(file);
+    const url = URL.createObjectURL(blob);
+    const link = h('a', { href: url, download: String(file.file_name ?? 'file'), hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (e) {
+    showComposerError(e);
+  }
+}
+
+function pendingElement(room, entry) {
+  const offline = chat.connectionState.state !== 'online';
+  const status = entry.error
+    ? h('span', { class: 'pending-status error' }, `Not sent: ${entry.error} `,
+      h('button', { type: 'button', class: 'link-button', onclick: () => chat.retry(entry.clientMsgId) }, 'Retry'),
+      ' ',
+      h('button', { type: 'button', class: 'link-button', onclick: () => chat.discard(entry.clientMsgId) }, 'Discard'))
+    : h('span', { class: 'pending-status', text: offline ? 'Waiting for the connection…' : 'Sending…' });
+  return h('li', { class: 'msg mine pending', dataset: { pending: entry.clientMsgId } },
+    h('div', { class: 'msg-head' }, h('span', { class: 'author', text: chat.me }), ' ', status),
+    h('p', { class: 'msg-body', text: entry.content }));
+}
+
+function renderInbox() {
+  const items = chat.notifications.map((n) => {
+    const actions = [];
+    if (n.url) actions.push(h('a', { href: safeUrl(n.url), target: '_blank', rel: 'noopener noreferrer', text: 'Open link' }));
+    for (const action of Array.isArray(n.actions) ? n.actions.slice(0, 10) : []) {
+      if (action && typeof action.url === 'string' && typeof action.label === 'string') {
+        actions.push(h('a', { href: safeUrl(action.url), target: '_blank', rel: 'noopener noreferrer', text: action.label }));
+      }
+    }
+    if (!n.read) {
+      actions.push(h('button', { type: 'button', class: 'small', onclick: () => chat.markNotificationRead(n.id).catch(() => {}) }, 'Mark read'));
+    }
+    return h('li', { class: `notification level-${['info', 'success', 'warning', 'error'].includes(n.level) ? n.level : 'info'}${n.read ? '' : ' unread'}` },
+      h('div', { class: 'msg-head' },
+        h('strong', { text: n.title }), ' ',
+        h('time', { text: formatTime(n.created_at * 1000) })),
+      h('p', { class: 'msg-body', text: n.message }),
+      actions.length ? h('div', { class: 'notification-actions' }, actions) : null);
+  });
+  renderOnChange(byId('inbox-list'), JSON.stringify(chat.notifications.map((n) => [n.id, n.read])), () => (items.length ? items : h('li', { class: 'hint', text: 'No notifications.' })));
+}
+
+function renderUsers() {
+  const users = chat.users ?? [];
+  renderOnChange(byId('user-list'), JSON.stringify(users.map((u) => [u.username, u.role, u.disabled])), () => users.map((user) => {
+    const self = user.username === chat.me;
+    return h('li', { class: `user-row${user.disabled ? ' disabled' : ''}` },
+      h('span', { class: 'user-name', text: user.username }),
+      h('span', { class: 'tag', text: user.role }),
+      user.disabled ? h('span', { class: 'tag', text: 'disabled' }) : null,
+      h('span', { class: 'spacer' }),
+      self ? null : h('button', {
+        type: 'button',
+        class: 'small',
+        'aria-label': `${user.disabled ? 'Enable' : 'Disable'} ${user.username}`,
+        onclick: () => chat.setUserEnabled(user.username, user.disabled)
+          .catch((e) => { byId('new-user-error').textContent = e.message; }),
+      }, user.disabled ? 'Enable' : 'Disable'));
+  }));
+}
+
+/** Only http(s) links are followed; anything else (javascript:, data:) becomes inert. */
+function safeUrl(url) {
+  try {
+    const parsed = new URL(url, location.href);
+    return parsed.protocol === 'http:' || parsed.protocol === 'https:' ? parsed.href : '#';
+  } catch {
+    return '#';
+  }
+}
+
+// ----- actions -----------------------------------------------------------------------------
+
+function openRoom(name) {
+  ui.view = 'room';
+  ui.replyTo = null;
+  ui.editing = null;
+  ui.confirmDelete = null;
+  sessionStorage.setItem('natter.current', name);
+  document.body.classList.remove('nav-open');
+  byId('menu-toggle').setAttribute('aria-expanded', 'false');
+  chat.open(name).catch((e) => showComposerError(e));
+  scheduleRender();
+  requestAnimationFrame(() => byId('message-input').focus());
+}
+
+async function joinPublic(name) {
+  try {
+    await chat.joinPublic(name);
+    openRoom(name);
+  } catch (e) {
+    showComposerError(e);
+  }
+}
+
+async function loadOlder(room) {
+  try {
+    await chat.loadOlder(room);
+  } catch {
+    // Shown as "Load older messages" again; the user can retry.
+  }
+}
+
+function startReply(seq) {
+  ui.editing = null;
+  ui.replyTo = seq;
+  scheduleRender();
+  byId('message-input').focus();
+}
+
+function startEdit(seq) {
+  const room = chat.room(chat.current);
+  const message = room?.messages.get(seq);
+  if (!message) return;
+  ui.replyTo = null;
+  ui.editing = seq;
+  const input = byId('message-input');
+  input.value = message.content;
+  autosize(input);
+  scheduleRender();
+  input.focus();
+}
+
+function cancelComposerMode() {
+  if (ui.editing !== null) byId('message-input').value = '';
+  ui.editing = null;
+  ui.replyTo = null;
+  autosize(byId('message-input'));
+  scheduleRender();
+}
+
+async function deleteMessage(room, seq) {
+  if (ui.confirmDelete !== seq) {
+    ui.confirmDelete = seq;
+    scheduleRender();
+    setTimeout(() => {
+      if (ui.confirmDelete === seq) {
+        ui.confirmDelete = null;
+        scheduleRender();
+      }
+    }, 5000);
+    return;
+  }
+  ui.confirmDelete = null;
+  try {
+    await chat.remove(room.name, seq);
+  } catch (e) {
+    showComposerError(e);
+  }
+  scheduleRender();
+  byId('message-input').focus();
+}
+
+function showComposerError(e) {
+  const text = e?.code === 0 ? 'You are offline: try again once connected.' : e?.message ?? String(e);
+  byId('composer-error').textContent = text;
+  setTimeout(() => {
+    if (byId('composer-error').textContent === text) byId('composer-error').textContent = '';
+  }, 6000);
+}
+
+async function submitComposer() {
+  const input = byId('message-input');
+  const content = input.value;
+  const room = chat.current && chat.room(chat.current);
+  if (!room || content.trim() === '') return;
+  byId('composer-error').textContent = '';
+  if (ui.editing !== null) {
+    const seq = ui.editing;
+    try {
+      await chat.edit(room.name, seq, content);
+      ui.editing = null;
+      input.value = '';
+    } catch (e) {
+      showComposerError(e);
+    }
+  } else {
+    chat.send(room.name, content, ui.replyTo);
+    ui.replyTo = null;
+    input.value = '';
+    ui.stickToBottom = true;
+  }
+  autosize(input);
+  stopTyping(room.name);
+  scheduleRender();
+}
+
+function stopTyping(roomName) {
+  clearTimeout(ui.typingIdleTimer);
+  if (ui.lastTypingSent) {
+    chat.typing(roomName, false);
+    ui.lastTypingSent = 0;
+  }
+}
+
+function autosize(input) {
+  input.rows = Math.min(8, Math.max(1, input.value.split('\n').length));
+}
+
+byId('composer').addEventListener('submit', (event) => {
+  event.preventDefault();
+  submitComposer();
+});
+
+byId('message-input').addEventListener('keydown', (event) => {
+  const input = event.currentTarget;
+  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    submitComposer();
+  } else if (event.key === 'Escape' && (ui.editing !== null || ui.replyTo !== null)) {
+    event.preventDefault();
+    cancelComposerMode();
+  } else if (event.key === 'ArrowUp' && input.value === '' && chat?.current) {
+    // Up in an empty composer edits one's last message, as in most chat clients.
+    const room = chat.room(chat.current);
+    const last = room && [...room.messages.values()]
+      .filter((m) => m.author === chat.me && !m.deleted && m.seq > 0)
+      .sort((a, b) => b.seq - a.seq)[0];
+    if (last) {
+      event.preventDefault();
+      startEdit(last.seq);
+    }
+  }
+});
+
+byId('message-input').addEventListener('input', (event) => {
+  const input = event.currentTarget;
+  autosize(input);
+  const room = chat?.current;
+  if (!room || ui.editing !== null) return;
+  if (input.value.trim() === '') {
+    stopTyping(room);
+    return;
+  }
+  const now = Date.now();
+  // At most one Typing every 3 s (the server passes on 30 a minute), and a stop after 4 s idle.
+  if (now - ui.lastTypingSent > 3000) {
+    chat.typing(room, true);
+    ui.lastTypingSent = now;
+  }
+  clearTimeout(ui.typingIdleTimer);
+  ui.typingIdleTimer = setTimeout(() => stopTyping(room), 4000);
+});
+
+byId('attach-button').addEventListener('click', () => byId('attach-input').click());
+
+byId('attach-input').addEventListener('change', async (event) => {
+  const input = event.currentTarget;
+  const files = [...input.files];
+  input.value = '';
+  const room = chat?.current;
+  if (!room) return;
+  const status = byId('composer-status');
+  for (const file of files) {
+    status.textContent = `Uploading ${file.name}…`;
+    try {
+      await chat.upload(room, file);
+    } catch (e) {
+      showComposerError(e.status === 413 ? new Error(`${file.name} is too large: ${e.message}`) : e);
+    }
+  }
+  status.textContent = '';
+  byId('message-input').focus();
+});
+
+byId('reply-cancel').addEventListener('click', () => {
+  cancelComposerMode();
+  byId('message-input').focus();
+});
+
+byId('messages').addEventListener('scroll', () => {
+  const room = chat?.current && chat.room(chat.current);
+  if (room && byId('messages').scrollTop < 80 && room.hasMore && !room.loading && room.loaded) loadOlder(room);
+});
+
+byId('new-room-toggle').addEventListener('click', () => {
+  const form = byId('new-room-form');
+  form.hidden = !form.hidden;
+  byId('new-room-toggle').setAttribute('aria-expanded', String(!form.hidden));
+  if (!form.hidden) byId('new-room-name').focus();
+});
+
+byId('new-room-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const name = byId('new-room-name').value.trim().toLowerCase();
+  const error = byId('new-room-error');
+  error.textContent = '';
+  if (!name) return;
+  try {
+    const created = await chat.createRoom(name, byId('new-room-visibility').value);
+    byId('new-room-name').value = '';
+    byId('new-room-form').hidden = true;
+    byId('new-room-toggle').setAttribute('aria-expanded', 'false');
+    openRoom(created);
+  } catch (e) {
+    error.textContent = e.message;
+  }
+});
+
+byId('new-dm-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const error = byId('new-dm-error');
+  error.textContent = '';
+  const user = byId('new-dm-user').value;
+  if (!user.trim()) return;
+  try {
+    const name = await chat.openDirect(user);
+    byId('new-dm-user').value = '';
+    openRoom(name);
+  } catch (e) {
+    error.textContent = e.message;
+  }
+});
+
+byId('add-member-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const input = byId('add-member-user');
+  try {
+    await chat.addMember(chat.current, input.value);
+    input.value = '';
+  } catch (e) {
+    showComposerError(e);
+  }
+});
+
+byId('refresh-rooms').addEventListener('click', () => {
+  chat?.refreshRooms().catch((e) => showComposerError(e));
+});
+
+byId('inbox-button').addEventListener('click', () => {
+  ui.view = 'inbox';
+  document.body.classList.remove('nav-open');
+  byId('menu-toggle').setAttribute('aria-expanded', 'false');
+  chat.loadNotifications().catch(() => {});
+  scheduleRender();
+});
+
+byId('users-button').addEventListener('click', () => {
+  ui.view = 'users';
+  document.body.classList.remove('nav-open');
+  byId('menu-toggle').setAttribute('aria-expanded', 'false');
+  chat.loadUsers().catch((e) => { byId('new-user-error').textContent = e.message; });
+  scheduleRender();
+  requestAnimationFrame(() => byId('new-user-name').focus());
+});
+
+byId('new-user-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const error = byId('new-user-error');
+  const done = byId('new-user-done');
+  error.textContent = '';
+  done.textContent = '';
+  const username = byId('new-user-name').value.trim().toLowerCase();
+  const password = byId('new-user-password').value;
+  if (!username || !password) return;
+  try {
+    await chat.createUser(username, password, byId('new-user-role').value);
+    byId('new-user-name').value = '';
+    byId('new-user-password').value = '';
+    done.textContent = `Added ${username}. They can log in now.`;
+  } catch (e) {
+    error.textContent = e.message;
+  }
+});
+
+byId('menu-toggle').addEventListener('click', () => {
+  const open = document.body.classList.toggle('nav-open');
+  byId('menu-toggle').setAttribute('aria-expanded', String(open));
+});
+
+byId('my-status').addEventListener('change', (event) => {
+  chat?.setStatus(event.currentTarget.value).catch((e) => showComposerError(e));
+});
+
+byId('reconnect-now').addEventListener('click', () => chat?.connection.retryNow());
+
+byId('logout').addEventListener('click', async () => {
+  const current = chat;
+  chat = null;
+  current?.stop();
+  // Logging out abandons what was not sent: it must not go out under the next login.
+  if (current) sessionStorage.removeItem(current.outboxKey);
+  sessionStorage.removeItem('natter.current');
+  await session.logout();
+  showLogin();
+});
+
+document.addEventListener('visibilitychange', () => {
+  const room = chat?.current && chat.room(chat.current);
+  if (document.visibilityState !== 'visible' || !chat) return;
+  // Back to the tab: rooms others created meanwhile show up without waiting for the poll.
+  chat.refreshRooms().catch(() => {});
+  if (room && ui.view === 'room') {
+    chat.markRead(room);
+    scheduleRender();
+  }
+});
+
+// Typing indicators expire on their own; the connection countdown ticks.
+setInterval(() => {
+  if (chat) scheduleRender();
+}, 1000);
+
+if (session.loggedIn) showChat();
+else showLogin();

@@ -1,0 +1,328 @@
+// natter's built-in web client in headless Chromium against a real natter daemon: two users in
+// two browser contexts chat; replies, typing, presence, edits and deletes propagate; markup in a
+// message stays text; history pages in on scroll; a reload keeps everything; a daemon restart
+// loses and doubles nothing, including a message typed while it was down; a phone-sized screen;
+// short-lived access tokens are renewed in-band without reconnecting.
+//
+// Run: `npm ci && node --test web-client.test.mjs` here, after building natter (NATTER_BIN
+// names another binary). Screenshots of the main views land in screenshots/.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  Natter, launchBrowser, newContext, eventually, screenshot, login, connected, shownMessages,
+  openRoom, send, message, seeOnce, assertContiguous,
+} from './harness.mjs';
+
+const XSS = '<img src=x onerror=alert(1)>';
+
+describe('natter web client', () => {
+  let natter;
+  let browser;
+  let adminPassword;
+  let adminToken;
+  const bobPassword = 'bob-browser-password';
+  let admin; // page of the admin's context
+  let bob; // page of bob's context
+  const contexts = [];
+
+  before(async () => {
+    natter = await (await Natter.fresh()).start();
+    adminPassword = await natter.adminPassword();
+    adminToken = await natter.token('admin', adminPassword);
+    browser = await launchBrowser();
+    for (let i = 0; i < 2; i++) contexts.push(await newContext(browser));
+    admin = await contexts[0].newPage();
+    bob = await contexts[1].newPage();
+  });
+
+  after(async () => {
+    for (const context of contexts) {
+      assert.deepEqual(context.dialogs, [], 'no dialog ever opened');
+      assert.deepEqual(context.errors, [], 'no uncaught page error');
+    }
+    await browser?.close();
+    await natter?.stop();
+    await natter?.removeDataDir();
+  });
+
+  test('the initial admin logs in, adds a user and creates a room', async () => {
+    await admin.goto(`${natter.base}/`);
+    await admin.locator('#login-form').getByLabel('Username', { exact: true }).waitFor();
+    await screenshot(admin, 'login');
+    await admin.locator('#login-form').getByLabel('Username', { exact: true }).fill('admin');
+    await admin.locator('#login-form').getByLabel('Password', { exact: true }).fill('wrong password');
+    await admin.getByRole('button', { name: 'Log in' }).click();
+    await admin.getByText('Wrong username or password.').waitFor();
+    await admin.locator('#login-form').getByLabel('Password', { exact: true }).fill(adminPassword);
+    await admin.getByRole('button', { name: 'Log in' }).click();
+    await connected(admin);
+
+    await admin.getByRole('button', { name: 'Users' }).click();
+    const form = admin.locator('#new-user-form');
+    await form.getByLabel('Username', { exact: true }).fill('bob');
+    await form.getByLabel('Password', { exact: true }).fill(bobPassword);
+    await form.getByRole('button', { name: 'Add user' }).click();
+    await admin.getByText('Added bob.').waitFor();
+    await admin.getByRole('button', { name: 'Disable bob' }).waitFor();
+    await screenshot(admin, 'users');
+
+    await admin.getByRole('button', { name: 'New room' }).click();
+    await admin.getByLabel('Room name').fill('general');
+    await admin.getByRole('button', { name: 'Create room' }).click();
+    await admin.locator('#room-title', { hasText: '#general' }).waitFor();
+    await send(admin, 'hello from admin');
+    await seeOnce(admin, 'hello from admin');
+  });
+
+  test('a second user joins, and the two chat with typing, presence and replies', async () => {
+    await login(bob, natter.base, 'bob', bobPassword);
+    await bob.getByRole('button', { name: 'Join general' }).click();
+    await bob.locator('#room-title', { hasText: '#general' }).waitFor();
+    await seeOnce(bob, 'hello from admin');
+
+    // Typing shows on the other side while bob writes.
+    await bob.getByLabel('Message', { exact: true }).fill('hi admin, bob here');
+    await bob.getByLabel('Message', { exact: true }).press('End'); // an input event was sent by fill
+    await admin.locator('#typing', { hasText: 'bob is typing' }).waitFor();
+    await bob.getByLabel('Message', { exact: true }).press('Enter');
+    await seeOnce(admin, 'hi admin, bob here');
+    await seeOnce(bob, 'hi admin, bob here');
+    await admin.locator('#typing', { hasText: /^$/ }).waitFor();
+
+    // Presence: bob shows online in the admin's member list, then away when he says so.
+    await admin.locator('.member', { hasText: 'bob' }).locator('.presence-online').waitFor();
+    await bob.getByLabel('Your status').selectOption('away');
+    await admin.locator('.member', { hasText: 'bob' }).locator('.presence-away').waitFor();
+    await bob.getByLabel('Your status').selectOption('online');
+
+    // A reply, keyboard only: focus the message's Reply button and press Enter.
+    await message(admin, 'hi admin, bob here').getByRole('button', { name: 'Reply to bob' }).focus();
+    await admin.keyboard.press('Enter');
+    await admin.locator('#reply-banner', { hasText: 'Replying to bob' }).waitFor();
+    await admin.keyboard.type('welcome, bob');
+    await admin.keyboard.press('Enter');
+    const reply = message(bob, 'welcome, bob');
+    await reply.locator('.reply-quote', { hasText: 'bob: hi admin, bob here' }).waitFor();
+    await screenshot(admin, 'chat-desktop');
+  });
+
+  test('edits and deletes propagate', async () => {
+    await message(bob, 'hi admin, bob here').getByRole('button', { name: 'Edit your message' }).click();
+    const input = bob.getByLabel('Message', { exact: true });
+    assert.equal(await input.inputValue(), 'hi admin, bob here');
+    await input.fill('hi admin, bob here (fixed)');
+    await input.press('Enter');
+    await message(admin, 'hi admin, bob here (fixed)').locator('.edited').waitFor();
+    // The admin's reply quotes the new text.
+    await message(admin, 'welcome, bob').locator('.reply-quote', { hasText: '(fixed)' }).waitFor();
+
+    await send(bob, 'a regrettable message');
+    await seeOnce(admin, 'a regrettable message');
+    const own = message(bob, 'a regrettable message');
+    await own.getByRole('button', { name: 'Delete your message' }).click();
+    await own.getByRole('button', { name: 'Confirm: delete your message' }).click();
+    await eventually(async () => (await shownMessages(admin)).some((m) => m.text === 'Message deleted'), 'the tombstone');
+    assert.equal((await shownMessages(admin)).filter((m) => m.text === 'a regrettable message').length, 0);
+    // Only one's own messages offer Edit and Delete.
+    assert.equal(await message(bob, 'hello from admin').getByRole('button', { name: 'Edit your message' }).count(), 0);
+  });
+
+  test('markup in a message is shown as text and never runs', async () => {
+    await send(admin, XSS);
+    for (const page of [admin, bob]) {
+      await seeOnce(page, XSS);
+      assert.equal(await page.locator('#message-list img').count(), 0, 'no element was made from it');
+    }
+    assert.deepEqual(contexts[1].dialogs, []);
+  });
+
+  test('files are attached, downloaded, and images previewed', async () => {
+    const text = 'line one\nline two\n';
+    await bob.locator('#attach-input').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from(text) });
+    const button = admin.getByRole('button', { name: 'Download notes.txt' });
+    await button.waitFor();
+    const [download] = await Promise.all([admin.waitForEvent('download'), button.click()]);
+    assert.equal(download.suggestedFilename(), 'notes.txt');
+    const chunks = [];
+    for await (const chunk of await download.createReadStream()) chunks.push(chunk);
+    assert.equal(Buffer.concat(chunks).toString(), text);
+
+    // A 1x1 PNG is shown inline on both sides, from a blob: URL (the CSP allows no other).
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+    await admin.getByRole('button', { name: 'Attach a file' }).waitFor();
+    await admin.locator('#attach-input').setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: png });
+    for (const page of [admin, bob]) {
+      const preview = page.locator('img.attachment-preview[alt="dot.png"]');
+      await preview.waitFor();
+      await eventually(() => preview.evaluate((img) => img.complete && img.naturalWidth === 1 && img.src.startsWith('blob:')), 'the preview decoded');
+    }
+    await screenshot(bob, 'attachments');
+  });
+
+  test('direct messages reach the other user with an unread count', async () => {
+    await admin.getByLabel('Username to message').fill('bob');
+    await admin.getByRole('button', { name: 'Message', exact: true }).click();
+    await admin.locator('#room-title', { hasText: '@bob' }).waitFor();
+    await send(admin, 'psst, bob');
+    await seeOnce(admin, 'psst, bob');
+    // Bob is in #general: the new conversation appears with one unread message.
+    await bob.locator('#dm-list').getByRole('button', { name: '@admin, 1 unread' }).waitFor();
+    await openRoom(bob, '@admin');
+    await seeOnce(bob, 'psst, bob');
+    await bob.locator('#dm-list').getByRole('button', { name: /^@admin$/ }).waitFor();
+  });
+
+  test('the notifications inbox shows what an admin sent', async () => {
+    await natter.api('POST', '/api/v1/notifications', {
+      token: adminToken,
+      body: { username: 'bob', title: 'Maintenance tonight', message: `Back at 22:00 ${XSS}`, level: 'warning' },
+    });
+    await bob.getByRole('button', { name: 'Notifications, 1 unread' }).waitFor();
+    await bob.getByRole('button', { name: 'Notifications, 1 unread' }).click();
+    await bob.getByText('Maintenance tonight').waitFor();
+    await bob.getByText(`Back at 22:00 ${XSS}`).waitFor();
+    await screenshot(bob, 'inbox');
+    await bob.getByRole('button', { name: 'Mark read' }).click();
+    await bob.getByRole('button', { name: /^Notifications$/ }).waitFor();
+  });
+
+  test('older history loads on scroll, each message once and in order', async () => {
+    await natter.api('POST', '/api/v1/rooms', { token: adminToken, body: { name: 'busy' } });
+    for (let i = 1; i <= 130; i++) {
+      await natter.api('POST', '/api/v1/rooms/busy/messages', {
+        token: adminToken,
+        body: { content: `line ${i}`, client_msg_id: `seed-${i}` },
+      });
+    }
+    await bob.getByRole('button', { name: 'Refresh the room list' }).click();
+    await bob.getByRole('button', { name: 'Join busy' }).click();
+    await bob.locator('#room-title', { hasText: '#busy' }).waitFor();
+    await seeOnce(bob, 'line 130');
+    const first = await shownMessages(bob);
+    assert.ok(first.length < 130, `only recent pages at first (${first.length})`);
+    const all = await eventually(async () => {
+      await bob.locator('#messages').evaluate((el) => { el.scrollTop = 0; });
+      const list = await shownMessages(bob);
+      return list.length === 130 ? list : null;
+    }, 'all 130 messages after scrolling up');
+    assert.deepEqual(all.map((m) => m.text), Array.from({ length: 130 }, (_, i) => `line ${i + 1}`));
+    assertContiguous(assert, all);
+    await bob.getByText('This is the beginning of the room.').waitFor();
+  });
+
+  test('a reload keeps the session, the room and its history', async () => {
+    await openRoom(bob, '#general');
+    const before = await shownMessages(bob);
+    await bob.reload();
+    await connected(bob);
+    await bob.locator('#room-title', { hasText: '#general' }).waitFor();
+    const afterReload = await eventually(async () => {
+      const list = await shownMessages(bob);
+      return list.length === before.length ? list : null;
+    }, 'the same messages after the reload');
+    assert.deepEqual(afterReload, before);
+  });
+
+  test('a daemon restart loses and doubles nothing, and what was typed offline is sent', async () => {
+    await openRoom(admin, '#general');
+    const port = new URL(natter.base).port;
+    await natter.stop();
+    for (const page of [admin, bob]) {
+      await page.locator('#connection[data-state="waiting"]').waitFor();
+    }
+    await send(bob, 'typed while the server was down');
+    await bob.locator('li.pending', { hasText: 'typed while the server was down' }).waitFor();
+    await bob.locator('#connection-text', { hasText: '1 to send' }).waitFor();
+    await screenshot(bob, 'offline');
+
+    await natter.start(`127.0.0.1:${port}`);
+    // Posted before the browsers are back: they must get it by resuming, not by reloading.
+    await natter.api('POST', '/api/v1/rooms/general/messages', {
+      token: await natter.token('admin', adminPassword),
+      body: { content: 'posted during the reconnect' },
+    });
+    for (const page of [admin, bob]) {
+      // Skip what is left of the backoff wait when the client shows it is waiting.
+      const retry = page.getByRole('button', { name: 'Retry now' });
+      if (await retry.isVisible()) await retry.click().catch(() => {});
+      await connected(page);
+    }
+    for (const page of [admin, bob]) {
+      await seeOnce(page, 'typed while the server was down');
+      const list = await seeOnce(page, 'posted during the reconnect');
+      assertContiguous(assert, list);
+      assert.equal(new Set(list.map((m) => m.seq)).size, list.length, 'no seq twice');
+    }
+    await eventually(async () => (await bob.locator('li.pending').count()) === 0, 'an empty outbox');
+    await send(admin, 'after the restart');
+    await seeOnce(bob, 'after the restart');
+    // Each text once on both sides (the offline message was not stored twice either).
+    const stored = await natter.api('GET', '/api/v1/rooms/general/messages?limit=200', { token: adminToken });
+    const texts = stored.messages.map((m) => m.content);
+    assert.equal(texts.filter((t) => t === 'typed while the server was down').length, 1);
+    const adminList = (await shownMessages(admin)).map((m) => [m.seq, m.text]);
+    const bobList = (await shownMessages(bob)).map((m) => [m.seq, m.text]);
+    assert.deepEqual(bobList, adminList);
+  });
+
+  test('a phone-sized screen shows the room list, then one room', async () => {
+    const phone = await newContext(browser, { viewport: { width: 390, height: 780 }, isMobile: true, hasTouch: true });
+    contexts.push(phone);
+    const page = await phone.newPage();
+    await login(page, natter.base, 'bob', bobPassword);
+    await page.locator('#sidebar').getByRole('button', { name: /^#general/ }).waitFor();
+    assert.ok(await page.locator('#sidebar').isVisible(), 'the room list is the start screen');
+    await screenshot(page, 'phone-rooms');
+    await openRoom(page, '#general');
+    assert.ok(!(await page.locator('#sidebar').isVisible()), 'one pane at a time');
+    await seeOnce(page, 'after the restart');
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 390, `no horizontal scrolling (${width}px)`);
+    await screenshot(page, 'phone-room');
+    await page.getByRole('button', { name: /^Rooms/ }).click();
+    await page.locator('#sidebar').waitFor();
+  });
+});
+
+describe('token renewal', () => {
+  test('short-lived access tokens are renewed in-band, on one connection', async () => {
+    const natter = await Natter.fresh();
+    // Tokens live 8 s; the server warns 4 s before expiry and closes 2 s after it.
+    await natter.start('127.0.0.1:0', {
+      NATTER_AUTH_ACCESS_TOKEN_TTL_SECS: '8',
+      NATTER_WS_EXPIRY_WARNING_SECS: '4',
+      NATTER_WS_EXPIRY_GRACE_SECS: '2',
+    });
+    const browser = await launchBrowser();
+    try {
+      const context = await newContext(browser);
+      const page = await context.newPage();
+      const sockets = [];
+      page.on('websocket', (socket) => sockets.push(socket.url()));
+      await login(page, natter.base, 'admin', await natter.adminPassword());
+      const tokens = new Set();
+      const token = () => page.evaluate(() => JSON.parse(sessionStorage.getItem('natter.session')).access);
+      tokens.add(await token());
+      // Three renewals: well past the first token's expiry and grace.
+      await eventually(async () => {
+        tokens.add(await token());
+        return tokens.size >= 4;
+      }, 'three renewed access tokens', 40_000);
+      assert.equal(sockets.length, 1, `one WebSocket all along: ${sockets}`);
+      assert.equal(await page.locator('#connection').getAttribute('data-state'), 'online');
+      await page.getByRole('button', { name: 'New room' }).click();
+      await page.getByLabel('Room name').fill('renewed');
+      await page.getByRole('button', { name: 'Create room' }).click();
+      await send(page, 'still here');
+      await seeOnce(page, 'still here');
+      assert.equal(sockets.length, 1);
+      assert.deepEqual(context.dialogs, []);
+      assert.deepEqual(context.errors, []);
+    } finally {
+      await browser.close();
+      await natter.stop();
+      await natter.removeDataDir();
+    }
+  });
+});
