@@ -46,12 +46,12 @@ impl Daemon {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(start) = line.find("natter is serving") {
-                    if let Some(at) = line[start..].find("listen=") {
-                        let rest = &line[start + at + "listen=".len()..];
-                        let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
-                        let _ = ready_tx.send(addr);
-                    }
+                if let Some(start) = line.find("natter is serving")
+                    && let Some(at) = line[start..].find("listen=")
+                {
+                    let rest = &line[start + at + "listen=".len()..];
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = ready_tx.send(addr);
                 }
                 kept.lock().expect("log lock").push(line);
             }

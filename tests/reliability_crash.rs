@@ -164,14 +164,12 @@ async fn verify(addr: SocketAddr, token: &str, ledger: &Ledger) -> usize {
     for room in ROOMS {
         let messages = history(addr, token, room).await;
         stored += messages.len();
-        let mut expected_seq = 1;
-        for message in &messages {
+        for (expected_seq, message) in (1u64..).zip(messages.iter()) {
             let seq = message["seq"].as_u64().expect("seq");
             assert_eq!(
                 seq, expected_seq,
                 "room {room}: sequence numbers have a gap"
             );
-            expected_seq += 1;
             let id = message["client_msg_id"]
                 .as_str()
                 .expect("every storm message has a client_msg_id")
