@@ -67,6 +67,8 @@ pub struct Phase {
     pub loss: f64,
     pub cpu_s_per_million: f64,
     pub rss_mib: f64,
+    /// Subscribers still connected when the phase began.
+    pub subscribers: u64,
 }
 
 fn ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
@@ -196,6 +198,8 @@ pub struct FanoutSettings {
     pub phase: Duration,
     /// Saturation: messages in flight (sent, not yet delivered to every subscriber).
     pub window: u64,
+    /// Where saturation goes among the fixed-rate phases (index into `rates`).
+    pub saturation_before: usize,
 }
 
 /// The fanout measurements: one phase per rate, then saturation (`None`).
@@ -243,8 +247,11 @@ pub async fn fanout(
     });
     let template = Template::broadcast(TOPIC)?;
     let mut results = Vec::new();
+    // Saturation runs before any fixed rate above what it reached would: an overloaded phase
+    // disconnects slow subscribers (natter: close 4008; uWS: its backpressure limit), and the
+    // phases after it would measure a smaller fanout.
     let mut phases: Vec<Option<u32>> = settings.rates.iter().copied().map(Some).collect();
-    phases.push(None);
+    phases.insert(settings.saturation_before.min(phases.len()), None);
     for rate in phases {
         let received_before = counters.received.load(Ordering::Relaxed);
         let ended_before = counters.ended.load(Ordering::Relaxed);
@@ -320,6 +327,7 @@ pub async fn fanout(
                 },
                 cpu_s_per_million: cpu / (received as f64 / 1e6).max(1e-9),
                 rss_mib: server.rss_bytes() / (1024.0 * 1024.0),
+                subscribers: alive,
             },
         ));
     }
@@ -510,6 +518,9 @@ pub async fn many_rooms(
             },
             cpu_s_per_million: cpu / (received as f64 / 1e6).max(1e-9),
             rss_mib: server.rss_bytes() / (1024.0 * 1024.0),
+            subscribers: u64::try_from(total)
+                .unwrap_or(u64::MAX)
+                .saturating_sub(counters.ended.load(Ordering::Relaxed)),
         };
         let passed = phase.p99_ms <= settings.p99_limit_ms && phase.loss == 0.0;
         steps.push(RoomsStep {

@@ -109,6 +109,14 @@ pub fn medians(runs: &[Vec<Figure>]) -> Vec<Row> {
         }
         grouped.entry(key).or_default().push(figure);
     }
+    // Rows of one scenario together (a step that only a later run reached comes last).
+    let mut scenarios: Vec<&'static str> = Vec::new();
+    for (scenario, _) in &order {
+        if !scenarios.contains(scenario) {
+            scenarios.push(scenario);
+        }
+    }
+    order.sort_by_key(|(scenario, _)| scenarios.iter().position(|s| s == scenario));
     order
         .into_iter()
         .filter_map(|key| {

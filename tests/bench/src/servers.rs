@@ -147,14 +147,18 @@ pub fn spawn_natter(
 ) -> anyhow::Result<(Server, SocketAddr)> {
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let log = std::fs::File::create(data_dir.path().join("bench-server.log"))?;
+    // natter's log, kept after the run in target/bench/logs/natter-PORT.log; its filter is
+    // BENCH_NATTER_LOG (e.g. natter::store=trace shows each group commit), warn by default.
+    std::fs::create_dir_all("target/bench/logs")?;
+    let log = std::fs::File::create(format!("target/bench/logs/natter-{port}.log"))?;
+    let filter = std::env::var("BENCH_NATTER_LOG").unwrap_or_else(|_| "warn".to_owned());
     let spawned = Instant::now();
     let child = Command::new(natter)
         .arg("--data-dir")
         .arg(data_dir.path())
         .args(["serve", "--listen", &addr.to_string()])
         .env_remove("NATTER_CONFIG")
-        .env("NATTER_LOG", "warn")
+        .env("NATTER_LOG", filter)
         .envs(BENCH_ENV.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
