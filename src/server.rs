@@ -112,7 +112,15 @@ impl Server {
         let store = Store::open(&config.store)?;
         let state = AppState::new(config, store)?;
         bootstrap_admin(&state).await?;
-        state.auth.hasher().warm_up().await?;
+        // The dummy hash (one argon2 run, tens of milliseconds, more on a small board) is made
+        // in the background: awaited here, it delayed the first handshake by that much (issue #6,
+        // cold start). An unknown-user login that comes first makes its own.
+        let hasher = state.auth.hasher().clone();
+        tokio::spawn(async move {
+            if let Err(e) = hasher.warm_up().await {
+                tracing::warn!(error = %e, "argon2 warm-up failed");
+            }
+        });
         let control = if state.config.control.enabled {
             let path = state.config.control_socket_path();
             Some(crate::admin::socket::ControlSocket::bind(&path)?)

@@ -332,7 +332,7 @@ async fn serve<D: Dialect>(
     state
         .hub
         .set_dialect(conn, super::dialect::slot_name(dialect.slot()));
-    dialect.on_connect(&mut ctx).await;
+    Box::pin(dialect.on_connect(&mut ctx)).await;
     // Guests have no account: no last_seen, no rooms to tell.
     if registration.first_for_user && !ctx.principal.guest {
         state.chat.connected(&ctx.principal).await;
@@ -388,8 +388,10 @@ async fn serve<D: Dialect>(
             frame = socket.next() => {
                 pong_deadline = None;
                 match frame {
-                    Some(Ok(Message::Text(text))) => dialect.on_text(&mut ctx, text.as_str()).await,
-                    Some(Ok(Message::Binary(data))) => dialect.on_binary(&mut ctx, data).await,
+                    // Boxed: a handler's future (the largest request's state) would otherwise
+                    // be inlined into this loop's, and every idle connection would carry it.
+                    Some(Ok(Message::Text(text))) => Box::pin(dialect.on_text(&mut ctx, text.as_str())).await,
+                    Some(Ok(Message::Binary(data))) => Box::pin(dialect.on_binary(&mut ctx, data)).await,
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) => {
                         // tungstenite queued the reply to the peer's close: send it.

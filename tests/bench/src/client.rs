@@ -1,0 +1,210 @@
+//! The load generator's WebSocket client side: connecting (TCP_NODELAY, small buffers, the
+//! welcome frame), the per-target adapter (natter's token vs the peer's none), pre-serialized
+//! publish frames with a send timestamp patched in place, and reading that timestamp back.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::servers::Server;
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// How long one connection may take to open and be welcomed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Microseconds since the load generator started: the clock of every timestamp (publishers
+/// and subscribers are in this one process, so no clock sync is needed).
+pub fn now_micros() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Small buffers: the load generator holds up to 10,000 connections and must stay cheaper
+/// than the server it measures.
+fn client_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+}
+
+/// Opens a WebSocket to `path` and completes the handshake (no frame read).
+pub async fn handshake(addr: SocketAddr, path: &str) -> anyhow::Result<Ws> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let url = format!("ws://{addr}{path}");
+    let (ws, _response) =
+        tokio_tungstenite::client_async_with_config(url, stream, Some(client_config())).await?;
+    Ok(ws)
+}
+
+/// Opens an authenticated connection and waits for the welcome (`Status connected`).
+pub async fn connect(server: &Server) -> anyhow::Result<Ws> {
+    connect_to(server.addr, &server.ws_path()).await
+}
+
+/// [`connect`] by address and path (with the credentials the target needs in it).
+pub async fn connect_to(addr: SocketAddr, path: &str) -> anyhow::Result<Ws> {
+    tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let mut ws = handshake(addr, path).await?;
+        let welcome = next_text(&mut ws).await?;
+        if !welcome.contains("\"connected\"") {
+            bail!("expected the welcome frame, got {welcome}");
+        }
+        Ok(ws)
+    })
+    .await
+    .context("connect timed out")?
+}
+
+/// The next text frame (control frames skipped).
+pub async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
+            Some(Ok(Message::Close(frame))) => bail!("closed by the server: {frame:?}"),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("connection ended"),
+        }
+    }
+}
+
+/// Reads text frames until one contains `needle`.
+pub async fn read_until(ws: &mut Ws, needle: &str) -> anyhow::Result<String> {
+    loop {
+        let text = next_text(ws).await?;
+        if text.contains(needle) {
+            return Ok(text);
+        }
+        if text.contains("\"Error\"") {
+            bail!("server error: {text}");
+        }
+    }
+}
+
+/// Subscribes to one topic and waits for the `Status subscribed` reply.
+pub async fn subscribe(ws: &mut Ws, topic: &str) -> anyhow::Result<()> {
+    let frame = serde_json::json!({"type": "Subscribe", "data": {"topics": [topic]}});
+    ws.send(Message::text(frame.to_string())).await?;
+    read_until(ws, "\"subscribed\"").await?;
+    Ok(())
+}
+
+/// Where a timestamp sits in a payload: `"t":"` then 20 digits.
+const STAMP_KEY: &[u8] = b"\"t\":\"";
+const STAMP_DIGITS: usize = 20;
+
+/// A frame serialized once, with a fixed-width timestamp field patched per send.
+#[derive(Clone)]
+pub struct Template {
+    bytes: Vec<u8>,
+    stamp_at: usize,
+}
+
+impl Template {
+    /// `frame` is the frame's JSON with `STAMP` where the timestamp goes (inside a string).
+    fn new(frame: &str) -> anyhow::Result<Template> {
+        let marker = "STAMP";
+        let stamp_at = frame.find(marker).context("template without STAMP")?;
+        let digits = "0".repeat(STAMP_DIGITS);
+        Ok(Template {
+            bytes: frame.replacen(marker, &digits, 1).into_bytes(),
+            stamp_at,
+        })
+    }
+
+    /// A Broadcast to `topic` whose payload (about 100 bytes of JSON) carries the send time.
+    pub fn broadcast(topic: &str) -> anyhow::Result<Template> {
+        // {"t":"<20 digits>","p":"<65 x>"} is 100 bytes.
+        let pad = "x".repeat(65);
+        Template::new(&format!(
+            r#"{{"type":"Broadcast","data":{{"topic":"{topic}","payload":{{"t":"STAMP","p":"{pad}"}}}}}}"#
+        ))
+    }
+
+    /// A durable Send to `room` (content about 100 bytes, the time first) with request id `id`.
+    pub fn send(room: &str, id: &str) -> anyhow::Result<Template> {
+        let pad = "x".repeat(79);
+        Template::new(&format!(
+            r#"{{"type":"Send","data":{{"room":"{room}","content":"STAMP {pad}"}},"id":"{id}"}}"#
+        ))
+    }
+
+    /// The frame stamped with `micros`.
+    pub fn stamped(&self, micros: u64) -> Message {
+        let mut bytes = self.bytes.clone();
+        let mut value = micros;
+        for slot in bytes[self.stamp_at..self.stamp_at + STAMP_DIGITS]
+            .iter_mut()
+            .rev()
+        {
+            // value % 10 < 10: the cast cannot truncate.
+            *slot = b'0' + u8::try_from(value % 10).unwrap_or(0);
+            value /= 10;
+        }
+        // Only ASCII digits replaced ASCII digits: still UTF-8.
+        match String::from_utf8(bytes) {
+            Ok(text) => Message::text(text),
+            Err(e) => Message::binary(e.into_bytes()),
+        }
+    }
+}
+
+/// The send timestamp in a received frame, if it carries one.
+pub fn stamp_of(frame: &[u8]) -> Option<u64> {
+    let at = frame
+        .windows(STAMP_KEY.len())
+        .position(|w| w == STAMP_KEY)?
+        + STAMP_KEY.len();
+    let digits = frame.get(at..at + STAMP_DIGITS)?;
+    digits.iter().try_fold(0u64, |acc, d| {
+        d.is_ascii_digit().then(|| acc * 10 + u64::from(d - b'0'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_round_trip() {
+        let template = Template::broadcast("bench.fanout").expect("template");
+        let Message::Text(text) = template.stamped(1_234_567) else {
+            panic!("text frame");
+        };
+        let value: serde_json::Value = serde_json::from_str(text.as_str()).expect("valid JSON");
+        assert_eq!(value["data"]["payload"]["t"], "00000000000001234567");
+        assert_eq!(
+            value["data"]["payload"].to_string().len(),
+            100,
+            "payload size"
+        );
+        assert_eq!(stamp_of(text.as_bytes()), Some(1_234_567));
+        // natter relays the payload re-serialized (sorted keys): the stamp survives.
+        let relayed =
+            serde_json::json!({"type":"Broadcast","data":{"payload":value["data"]["payload"]}});
+        assert_eq!(stamp_of(relayed.to_string().as_bytes()), Some(1_234_567));
+        assert_eq!(stamp_of(b"{\"t\":\"12\"}"), None);
+    }
+
+    #[test]
+    fn send_template_is_valid_json() {
+        let template = Template::send("bench", "c1").expect("template");
+        let Message::Text(text) = template.stamped(42) else {
+            panic!("text frame");
+        };
+        let value: serde_json::Value = serde_json::from_str(text.as_str()).expect("valid JSON");
+        assert_eq!(value["type"], "Send");
+        assert!(value["data"]["content"].as_str().expect("content").len() >= 90);
+    }
+}
