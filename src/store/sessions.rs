@@ -65,23 +65,7 @@ impl Store {
 
     /// Starts a family for a login. Durable when it returns.
     pub async fn create_family(&self, user_id: Uuid, ttl_secs: u64) -> Result<Family, Error> {
-        let now = now_secs();
-        let family = Family {
-            id: Uuid::new_v4(),
-            user_id,
-            generation: 0,
-            created_at: now,
-            expires_at: now.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX)),
-            revoked_at: None,
-            revoke_reason: None,
-            label: None,
-            scopes: None,
-        };
-        self.write(move |t| {
-            t.put_family(&family)?;
-            Ok(family)
-        })
-        .await
+        self.put_new_family(user_id, ttl_secs, None, None).await
     }
 
     /// Starts the session of a service token. Durable when it returns.
@@ -92,6 +76,22 @@ impl Store {
         label: &str,
         scopes: &str,
     ) -> Result<Family, Error> {
+        self.put_new_family(
+            user_id,
+            ttl_secs,
+            Some(label.to_owned()),
+            Some(scopes.to_owned()),
+        )
+        .await
+    }
+
+    async fn put_new_family(
+        &self,
+        user_id: Uuid,
+        ttl_secs: u64,
+        label: Option<String>,
+        scopes: Option<String>,
+    ) -> Result<Family, Error> {
         let now = now_secs();
         let family = Family {
             id: Uuid::new_v4(),
@@ -101,8 +101,8 @@ impl Store {
             expires_at: now.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX)),
             revoked_at: None,
             revoke_reason: None,
-            label: Some(label.to_owned()),
-            scopes: Some(scopes.to_owned()),
+            label,
+            scopes,
         };
         self.write(move |t| {
             t.put_family(&family)?;
