@@ -236,6 +236,10 @@ pub struct WsConfig {
     /// Browser origins allowed to open WebSockets besides the server's own origin, e.g.
     /// `["https://chat.example.com"]`. Clients that send no Origin (non-browsers) are always allowed.
     pub allowed_origins: Vec<String>,
+    /// Accept permessage-deflate (RFC 7692) when a client offers it. natter imposes
+    /// `server_no_context_takeover` and `client_no_context_takeover`, so a connection keeps no
+    /// compression state.
+    pub permessage_deflate: bool,
     /// Test only: serve `/ws/echo`, an unauthenticated endpoint that echoes every text and
     /// binary message back, through the same upgrade and WebSocket configuration as `/ws`. It
     /// exists so a WebSocket conformance suite (Autobahn cases) can exercise that layer; never
@@ -264,6 +268,7 @@ impl Default for WsConfig {
             max_history: 200,
             max_queued_direct_messages: 1000,
             allowed_origins: Vec::new(),
+            permessage_deflate: true,
             conformance_echo: false,
         }
     }

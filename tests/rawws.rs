@@ -1,9 +1,13 @@
 //! A WebSocket client at the byte level, for hostile-input tests: it writes frames exactly as
 //! given (reserved bits, reserved opcodes, unmasked, invalid UTF-8, lying lengths) where a real
-//! client library refuses to, and reads the server's frames back.
+//! client library refuses to, and reads the server's frames back. It can offer
+//! permessage-deflate (RFC 7692), send compressed frames (flate2 on the client side, not
+//! natter's code) and inflates the server's compressed frames, counting them.
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use std::io::{Read as _, Write as _};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -42,6 +46,14 @@ impl RawFrame {
 
     pub fn text(text: &str) -> RawFrame {
         RawFrame::new(OP_TEXT, text.as_bytes())
+    }
+
+    /// A text message compressed for permessage-deflate: RSV1 set, raw deflate with a sync
+    /// flush, the trailing 00 00 ff ff removed.
+    pub fn deflated_text(text: &str) -> RawFrame {
+        let mut frame = RawFrame::new(OP_TEXT, deflate(text.as_bytes()));
+        frame.rsv = 0b100;
+        frame
     }
 
     pub fn encode(&self, mask_key: [u8; 4]) -> Vec<u8> {
@@ -86,7 +98,34 @@ pub enum Incoming {
     Gone,
 }
 
+/// `data` as raw deflate, sync-flushed, without the sync tail (RFC 7692 7.2.1).
+pub fn deflate(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data).expect("compress");
+    encoder.flush().expect("sync flush");
+    let mut out = encoder.get_ref().clone();
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]), "a sync flush ends so");
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// A compressed message's payload inflated: the sync tail put back, then an empty final block
+/// so the decoder sees the end.
+fn inflate(payload: &[u8]) -> Vec<u8> {
+    let mut stream = payload.to_vec();
+    stream.extend_from_slice(&[0x00, 0x00, 0xff, 0xff, 0x03, 0x00]);
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(&stream[..])
+        .read_to_end(&mut out)
+        .expect("the server's compressed frame inflates");
+    out
+}
+
 pub struct RawWs {
+    /// The server's upgrade response head (status line and headers).
+    pub head: String,
+    /// Data frames that arrived compressed (RSV1 set).
+    pub compressed: usize,
     stream: TcpStream,
     /// Bytes read but not yet parsed.
     buffer: Vec<u8>,
@@ -97,10 +136,19 @@ impl RawWs {
     /// Opens a TCP connection and performs the upgrade to `path_and_query`; `Err` with the
     /// status line when the server does not switch protocols.
     pub async fn connect(addr: SocketAddr, path_and_query: &str) -> Result<RawWs, String> {
+        Self::connect_with(addr, path_and_query, "").await
+    }
+
+    /// [`RawWs::connect`] with extra request header lines (each ending in `\r\n`).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        path_and_query: &str,
+        headers: &str,
+    ) -> Result<RawWs, String> {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        Self::upgrade(stream, addr, path_and_query).await
+        Self::upgrade(stream, addr, path_and_query, headers).await
     }
 
     /// [`RawWs::connect`] with a receive buffer of about `bytes` (a peer that reads slowly, or
@@ -118,18 +166,19 @@ impl RawWs {
             .connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        Self::upgrade(stream, addr, path_and_query).await
+        Self::upgrade(stream, addr, path_and_query, "").await
     }
 
     async fn upgrade(
         mut stream: TcpStream,
         addr: SocketAddr,
         path_and_query: &str,
+        headers: &str,
     ) -> Result<RawWs, String> {
         let request = format!(
             "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\n\
              Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{headers}\r\n"
         );
         stream
             .write_all(request.as_bytes())
@@ -156,6 +205,8 @@ impl RawWs {
         }
         buffer.drain(..head_end);
         Ok(RawWs {
+            head,
+            compressed: 0,
             stream,
             buffer,
             mask_counter: 0,
@@ -194,6 +245,7 @@ impl RawWs {
             return Incoming::Gone;
         }
         let opcode = self.buffer[0] & 0x0f;
+        let rsv1 = self.buffer[0] & 0x40 != 0;
         let short = usize::from(self.buffer[1] & 0x7f);
         let (header, len) = match short {
             126 => {
@@ -218,7 +270,15 @@ impl RawWs {
         if !self.fill(header + len).await {
             return Incoming::Gone;
         }
-        let payload: Vec<u8> = self.buffer.drain(..header + len).skip(header).collect();
+        let mut payload: Vec<u8> = self.buffer.drain(..header + len).skip(header).collect();
+        if rsv1 {
+            assert!(
+                matches!(opcode, OP_TEXT | OP_BINARY),
+                "RSV1 on opcode {opcode:#x}"
+            );
+            payload = inflate(&payload);
+            self.compressed += 1;
+        }
         match opcode {
             OP_TEXT => Incoming::Text(String::from_utf8(payload).expect("server text is UTF-8")),
             OP_BINARY => Incoming::Binary,

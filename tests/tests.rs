@@ -9,6 +9,7 @@ mod wsclient;
 
 mod admin;
 mod cli;
+mod deflate;
 mod dialect_edusphere;
 mod dialect_fastchat;
 mod dialect_kibray;

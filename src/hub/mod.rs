@@ -37,6 +37,9 @@ pub struct Delivery {
     /// When the event was made, for the delivery-latency metric.
     pub created: std::time::Instant,
     encoded: [OnceLock<Option<tokio_tungstenite::tungstenite::Message>>; DIALECT_SLOTS],
+    /// Each encoding compressed for permessage-deflate, made by the first receiver that
+    /// negotiated it.
+    deflated: [OnceLock<bytes::Bytes>; DIALECT_SLOTS],
 }
 
 impl Delivery {
@@ -50,6 +53,7 @@ impl Delivery {
             skip,
             created: std::time::Instant::now(),
             encoded: Default::default(),
+            deflated: Default::default(),
         })
     }
 
@@ -67,6 +71,7 @@ impl Delivery {
             skip,
             created: std::time::Instant::now(),
             encoded: Default::default(),
+            deflated: Default::default(),
         };
         if let Some(cell) = delivery.encoded.get(slot) {
             let _ = cell.set(encoded);
@@ -84,6 +89,20 @@ impl Delivery {
         match self.encoded.get(slot) {
             Some(cell) => cell.get_or_init(|| encode(&self.event)).clone(),
             None => encode(&self.event),
+        }
+    }
+
+    /// The payload of `frame` (this delivery's encoding for `slot`) compressed for
+    /// permessage-deflate, computed once and shared like the encoding.
+    pub fn deflated(
+        &self,
+        slot: usize,
+        frame: &tokio_tungstenite::tungstenite::Message,
+    ) -> bytes::Bytes {
+        let compress = || crate::ws::deflate::compress(&frame.clone().into_data(), usize::MAX);
+        match self.deflated.get(slot) {
+            Some(cell) => cell.get_or_init(compress).clone(),
+            None => compress(),
         }
     }
 }

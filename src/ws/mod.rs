@@ -1,17 +1,18 @@
-//! WebSocket endpoints: the upgrade (handled on hyper directly, so the WebSocket layer is ours to
-//! configure: a 4 KiB read buffer instead of tungstenite's 128 KiB, bounded frames), token
-//! extraction, the Origin check, and the hand-off to a [`session`] running the endpoint's dialect.
+//! WebSocket endpoints: the upgrade (handled on hyper directly, with natter's own framing in
+//! [`socket`]: no buffers held by an idle connection, bounded messages, permessage-deflate in
+//! [`deflate`]), token extraction, the Origin check, and the hand-off to a [`session`] running
+//! the endpoint's dialect.
 
+pub mod deflate;
 pub mod dialect;
 pub mod session;
+pub mod socket;
 
 use std::net::SocketAddr;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::error::Error;
 use crate::server::AppState;
@@ -23,11 +24,6 @@ pub const ACCESS_COOKIE: &str = "natter_access";
 pub const SESSION_COOKIE: &str = "sessionid";
 /// Subprotocol prefix that carries a token (`access_token.<JWT>`).
 pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "access_token.";
-
-/// Read buffer per connection: small, because most connections are idle most of the time.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
-/// Bytes buffered before a write goes to the socket (frames are coalesced, then flushed).
-const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// A WebSocket endpoint, with what its path names, and the dialect it speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,15 +79,6 @@ pub fn endpoint(path: &str) -> Option<Endpoint> {
 /// A percent-decoded path segment ('+' is a plus in a path; only query strings mean a space).
 fn path_segment(segment: &str) -> String {
     percent_decode(&segment.replace('+', "%2B"))
-}
-
-/// The WebSocket configuration every endpoint uses.
-pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_message_size(Some(max_frame_bytes))
-        .max_frame_size(Some(max_frame_bytes))
 }
 
 /// Where the credentials of an upgrade request came from.
@@ -273,6 +260,15 @@ pub fn upgrade(
     {
         response_headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
     }
+    let deflate = if state.config.ws.permessage_deflate {
+        deflate::negotiate(headers)
+    } else {
+        None
+    };
+    let deflate = deflate.map(|(deflate, answer)| {
+        response_headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
+        deflate
+    });
     let on_upgrade = hyper::upgrade::on(&mut request);
     let tracked = state.clone();
     tracked.spawn_tracked(async move {
@@ -283,10 +279,11 @@ pub fn upgrade(
                 return;
             }
         };
-        let config = websocket_config(state.config.ws.max_frame_bytes);
-        let socket =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
+        let socket = socket::WebSocket::new(
+            TokioIo::new(upgraded),
+            state.config.ws.max_frame_bytes,
+            deflate,
+        );
         match endpoint {
             Endpoint::Native => {
                 // Native, or FastChat when the first frame is HELLO (dialect::root).

@@ -6,18 +6,15 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::{SinkExt as _, StreamExt as _};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use super::dialect::Dialect;
 use super::dialect::fastchat::{self, Admission};
 use super::dialect::root::Root;
+use super::socket::{Prepared, WebSocket, WsError};
 use super::{Credentials, Endpoint};
 use crate::auth::{CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Principal};
 use crate::core::policy::RateLimiter;
@@ -26,7 +23,7 @@ use crate::hub::{ConnId, ConnInfo, RegisterError};
 use crate::server::AppState;
 use crate::store::now_secs;
 
-type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Socket = WebSocket<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Close code: the message rate limit was exceeded over and over, or too many connections.
 pub const CLOSE_RATE_LIMITED: u16 = 4429;
@@ -63,7 +60,8 @@ pub struct Ctx {
     /// The connection id shown to clients.
     pub public_id: String,
     pub peer: SocketAddr,
-    outgoing: Vec<Message>,
+    /// With how each goes out compressed, when permessage-deflate was negotiated.
+    outgoing: Vec<(Message, Prepared)>,
     close: Option<(u16, String)>,
     messages: RateLimiter,
     typing: RateLimiter,
@@ -74,7 +72,7 @@ pub struct Ctx {
 impl Ctx {
     /// Queues a frame for this turn's write.
     pub fn send(&mut self, frame: Message) {
-        self.outgoing.push(frame);
+        self.outgoing.push((frame, Prepared::Fresh));
     }
 
     /// Ends the connection after this turn's frames, with a close frame.
@@ -213,9 +211,7 @@ async fn await_guest_hello(
                 return None;
             }
             Some(Err(e)) => {
-                if let Some((code, reason)) =
-                    close_for_read_error(&e, state.config.ws.max_frame_bytes)
-                {
+                if let Some((code, reason)) = close_for_read_error(&e) {
                     close_gracefully(socket, code, &reason).await;
                 }
                 return None;
@@ -345,6 +341,7 @@ async fn serve<D: Dialect>(
     let mut pong_deadline: Option<Instant> = None;
     let mut expiry = Expiry::new(&ctx.principal, &config);
     let mut close_timeout = CLOSE_TIMEOUT;
+    let deflate = socket.deflate();
 
     // Creation time of the oldest event in the frames waiting to be written.
     let mut oldest_pending: Option<std::time::Instant> = None;
@@ -394,14 +391,14 @@ async fn serve<D: Dialect>(
                     Some(Ok(Message::Binary(data))) => Box::pin(dialect.on_binary(&mut ctx, data)).await,
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) => {
-                        // tungstenite queued the reply to the peer's close: send it.
+                        // The socket queued the reply to the peer's close: send it.
                         let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
                         break None;
                     }
                     None => break None,
                     Some(Err(e)) => {
                         tracing::debug!(user = %ctx.principal.username, error = %e, "WebSocket read error");
-                        break close_for_read_error(&e, config.max_frame_bytes);
+                        break close_for_read_error(&e);
                     }
                 }
             }
@@ -418,7 +415,12 @@ async fn serve<D: Dialect>(
                     } else if !dialect.wants(&delivery.event) {
                         // Not for this client (e.g. FastChat does not echo the sender's own message).
                     } else if let Some(frame) = delivery.encoded(dialect.slot(), |event| dialect.encode(event)) {
-                        ctx.outgoing.push(frame);
+                        // Compressed once per dialect for every receiver, when negotiated.
+                        let prepared = match deflate {
+                            Some(_) => Prepared::Deflated(delivery.deflated(dialect.slot(), &frame)),
+                            None => Prepared::Fresh,
+                        };
+                        ctx.outgoing.push((frame, prepared));
                     }
                     taken += 1;
                     if taken < MAX_COALESCED {
@@ -431,7 +433,7 @@ async fn serve<D: Dialect>(
                 if pong_deadline.is_none() {
                     pong_deadline = Some(Instant::now() + heartbeat.1);
                 }
-                ctx.outgoing.push(dialect.ping().unwrap_or_else(|| Message::Ping(bytes::Bytes::new())));
+                ctx.send(dialect.ping().unwrap_or_else(|| Message::Ping(bytes::Bytes::new())));
             }
             () = sleep_until_opt(pong_deadline) => {
                 break Some((CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout".to_owned()));
@@ -439,7 +441,7 @@ async fn serve<D: Dialect>(
             () = sleep_until_opt(expiry.warn_at.filter(|_| !expiry.warned)) => {
                 expiry.warned = true;
                 if let Some(frame) = dialect.token_expiring(ctx.principal.expires_at) {
-                    ctx.outgoing.push(frame);
+                    ctx.send(frame);
                 }
             }
             () = sleep_until_opt(expiry.close_at) => {
@@ -462,27 +464,18 @@ async fn serve<D: Dialect>(
 
 /// How a connection ends after a read error: the close frame to send, or `None` when the
 /// connection is already gone (reset, EOF, I/O error) and only dropping it is left.
-pub fn close_for_read_error(
-    error: &tungstenite::Error,
-    max_frame_bytes: usize,
-) -> Option<(u16, String)> {
+pub fn close_for_read_error(error: &WsError) -> Option<(u16, String)> {
     match error {
-        tungstenite::Error::Capacity(_) => Some((
-            CLOSE_TOO_BIG,
-            format!("frame exceeds {max_frame_bytes} bytes"),
-        )),
-        tungstenite::Error::Utf8(_) => Some((
+        WsError::TooBig(max) => Some((CLOSE_TOO_BIG, format!("message exceeds {max} bytes"))),
+        WsError::Utf8 => Some((
             CLOSE_INVALID_PAYLOAD,
             "text message is not valid UTF-8".to_owned(),
         )),
-        // The peer went away without a closing handshake: nobody to tell.
-        tungstenite::Error::Protocol(
-            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-        ) => None,
-        tungstenite::Error::Protocol(violation) => {
+        WsError::Protocol(violation) => {
             Some((CLOSE_PROTOCOL_ERROR, format!("protocol error: {violation}")))
         }
-        _ => None,
+        // The peer went away (reset, EOF, I/O error): nobody to tell.
+        WsError::Reset | WsError::Io(_) => None,
     }
 }
 
@@ -491,7 +484,6 @@ pub fn close_for_read_error(
 /// error-to-close-code mapping as every other endpoint, so a conformance suite run against it
 /// tests what `/ws` clients get. No token, no hub registration, no rate limit: test-only.
 pub async fn run_echo(state: AppState, mut socket: Socket) {
-    let max_frame_bytes = state.config.ws.max_frame_bytes;
     let close = loop {
         let frame = tokio::select! {
             () = state.shutdown_token().cancelled() => break Some((1001, "server shutting down".to_owned())),
@@ -504,14 +496,14 @@ pub async fn run_echo(state: AppState, mut socket: Socket) {
                     break None;
                 }
             }
-            // tungstenite queued the pong; the next read flushes it.
+            // The socket queued the pong; the next read flushes it.
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
             Some(Ok(Message::Close(_))) => {
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
                 break None;
             }
             None => break None,
-            Some(Err(e)) => break close_for_read_error(&e, max_frame_bytes),
+            Some(Err(e)) => break close_for_read_error(&e),
         }
     };
     if let Some((code, reason)) = close {
@@ -569,13 +561,15 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 
 /// Writes the frames of one turn and flushes once. Gives up (false) when the peer does not
 /// read within `WRITE_TIMEOUT` or the hub asks the connection to close meanwhile.
-async fn write(socket: &mut Socket, frames: Vec<Message>, kick: &crate::hub::Kick) -> bool {
-    let work = async {
-        for frame in frames {
-            socket.feed(frame).await?;
-        }
-        socket.flush().await
-    };
+async fn write(
+    socket: &mut Socket,
+    frames: Vec<(Message, Prepared)>,
+    kick: &crate::hub::Kick,
+) -> bool {
+    for (frame, prepared) in frames {
+        socket.feed_prepared(&frame, prepared);
+    }
+    let work = socket.flush();
     tokio::select! {
         result = work => result.is_ok(),
         _ = kick.fired() => false,
@@ -601,17 +595,8 @@ async fn close_gracefully(socket: &mut Socket, code: u16, reason: &str) {
 
 /// [`close_gracefully`] bounded by `timeout` instead of `CLOSE_TIMEOUT`.
 async fn close_within(socket: &mut Socket, code: u16, reason: &str, timeout: Duration) {
-    // A close reason is at most 123 bytes.
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason[..end].to_owned().into(),
-    };
     let _ = tokio::time::timeout(timeout, async {
-        if socket.close(Some(frame)).await.is_err() {
+        if socket.close(code, reason).await.is_err() {
             return;
         }
         while let Some(Ok(_)) = socket.next().await {}
