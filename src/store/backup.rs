@@ -159,7 +159,7 @@ impl Store {
         .map_err(|e| Error::Internal(format!("verify task failed: {e}")))?
     }
 
-    async fn pause_writes(&self) -> Result<super::writer::Pause, Error> {
+    pub(super) async fn pause_writes(&self) -> Result<super::writer::Pause, Error> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.inner
             .writer

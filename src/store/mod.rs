@@ -404,6 +404,81 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn writes_wait_out_a_pause_and_every_acked_write_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&StoreConfig {
+            max_batch: 4,
+            ..config(dir.path())
+        })
+        .expect("open");
+        // Many small batches, so that batches are applied while earlier ones flush.
+        let mut first = Vec::new();
+        for i in 0u32..100 {
+            let store = store.clone();
+            first.push(tokio::spawn(async move {
+                store
+                    .write(move |t| {
+                        t.meta.insert(format!("a{i}"), &i.to_be_bytes())?;
+                        Ok(())
+                    })
+                    .await
+            }));
+        }
+        for task in first {
+            task.await.expect("join").expect("write");
+        }
+        let pause = store.pause_writes().await.expect("pause");
+        let queued = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(|t| {
+                        t.meta.insert("after-pause", b"1".as_slice())?;
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            store
+                .trees()
+                .meta
+                .get("after-pause")
+                .expect("get")
+                .is_none(),
+            "nothing is applied while paused"
+        );
+        assert!(!queued.is_finished());
+        drop(pause);
+        queued.await.expect("join").expect("write");
+        store.close().await.expect("close");
+        drop(store);
+        let store = Store::open(&config(dir.path())).expect("reopen");
+        for i in 0u32..100 {
+            assert!(
+                store
+                    .trees()
+                    .meta
+                    .get(format!("a{i}"))
+                    .expect("get")
+                    .is_some()
+            );
+        }
+        assert!(
+            store
+                .trees()
+                .meta
+                .get("after-pause")
+                .expect("get")
+                .is_some()
+        );
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
     async fn a_version_1_store_is_upgraded_on_open() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
