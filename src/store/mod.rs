@@ -35,7 +35,12 @@ pub use sessions::{Family, Rotation};
 pub use users::{Role, User};
 
 /// The on-disk layout version this build writes. Opening a store with a higher version fails.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: a room record's `last_seq` is a floor, refreshed lazily; the room's last sequence number
+/// is the larger of it and its newest message's (see [`rooms`]). A version-1 build would trust
+/// the stale floor and reuse sequence numbers, so it must refuse such a store. Version-1 stores
+/// (whose records are exact) are upgraded in place on open.
+pub const SCHEMA_VERSION: u32 = 2;
 
 const META_SCHEMA: &[u8] = b"schema_version";
 
@@ -116,6 +121,9 @@ pub struct Trees {
     pub notifications: sled::Tree,
     /// external issuer + NUL + its user id -> natter user id (users of `auth.external` issuers).
     pub external_ids: sled::Tree,
+    /// Each room's last sequence number, kept by the writer so that a Send writes one entry
+    /// (the message) instead of the message plus a rewritten room record.
+    pub(crate) sequences: rooms::Sequences,
 }
 
 impl Trees {
@@ -199,6 +207,7 @@ impl Store {
             dm_queue: db.open_tree("dm_queue")?,
             notifications: db.open_tree("notifications")?,
             external_ids: db.open_tree("external_ids")?,
+            sequences: rooms::Sequences::default(),
         });
         check_schema(&trees.meta, &data_dir)?;
         let metrics = Arc::new(crate::metrics::Metrics::default());
@@ -259,6 +268,12 @@ impl Store {
 
     /// Lets queued writes finish, flushes, and stops the writer. Later writes fail with `Closed`.
     pub async fn close(&self) -> Result<(), StoreError> {
+        // Room records get their exact last_seq back, so that a cleanly closed store reads the
+        // same to anyone (a floor is all correctness needs; this is for people and tools).
+        match self.write(|t| t.persist_last_seqs()).await {
+            Ok(()) | Err(Error::Store(StoreError::Closed)) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot refresh the rooms' last_seq on close"),
+        }
         let (tx, rx) = oneshot::channel();
         if self
             .inner
@@ -315,6 +330,12 @@ fn check_schema(meta: &sled::Tree, path: &Path) -> Result<(), StoreError> {
                     found,
                     supported: SCHEMA_VERSION,
                 });
+            }
+            if found < SCHEMA_VERSION {
+                // Version 1 -> 2 needs no rewrite (exact last_seq records are valid floors);
+                // recording 2 before anything is written keeps older builds out.
+                meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
+                meta.flush()?;
             }
             Ok(())
         }
@@ -380,6 +401,102 @@ mod tests {
         }
         let err = Store::open(&config(dir.path())).err().expect("must refuse");
         assert!(err.to_string().contains("newer natter"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn writes_wait_out_a_pause_and_every_acked_write_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&StoreConfig {
+            max_batch: 4,
+            ..config(dir.path())
+        })
+        .expect("open");
+        // Many small batches, so that batches are applied while earlier ones flush.
+        let mut first = Vec::new();
+        for i in 0u32..100 {
+            let store = store.clone();
+            first.push(tokio::spawn(async move {
+                store
+                    .write(move |t| {
+                        t.meta.insert(format!("a{i}"), &i.to_be_bytes())?;
+                        Ok(())
+                    })
+                    .await
+            }));
+        }
+        for task in first {
+            task.await.expect("join").expect("write");
+        }
+        let pause = store.pause_writes().await.expect("pause");
+        let queued = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(|t| {
+                        t.meta.insert("after-pause", b"1".as_slice())?;
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            store
+                .trees()
+                .meta
+                .get("after-pause")
+                .expect("get")
+                .is_none(),
+            "nothing is applied while paused"
+        );
+        assert!(!queued.is_finished());
+        drop(pause);
+        queued.await.expect("join").expect("write");
+        store.close().await.expect("close");
+        drop(store);
+        let store = Store::open(&config(dir.path())).expect("reopen");
+        for i in 0u32..100 {
+            assert!(
+                store
+                    .trees()
+                    .meta
+                    .get(format!("a{i}"))
+                    .expect("get")
+                    .is_some()
+            );
+        }
+        assert!(
+            store
+                .trees()
+                .meta
+                .get("after-pause")
+                .expect("get")
+                .is_some()
+        );
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_version_1_store_is_upgraded_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(&config(dir.path())).expect("open");
+            store
+                .trees()
+                .meta
+                .insert(META_SCHEMA, &1u32.to_be_bytes())
+                .expect("insert");
+            store.close().await.expect("close");
+        }
+        let store = Store::open(&config(dir.path())).expect("reopen");
+        let raw = store.trees().meta.get(META_SCHEMA).expect("get");
+        assert_eq!(
+            raw.as_deref(),
+            Some(SCHEMA_VERSION.to_be_bytes().as_slice())
+        );
+        store.close().await.expect("close");
     }
 
     #[tokio::test]

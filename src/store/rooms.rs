@@ -3,6 +3,17 @@
 //! Each room numbers its messages 1, 2, 3, ... (`Room::last_seq` is the latest); a message's key
 //! is room id + sequence, so "everything after seq N" is one range scan. That is what makes an
 //! ordered resume possible.
+//!
+//! A room's last sequence number is the larger of two things on disk: the `last_seq` stored in
+//! its record (a floor, written when the room is created, before retention purges messages, and
+//! when the store closes) and the sequence of its newest message (the last key of its range).
+//! Sending a message therefore writes one entry, the message, not the message plus a rewritten
+//! room record; the writer keeps each room's number in memory ([`Sequences`]) once it has
+//! looked it up. Messages of a room always form one gapless range: sequences only grow, and
+//! only a purge (oldest first) or deleting the room removes messages.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -50,8 +61,74 @@ pub struct Room {
     /// Messages older than this many seconds may be purged; 0 keeps them forever.
     pub retention_secs: u64,
     pub created_at: i64,
-    /// Sequence number of the newest message; 0 for an empty room.
+    /// Sequence number of the newest message; 0 for an empty room. In the stored record only a
+    /// floor (see the module doc); every `Room` the store hands out carries the exact number.
     pub last_seq: u64,
+}
+
+/// A room's last sequence number as the writer knows it.
+#[derive(Debug, Clone, Copy)]
+struct RoomSequence {
+    /// The newest message's sequence number (or the floor, if larger).
+    last: u64,
+    /// What the room record on disk says (its `last_seq` floor).
+    recorded: u64,
+}
+
+/// Last sequence numbers of the rooms the writer has appended to since the store opened: one
+/// small entry per such room (rooms are few next to messages; deleting a room drops its entry).
+///
+/// Only the writer task adds or changes entries, so an entry is never older than what is on
+/// disk; readers that miss derive the number from disk without caching it.
+#[derive(Debug, Default)]
+pub struct Sequences {
+    rooms: Mutex<HashMap<u64, RoomSequence>>,
+}
+
+impl Sequences {
+    fn get(&self, room_id: u64) -> Option<RoomSequence> {
+        self.rooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&room_id)
+            .copied()
+    }
+
+    fn set(&self, room_id: u64, sequence: RoomSequence) {
+        self.rooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(room_id, sequence);
+    }
+
+    fn forget(&self, room_id: u64) {
+        self.rooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&room_id);
+    }
+
+    /// Rooms whose record's floor is behind their last sequence number.
+    fn stale(&self) -> Vec<(u64, u64)> {
+        self.rooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, s)| s.last > s.recorded)
+            .map(|(id, s)| (*id, s.last))
+            .collect()
+    }
+}
+
+/// Sequence number of the newest message of `room_id` in `messages`, 0 if it has none.
+pub(crate) fn newest_message_seq(messages: &sled::Tree, room_id: u64) -> Result<u64, Error> {
+    match messages.scan_prefix(keys::room(room_id)).next_back() {
+        Some(entry) => {
+            let (key, _) = entry?;
+            Ok(keys::u64_at(&key, 8).unwrap_or(0))
+        }
+        None => Ok(0),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,11 +157,78 @@ pub struct Message {
 }
 
 impl Trees {
+    /// A room with its exact last sequence number.
     pub fn room(&self, id: u64) -> Result<Option<Room>, Error> {
+        self.room_record(id)?
+            .map(|room| self.with_last_seq(room))
+            .transpose()
+    }
+
+    /// A room as its record stores it (`last_seq` only a floor).
+    fn room_record(&self, id: u64) -> Result<Option<Room>, Error> {
         self.rooms
             .get(keys::room(id))?
             .map(|raw| decode("rooms", &raw))
             .transpose()
+    }
+
+    /// `room` (as recorded) with its exact last sequence number.
+    fn with_last_seq(&self, mut room: Room) -> Result<Room, Error> {
+        let last = match self.sequences.get(room.id) {
+            Some(known) => known.last,
+            None => newest_message_seq(&self.messages, room.id)?,
+        };
+        room.last_seq = room.last_seq.max(last);
+        Ok(room)
+    }
+
+    /// The last sequence number of `room_id`, looked up once and then kept in memory. Writer
+    /// task only. `NotFound` if there is no such room.
+    fn last_seq_for_append(&self, room_id: u64) -> Result<RoomSequence, Error> {
+        if let Some(known) = self.sequences.get(room_id) {
+            return Ok(known);
+        }
+        let room = self
+            .room_record(room_id)?
+            .ok_or_else(|| Error::NotFound(format!("no room {room_id}")))?;
+        let known = RoomSequence {
+            last: room
+                .last_seq
+                .max(newest_message_seq(&self.messages, room_id)?),
+            recorded: room.last_seq,
+        };
+        self.sequences.set(room_id, known);
+        Ok(known)
+    }
+
+    /// Writes `last` as the floor in the record of `room_id` if the record is behind. Writer
+    /// task only.
+    fn record_last_seq(&self, room_id: u64, last: u64) -> Result<(), Error> {
+        let Some(mut room) = self.room_record(room_id)? else {
+            self.sequences.forget(room_id);
+            return Ok(());
+        };
+        if room.last_seq < last {
+            room.last_seq = last;
+            self.put_room(&room)?;
+        }
+        self.sequences.set(
+            room_id,
+            RoomSequence {
+                last: room.last_seq,
+                recorded: room.last_seq,
+            },
+        );
+        Ok(())
+    }
+
+    /// Brings every room record the writer has left behind up to date (on close). Writer task
+    /// only.
+    pub(crate) fn persist_last_seqs(&self) -> Result<(), Error> {
+        for (room_id, last) in self.sequences.stale() {
+            self.record_last_seq(room_id, last)?;
+        }
+        Ok(())
     }
 
     pub fn room_by_name(&self, name: &str) -> Result<Option<Room>, Error> {
@@ -194,22 +338,21 @@ impl Store {
     /// instead (idempotent retries). Durable when it returns.
     pub async fn append_message(&self, mut message: Message) -> Result<Appended, Error> {
         self.write(move |t| {
-            let mut room = t
-                .room(message.room_id)?
-                .ok_or_else(|| Error::NotFound(format!("no room {}", message.room_id)))?;
+            let room_id = message.room_id;
+            let mut sequence = t.last_seq_for_append(room_id)?;
             let client_key = message
                 .client_msg_id
                 .as_deref()
-                .map(|id| keys::client_msg(room.id, message.author, id));
+                .map(|id| keys::client_msg(room_id, message.author, id));
             if let Some(key) = &client_key
                 && let Some(raw) = t.client_ids.get(key)?
                 && let Some(seq) = keys::u64_at(&raw, 0)
                 // After a crash the index can name a sequence number the room never
-                // committed (the index entry reached sled's log, the room record did not),
-                // or one since taken by another message: such an entry is stale, and the
+                // committed (the index entry reached sled's log, the message did not), or
+                // one since taken by another message: such an entry is stale, and the
                 // message is appended anew rather than answered with someone else's.
-                && seq <= room.last_seq
-                && let Some(original) = t.message(room.id, seq)?
+                && seq <= sequence.last
+                && let Some(original) = t.message(room_id, seq)?
                 && original.author == message.author
                 && original.client_msg_id == message.client_msg_id
             {
@@ -218,14 +361,15 @@ impl Store {
                     duplicate: true,
                 });
             }
-            room.last_seq += 1;
-            message.seq = room.last_seq;
+            message.seq = sequence.last + 1;
             t.messages
-                .insert(keys::message(room.id, message.seq), encode(&message)?)?;
+                .insert(keys::message(room_id, message.seq), encode(&message)?)?;
             if let Some(key) = client_key {
                 t.client_ids.insert(key, &message.seq.to_be_bytes())?;
             }
-            t.put_room(&room)?;
+            // Only now that the message is in the tree: a failed insert takes no number.
+            sequence.last = message.seq;
+            t.sequences.set(room_id, sequence);
             Ok(Appended {
                 message,
                 duplicate: false,
@@ -290,7 +434,7 @@ impl Store {
         let mut out = Vec::new();
         for entry in self.trees().rooms.iter() {
             let (_, raw) = entry?;
-            out.push(decode("rooms", &raw)?);
+            out.push(self.trees().with_last_seq(decode("rooms", &raw)?)?);
         }
         Ok(out)
     }
@@ -343,6 +487,7 @@ impl Store {
             }
             t.room_names.remove(room.name.as_bytes())?;
             t.rooms.remove(prefix)?;
+            t.sequences.forget(room_id);
             Ok(messages)
         })
         .await
@@ -391,6 +536,14 @@ impl Store {
                 let message: Message = decode("messages", &raw)?;
                 if message.created_at_ms >= cutoff_ms || purged >= max {
                     break;
+                }
+                if purged == 0
+                    && let Some(room) = t.room(room_id)?
+                {
+                    // The room's number must outlive its messages: once none is left, only the
+                    // record's floor keeps the next Send from reusing a purged number. Written
+                    // before the removals, in the same batch.
+                    t.record_last_seq(room_id, room.last_seq)?;
                 }
                 t.messages.remove(key)?;
                 purged += 1;
@@ -444,6 +597,233 @@ impl Store {
 mod tests {
     use super::*;
     use crate::config::StoreConfig;
+
+    fn open(dir: &std::path::Path) -> Store {
+        Store::open(&StoreConfig {
+            data_dir: dir.to_path_buf(),
+            ..StoreConfig::default()
+        })
+        .expect("open")
+    }
+
+    fn new_room(name: &str, owner: Uuid) -> NewRoom {
+        NewRoom {
+            name: name.to_owned(),
+            owner,
+            members: Vec::new(),
+            visibility: Visibility::Public,
+            persistent: true,
+            retention_secs: 0,
+        }
+    }
+
+    fn draft(room_id: u64, author: Uuid, client_msg_id: Option<&str>) -> Message {
+        Message {
+            room_id,
+            seq: 0,
+            author,
+            author_name: "owner".to_owned(),
+            author_avatar: None,
+            content: "hello".to_owned(),
+            created_at_ms: 0,
+            edited_at_ms: None,
+            deleted: false,
+            reply_to: None,
+            client_msg_id: client_msg_id.map(str::to_owned),
+            attachments: Vec::new(),
+        }
+    }
+
+    async fn append(store: &Store, room_id: u64, author: Uuid) -> u64 {
+        store
+            .append_message(draft(room_id, author, None))
+            .await
+            .expect("append")
+            .message
+            .seq
+    }
+
+    /// What the room record on disk says, bypassing the exact number the store hands out.
+    fn recorded_last_seq(store: &Store, room_id: u64) -> u64 {
+        let raw = store
+            .trees()
+            .rooms
+            .get(keys::room(room_id))
+            .expect("get")
+            .expect("record");
+        decode::<Room>("rooms", &raw).expect("decode").last_seq
+    }
+
+    fn set_recorded_last_seq(store: &Store, room_id: u64, last_seq: u64) {
+        let raw = store
+            .trees()
+            .rooms
+            .get(keys::room(room_id))
+            .expect("get")
+            .expect("record");
+        let mut room = decode::<Room>("rooms", &raw).expect("decode");
+        room.last_seq = last_seq;
+        store
+            .trees()
+            .rooms
+            .insert(keys::room(room_id), encode(&room).expect("encode"))
+            .expect("insert");
+    }
+
+    /// What verify says about the messages tree (these tests store no users for the members).
+    async fn message_problems(store: &Store) -> Vec<String> {
+        let report = store.verify().await.expect("verify");
+        report
+            .problems
+            .into_iter()
+            .filter(|p| p.starts_with("messages:"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_send_writes_only_the_message_and_the_room_still_reports_its_last_seq() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let owner = Uuid::new_v4();
+        let room = store.create_room(new_room("r", owner)).await.expect("room");
+        let rooms_before = store.trees().rooms.checksum().expect("checksum");
+        for expected in 1..=3 {
+            assert_eq!(append(&store, room.id, owner).await, expected);
+        }
+        assert_eq!(
+            store.trees().rooms.checksum().expect("checksum"),
+            rooms_before,
+            "no room record rewritten per message"
+        );
+        assert_eq!(recorded_last_seq(&store, room.id), 0);
+        assert_eq!(
+            store.room_by_name("r").expect("get").map(|r| r.last_seq),
+            Some(3)
+        );
+        assert_eq!(
+            store.rooms().expect("rooms").first().map(|r| r.last_seq),
+            Some(3)
+        );
+        // A clean close refreshes the record; numbering continues after reopening.
+        store.close().await.expect("close");
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(recorded_last_seq(&store, room.id), 3);
+        assert_eq!(append(&store, room.id, owner).await, 4);
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_stale_record_is_overtaken_by_the_newest_message() {
+        // What a crash leaves: messages past the record's floor (it is refreshed lazily).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let owner = Uuid::new_v4();
+        let room = store.create_room(new_room("r", owner)).await.expect("room");
+        for _ in 0..3 {
+            append(&store, room.id, owner).await;
+        }
+        store.close().await.expect("close");
+        drop(store);
+        let store = open(dir.path());
+        set_recorded_last_seq(&store, room.id, 1);
+        assert_eq!(
+            store.room_by_name("r").expect("get").map(|r| r.last_seq),
+            Some(3),
+            "readers derive it before the writer has"
+        );
+        assert_eq!(append(&store, room.id, owner).await, 4);
+        assert_eq!(
+            store
+                .messages(room.id, 0, u64::MAX, 10)
+                .expect("range")
+                .len(),
+            4
+        );
+        assert!(
+            message_problems(&store).await.is_empty(),
+            "{:?}",
+            message_problems(&store).await
+        );
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn purging_every_message_keeps_the_number_for_the_next_send() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let owner = Uuid::new_v4();
+        let room = store.create_room(new_room("r", owner)).await.expect("room");
+        for _ in 0..3 {
+            append(&store, room.id, owner).await;
+        }
+        assert_eq!(
+            store
+                .purge_messages_before(room.id, 1, 100)
+                .await
+                .expect("purge"),
+            3
+        );
+        assert_eq!(
+            recorded_last_seq(&store, room.id),
+            3,
+            "the floor is on disk with the purge, not only at close"
+        );
+        assert_eq!(
+            store.room_by_name("r").expect("get").map(|r| r.last_seq),
+            Some(3)
+        );
+        assert_eq!(append(&store, room.id, owner).await, 4);
+        store.close().await.expect("close");
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(append(&store, room.id, owner).await, 5);
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_room_is_forgotten_and_appends_to_it_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let owner = Uuid::new_v4();
+        let room = store.create_room(new_room("r", owner)).await.expect("room");
+        append(&store, room.id, owner).await;
+        assert_eq!(store.delete_room(room.id).await.expect("delete"), 1);
+        let err = store
+            .append_message(draft(room.id, owner, None))
+            .await
+            .expect_err("no room");
+        assert!(matches!(err, Error::NotFound(_)), "{err}");
+        // A new room starts at 1 whatever came before.
+        let other = store.create_room(new_room("r", owner)).await.expect("room");
+        assert_ne!(other.id, room.id);
+        assert_eq!(append(&store, other.id, owner).await, 1);
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn verify_reports_a_gap_in_a_room() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let owner = Uuid::new_v4();
+        let room = store.create_room(new_room("r", owner)).await.expect("room");
+        for _ in 0..3 {
+            append(&store, room.id, owner).await;
+        }
+        store
+            .trees()
+            .messages
+            .remove(keys::message(room.id, 2))
+            .expect("remove");
+        assert_eq!(
+            message_problems(&store).await,
+            vec![format!(
+                "messages: room {} jumps from sequence 1 to 3",
+                room.id
+            )]
+        );
+        store.close().await.expect("close");
+    }
 
     #[tokio::test]
     async fn sequences_are_per_room_and_ranges_are_ordered() {
