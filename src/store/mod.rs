@@ -37,7 +37,7 @@ pub use users::{Role, User};
 /// The on-disk layout version this build writes. Opening a store with a higher version fails.
 ///
 /// 2: a room record's `last_seq` is a floor, refreshed lazily; the room's last sequence number
-/// is the larger of it and its newest message's (see [`rooms`]). A version-1 build would trust
+/// is the larger of it and its newest message's (see `store::rooms`). A version-1 build would trust
 /// the stale floor and reuse sequence numbers, so it must refuse such a store. Version-1 stores
 /// (whose records are exact) are upgraded in place on open.
 pub const SCHEMA_VERSION: u32 = 2;
