@@ -71,6 +71,37 @@ pub struct Phase {
     pub subscribers: u64,
 }
 
+impl Phase {
+    /// The figures of a phase: `received` of `expected` deliveries over `seconds`, with the
+    /// sampled latencies and the server's CPU seconds spent meanwhile.
+    fn measured(
+        received: u64,
+        expected: u64,
+        seconds: f64,
+        latencies: &Histogram<u64>,
+        cpu: f64,
+        server: &Server,
+        subscribers: u64,
+    ) -> Phase {
+        let expected = expected as f64;
+        Phase {
+            deliveries_per_sec: received as f64 / seconds,
+            p50_ms: ms(latencies, 0.5),
+            p90_ms: ms(latencies, 0.9),
+            p99_ms: ms(latencies, 0.99),
+            max_ms: ms(latencies, 1.0),
+            loss: if expected > 0.0 {
+                (1.0 - received as f64 / expected).max(0.0)
+            } else {
+                0.0
+            },
+            cpu_s_per_million: cpu / (received as f64 / 1e6).max(1e-9),
+            rss_mib: server.rss_bytes() / (1024.0 * 1024.0),
+            subscribers,
+        }
+    }
+}
+
 fn ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
     if histogram.is_empty() {
         return f64::NAN;
@@ -311,24 +342,17 @@ pub async fn fanout(
         let cpu = server.cpu_seconds() - cpu_before;
         let seconds = (last - started).as_secs_f64().max(1e-3);
         let latencies = take_merged(&samplers);
-        let expected_count = (sent * alive) as f64;
         results.push((
             rate,
-            Phase {
-                deliveries_per_sec: received as f64 / seconds,
-                p50_ms: ms(&latencies, 0.5),
-                p90_ms: ms(&latencies, 0.9),
-                p99_ms: ms(&latencies, 0.99),
-                max_ms: ms(&latencies, 1.0),
-                loss: if expected_count > 0.0 {
-                    (1.0 - received as f64 / expected_count).max(0.0)
-                } else {
-                    0.0
-                },
-                cpu_s_per_million: cpu / (received as f64 / 1e6).max(1e-9),
-                rss_mib: server.rss_bytes() / (1024.0 * 1024.0),
-                subscribers: alive,
-            },
+            Phase::measured(
+                received,
+                sent * alive,
+                seconds,
+                &latencies,
+                cpu,
+                server,
+                alive,
+            ),
         ));
     }
     let _ = stop_tx.send(true);
@@ -504,24 +528,17 @@ pub async fn many_rooms(
         let cpu = server.cpu_seconds() - cpu_before;
         let latencies = take_merged(&samplers);
         let seconds = (last - start).as_secs_f64().max(1e-3);
-        let expected_count = (sent * recipients) as f64;
-        let phase = Phase {
-            deliveries_per_sec: received as f64 / seconds,
-            p50_ms: ms(&latencies, 0.5),
-            p90_ms: ms(&latencies, 0.9),
-            p99_ms: ms(&latencies, 0.99),
-            max_ms: ms(&latencies, 1.0),
-            loss: if expected_count > 0.0 {
-                (1.0 - received as f64 / expected_count).max(0.0)
-            } else {
-                0.0
-            },
-            cpu_s_per_million: cpu / (received as f64 / 1e6).max(1e-9),
-            rss_mib: server.rss_bytes() / (1024.0 * 1024.0),
-            subscribers: u64::try_from(total)
+        let phase = Phase::measured(
+            received,
+            sent * recipients,
+            seconds,
+            &latencies,
+            cpu,
+            server,
+            u64::try_from(total)
                 .unwrap_or(u64::MAX)
                 .saturating_sub(counters.ended.load(Ordering::Relaxed)),
-        };
+        );
         let passed = phase.p99_ms <= settings.p99_limit_ms && phase.loss == 0.0;
         steps.push(RoomsStep {
             publishes_per_sec: rate,
