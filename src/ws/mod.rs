@@ -279,11 +279,11 @@ pub fn upgrade(
                 return;
             }
         };
-        let socket = socket::WebSocket::new(
+        let socket = Box::new(socket::WebSocket::new(
             TokioIo::new(upgraded),
             state.config.ws.max_frame_bytes,
             deflate,
-        );
+        ));
         match endpoint {
             Endpoint::Native => {
                 // Native, or FastChat when the first frame is HELLO (dialect::root).

@@ -23,7 +23,10 @@ use crate::hub::{ConnId, ConnInfo, RegisterError};
 use crate::server::AppState;
 use crate::store::now_secs;
 
-type Socket = WebSocket<TokioIo<hyper::upgrade::Upgraded>>;
+/// Boxed: each layer of a session's future (`run_ws`, `run`, `serve`) keeps its own slots for
+/// its arguments, so a socket passed by value would be stored several times over in every idle
+/// connection's task (issue #6).
+pub type Socket = Box<WebSocket<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// Close code: the message rate limit was exceeded over and over, or too many connections.
 pub const CLOSE_RATE_LIMITED: u16 = 4429;
@@ -255,7 +258,7 @@ async fn serve<D: Dialect>(
     peer: SocketAddr,
     make: impl FnOnce(&Ctx) -> D,
 ) {
-    let config = state.config.ws.clone();
+    let config = &state.config.ws;
     let public_id = Uuid::new_v4().to_string();
     // A guest's id is its only identity: one connection per id.
     let per_user = if principal.guest {
@@ -336,10 +339,10 @@ async fn serve<D: Dialect>(
     let mut outbound = registration.outbound;
     let kick = registration.kick;
 
-    let mut heartbeat = heartbeat_of(&dialect, &config);
+    let mut heartbeat = heartbeat_of(&dialect, config);
     let mut next_ping = Instant::now() + heartbeat.0;
     let mut pong_deadline: Option<Instant> = None;
-    let mut expiry = Expiry::new(&ctx.principal, &config);
+    let mut expiry = Expiry::new(&ctx.principal, config);
     let mut close_timeout = CLOSE_TIMEOUT;
     let deflate = socket.deflate();
 
@@ -367,9 +370,9 @@ async fn serve<D: Dialect>(
             }
         }
         if expiry.expires_at != ctx.principal.expires_at {
-            expiry = Expiry::new(&ctx.principal, &config);
+            expiry = Expiry::new(&ctx.principal, config);
         }
-        let current = heartbeat_of(&dialect, &config);
+        let current = heartbeat_of(&dialect, config);
         if current != heartbeat {
             // The connection changed protocol (/ws to FastChat): its heartbeat starts over.
             heartbeat = current;
@@ -428,24 +431,29 @@ async fn serve<D: Dialect>(
                     }
                 }
             }
-            () = tokio::time::sleep_until(next_ping) => {
-                next_ping = Instant::now() + heartbeat.0;
-                if pong_deadline.is_none() {
-                    pong_deadline = Some(Instant::now() + heartbeat.1);
+            // One timer for the four deadlines: each `Sleep` is a timer entry of its own in
+            // every idle connection's future.
+            () = tokio::time::sleep_until(next_deadline(next_ping, pong_deadline, &expiry)) => {
+                let now = Instant::now();
+                if expiry.close_at.is_some_and(|at| at <= now) {
+                    break Some((CLOSE_UNAUTHORIZED, "token expired".to_owned()));
                 }
-                ctx.send(dialect.ping().unwrap_or_else(|| Message::Ping(bytes::Bytes::new())));
-            }
-            () = sleep_until_opt(pong_deadline) => {
-                break Some((CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout".to_owned()));
-            }
-            () = sleep_until_opt(expiry.warn_at.filter(|_| !expiry.warned)) => {
-                expiry.warned = true;
-                if let Some(frame) = dialect.token_expiring(ctx.principal.expires_at) {
-                    ctx.send(frame);
+                if pong_deadline.is_some_and(|at| at <= now) {
+                    break Some((CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout".to_owned()));
                 }
-            }
-            () = sleep_until_opt(expiry.close_at) => {
-                break Some((CLOSE_UNAUTHORIZED, "token expired".to_owned()));
+                if !expiry.warned && expiry.warn_at.is_some_and(|at| at <= now) {
+                    expiry.warned = true;
+                    if let Some(frame) = dialect.token_expiring(ctx.principal.expires_at) {
+                        ctx.send(frame);
+                    }
+                }
+                if next_ping <= now {
+                    next_ping = now + heartbeat.0;
+                    if pong_deadline.is_none() {
+                        pong_deadline = Some(now + heartbeat.1);
+                    }
+                    ctx.send(dialect.ping().unwrap_or_else(|| Message::Ping(bytes::Bytes::new())));
+                }
             }
         }
     };
@@ -552,11 +560,17 @@ impl Expiry {
     }
 }
 
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
+/// The earliest of a connection's deadlines: the next ping, the pong it waits for, and its
+/// token's expiry warning and end.
+fn next_deadline(next_ping: Instant, pong_deadline: Option<Instant>, expiry: &Expiry) -> Instant {
+    [
+        pong_deadline,
+        expiry.warn_at.filter(|_| !expiry.warned),
+        expiry.close_at,
+    ]
+    .into_iter()
+    .flatten()
+    .fold(next_ping, Instant::min)
 }
 
 /// Writes the frames of one turn and flushes once. Gives up (false) when the peer does not
