@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -35,9 +35,23 @@ pub const INITIAL_ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
 /// How often ended sessions and messages past retention are purged from the store.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Everything a request handler needs, behind cheap clones.
+/// Everything a request handler needs: one shared allocation, so a clone is one reference count
+/// and eight bytes. Every WebSocket session's task holds clones for its whole life, and the
+/// services' own handles, copied one by one, made up a quarter of an idle connection's memory
+/// (issue #6).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct Services {
     pub config: Arc<Config>,
     pub store: Store,
     pub auth: Auth,
@@ -65,7 +79,7 @@ impl AppState {
         );
         let chat = Chat::new(store.clone(), hub.clone(), config.clone());
         let metrics = store.metrics().clone();
-        Ok(AppState {
+        Ok(AppState(Arc::new(Services {
             config,
             store,
             auth,
@@ -75,9 +89,11 @@ impl AppState {
             metrics,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-        })
+        })))
     }
+}
 
+impl Services {
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.is_cancelled()
     }
@@ -169,12 +185,12 @@ impl Server {
         let addr = listener.local_addr()?;
         let config = state.config.clone();
         let routes = warp::service(crate::http::routes(state.clone()));
-        let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+        // HTTP/1.1 only: hyper-util's auto builder would link an HTTP/2 implementation (a third
+        // of a megabyte) that natter never speaks (issue #6, binary size).
+        let mut builder = http1::Builder::new();
         builder
-            .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(config.server.header_read_timeout_secs));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         // Every connection task is tracked, so shutdown can wait until none holds the state (and
         // with it the store) any more: the data dir is released when `run` returns.
         let tasks = state.tasks.clone();
@@ -208,14 +224,12 @@ impl Server {
                     }
                     let service = connection_service(state.clone(), routes.clone(), peer);
                     let builder = builder.clone();
-                    let watcher = graceful.watcher();
                     let acceptor = tls.as_ref().map(crate::tls::Tls::acceptor);
                     let stopping = state.shutdown.clone();
                     tasks.spawn(async move {
-                        // hyper-util's auto builder waits for a first byte (HTTP/1 or HTTP/2?)
-                        // with no deadline, and hyper's header timeout only starts after it: a
-                        // peer that connects and sends nothing would hold this task forever.
-                        // (With TLS, the first byte is the ClientHello's.)
+                        // A peer that connects and sends nothing is dropped after the header
+                        // timeout, whatever hyper's own timer makes of an idle connection. (With
+                        // TLS, the first byte is the ClientHello's.)
                         let mut first = [0u8; 1];
                         tokio::select! {
                             peeked = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)) => {
@@ -227,10 +241,7 @@ impl Server {
                             () = stopping.cancelled() => return,
                         }
                         let result = match acceptor {
-                            None => {
-                                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                                watcher.watch(conn).await
-                            }
+                            None => serve_http(&builder, stream, service, &stopping).await,
                             Some(acceptor) => {
                                 // The handshake is bounded like the request headers (slowloris).
                                 let stream = match tokio::time::timeout(first_byte_timeout, acceptor.accept(stream)).await {
@@ -244,8 +255,7 @@ impl Server {
                                         return;
                                     }
                                 };
-                                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                                watcher.watch(conn).await
+                                serve_http(&builder, stream, service, &stopping).await
                             }
                         };
                         if let Err(e) = result {
@@ -263,24 +273,17 @@ impl Server {
         // WebSocket sessions see the cancellation and close with 1001 (going away).
         state.hub.kick_all(1001, "server shutting down");
         crate::systemd::notify_stopping();
+        // Each connection saw the cancellation: idle ones are closed, requests in flight finish
+        // (`serve_http`), WebSocket sessions close with 1001 within two seconds.
         let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-        if tokio::time::timeout(grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        tasks.close();
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            // They are cut: their futures are dropped when the runtime shuts down.
             tracing::warn!(
                 grace_secs = grace.as_secs(),
-                "in-flight requests did not finish in time; closing them"
+                open = tasks.len(),
+                "requests or connections did not finish in time; closing them"
             );
-        }
-        tasks.close();
-        // Connections that outlived the grace period are cut: their futures are dropped here
-        // when the runtime cancels them, or waited for below when they are already ending.
-        if tokio::time::timeout(Duration::from_secs(1), tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(open = tasks.len(), "connections still open at shutdown");
         }
         purger.abort();
         let _ = purger.await;
@@ -304,6 +307,33 @@ impl Server {
         tracing::info!("store flushed; bye");
         Ok(())
     }
+}
+
+/// Serves one HTTP/1.1 connection (WebSocket upgrades included) until it ends. When the server
+/// begins to shut down, the connection finishes the request in flight, if any, and closes.
+async fn serve_http<I, S>(
+    builder: &http1::Builder,
+    io: I,
+    service: S,
+    stopping: &CancellationToken,
+) -> Result<(), hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => return result,
+        () = stopping.cancelled() => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    connection.await
 }
 
 /// Reloads the TLS certificate and key at every SIGHUP.
