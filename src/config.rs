@@ -676,7 +676,7 @@ impl Config {
                 self.log.format
             ));
         }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+        if let Err(e) = crate::logging::parse_filter(&self.log.level) {
             problems.push(format!("log.level: {e}"));
         }
         if problems.is_empty() {
