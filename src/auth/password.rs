@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 
 use crate::config::AuthConfig;
@@ -59,11 +59,13 @@ impl Hasher {
                 Some(phc) => phc,
                 None => dummy_hash(&dummy, &argon)?,
             };
-            let Ok(parsed) = PasswordHash::new(&target) else {
-                tracing::error!("stored password hash is malformed");
-                return Ok(false);
-            };
-            Ok(argon.verify_password(password.as_bytes(), &parsed).is_ok())
+            match verify_with(password.as_bytes(), &target) {
+                Ok(matches) => Ok(matches),
+                Err(e) => {
+                    tracing::error!(error = %e, "stored password hash is malformed");
+                    Ok(false)
+                }
+            }
         })
         .await?
     }
@@ -106,15 +108,70 @@ impl Hasher {
     }
 }
 
+/// argon2's working memory (`blocks` KiB), allocated so that freeing it gives it back to the
+/// system. glibc raises its mmap threshold to the size of a freed mapping, up to 32 MiB: from the
+/// second hash on, the 19 MiB came from the heap and stayed resident for good, per hashing
+/// thread, so an idle daemon that had seen two logins held 20 to 40 MiB more (issue #6). A
+/// capacity above that ceiling is always mapped afresh and unmapped on free; the pages past
+/// `blocks` are never touched and cost address space only.
+fn workspace(blocks: usize) -> Vec<Block> {
+    const ALWAYS_MAPPED_BLOCKS: usize = (32 << 20) / size_of::<Block>() + 1;
+    let mut memory = Vec::with_capacity(blocks.max(ALWAYS_MAPPED_BLOCKS));
+    memory.resize(blocks, Block::default());
+    memory
+}
+
+/// Hashes `password` into a PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`).
 fn hash_with(argon: &Argon2<'_>, password: &str) -> Result<String, Error> {
+    let internal = |e: argon2::Error| Error::Internal(format!("argon2: {e}"));
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
-    let salt = SaltString::encode_b64(&salt)
-        .map_err(|e| Error::Internal(format!("salt encoding: {e}")))?;
+    let params = argon.params();
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
     argon
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| Error::Internal(format!("argon2: {e}")))
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            &salt,
+            &mut output,
+            workspace(params.block_count()),
+        )
+        .map_err(internal)?;
+    let phc_error = |e: argon2::password_hash::Error| Error::Internal(format!("argon2: {e}"));
+    let salt = SaltString::encode_b64(&salt).map_err(phc_error)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: params.try_into().map_err(phc_error)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&output).map_err(phc_error)?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches the PHC string `phc`, with the algorithm, version and parameters
+/// the string names (as the `password-hash` verifier does, but in memory from [`workspace`]).
+fn verify_with(password: &[u8], phc: &str) -> Result<bool, String> {
+    let parsed = PasswordHash::new(phc).map_err(|e| e.to_string())?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(|e| e.to_string())?;
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    let params = Params::try_from(&parsed).map_err(|e| e.to_string())?;
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Err("no salt or no hash".to_owned());
+    };
+    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+    let salt = salt.decode_b64(&mut salt_bytes).map_err(|e| e.to_string())?;
+    let mut output = vec![0u8; expected.len()];
+    let blocks = params.block_count();
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt, &mut output, workspace(blocks))
+        .map_err(|e| e.to_string())?;
+    // `Output`'s equality is constant-time.
+    Ok(Output::new(&output).map_err(|e| e.to_string())? == expected)
 }
 
 fn dummy_hash(cell: &OnceLock<String>, argon: &Argon2<'_>) -> Result<String, Error> {
@@ -150,5 +207,49 @@ mod tests {
                 .await
                 .expect("v")
         );
+    }
+
+    /// Hashes made by the `password-hash` API (every store written before natter computed them
+    /// itself) verify, and natter's own verify with that API.
+    #[tokio::test]
+    async fn compatible_with_the_password_hash_api() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let config = AuthConfig::default();
+        let argon = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(
+                config.argon2_memory_kib,
+                config.argon2_iterations,
+                config.argon2_parallelism,
+                None,
+            )
+            .expect("params"),
+        );
+        let salt = SaltString::encode_b64(b"sixteen byte sal").expect("salt");
+        let theirs = argon
+            .hash_password(b"correct horse", &salt)
+            .expect("hash")
+            .to_string();
+        assert_eq!(verify_with(b"correct horse", &theirs), Ok(true));
+        assert_eq!(verify_with(b"wrong horse", &theirs), Ok(false));
+
+        let ours = hash_with(&argon, "battery staple").expect("hash");
+        let parsed = PasswordHash::new(&ours).expect("a PHC string");
+        assert!(argon.verify_password(b"battery staple", &parsed).is_ok());
+        assert!(argon.verify_password(b"battery stapler", &parsed).is_err());
+        // Other parameters than the configured ones are read from the string.
+        let light = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).expect("params"),
+        );
+        let other = light
+            .hash_password(b"correct horse", &salt)
+            .expect("hash")
+            .to_string();
+        assert!(other.contains("m=1024,t=1,p=1"), "{other}");
+        assert_eq!(verify_with(b"correct horse", &other), Ok(true));
+        assert!(verify_with(b"x", "$argon2id$v=19$m=1024,t=1,p=1$c2FsdA").is_err());
     }
 }
