@@ -216,7 +216,7 @@ impl Chat {
     }
 
     fn is_member(&self, room: &Room, who: &Principal) -> Result<bool, Error> {
-        Ok(self.store.membership(room.id, who.user_id)?.is_some())
+        self.store.is_member(room.id, who.user_id)
     }
 
     /// Read access (public room, member, or admin), else Forbidden.
@@ -469,8 +469,8 @@ impl Chat {
                 "reply_to {parent} is not a message of this room"
             )));
         }
-        // One lookup per message, so that no encoding of it needs one.
-        let author_avatar = self.store.user(who.user_id)?.and_then(|u| u.avatar_url);
+        // One lookup per message (from memory once read), so that no encoding of it needs one.
+        let author_avatar = self.store.avatar_url(who.user_id)?;
         let draft = Message {
             room_id: room.id,
             seq: 0,

@@ -11,6 +11,7 @@ mod backup;
 mod files;
 mod inbox;
 pub mod keys;
+mod lookups;
 mod rooms;
 mod sessions;
 mod users;
@@ -124,6 +125,9 @@ pub struct Trees {
     /// Each room's last sequence number, kept by the writer so that a Send writes one entry
     /// (the message) instead of the message plus a rewritten room record.
     pub(crate) sequences: rooms::Sequences,
+    /// In-memory copies of the rooms, memberships and avatars a Send reads, dropped by every
+    /// write that changes them.
+    pub(crate) lookups: lookups::Lookups,
 }
 
 impl Trees {
@@ -208,6 +212,7 @@ impl Store {
             notifications: db.open_tree("notifications")?,
             external_ids: db.open_tree("external_ids")?,
             sequences: rooms::Sequences::default(),
+            lookups: lookups::Lookups::default(),
         });
         check_schema(&trees.meta, &data_dir)?;
         let metrics = Arc::new(crate::metrics::Metrics::default());
