@@ -489,34 +489,40 @@ impl Chat {
             .metrics()
             .message(crate::metrics::MessageKind::Sent);
         if !room.persistent {
-            self.emit_room(
-                &room,
-                Event::Message(RoomMessage {
-                    room: room.name.clone(),
-                    message: draft.clone(),
-                }),
-            );
+            let message = self.emit_message(&room, draft);
             return Ok(SendOutcome {
                 room,
-                message: draft,
+                message,
                 duplicate: false,
             });
         }
         let appended = self.store.append_message(draft).await?;
-        if !appended.duplicate {
+        let message = if appended.duplicate {
+            appended.message
+        } else {
+            self.emit_message(&room, appended.message)
+        };
+        Ok(SendOutcome {
+            room,
+            message,
+            duplicate: appended.duplicate,
+        })
+    }
+
+    /// Delivers a new message to the room and hands it back; copied for the delivery only when
+    /// a connection has joined the room (a room posted to over HTTP or by senders that do not
+    /// listen has nobody to tell).
+    fn emit_message(&self, room: &Room, message: Message) -> Message {
+        if !self.hub.joined_rooms_of(&[room.id]).is_empty() {
             self.emit_room(
-                &room,
+                room,
                 Event::Message(RoomMessage {
                     room: room.name.clone(),
-                    message: appended.message.clone(),
+                    message: message.clone(),
                 }),
             );
         }
-        Ok(SendOutcome {
-            room,
-            message: appended.message,
-            duplicate: appended.duplicate,
-        })
+        message
     }
 
     /// Replaces a message's content: its author, the room's owner or an admin may (see
