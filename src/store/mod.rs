@@ -361,6 +361,36 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(value).map_err(|e| Error::Internal(format!("cannot encode record: {e}")))
 }
 
+/// Largest scratch buffer [`insert_record`] keeps between records: a rare big record (many
+/// attachments) does not pin its buffer for the life of the thread.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// Encodes `value` as JSON and inserts it under `key`. The JSON goes to a buffer kept per thread,
+/// so a record costs sled's one copy, not a growing `Vec`'s reallocations and then sled's copy
+/// (the message log's every Send).
+pub(crate) fn insert_record<K: AsRef<[u8]>, T: Serialize>(
+    tree: &sled::Tree,
+    key: K,
+    value: &T,
+) -> Result<(), Error> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|buffer| {
+        buffer.clear();
+        let inserted = serde_json::to_writer(&mut *buffer, value)
+            .map_err(|e| Error::Internal(format!("cannot encode record: {e}")))
+            .and_then(|()| {
+                tree.insert(key, buffer.as_slice())?;
+                Ok(())
+            });
+        if buffer.capacity() > SCRATCH_KEEP {
+            *buffer = Vec::new();
+        }
+        inserted
+    })
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now()

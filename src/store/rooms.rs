@@ -418,8 +418,7 @@ impl Store {
                 });
             }
             message.seq = sequence.last + 1;
-            t.messages
-                .insert(keys::message(room_id, message.seq), encode(&message)?)?;
+            super::insert_record(&t.messages, keys::message(room_id, message.seq), &message)?;
             if let Some(key) = client_key {
                 t.client_ids.insert(key, &message.seq.to_be_bytes())?;
             }
@@ -449,8 +448,7 @@ impl Store {
                 .message(room_id, seq)?
                 .ok_or_else(|| Error::NotFound(format!("no message {seq} in this room")))?;
             change(&mut message)?;
-            t.messages
-                .insert(keys::message(room_id, seq), encode(&message)?)?;
+            super::insert_record(&t.messages, keys::message(room_id, seq), &message)?;
             Ok(message)
         })
         .await
