@@ -769,12 +769,22 @@ fn send_ack(outcome: &SendOutcome, id: Option<&str>) -> Message {
         id,
         kind: "Ack",
     };
-    match serde_json::to_string(&envelope) {
-        Ok(mut text) => {
-            text.shrink_to_fit();
-            Message::text(text)
-        }
-        // Strings and numbers only: serializing cannot fail.
+    // Sized for the whole frame up front (the fixed part with both numbers at their longest is
+    // under 200 bytes; names may grow when escaped): one allocation, no reallocation while
+    // serializing nor to trim it after.
+    let mut text = Vec::with_capacity(
+        200 + 2
+            * (message_id.len()
+                + outcome.room.name.len()
+                + id.map_or(0, str::len)
+                + outcome.message.client_msg_id.as_deref().map_or(0, str::len)),
+    );
+    let encoded = serde_json::to_writer(&mut text, &envelope)
+        .map_err(|e| e.to_string())
+        .and_then(|()| String::from_utf8(text).map_err(|e| e.to_string()));
+    match encoded {
+        Ok(text) => Message::text(text),
+        // Strings and numbers only: serializing cannot fail, and serde_json writes UTF-8.
         Err(e) => error_frame(
             &Error::Internal(format!("cannot encode Ack: {e}")),
             id,
