@@ -5,9 +5,9 @@
 //! The rule that keeps them right: every write that changes a room record, a room name, a
 //! membership or a user record drops the entries it touches, on the writer task, *after* the
 //! change is in the trees (see the callers in `rooms` and `users`). Readers fill entries from
-//! the trees; a fill is dropped if any entry was dropped between the reader's look at the trees
-//! and the fill ([`Lookups::generation`]), so a reader that read the old value just before a
-//! write can never put it back after that write's drop.
+//! the trees; a fill is refused if any entry was dropped between the reader's look at the trees
+//! and the fill (a generation number, bumped by every drop, tells), so a reader that read the
+//! old value just before a write can never put it back after that write's drop.
 //!
 //! Only positive facts are kept (a room that exists, a membership that exists), so writes that
 //! only add (a new room, a new member) need no drop. Each map holds at most [`MAX_ENTRIES`]
