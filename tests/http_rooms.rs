@@ -343,6 +343,15 @@ async fn private_rooms_are_for_members() {
         403,
         "forbidden",
     );
+    // Nor may he post, though he posted a moment ago (the server remembers members).
+    let post = f
+        .post(
+            &f.bob,
+            "/api/v1/rooms/secret/messages",
+            json!({"content": "still here?"}),
+        )
+        .await;
+    assert_error(&post, 403, "forbidden");
     let again = f.delete(&f.alice, "/api/v1/rooms/secret/members/bob").await;
     assert_error(&again, 404, "not_found");
     f.server.stop().await;

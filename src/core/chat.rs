@@ -216,7 +216,7 @@ impl Chat {
     }
 
     fn is_member(&self, room: &Room, who: &Principal) -> Result<bool, Error> {
-        Ok(self.store.membership(room.id, who.user_id)?.is_some())
+        self.store.is_member(room.id, who.user_id)
     }
 
     /// Read access (public room, member, or admin), else Forbidden.
@@ -469,8 +469,8 @@ impl Chat {
                 "reply_to {parent} is not a message of this room"
             )));
         }
-        // One lookup per message, so that no encoding of it needs one.
-        let author_avatar = self.store.user(who.user_id)?.and_then(|u| u.avatar_url);
+        // One lookup per message (from memory once read), so that no encoding of it needs one.
+        let author_avatar = self.store.avatar_url(who.user_id)?;
         let draft = Message {
             room_id: room.id,
             seq: 0,
@@ -489,34 +489,40 @@ impl Chat {
             .metrics()
             .message(crate::metrics::MessageKind::Sent);
         if !room.persistent {
-            self.emit_room(
-                &room,
-                Event::Message(RoomMessage {
-                    room: room.name.clone(),
-                    message: draft.clone(),
-                }),
-            );
+            let message = self.emit_message(&room, draft);
             return Ok(SendOutcome {
                 room,
-                message: draft,
+                message,
                 duplicate: false,
             });
         }
         let appended = self.store.append_message(draft).await?;
-        if !appended.duplicate {
+        let message = if appended.duplicate {
+            appended.message
+        } else {
+            self.emit_message(&room, appended.message)
+        };
+        Ok(SendOutcome {
+            room,
+            message,
+            duplicate: appended.duplicate,
+        })
+    }
+
+    /// Delivers a new message to the room and hands it back; copied for the delivery only when
+    /// a connection has joined the room (a room posted to over HTTP or by senders that do not
+    /// listen has nobody to tell).
+    fn emit_message(&self, room: &Room, message: Message) -> Message {
+        if !self.hub.joined_rooms_of(&[room.id]).is_empty() {
             self.emit_room(
-                &room,
+                room,
                 Event::Message(RoomMessage {
                     room: room.name.clone(),
-                    message: appended.message.clone(),
+                    message: message.clone(),
                 }),
             );
         }
-        Ok(SendOutcome {
-            room,
-            message: appended.message,
-            duplicate: appended.duplicate,
-        })
+        message
     }
 
     /// Replaces a message's content: its author, the room's owner or an admin may (see

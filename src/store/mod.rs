@@ -11,6 +11,7 @@ mod backup;
 mod files;
 mod inbox;
 pub mod keys;
+mod lookups;
 mod rooms;
 mod sessions;
 mod users;
@@ -124,6 +125,9 @@ pub struct Trees {
     /// Each room's last sequence number, kept by the writer so that a Send writes one entry
     /// (the message) instead of the message plus a rewritten room record.
     pub(crate) sequences: rooms::Sequences,
+    /// In-memory copies of the rooms, memberships and avatars a Send reads, dropped by every
+    /// write that changes them.
+    pub(crate) lookups: lookups::Lookups,
 }
 
 impl Trees {
@@ -208,6 +212,7 @@ impl Store {
             notifications: db.open_tree("notifications")?,
             external_ids: db.open_tree("external_ids")?,
             sequences: rooms::Sequences::default(),
+            lookups: lookups::Lookups::default(),
         });
         check_schema(&trees.meta, &data_dir)?;
         let metrics = Arc::new(crate::metrics::Metrics::default());
@@ -354,6 +359,36 @@ pub(crate) fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> R
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(value).map_err(|e| Error::Internal(format!("cannot encode record: {e}")))
+}
+
+/// Largest scratch buffer [`insert_record`] keeps between records: a rare big record (many
+/// attachments) does not pin its buffer for the life of the thread.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// Encodes `value` as JSON and inserts it under `key`. The JSON goes to a buffer kept per thread,
+/// so a record costs sled's one copy, not a growing `Vec`'s reallocations and then sled's copy
+/// (the message log's every Send).
+pub(crate) fn insert_record<K: AsRef<[u8]>, T: Serialize>(
+    tree: &sled::Tree,
+    key: K,
+    value: &T,
+) -> Result<(), Error> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|buffer| {
+        buffer.clear();
+        let inserted = serde_json::to_writer(&mut *buffer, value)
+            .map_err(|e| Error::Internal(format!("cannot encode record: {e}")))
+            .and_then(|()| {
+                tree.insert(key, buffer.as_slice())?;
+                Ok(())
+            });
+        if buffer.capacity() > SCRATCH_KEEP {
+            *buffer = Vec::new();
+        }
+        inserted
+    })
 }
 
 /// Seconds since the Unix epoch.

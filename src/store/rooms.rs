@@ -231,19 +231,34 @@ impl Trees {
         Ok(())
     }
 
+    /// A room by name, with its exact last sequence number. The record comes from memory once
+    /// read (see `store::lookups`); the number is the writer's, as for every read.
     pub fn room_by_name(&self, name: &str) -> Result<Option<Room>, Error> {
-        match self.room_names.get(name.as_bytes())? {
-            Some(raw) => match keys::u64_at(&raw, 0) {
-                Some(id) => self.room(id),
-                None => Ok(None),
-            },
-            None => Ok(None),
+        if let Some(room) = self.lookups.room(name) {
+            return self.with_last_seq(room).map(Some);
         }
+        let ticket = self.lookups.ticket();
+        let Some(id) = self
+            .room_names
+            .get(name.as_bytes())?
+            .and_then(|raw| keys::u64_at(&raw, 0))
+        else {
+            return Ok(None);
+        };
+        let Some(room) = self.room_record(id)? else {
+            return Ok(None);
+        };
+        self.lookups.fill_room(ticket, &room);
+        self.with_last_seq(room).map(Some)
     }
 
     fn put_room(&self, room: &Room) -> Result<(), Error> {
-        self.rooms.insert(keys::room(room.id), encode(room)?)?;
-        Ok(())
+        let written = encode(room).and_then(|record| {
+            self.rooms.insert(keys::room(room.id), record)?;
+            Ok(())
+        });
+        self.lookups.forget_room(&room.name);
+        written
     }
 
     pub fn message(&self, room_id: u64, seq: u64) -> Result<Option<Message>, Error> {
@@ -260,6 +275,22 @@ impl Trees {
             .transpose()
     }
 
+    /// Whether `user_id` is a member of `room_id`; once true, answered from memory until the
+    /// membership, the room or the user goes (see `store::lookups`).
+    pub fn is_member(&self, room_id: u64, user_id: Uuid) -> Result<bool, Error> {
+        if self.lookups.is_member(room_id, user_id) {
+            return Ok(true);
+        }
+        let ticket = self.lookups.ticket();
+        let member = self
+            .memberships
+            .contains_key(keys::membership(room_id, user_id))?;
+        if member {
+            self.lookups.fill_member(ticket, room_id, user_id);
+        }
+        Ok(member)
+    }
+
     fn put_membership(
         &self,
         room_id: u64,
@@ -271,6 +302,31 @@ impl Trees {
         self.user_rooms
             .insert(keys::user_room(user_id, room_id), b"".as_slice())?;
         Ok(())
+    }
+
+    /// Removes a room's messages, memberships, idempotency keys, name and record. Returns how
+    /// many messages went. Writer task only.
+    fn delete_room_entries(&self, room: &Room) -> Result<usize, Error> {
+        let prefix = keys::room(room.id);
+        let mut messages = 0;
+        for key in self.messages.scan_prefix(prefix).keys() {
+            self.messages.remove(key?)?;
+            messages += 1;
+        }
+        for key in self.memberships.scan_prefix(prefix).keys() {
+            let key = key?;
+            if let Some(user_id) = keys::uuid_at(&key, 8) {
+                self.user_rooms.remove(keys::user_room(user_id, room.id))?;
+            }
+            self.memberships.remove(key)?;
+        }
+        for key in self.client_ids.scan_prefix(prefix).keys() {
+            self.client_ids.remove(key?)?;
+        }
+        self.room_names.remove(room.name.as_bytes())?;
+        self.rooms.remove(prefix)?;
+        self.sequences.forget(room.id);
+        Ok(messages)
     }
 }
 
@@ -362,8 +418,7 @@ impl Store {
                 });
             }
             message.seq = sequence.last + 1;
-            t.messages
-                .insert(keys::message(room_id, message.seq), encode(&message)?)?;
+            super::insert_record(&t.messages, keys::message(room_id, message.seq), &message)?;
             if let Some(key) = client_key {
                 t.client_ids.insert(key, &message.seq.to_be_bytes())?;
             }
@@ -393,8 +448,7 @@ impl Store {
                 .message(room_id, seq)?
                 .ok_or_else(|| Error::NotFound(format!("no message {seq} in this room")))?;
             change(&mut message)?;
-            t.messages
-                .insert(keys::message(room_id, seq), encode(&message)?)?;
+            super::insert_record(&t.messages, keys::message(room_id, seq), &message)?;
             Ok(message)
         })
         .await
@@ -407,6 +461,11 @@ impl Store {
     /// The membership of `user_id` in `room_id`, if any.
     pub fn membership(&self, room_id: u64, user_id: Uuid) -> Result<Option<Membership>, Error> {
         self.trees().membership(room_id, user_id)
+    }
+
+    /// Whether `user_id` is a member of `room_id` (without decoding the membership record).
+    pub fn is_member(&self, room_id: u64, user_id: Uuid) -> Result<bool, Error> {
+        self.trees().is_member(room_id, user_id)
     }
 
     /// Ids of the rooms `user_id` is a member of.
@@ -469,26 +528,10 @@ impl Store {
             let room = t
                 .room(room_id)?
                 .ok_or_else(|| Error::NotFound(format!("no room {room_id}")))?;
-            let prefix = keys::room(room_id);
-            let mut messages = 0;
-            for key in t.messages.scan_prefix(prefix).keys() {
-                t.messages.remove(key?)?;
-                messages += 1;
-            }
-            for key in t.memberships.scan_prefix(prefix).keys() {
-                let key = key?;
-                if let Some(user_id) = keys::uuid_at(&key, 8) {
-                    t.user_rooms.remove(keys::user_room(user_id, room_id))?;
-                }
-                t.memberships.remove(key)?;
-            }
-            for key in t.client_ids.scan_prefix(prefix).keys() {
-                t.client_ids.remove(key?)?;
-            }
-            t.room_names.remove(room.name.as_bytes())?;
-            t.rooms.remove(prefix)?;
-            t.sequences.forget(room_id);
-            Ok(messages)
+            let deleted = t.delete_room_entries(&room);
+            // Also when the deletion stopped halfway: what memory holds may be gone from disk.
+            t.lookups.forget_deleted_room(room_id, &room.name);
+            deleted
         })
         .await
     }
@@ -496,10 +539,12 @@ impl Store {
     /// Ends a membership. Returns whether there was one.
     pub async fn remove_member(&self, room_id: u64, user_id: Uuid) -> Result<bool, Error> {
         self.write(move |t| {
-            let existed = t
+            let removed = t
                 .memberships
-                .remove(keys::membership(room_id, user_id))?
-                .is_some();
+                .remove(keys::membership(room_id, user_id))
+                .map(|old| old.is_some());
+            t.lookups.forget_member(room_id, user_id);
+            let existed = removed?;
             t.user_rooms.remove(keys::user_room(user_id, room_id))?;
             Ok(existed)
         })
@@ -798,6 +843,62 @@ mod tests {
         let other = store.create_room(new_room("r", owner)).await.expect("room");
         assert_ne!(other.id, room.id);
         assert_eq!(append(&store, other.id, owner).await, 1);
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_room_read_from_memory_follows_deletion_and_recreation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let owner = Uuid::new_v4();
+        let room = store.create_room(new_room("r", owner)).await.expect("room");
+        // Read twice: the second comes from memory, with the number still exact.
+        assert_eq!(
+            store.room_by_name("r").expect("get").map(|r| r.id),
+            Some(room.id)
+        );
+        append(&store, room.id, owner).await;
+        assert_eq!(
+            store.room_by_name("r").expect("get").map(|r| r.last_seq),
+            Some(1)
+        );
+        store.delete_room(room.id).await.expect("delete");
+        assert!(store.room_by_name("r").expect("get").is_none(), "deleted");
+        let mut private = new_room("r", owner);
+        private.visibility = Visibility::Private;
+        let other = store.create_room(private).await.expect("room");
+        let found = store.room_by_name("r").expect("get").expect("recreated");
+        assert_eq!(
+            (found.id, found.visibility, found.last_seq),
+            (other.id, Visibility::Private, 0)
+        );
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_membership_read_from_memory_ends_with_the_membership() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let owner = Uuid::new_v4();
+        let member = Uuid::new_v4();
+        let room = store.create_room(new_room("r", owner)).await.expect("room");
+        let other = store.create_room(new_room("s", owner)).await.expect("room");
+        assert!(!store.is_member(room.id, member).expect("get"));
+        assert!(store.add_member(room.id, member).await.expect("add"));
+        assert!(store.add_member(other.id, member).await.expect("add"));
+        for _ in 0..2 {
+            assert!(store.is_member(room.id, member).expect("get"));
+            assert!(store.is_member(other.id, member).expect("get"));
+        }
+        // Removed: no longer a member, though memory said so a moment ago.
+        assert!(store.remove_member(room.id, member).await.expect("remove"));
+        assert!(!store.is_member(room.id, member).expect("get"));
+        assert!(store.is_member(other.id, member).expect("get"));
+        // The room deleted: nobody is a member of it any more.
+        assert!(store.is_member(other.id, owner).expect("get"));
+        store.delete_room(other.id).await.expect("delete");
+        assert!(!store.is_member(other.id, member).expect("get"));
+        assert!(!store.is_member(other.id, owner).expect("get"));
         store.close().await.expect("close");
     }
 

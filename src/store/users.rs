@@ -79,14 +79,35 @@ impl Trees {
     /// Writes a user record (the username index is maintained by insert/remove only: usernames
     /// do not change).
     pub fn put_user(&self, user: &User) -> Result<(), Error> {
-        self.users.insert(user.id.as_bytes(), encode(user)?)?;
-        Ok(())
+        let written = encode(user).and_then(|record| {
+            self.users.insert(user.id.as_bytes(), record)?;
+            Ok(())
+        });
+        self.lookups.forget_user(user.id);
+        written
+    }
+
+    /// The avatar URL of a user (`None` also when there is no such user); once read, answered
+    /// from memory until the user record changes (see `store::lookups`).
+    pub fn avatar_url(&self, id: Uuid) -> Result<Option<String>, Error> {
+        if let Some(avatar) = self.lookups.avatar(id) {
+            return Ok(avatar);
+        }
+        let ticket = self.lookups.ticket();
+        let avatar = self.user(id)?.and_then(|user| user.avatar_url);
+        self.lookups.fill_avatar(ticket, id, avatar.clone());
+        Ok(avatar)
     }
 }
 
 impl Store {
     pub fn user(&self, id: Uuid) -> Result<Option<User>, Error> {
         self.trees().user(id)
+    }
+
+    /// The avatar URL of a user, without decoding the whole record each time (a Send's).
+    pub fn avatar_url(&self, id: Uuid) -> Result<Option<String>, Error> {
+        self.trees().avatar_url(id)
     }
 
     pub fn user_by_name(&self, username: &str) -> Result<Option<User>, Error> {
@@ -217,30 +238,112 @@ impl Store {
             let user = t
                 .user_by_name(&username)?
                 .ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
-            // Name first: a crash midway leaves an unreachable record, not a reachable half-user.
-            t.usernames.remove(username.as_bytes())?;
-            for entry in t.families.scan_prefix(user.id.as_bytes()) {
-                let (key, _) = entry?;
-                t.families.remove(key)?;
-            }
-            for entry in t.user_rooms.scan_prefix(user.id.as_bytes()) {
-                let (key, _) = entry?;
-                if let Some(room_id) = keys::u64_at(&key, 16) {
-                    t.memberships.remove(keys::membership(room_id, user.id))?;
-                }
-                t.user_rooms.remove(key)?;
-            }
-            // External identities of the user (rare, and removal is rare: a scan is fine). The
-            // identity's next sight creates a new user.
-            for entry in t.external_ids.iter() {
-                let (key, id) = entry?;
-                if id.as_ref() == user.id.as_bytes() {
-                    t.external_ids.remove(key)?;
-                }
-            }
-            t.users.remove(user.id.as_bytes())?;
-            Ok(user)
+            let removed = t.remove_user_entries(&user);
+            // Also when the removal stopped halfway: what memory holds may be gone from disk.
+            t.lookups.forget_removed_user(user.id);
+            removed.map(|()| user)
         })
         .await
+    }
+}
+
+impl Trees {
+    /// Removes a user's name, sessions, memberships, external identities and record. Writer
+    /// task only.
+    fn remove_user_entries(&self, user: &User) -> Result<(), Error> {
+        // Name first: a crash midway leaves an unreachable record, not a reachable half-user.
+        self.usernames.remove(user.username.as_bytes())?;
+        for entry in self.families.scan_prefix(user.id.as_bytes()) {
+            let (key, _) = entry?;
+            self.families.remove(key)?;
+        }
+        for entry in self.user_rooms.scan_prefix(user.id.as_bytes()) {
+            let (key, _) = entry?;
+            if let Some(room_id) = keys::u64_at(&key, 16) {
+                self.memberships
+                    .remove(keys::membership(room_id, user.id))?;
+            }
+            self.user_rooms.remove(key)?;
+        }
+        // External identities of the user (rare, and removal is rare: a scan is fine). The
+        // identity's next sight creates a new user.
+        for entry in self.external_ids.iter() {
+            let (key, id) = entry?;
+            if id.as_ref() == user.id.as_bytes() {
+                self.external_ids.remove(key)?;
+            }
+        }
+        self.users.remove(user.id.as_bytes())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StoreConfig;
+    use crate::store::{NewRoom, Visibility};
+
+    fn user(username: &str, avatar_url: Option<&str>) -> User {
+        User {
+            id: Uuid::new_v4(),
+            number: 0,
+            username: username.to_owned(),
+            display_name: username.to_owned(),
+            avatar_url: avatar_url.map(str::to_owned),
+            password_hash: String::new(),
+            role: Role::User,
+            disabled: false,
+            created_at: 0,
+            last_seen: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_avatar_read_from_memory_follows_changes_and_removal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&StoreConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..StoreConfig::default()
+        })
+        .expect("open");
+        let dora = store
+            .insert_user(user("dora", Some("https://a.example/1.png")))
+            .await
+            .expect("insert");
+        for _ in 0..2 {
+            assert_eq!(
+                store.avatar_url(dora.id).expect("get").as_deref(),
+                Some("https://a.example/1.png")
+            );
+        }
+        store
+            .update_user("dora", |u| {
+                u.avatar_url = Some("https://a.example/2.png".to_owned());
+                Ok(())
+            })
+            .await
+            .expect("update");
+        assert_eq!(
+            store.avatar_url(dora.id).expect("get").as_deref(),
+            Some("https://a.example/2.png"),
+            "the next message shows the new avatar"
+        );
+        let room = store
+            .create_room(NewRoom {
+                name: "r".to_owned(),
+                owner: dora.id,
+                members: Vec::new(),
+                visibility: Visibility::Public,
+                persistent: true,
+                retention_secs: 0,
+            })
+            .await
+            .expect("room");
+        assert!(store.is_member(room.id, dora.id).expect("get"));
+        store.remove_user("dora").await.expect("remove");
+        assert_eq!(store.avatar_url(dora.id).expect("get"), None);
+        assert!(!store.is_member(room.id, dora.id).expect("get"));
+        store.close().await.expect("close");
     }
 }

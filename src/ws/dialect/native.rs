@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use super::Dialect;
-use crate::core::chat::DirectOutcome;
+use crate::core::chat::{DirectOutcome, SendOutcome};
 use crate::core::events::{Event, RoomMessage};
 use crate::error::Error;
 use crate::store::now_secs;
@@ -473,21 +473,7 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
             let outcome = chat
                 .send(&ctx.principal, room, content, reply_to, client_msg_id)
                 .await?;
-            let seq = outcome.message.seq;
-            let stored_id = format!("{}:{}", outcome.room.id, seq);
-            ctx.send(frame(
-                "Ack",
-                json!({
-                    "message_id": id.unwrap_or(&stored_id),
-                    "status": if outcome.room.persistent { "stored" } else { "delivered" },
-                    "room": outcome.room.name,
-                    "room_id": outcome.room.id,
-                    "seq": seq,
-                    "client_msg_id": outcome.message.client_msg_id,
-                    "duplicate": outcome.duplicate,
-                }),
-                id,
-            ));
+            ctx.send(send_ack(&outcome, id));
         }
         "Edit" => {
             ctx.check_rate()?;
@@ -736,6 +722,77 @@ fn frame(kind: &str, data: Value, id: Option<&str>) -> Message {
     text(&Value::Object(map))
 }
 
+/// The `Ack` of a Send. Serialized straight from its fields, not through a `Value`: it is the
+/// reply to every durable Send. Fields in the order a `Value` object prints them (sorted), so the
+/// frame is the same as every other frame's style.
+fn send_ack(outcome: &SendOutcome, id: Option<&str>) -> Message {
+    #[derive(serde::Serialize)]
+    struct Ack<'a> {
+        client_msg_id: Option<&'a str>,
+        duplicate: bool,
+        message_id: &'a str,
+        room: &'a str,
+        room_id: u64,
+        seq: u64,
+        status: &'static str,
+    }
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        data: Ack<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    }
+    let stored_id;
+    let message_id = match id {
+        Some(id) => id,
+        None => {
+            stored_id = format!("{}:{}", outcome.room.id, outcome.message.seq);
+            &stored_id
+        }
+    };
+    let envelope = Envelope {
+        data: Ack {
+            client_msg_id: outcome.message.client_msg_id.as_deref(),
+            duplicate: outcome.duplicate,
+            message_id,
+            room: &outcome.room.name,
+            room_id: outcome.room.id,
+            seq: outcome.message.seq,
+            status: if outcome.room.persistent {
+                "stored"
+            } else {
+                "delivered"
+            },
+        },
+        id,
+        kind: "Ack",
+    };
+    // Sized for the whole frame up front (the fixed part with both numbers at their longest is
+    // under 200 bytes; names may grow when escaped): one allocation, no reallocation while
+    // serializing nor to trim it after.
+    let mut text = Vec::with_capacity(
+        200 + 2
+            * (message_id.len()
+                + outcome.room.name.len()
+                + id.map_or(0, str::len)
+                + outcome.message.client_msg_id.as_deref().map_or(0, str::len)),
+    );
+    let encoded = serde_json::to_writer(&mut text, &envelope)
+        .map_err(|e| e.to_string())
+        .and_then(|()| String::from_utf8(text).map_err(|e| e.to_string()));
+    match encoded {
+        Ok(text) => Message::text(text),
+        // Strings and numbers only: serializing cannot fail, and serde_json writes UTF-8.
+        Err(e) => error_frame(
+            &Error::Internal(format!("cannot encode Ack: {e}")),
+            id,
+            None,
+        ),
+    }
+}
+
 /// After a documented `Status` or `Error` reply to a request that carried an id, an `Ack` with
 /// that id as well: seed 004's own example client waits for an `Ack` on every request it sends
 /// with an id (Subscribe, DirectMessage), and would otherwise time out after 30 seconds.
@@ -820,4 +877,67 @@ fn string_list(data: &Value, name: &str) -> Result<Vec<String>, Error> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Message as StoredMessage, Room, Visibility};
+
+    fn outcome(persistent: bool, client_msg_id: Option<&str>) -> SendOutcome {
+        SendOutcome {
+            room: Room {
+                id: 7,
+                name: "lobby \"quoted\"".to_owned(),
+                owner: Uuid::nil(),
+                visibility: Visibility::Public,
+                persistent,
+                retention_secs: 0,
+                created_at: 0,
+                last_seq: 42,
+            },
+            message: StoredMessage {
+                room_id: 7,
+                seq: 42,
+                author: Uuid::nil(),
+                author_name: "alice".to_owned(),
+                author_avatar: None,
+                content: "hi".to_owned(),
+                created_at_ms: 0,
+                edited_at_ms: None,
+                deleted: false,
+                reply_to: None,
+                client_msg_id: client_msg_id.map(str::to_owned),
+                attachments: Vec::new(),
+            },
+            duplicate: client_msg_id.is_some(),
+        }
+    }
+
+    /// The typed Ack prints exactly what the same Ack built as a `Value` prints.
+    #[test]
+    fn send_ack_matches_the_value_encoding() {
+        for (persistent, client_msg_id, id) in [
+            (true, None, None),
+            (true, Some("c-1"), Some("req-9")),
+            (false, None, Some("r")),
+        ] {
+            let outcome = outcome(persistent, client_msg_id);
+            let stored_id = format!("{}:{}", outcome.room.id, outcome.message.seq);
+            let expected = frame(
+                "Ack",
+                json!({
+                    "message_id": id.unwrap_or(&stored_id),
+                    "status": if persistent { "stored" } else { "delivered" },
+                    "room": outcome.room.name,
+                    "room_id": outcome.room.id,
+                    "seq": outcome.message.seq,
+                    "client_msg_id": outcome.message.client_msg_id,
+                    "duplicate": outcome.duplicate,
+                }),
+                id,
+            );
+            assert_eq!(send_ack(&outcome, id), expected);
+        }
+    }
 }
