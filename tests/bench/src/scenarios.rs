@@ -720,6 +720,9 @@ async fn logins(settings: &Settings, programs: &Programs) -> anyhow::Result<Vec<
         phases.push((clients, total as f64 / started.elapsed().as_secs_f64()));
     }
     reference.sample(cores).await?;
+    // Every login took argon2's working memory (19 MiB); what an idle server keeps of it after
+    // hundreds of them is its resident size now.
+    let rss_after = server.rss_bytes() / (1024.0 * 1024.0);
     server.stop().await;
 
     let (hash, parallel_rate) = reference.figures()?;
@@ -734,6 +737,11 @@ async fn logins(settings: &Settings, programs: &Programs) -> anyhow::Result<Vec<
         .natter(parallel_rate)
         .peer("cores/argon2", Some(cores as f64 / hash)),
     ];
+    figures.push(
+        Figure::new("logins", "server RSS after the login phases, idle", "MiB")
+            .natter(rss_after)
+            .target(Target::AtMost(10.0)),
+    );
     for (clients, per_sec) in phases {
         let ideal = clients.min(cores) as f64 / hash;
         let mut figure = Figure::new("logins", format!("{clients} clients: logins/s"), "1/s")
