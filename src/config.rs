@@ -44,7 +44,7 @@ pub struct ServerConfig {
     /// Largest file accepted by `POST /api/v1/rooms/{room}/files`, in bytes (413 above it). An
     /// upload is held in memory until it is complete and stored.
     pub max_upload_bytes: u64,
-    /// How long shutdown waits for in-flight requests before closing them, in seconds.
+    /// How long shutdown waits for in-flight requests and WebSocket closes, in seconds.
     pub shutdown_grace_secs: u64,
     /// How long a client may take to send its request headers, in seconds (slowloris bound).
     pub header_read_timeout_secs: u64,
