@@ -738,9 +738,7 @@ async fn logins(settings: &Settings, programs: &Programs) -> anyhow::Result<Vec<
         .peer("cores/argon2", Some(cores as f64 / hash)),
     ];
     figures.push(
-        Figure::new("logins", "server RSS after the login phases, idle", "MiB")
-            .natter(rss_after)
-            .target(Target::AtMost(10.0)),
+        Figure::new("logins", "server RSS after the login phases, idle", "MiB").natter(rss_after),
     );
     for (clients, per_sec) in phases {
         let ideal = clients.min(cores) as f64 / hash;
