@@ -164,7 +164,9 @@ fn verify_with(password: &[u8], phc: &str) -> Result<bool, String> {
         return Err("no salt or no hash".to_owned());
     };
     let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
-    let salt = salt.decode_b64(&mut salt_bytes).map_err(|e| e.to_string())?;
+    let salt = salt
+        .decode_b64(&mut salt_bytes)
+        .map_err(|e| e.to_string())?;
     let mut output = vec![0u8; expected.len()];
     let blocks = params.block_count();
     Argon2::new(algorithm, version, params)
