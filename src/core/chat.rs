@@ -513,15 +513,12 @@ impl Chat {
     /// a connection has joined the room (a room posted to over HTTP or by senders that do not
     /// listen has nobody to tell).
     fn emit_message(&self, room: &Room, message: Message) -> Message {
-        if !self.hub.joined_rooms_of(&[room.id]).is_empty() {
-            self.emit_room(
-                room,
-                Event::Message(RoomMessage {
-                    room: room.name.clone(),
-                    message: message.clone(),
-                }),
-            );
-        }
+        self.hub.publish_room_with(room.id, || {
+            Delivery::new(Event::Message(RoomMessage {
+                room: room.name.clone(),
+                message: message.clone(),
+            }))
+        });
         message
     }
 

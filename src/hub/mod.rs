@@ -477,6 +477,16 @@ impl Hub {
             .map_or(0, |members| deliver_all(&state, members.iter(), delivery))
     }
 
+    /// [`Hub::publish_room`] of a delivery made only when some connection has joined the room,
+    /// under the same look at the room's members.
+    pub fn publish_room_with(&self, room_id: u64, make: impl FnOnce() -> Arc<Delivery>) -> usize {
+        let state = self.read();
+        match state.rooms.get(&room_id) {
+            Some(members) if !members.is_empty() => deliver_all(&state, members.iter(), &make()),
+            _ => 0,
+        }
+    }
+
     /// Delivers once to every connection that joined any of `room_ids`.
     pub fn publish_rooms(&self, room_ids: &[u64], delivery: &Arc<Delivery>) -> usize {
         let state = self.read();
