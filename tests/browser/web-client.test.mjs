@@ -256,7 +256,8 @@ describe('natter web client', () => {
     }
     await eventually(async () => (await bob.locator('li.pending').count()) === 0, 'an empty outbox');
     await send(admin, 'after the restart');
-    await seeOnce(bob, 'after the restart');
+    // Each side confirms it on its own event (bob's broadcast can be shown before the admin's Ack).
+    for (const page of [admin, bob]) await seeOnce(page, 'after the restart');
     // Each text once on both sides (the offline message was not stored twice either).
     const stored = await natter.api('GET', '/api/v1/rooms/general/messages?limit=200', { token: adminToken });
     const texts = stored.messages.map((m) => m.content);
