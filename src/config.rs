@@ -148,7 +148,8 @@ pub struct ExternalIssuerConfig {
     pub algorithm: ExternalAlgorithm,
     /// HS256: file holding the shared secret (at least 32 bytes; surrounding whitespace ignored).
     pub secret_file: PathBuf,
-    /// RS256 / EdDSA: the issuer's public key, a PEM file.
+    /// RS256 / EdDSA: the issuer's public key, a PEM file (`PUBLIC KEY`; for RS256 also
+    /// `RSA PUBLIC KEY`, 2048 to 8192 bits).
     pub public_key_file: PathBuf,
     /// Claim holding the issuer's stable user id (a string or an integer).
     pub user_id_claim: String,

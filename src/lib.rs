@@ -23,6 +23,7 @@ pub mod hub;
 pub mod logging;
 pub mod metrics;
 pub mod server;
+mod sha256;
 pub mod shutdown;
 pub mod store;
 pub mod systemd;

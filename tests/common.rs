@@ -177,6 +177,56 @@ pub fn jwt_claims(token: &str) -> Value {
     serde_json::from_slice(&bytes).expect("json claims")
 }
 
+/// A signed JWT (`typ` JWT) for `claims`, made with ring directly rather than through natter's
+/// own signing code. `key` is the secret for HS256/HS384/HS512, the PKCS#8 private key in PEM
+/// for EdDSA and RS256.
+pub fn sign_jwt(alg: &str, key: &[u8], claims: &Value) -> String {
+    use base64::Engine as _;
+    use ring::signature::{Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair};
+    use rustls_pki_types::PrivatePkcs8KeyDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let header = serde_json::json!({"alg": alg, "typ": "JWT"});
+    let message = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let pkcs8 = || PrivatePkcs8KeyDer::from_pem_slice(key).expect("a PKCS#8 private key in PEM");
+    let signature = match alg {
+        "HS256" | "HS384" | "HS512" => {
+            let hmac = match alg {
+                "HS256" => ring::hmac::HMAC_SHA256,
+                "HS384" => ring::hmac::HMAC_SHA384,
+                _ => ring::hmac::HMAC_SHA512,
+            };
+            ring::hmac::sign(&ring::hmac::Key::new(hmac, key), message.as_bytes())
+                .as_ref()
+                .to_vec()
+        }
+        "EdDSA" => {
+            let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8().secret_pkcs8_der())
+                .expect("an Ed25519 key");
+            assert_eq!(pair.public_key().as_ref().len(), 32);
+            pair.sign(message.as_bytes()).as_ref().to_vec()
+        }
+        "RS256" => {
+            let pair = RsaKeyPair::from_pkcs8(pkcs8().secret_pkcs8_der()).expect("an RSA key");
+            let mut signature = vec![0; pair.public().modulus_len()];
+            pair.sign(
+                &RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                message.as_bytes(),
+                &mut signature,
+            )
+            .expect("RSA signature");
+            signature
+        }
+        other => panic!("sign_jwt: no {other}"),
+    };
+    format!("{message}.{}", b64(&signature))
+}
+
 /// The path of the built `natter` binary.
 pub fn natter_bin() -> &'static str {
     env!("CARGO_BIN_EXE_natter")

@@ -6,11 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use natter::config::{Config, ExternalAlgorithm, ExternalIssuerConfig};
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, test_config};
+use crate::common::{TestServer, sign_jwt, test_config};
 use crate::wsclient::{Ws, raw_connect};
 
 const APP_ISSUER: &str = "https://app.example.com";
@@ -61,10 +60,6 @@ async fn start() -> TestServer {
     TestServer::start_with(configure).await
 }
 
-fn sign(algorithm: Algorithm, key: &EncodingKey, claims: &Value) -> String {
-    jsonwebtoken::encode(&Header::new(algorithm), claims, key).expect("sign")
-}
-
 /// An HS256 token of the app issuer for `sub`, with `extra` claims merged over the defaults.
 fn app_token(sub: &str, extra: Value) -> String {
     let mut claims = json!({
@@ -76,23 +71,19 @@ fn app_token(sub: &str, extra: Value) -> String {
         "jti": uuid::Uuid::new_v4().to_string(),
     });
     merge(&mut claims, extra);
-    sign(
-        Algorithm::HS256,
-        &EncodingKey::from_secret(APP_SECRET.as_bytes()),
-        &claims,
-    )
+    sign_jwt("HS256", APP_SECRET.as_bytes(), &claims)
 }
 
-fn ed_key() -> EncodingKey {
-    let pem = std::fs::read(fixture("external-ed25519.pem")).expect("ed25519 fixture");
-    EncodingKey::from_ed_pem(&pem).expect("ed25519 key")
+/// The identity provider's private key (PKCS#8 PEM).
+fn ed_key() -> Vec<u8> {
+    std::fs::read(fixture("external-ed25519.pem")).expect("ed25519 fixture")
 }
 
 /// An EdDSA token of the identity provider, with `extra` claims merged over the defaults.
 fn idp_token(extra: Value) -> String {
     let mut claims = json!({"iss": IDP_ISSUER, "exp": now() + 300});
     merge(&mut claims, extra);
-    sign(Algorithm::EdDSA, &ed_key(), &claims)
+    sign_jwt("EdDSA", &ed_key(), &claims)
 }
 
 fn merge(claims: &mut Value, extra: Value) {
@@ -212,10 +203,9 @@ async fn eddsa_token_opens_a_websocket_as_its_user() {
 #[tokio::test]
 async fn rs256_token_is_accepted() {
     let server = start().await;
-    let pem = std::fs::read(fixture("external-rsa.pem")).expect("rsa fixture");
-    let key = EncodingKey::from_rsa_pem(&pem).expect("rsa key");
-    let token = sign(
-        Algorithm::RS256,
+    let key = std::fs::read(fixture("external-rsa.pem")).expect("rsa fixture");
+    let token = sign_jwt(
+        "RS256",
         &key,
         &json!({"iss": RSA_ISSUER, "sub": "carol", "exp": now() + 300}),
     );
@@ -223,8 +213,8 @@ async fn rs256_token_is_accepted() {
     assert_eq!(response.status, 200, "{:?}", response.json);
     assert_eq!(response.json["username"], "carol");
     // RS256 is pinned for this issuer: the same claims signed EdDSA are refused.
-    let ed = sign(
-        Algorithm::EdDSA,
+    let ed = sign_jwt(
+        "EdDSA",
         &ed_key(),
         &json!({"iss": RSA_ISSUER, "sub": "carol", "exp": now() + 300}),
     );
@@ -246,9 +236,9 @@ async fn bad_tokens_are_refused_with_401_and_create_nobody() {
     let cases = [
         (
             "wrong signature",
-            sign(
-                Algorithm::HS256,
-                &EncodingKey::from_secret(b"another-secret-that-is-long-enough-123456"),
+            sign_jwt(
+                "HS256",
+                b"another-secret-that-is-long-enough-123456",
                 &app_claims,
             ),
         ),
@@ -273,22 +263,22 @@ async fn bad_tokens_are_refused_with_401_and_create_nobody() {
         ("no user id", app_token("mallory", json!({"sub": null}))),
         (
             "HS256 issuer, EdDSA token",
-            sign(Algorithm::EdDSA, &ed_key(), &app_claims),
+            sign_jwt("EdDSA", &ed_key(), &app_claims),
         ),
         // The classic confusion: an HS256 token keyed with the EdDSA issuer's public key.
         (
             "EdDSA issuer, HS256 token",
-            sign(
-                Algorithm::HS256,
-                &EncodingKey::from_secret(&public_pem),
+            sign_jwt(
+                "HS256",
+                &public_pem,
                 &json!({"iss": IDP_ISSUER, "uid": "mallory", "exp": now() + 300}),
             ),
         ),
         (
             "EdDSA issuer, wrong key",
-            sign(
-                Algorithm::HS256,
-                &EncodingKey::from_secret(APP_SECRET.as_bytes()),
+            sign_jwt(
+                "HS256",
+                APP_SECRET.as_bytes(),
                 &json!({"iss": IDP_ISSUER, "uid": "mallory", "exp": now() + 300}),
             ),
         ),
@@ -400,19 +390,39 @@ async fn startup_fails_naming_the_issuer_whose_key_is_unusable() {
         assert!(error.contains(APP_ISSUER), "{error}");
         assert!(error.contains(expected), "{error}");
     }
-    // A public key that is not one.
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut config = test_config(tmp.path());
-    config.auth.external = vec![ExternalIssuerConfig {
-        issuer: IDP_ISSUER.to_owned(),
-        algorithm: ExternalAlgorithm::EdDSA,
-        public_key_file: fixture("external-rsa.pub.pem"),
-        ..ExternalIssuerConfig::default()
-    }];
-    let error = TestServer::start_config(config)
-        .await
-        .err()
-        .map(|e| format!("{e:#}"))
-        .expect("refused");
-    assert!(error.contains(IDP_ISSUER), "{error}");
+    // A public key of the other kind, or no public key at all.
+    for (algorithm, file, expected) in [
+        (
+            ExternalAlgorithm::EdDSA,
+            "external-rsa.pub.pem",
+            "not an Ed25519 public key in PEM: the PUBLIC KEY is not an Ed25519 key",
+        ),
+        (
+            ExternalAlgorithm::RS256,
+            "external-ed25519.pub.pem",
+            "not an RSA public key in PEM: the PUBLIC KEY is not an RSA key",
+        ),
+        (
+            ExternalAlgorithm::RS256,
+            "external-rsa.pem",
+            "not an RSA public key in PEM: no \"PUBLIC KEY\" or \"RSA PUBLIC KEY\" PEM block",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut config = test_config(tmp.path());
+        config.auth.external = vec![ExternalIssuerConfig {
+            issuer: IDP_ISSUER.to_owned(),
+            algorithm,
+            public_key_file: fixture(file),
+            ..ExternalIssuerConfig::default()
+        }];
+        let error = TestServer::start_config(config)
+            .await
+            .err()
+            .map(|e| format!("{e:#}"))
+            .expect("refused");
+        assert!(error.contains(IDP_ISSUER), "{error}");
+        assert!(error.contains(file), "{error}");
+        assert!(error.contains(expected), "{error}");
+    }
 }

@@ -9,9 +9,9 @@ use std::path::Path;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::Digest as _;
 use uuid::Uuid;
 
+use super::jwt_crypto;
 use super::token::{LEEWAY_SECS, MIN_SECRET_BYTES, decode_error};
 use crate::config::{ExternalAlgorithm, ExternalIssuerConfig};
 use crate::error::Error;
@@ -63,6 +63,7 @@ struct Unverified {
 impl ExternalIssuers {
     /// Reads every issuer's key; an error names the issuer and the file.
     pub fn load(configs: &[ExternalIssuerConfig]) -> Result<ExternalIssuers, Error> {
+        jwt_crypto::install();
         let issuers = configs
             .iter()
             .map(ExternalIssuer::load)
@@ -116,13 +117,13 @@ impl ExternalIssuer {
             }
             ExternalAlgorithm::RS256 => {
                 let path = &config.public_key_file;
-                let key = DecodingKey::from_rsa_pem(&read(path)?)
+                let key = jwt_crypto::rsa_public_key_from_pem(&read(path)?)
                     .map_err(|e| fail(path, format!("not an RSA public key in PEM: {e}")))?;
                 (Algorithm::RS256, key)
             }
             ExternalAlgorithm::EdDSA => {
                 let path = &config.public_key_file;
-                let key = DecodingKey::from_ed_pem(&read(path)?)
+                let key = jwt_crypto::ed25519_public_key_from_pem(&read(path)?)
                     .map_err(|e| fail(path, format!("not an Ed25519 public key in PEM: {e}")))?;
                 (Algorithm::EdDSA, key)
             }
@@ -190,7 +191,7 @@ impl ExternalIssuer {
 /// A UUID (version 8, custom) from SHA-256 of issuer, NUL, seed: stable for one token, never
 /// equal to a natter session id (those are random, version 4).
 fn derived_session_id(issuer: &str, seed: &str) -> Uuid {
-    let mut hasher = sha2::Sha256::new();
+    let mut hasher = crate::sha256::Sha256::new();
     hasher.update(issuer.as_bytes());
     hasher.update([0]);
     hasher.update(seed.as_bytes());

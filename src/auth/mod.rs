@@ -4,6 +4,7 @@
 //! authenticates through [`Auth`]; none has its own copy of these rules.
 
 pub mod external;
+mod jwt_crypto;
 pub mod password;
 pub mod throttle;
 pub mod token;

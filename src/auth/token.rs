@@ -64,6 +64,7 @@ pub struct TokenKeys {
 
 impl TokenKeys {
     pub fn new(config: &AuthConfig, secret: &[u8]) -> TokenKeys {
+        super::jwt_crypto::install();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&[&config.audience]);

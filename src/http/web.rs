@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use sha2::{Digest as _, Sha256};
+use crate::sha256::Sha256;
 use warp::http::{HeaderValue, Method, StatusCode, header};
 use warp::{Filter, Rejection, Reply};
 

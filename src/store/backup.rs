@@ -15,8 +15,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::sha256::Sha256;
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
 use super::{META_SCHEMA, SCHEMA_VERSION, Store, StoreError, keys};
 use crate::error::Error;

@@ -53,8 +53,7 @@ impl Store {
         mut file: StoredFile,
         content: Vec<u8>,
     ) -> Result<StoredFile, Error> {
-        use sha2::Digest as _;
-        let sha256 = hex(&sha2::Sha256::digest(&content));
+        let sha256 = hex(&crate::sha256::Sha256::digest(&content));
         file.size = u64::try_from(content.len()).unwrap_or(u64::MAX);
         file.sha256.clone_from(&sha256);
         let target = self.file_path(&sha256);

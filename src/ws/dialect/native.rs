@@ -4,9 +4,9 @@
 //!
 //! Replies to a request carry the request's `id` (as a string) in the envelope.
 
+use crate::sha256::Sha256;
 use bytes::{BufMut as _, Bytes, BytesMut};
 use serde_json::{Map, Value, json};
-use sha2::{Digest as _, Sha256};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
