@@ -270,19 +270,18 @@ impl Auth {
         if user.disabled {
             return Err(Error::AccountDisabled);
         }
-        let family = inner
-            .store
-            .create_family(user.id, inner.refresh_ttl_secs)
-            .await?;
-        let user_id = user.id;
-        let user = inner
-            .store
-            .update_user(&user.username, |u| {
+        // Both writes go to the store writer at once, so they share one group commit (one
+        // flush) instead of waiting for two in turn.
+        let (family, updated) = tokio::join!(
+            inner.store.create_family(user.id, inner.refresh_ttl_secs),
+            inner.store.update_user(&user.username, |u| {
                 u.last_seen = Some(now_secs());
                 Ok(())
-            })
-            .await
-            .unwrap_or(user);
+            }),
+        );
+        let family = family?;
+        let user_id = user.id;
+        let user = updated.unwrap_or(user);
         tracing::info!(user = %user.username, user_id = %user_id, session = %family.id, "login");
         self.pair(&user, family.id, family.generation, family.expires_at)
     }
