@@ -8,9 +8,10 @@
 
 use std::sync::LazyLock;
 
-use crate::sha256::Sha256;
 use warp::http::{HeaderValue, Method, StatusCode, header};
 use warp::{Filter, Rejection, Reply};
+
+use crate::sha256::Sha256;
 
 /// One embedded file.
 struct Asset {

@@ -15,11 +15,11 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::sha256::Sha256;
 use serde::Serialize;
 
 use super::{META_SCHEMA, SCHEMA_VERSION, Store, StoreError, keys};
 use crate::error::Error;
+use crate::sha256::Sha256;
 
 const MAGIC: &[u8] = b"NATTER-BACKUP 1\n";
 const KIND_END: u8 = 0;

@@ -4,7 +4,6 @@
 //!
 //! Replies to a request carry the request's `id` (as a string) in the envelope.
 
-use crate::sha256::Sha256;
 use bytes::{BufMut as _, Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -14,6 +13,7 @@ use super::Dialect;
 use crate::core::chat::{DirectOutcome, SendOutcome};
 use crate::core::events::{Event, RoomMessage};
 use crate::error::Error;
+use crate::sha256::Sha256;
 use crate::store::now_secs;
 use crate::ws::Endpoint;
 use crate::ws::session::Ctx;
