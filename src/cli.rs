@@ -14,8 +14,9 @@ use crate::admin::socket::Contact;
 use crate::admin::{Reply, Request};
 use crate::config::{Config, Overrides};
 use crate::error::Error;
-use crate::server::{AppState, Server};
-use crate::store::{Role, Store};
+use crate::principal::Role;
+use crate::server::Server;
+use crate::store::Store;
 
 /// natter: a self-contained chat daemon (HTTP tokens and WebSocket chat on one port, data in an
 /// embedded store).
@@ -279,10 +280,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Command::Serve { .. } => serve(config),
         command => {
-            crate::logging::init(&crate::config::LogConfig {
-                level: "warn".to_owned(),
-                ..config.log.clone()
-            });
+            crate::logging::init("warn", &config.log.format);
             runtime()?.block_on(admin_command(config, command, json))
         }
     }
@@ -296,7 +294,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 fn serve(config: Config) -> Result<(), Failure> {
-    crate::logging::init(&config.log);
+    crate::logging::init(&config.log.level, &config.log.format);
     let addr = config
         .listen_addr()
         .map_err(|e| Failure::usage(format!("server.listen: {e}")))?;
@@ -516,7 +514,8 @@ async fn send(config: &Config, request: Request) -> Result<Reply, Failure> {
         ));
     }
     check_data_dir_owner(&config.store.data_dir)?;
-    let store = Store::open(&config.store).map_err(|e| match e {
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+    let store = Store::open(&config.store, metrics.clone()).map_err(|e| match e {
         crate::store::StoreError::Locked(dir) => Failure::from(format!(
             "a daemon holds data dir {} but does not answer on its control socket {} \
              (control.enabled or control.socket differ from this config?)",
@@ -525,7 +524,7 @@ async fn send(config: &Config, request: Request) -> Result<Reply, Failure> {
         )),
         other => Failure::from(other),
     })?;
-    let state = AppState::new(config.clone(), store.clone())?;
+    let state = crate::server::build_state(config.clone(), store.clone(), metrics)?;
     let result = crate::admin::execute(&state, request, false).await;
     drop(state);
     store.close().await?;

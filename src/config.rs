@@ -158,7 +158,7 @@ pub struct ExternalIssuerConfig {
     /// when the name is taken.
     pub username_claim: String,
     /// Role of a user created on first sight (`user` or `admin`); later changes are natter's.
-    pub default_role: crate::store::Role,
+    pub default_role: crate::principal::Role,
 }
 
 impl Default for ExternalIssuerConfig {
@@ -171,7 +171,7 @@ impl Default for ExternalIssuerConfig {
             public_key_file: PathBuf::new(),
             user_id_claim: "sub".to_owned(),
             username_claim: "username".to_owned(),
-            default_role: crate::store::Role::User,
+            default_role: crate::principal::Role::User,
         }
     }
 }

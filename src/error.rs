@@ -1,6 +1,9 @@
 //! The one error type of natter's services, with a stable machine-readable code for each kind
 //! and its mapping to HTTP status. WebSocket dialects map the same codes to their own shapes.
+//! A leaf: the storage failures ([`StoreError`]) are defined here too, so that no layer needs the
+//! store to name an error.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// An error a client or operator can act on. `code()` strings are part of the API: never rename.
@@ -41,7 +44,7 @@ pub enum Error {
     #[error("{0}")]
     Unavailable(String),
     #[error("storage error: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -65,7 +68,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::Unavailable(_) => "unavailable",
-            Error::Store(crate::store::StoreError::Full(_)) => "storage_full",
+            Error::Store(StoreError::Full(_)) => "storage_full",
             Error::Store(_) => "storage_error",
             Error::Internal(_) => "internal",
         }
@@ -84,7 +87,7 @@ impl Error {
             Error::UnsupportedMediaType => 415,
             Error::TooManyAttempts { .. } | Error::RateLimited(_) => 429,
             // 507 Insufficient Storage: the disk is full, nothing was stored.
-            Error::Store(crate::store::StoreError::Full(_)) => 507,
+            Error::Store(StoreError::Full(_)) => 507,
             Error::Store(_) | Error::Internal(_) => 500,
             Error::Unavailable(_) => 503,
         }
@@ -103,9 +106,7 @@ impl Error {
     /// The message shown to a client: internal details stay in the log.
     pub fn public_message(&self) -> String {
         match self {
-            Error::Store(crate::store::StoreError::Full(_)) => {
-                "storage is full: nothing was stored".to_owned()
-            }
+            Error::Store(StoreError::Full(_)) => "storage is full: nothing was stored".to_owned(),
             Error::Store(_) | Error::Internal(_) => "internal server error".to_owned(),
             other => other.to_string(),
         }
@@ -113,3 +114,30 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A storage failure. Clone, because one failed flush fails every write of its batch.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("natter is already running with data dir {0} (or another process holds it)")]
+    Locked(PathBuf),
+    #[error(
+        "data dir {path} was written by a newer natter (schema version {found}; this build supports up to {supported})"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("cannot use data dir {path}: {detail}")]
+    Open { path: PathBuf, detail: String },
+    #[error("{0}")]
+    Engine(String),
+    /// The filesystem is full (or over quota): the write was not stored. sled refuses every
+    /// later write too, until natter is restarted with space available.
+    #[error("the data dir's filesystem is full: {0}")]
+    Full(String),
+    #[error("corrupt record in {tree}: {detail}")]
+    Corrupt { tree: &'static str, detail: String },
+    #[error("the store is closed")]
+    Closed,
+}

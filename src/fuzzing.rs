@@ -222,8 +222,8 @@ pub fn check_token_sources(headers: &[(&[u8], &[u8])], query: Option<&str>) {
         assert!(protocol.len() > crate::ws::TOKEN_SUBPROTOCOL_PREFIX.len());
     }
     if let Some(query) = query {
-        let _ = crate::ws::query_param(query, "token");
-        let _ = crate::ws::percent_decode(query);
+        let _ = crate::wire::query_param(query, "token");
+        let _ = crate::wire::percent_decode(query);
     }
 }
 
@@ -413,7 +413,7 @@ mod tests {
         #[test]
         fn percent_decoding_inverts_percent_encoding(text in ".{0,40}") {
             let encoded: String = text.bytes().map(|b| format!("%{b:02X}")).collect();
-            prop_assert_eq!(crate::ws::percent_decode(&encoded), text);
+            prop_assert_eq!(crate::wire::percent_decode(&encoded), text);
         }
 
         #[test]

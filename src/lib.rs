@@ -11,17 +11,20 @@
 //! - [`cli`]: the `natter` command line, including the offline admin commands.
 
 pub mod admin;
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
 pub mod hub;
 pub mod logging;
 pub mod metrics;
+pub mod principal;
 pub mod server;
 mod sha256;
 pub mod shutdown;
@@ -29,4 +32,5 @@ pub mod store;
 pub mod systemd;
 mod timefmt;
 pub mod tls;
+pub mod wire;
 pub mod ws;

@@ -9,18 +9,18 @@
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
-use crate::config::LogConfig;
-
 /// Parses a log filter (`log.level`, `NATTER_LOG`).
 pub fn parse_filter(directives: &str) -> Result<Targets, String> {
     directives.parse().map_err(|e| format!("{e}"))
 }
 
-pub fn init(config: &LogConfig) {
+/// Installs the subscriber: `level` is `log.level` (a filter, see [`parse_filter`]), `format`
+/// is `log.format` (`json`, or anything else for text).
+pub fn init(level: &str, format: &str) {
     let filter = std::env::var("NATTER_LOG")
         .ok()
         .and_then(|v| parse_filter(&v).ok())
-        .or_else(|| parse_filter(&config.level).ok())
+        .or_else(|| parse_filter(level).ok())
         .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
     let filter = without_payload_traces(filter);
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
@@ -30,7 +30,7 @@ pub fn init(config: &LogConfig) {
         .with_ansi(ansi);
     let registry = tracing_subscriber::registry().with(filter);
     // try_init: a second init (tests) is harmless.
-    let _ = match (config.format.as_str(), journald) {
+    let _ = match (format, journald) {
         ("json", _) => registry.with(layer.json()).try_init(),
         (_, true) => registry.with(layer.without_time()).try_init(),
         _ => registry.with(layer).try_init(),

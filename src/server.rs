@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use tokio_util::task::TaskTracker;
 
+use crate::app::{AppState, Services};
 use crate::auth::{Auth, Hasher};
 use crate::config::Config;
 use crate::core::accounts::{Accounts, NewUser};
@@ -27,7 +28,8 @@ use crate::core::chat::Chat;
 use crate::error::Error;
 use crate::http::RemoteAddr;
 use crate::hub::Hub;
-use crate::store::{Role, Store};
+use crate::principal::Role;
+use crate::store::Store;
 
 /// Name of the file the first start writes the generated admin password to.
 pub const INITIAL_ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
@@ -35,81 +37,35 @@ pub const INITIAL_ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
 /// How often ended sessions and messages past retention are purged from the store.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Everything a request handler needs: one shared allocation, so a clone is one reference count
-/// and eight bytes. Every WebSocket session's task holds clones for its whole life, and the
-/// services' own handles, copied one by one, made up a quarter of an idle connection's memory
-/// (issue #6).
-#[derive(Clone)]
-pub struct AppState(Arc<Services>);
-
-impl std::ops::Deref for AppState {
-    type Target = Services;
-
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
-
-/// The services behind [`AppState`].
-pub struct Services {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub auth: Auth,
-    pub accounts: Accounts,
-    pub hub: Hub,
-    pub chat: Chat,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    shutdown: CancellationToken,
-    /// Connection and WebSocket session tasks: shutdown waits for them.
-    tasks: TaskTracker,
-}
-
-impl AppState {
-    /// Builds the services over an open store (shared by `serve` and the offline admin commands).
-    pub fn new(config: Config, store: Store) -> Result<AppState, Error> {
-        let config = Arc::new(config);
-        let hub = Hub::new();
-        let hasher = Hasher::new(&config.auth)?;
-        let auth = Auth::new(&config, store.clone(), hasher.clone(), hub.clone())?;
-        let accounts = Accounts::new(
-            store.clone(),
-            hasher,
-            hub.clone(),
-            config.auth.min_password_length,
-        );
-        let chat = Chat::new(store.clone(), hub.clone(), config.clone());
-        let metrics = store.metrics().clone();
-        Ok(AppState(Arc::new(Services {
-            config,
-            store,
-            auth,
-            accounts,
-            hub,
-            chat,
-            metrics,
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-        })))
-    }
-}
-
-impl Services {
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutdown.is_cancelled()
-    }
-
-    /// Cancelled when the server begins to shut down.
-    pub fn shutdown_token(&self) -> &CancellationToken {
-        &self.shutdown
-    }
-
-    /// Spawns a task that shutdown waits for.
-    pub fn spawn_tracked<F>(&self, task: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        self.tasks.spawn(task);
-    }
+/// Wires the services over an open store: the composition root, shared by `serve` and the
+/// offline admin commands. `metrics` is the one the store was opened with.
+pub fn build_state(
+    config: Config,
+    store: Store,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<AppState, Error> {
+    let config = Arc::new(config);
+    let hub = Hub::new();
+    let hasher = Hasher::new(&config.auth)?;
+    let auth = Auth::new(&config, store.clone(), hasher.clone(), hub.clone())?;
+    let accounts = Accounts::new(
+        store.clone(),
+        hasher,
+        hub.clone(),
+        config.auth.min_password_length,
+    );
+    let chat = Chat::new(store.clone(), hub.clone(), config.clone());
+    Ok(AppState::new(Services {
+        config,
+        store,
+        auth,
+        accounts,
+        hub,
+        chat,
+        metrics,
+        shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+    }))
 }
 
 pub struct Server {
@@ -125,8 +81,9 @@ pub struct Server {
 impl Server {
     /// Opens the store, creates the initial admin on first start, and readies the services.
     pub async fn new(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
-        let store = Store::open(&config.store)?;
-        let state = AppState::new(config, store)?;
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let store = Store::open(&config.store, metrics.clone())?;
+        let state = build_state(config, store, metrics)?;
         bootstrap_admin(&state).await?;
         // The dummy hash (one argon2 run, tens of milliseconds, more on a small board) is made
         // in the background: awaited here, it delayed the first handshake by that much (issue #6,

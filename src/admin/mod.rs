@@ -12,13 +12,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::auth::{CLOSE_UNAUTHORIZED, Principal, Scopes};
+use crate::app::AppState;
+use crate::auth::CLOSE_UNAUTHORIZED;
 use crate::core::accounts::{Actor, NewUser, UserView};
 use crate::core::chat::CreateRoom;
-use crate::core::events::Event;
 use crate::error::Error;
-use crate::server::AppState;
-use crate::store::{Role, Visibility};
+use crate::events::Event;
+use crate::principal::{Principal, Role, Scopes};
+use crate::store::Visibility;
 
 /// One admin operation, as the CLI sends it over the control socket (one JSON line).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,8 +11,8 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 use tokio::net::{UnixListener, UnixStream};
 
 use super::{Reply, Request};
+use crate::app::AppState;
 use crate::error::Error;
-use crate::server::AppState;
 
 /// Largest request line (a password and a few names).
 const MAX_REQUEST_BYTES: u64 = 64 * 1024;

@@ -15,7 +15,7 @@ use super::jwt_crypto;
 use super::token::{LEEWAY_SECS, MIN_SECRET_BYTES, decode_error};
 use crate::config::{ExternalAlgorithm, ExternalIssuerConfig};
 use crate::error::Error;
-use crate::store::Role;
+use crate::principal::Role;
 
 /// Longest external user id accepted (it is part of a store key).
 const MAX_SUBJECT_BYTES: usize = 256;

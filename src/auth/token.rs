@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use crate::config::AuthConfig;
 use crate::error::Error;
-use crate::store::{Role, User, now_secs};
+use crate::principal::Role;
+use crate::store::{User, now_secs};
 
 /// Seconds of clock skew tolerated on `exp`/`nbf`.
 pub(crate) const LEEWAY_SECS: u64 = 5;

@@ -5,10 +5,11 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::password::MAX_PASSWORD_BYTES;
-use crate::auth::{CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Hasher, Principal};
+use crate::auth::{CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Hasher};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::{Role, Store, User, now_secs};
+use crate::principal::{Principal, Role};
+use crate::store::{Store, User, now_secs};
 
 /// Username rules: 3 to 32 characters of `a-z 0-9 _ . -`.
 pub fn validate_username(username: &str) -> Result<(), Error> {

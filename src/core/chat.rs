@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::auth::Principal;
 use crate::config::Config;
-use crate::core::events::{Event, RoomMessage};
 use crate::core::policy;
 use crate::error::Error;
+use crate::events::{Event, RoomMessage};
 use crate::hub::topic;
 use crate::hub::{ConnId, Delivery, Hub};
+use crate::principal::Principal;
 use crate::store::{
     Message, NewRoom, Notification, QueuedDirectMessage, Room, Store, StoredFile, Visibility,
     now_secs,

@@ -10,12 +10,12 @@
 
 use uuid::Uuid;
 
-use crate::auth::Principal;
 use crate::core::chat::{Chat, check_content, now_millis};
-use crate::core::events::{ConversationEvent, Event};
 use crate::core::policy;
 use crate::error::Error;
+use crate::events::{ConversationEvent, Event};
 use crate::hub::{ConnId, Delivery, PeerChat};
+use crate::principal::Principal;
 
 /// Prefix of the ids of conversations that no room keeps (a guest takes part).
 pub const LIVE_PREFIX: &str = "live:";

@@ -4,5 +4,4 @@
 pub mod accounts;
 pub mod chat;
 pub mod conversations;
-pub mod events;
 pub mod policy;

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::auth::Principal;
 use crate::error::Error;
 use crate::hub::topic::{self, Subscription};
+use crate::principal::Principal;
 use crate::store::{Room, Visibility};
 
 /// Prefix of the two-member rooms that hold direct conversations.

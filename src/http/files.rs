@@ -3,27 +3,14 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::{Filter, Rejection, Reply};
 
 use super::{authenticated, collect_limited, json_reply, with_state};
-use crate::auth::Principal;
+use crate::app::AppState;
 use crate::error::Error;
-use crate::server::AppState;
-use crate::store::StoredFile;
-
-/// A file as messages list it (`attachments`); `url` downloads it (authenticated).
-pub fn attachment_json(file: &StoredFile) -> Value {
-    json!({
-        "id": file.id,
-        "file_name": file.name,
-        "file_size": file.size,
-        "file_type": file.content_type,
-        "sha256": file.sha256,
-        "url": format!("/api/v1/files/{}", file.id),
-    })
-}
+use crate::principal::Principal;
 
 /// POST /api/v1/rooms/{room}/files?name= — stores the body as a file and posts it to the room as
 /// a message (its content the file's name, the file in its attachments); answered once both are
@@ -78,7 +65,7 @@ pub fn files_upload(
                         "room": room.name,
                         "room_id": room.id,
                         "seq": outcome.message.seq,
-                        "message": super::message_json(&room.name, &outcome.message),
+                        "message": crate::wire::message_json(&room.name, &outcome.message),
                     }),
                     StatusCode::CREATED,
                 ))

@@ -4,8 +4,8 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::{error_response, json_reply, with_state};
+use crate::app::AppState;
 use crate::error::Error;
-use crate::server::AppState;
 
 /// GET /healthz — the process is alive and answering.
 pub fn healthz() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {

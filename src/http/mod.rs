@@ -9,10 +9,7 @@ mod token;
 mod users;
 mod web;
 
-pub use files::attachment_json;
 pub use health::{metrics_reply, render_metrics};
-pub use notifications::notification_json;
-pub use rooms::message_json;
 pub use web::{CONTENT_SECURITY_POLICY, asset_paths};
 
 use std::collections::HashMap;
@@ -25,9 +22,10 @@ use serde::de::DeserializeOwned;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use crate::auth::Principal;
+use crate::app::AppState;
 use crate::error::Error;
-use crate::server::AppState;
+use crate::principal::Principal;
+use crate::wire::bearer_token;
 
 /// The peer address of the TCP connection, put into each request's extensions by the server.
 #[derive(Debug, Clone, Copy)]
@@ -128,23 +126,6 @@ fn authenticated(
                 .map_err(Rejection::from)
         }
     })
-}
-
-/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
-pub fn bearer_token(header: Option<&str>) -> Result<&str, Error> {
-    let header = header.ok_or(Error::InvalidToken("missing bearer token"))?;
-    let (scheme, token) = header.trim().split_once(' ').ok_or(Error::InvalidToken(
-        "expected Authorization: Bearer <token>",
-    ))?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(Error::InvalidToken(
-            "expected Authorization: Bearer <token>",
-        ));
-    }
-    match token.trim() {
-        "" => Err(Error::InvalidToken("missing bearer token")),
-        token => Ok(token),
-    }
 }
 
 /// An optional unsigned number from the query string; anything else there is a 400.

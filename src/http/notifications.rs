@@ -10,10 +10,10 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::{authenticated, json_body, json_reply, query_number, with_state};
-use crate::auth::Principal;
+use crate::app::AppState;
 use crate::core::chat::NewNotification;
-use crate::server::AppState;
-use crate::store::Notification;
+use crate::principal::Principal;
+use crate::wire::notification_json;
 
 /// Notifications listed when the request does not say.
 const DEFAULT_NOTIFICATIONS: usize = 50;
@@ -44,22 +44,6 @@ struct NotifyRequest {
 
 fn default_level() -> String {
     "info".to_owned()
-}
-
-/// A notification as every edge shows it: the native WebSocket protocol's `Notification` frame
-/// data and the HTTP API's inbox.
-pub fn notification_json(n: &Notification) -> Value {
-    json!({
-        "id": n.id,
-        "level": n.level,
-        "title": n.title,
-        "message": n.message,
-        "actions": n.actions,
-        "category": n.category,
-        "url": n.url,
-        "created_at": n.created_at,
-        "read": n.read,
-    })
 }
 
 /// POST /api/v1/publish — delivers an event (`type`, `data`) to a room's live connections.

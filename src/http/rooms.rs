@@ -10,11 +10,12 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::{authenticated, json_body, json_reply, query_number, with_state};
-use crate::auth::Principal;
+use crate::app::AppState;
 use crate::core::chat::CreateRoom;
 use crate::error::Error;
-use crate::server::AppState;
-use crate::store::{Message, Room, Visibility};
+use crate::principal::Principal;
+use crate::store::{Room, Visibility};
+use crate::wire::message_json;
 
 #[derive(Deserialize)]
 struct CreateRoomRequest {
@@ -46,26 +47,6 @@ struct SendRequest {
     client_msg_id: Option<String>,
 }
 
-/// A message as every edge shows it: the native WebSocket protocol's `Message` frame data and the
-/// HTTP API's history and post responses.
-pub fn message_json(room_name: &str, m: &Message) -> Value {
-    json!({
-        "room": room_name,
-        "room_id": m.room_id,
-        "seq": m.seq,
-        "author": m.author_name,
-        "author_id": m.author,
-        "content": m.content,
-        "reply_to": m.reply_to,
-        "created_at": m.created_at_ms / 1000,
-        "created_at_ms": m.created_at_ms,
-        "edited_at": m.edited_at_ms.map(|ms| ms / 1000),
-        "deleted": m.deleted,
-        "client_msg_id": m.client_msg_id,
-        "attachments": m.attachments.iter().map(super::files::attachment_json).collect::<Vec<_>>(),
-    })
-}
-
 /// A room with its owner's username.
 fn room_json(state: &AppState, room: &Room) -> Result<Value, Error> {
     // Same fallback as `Chat::list_rooms`: a removed owner shows as their id.
@@ -89,7 +70,7 @@ fn room_json(state: &AppState, room: &Room) -> Result<Value, Error> {
 /// names may hold '/' and ':', so clients percent-encode them (`alice%2Fmath`). A '+' in a path
 /// is a plus, not a space (that is only so in query strings): it is escaped before decoding.
 pub(super) fn path_name(segment: &str) -> String {
-    crate::ws::percent_decode(&segment.replace('+', "%2B"))
+    crate::wire::percent_decode(&segment.replace('+', "%2B"))
 }
 
 /// GET /api/v1/me — the caller's account and the rooms they can see.

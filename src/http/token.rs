@@ -7,7 +7,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::{client_ip, json_body, json_reply, with_state};
-use crate::server::AppState;
+use crate::app::AppState;
 
 #[derive(Deserialize)]
 struct LoginRequest {
@@ -44,7 +44,7 @@ pub fn token_create(
                 if req.cookie {
                     let cookie = format!(
                         "{}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-                        crate::ws::ACCESS_COOKIE,
+                        crate::wire::ACCESS_COOKIE,
                         pair.access,
                         pair.expires_in
                     );

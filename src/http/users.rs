@@ -8,10 +8,10 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::{authenticated, json_body, json_reply, with_state};
-use crate::auth::Principal;
+use crate::app::AppState;
 use crate::core::accounts::{Actor, NewUser, UserView};
-use crate::server::AppState;
-use crate::store::Role;
+use crate::principal::Principal;
+use crate::principal::Role;
 
 #[derive(Deserialize)]
 struct CreateUserRequest {
@@ -111,7 +111,7 @@ fn set_disabled(
         .and(with_state(state))
         .and_then(
             move |username: String, who: Principal, state: AppState| async move {
-                let username = crate::ws::percent_decode(&username);
+                let username = crate::wire::percent_decode(&username);
                 let user = state
                     .accounts
                     .set_disabled(Actor::User(&who), &username, disabled)
@@ -131,7 +131,7 @@ pub fn users_remove(
         .and(with_state(state))
         .and_then(
             |username: String, who: Principal, state: AppState| async move {
-                let username = crate::ws::percent_decode(&username);
+                let username = crate::wire::percent_decode(&username);
                 let user = state.accounts.remove(Actor::User(&who), &username).await?;
                 Ok::<_, Rejection>(json_reply(
                     &json!({"removed": user.username}),

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::core::events::{Event, RosterEntry};
+use crate::events::{Event, RosterEntry};
 use topic::{Pattern, Subscription};
 
 /// Close code for a subscriber that fell `ws.outbound_queue` frames behind.

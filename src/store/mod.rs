@@ -27,13 +27,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::StoreConfig;
 use crate::error::Error;
+pub use crate::error::StoreError;
 
 pub use backup::{BackupSummary, META_EPOCH, VerifyReport, restore, verify_backup};
 pub use files::StoredFile;
 pub use inbox::{Notification, QueuedDirectMessage};
 pub use rooms::{Appended, Membership, Message, NewRoom, Room, Visibility};
 pub use sessions::{Family, Rotation};
-pub use users::{Role, User};
+pub use users::User;
 
 /// The on-disk layout version this build writes. Opening a store with a higher version fails.
 ///
@@ -44,33 +45,6 @@ pub use users::{Role, User};
 pub const SCHEMA_VERSION: u32 = 2;
 
 const META_SCHEMA: &[u8] = b"schema_version";
-
-/// A storage failure. Clone, because one failed flush fails every write of its batch.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    #[error("natter is already running with data dir {0} (or another process holds it)")]
-    Locked(PathBuf),
-    #[error(
-        "data dir {path} was written by a newer natter (schema version {found}; this build supports up to {supported})"
-    )]
-    NewerSchema {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
-    #[error("cannot use data dir {path}: {detail}")]
-    Open { path: PathBuf, detail: String },
-    #[error("{0}")]
-    Engine(String),
-    /// The filesystem is full (or over quota): the write was not stored. sled refuses every
-    /// later write too, until natter is restarted with space available.
-    #[error("the data dir's filesystem is full: {0}")]
-    Full(String),
-    #[error("corrupt record in {tree}: {detail}")]
-    Corrupt { tree: &'static str, detail: String },
-    #[error("the store is closed")]
-    Closed,
-}
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
@@ -163,7 +137,10 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store in `config.data_dir` and starts its writer task.
     /// Must be called inside a tokio runtime.
-    pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+    pub fn open(
+        config: &StoreConfig,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Store, StoreError> {
         let data_dir = config.data_dir.clone();
         let open_err = |detail: String| StoreError::Open {
             path: data_dir.clone(),
@@ -215,7 +192,6 @@ impl Store {
             lookups: lookups::Lookups::default(),
         });
         check_schema(&trees.meta, &data_dir)?;
-        let metrics = Arc::new(crate::metrics::Metrics::default());
         let writer = writer::spawn(db.clone(), trees.clone(), config.max_batch, metrics.clone());
         Ok(Store {
             inner: Arc::new(Inner {
@@ -229,7 +205,7 @@ impl Store {
         })
     }
 
-    /// The server's metrics (the store is the first thing a server opens, so it makes them).
+    /// The server's metrics, as handed to [`Store::open`].
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.inner.metrics
     }
@@ -413,8 +389,8 @@ mod tests {
     #[tokio::test]
     async fn second_open_reports_lock_holder() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&config(dir.path())).expect("first open");
-        let err = Store::open(&config(dir.path()))
+        let store = Store::open(&config(dir.path()), Default::default()).expect("first open");
+        let err = Store::open(&config(dir.path()), Default::default())
             .err()
             .expect("second open must fail");
         assert!(matches!(err, StoreError::Locked(_)), "{err}");
@@ -426,7 +402,7 @@ mod tests {
     async fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let store = Store::open(&config(dir.path())).expect("open");
+            let store = Store::open(&config(dir.path()), Default::default()).expect("open");
             store
                 .trees()
                 .meta
@@ -434,17 +410,22 @@ mod tests {
                 .expect("insert");
             store.close().await.expect("close");
         }
-        let err = Store::open(&config(dir.path())).err().expect("must refuse");
+        let err = Store::open(&config(dir.path()), Default::default())
+            .err()
+            .expect("must refuse");
         assert!(err.to_string().contains("newer natter"), "{err}");
     }
 
     #[tokio::test]
     async fn writes_wait_out_a_pause_and_every_acked_write_survives_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&StoreConfig {
-            max_batch: 4,
-            ..config(dir.path())
-        })
+        let store = Store::open(
+            &StoreConfig {
+                max_batch: 4,
+                ..config(dir.path())
+            },
+            Default::default(),
+        )
         .expect("open");
         // Many small batches, so that batches are applied while earlier ones flush.
         let mut first = Vec::new();
@@ -491,7 +472,7 @@ mod tests {
         queued.await.expect("join").expect("write");
         store.close().await.expect("close");
         drop(store);
-        let store = Store::open(&config(dir.path())).expect("reopen");
+        let store = Store::open(&config(dir.path()), Default::default()).expect("reopen");
         for i in 0u32..100 {
             assert!(
                 store
@@ -517,7 +498,7 @@ mod tests {
     async fn a_version_1_store_is_upgraded_on_open() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let store = Store::open(&config(dir.path())).expect("open");
+            let store = Store::open(&config(dir.path()), Default::default()).expect("open");
             store
                 .trees()
                 .meta
@@ -525,7 +506,7 @@ mod tests {
                 .expect("insert");
             store.close().await.expect("close");
         }
-        let store = Store::open(&config(dir.path())).expect("reopen");
+        let store = Store::open(&config(dir.path()), Default::default()).expect("reopen");
         let raw = store.trees().meta.get(META_SCHEMA).expect("get");
         assert_eq!(
             raw.as_deref(),
@@ -537,7 +518,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_writes_are_group_committed_and_durable() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&config(dir.path())).expect("open");
+        let store = Store::open(&config(dir.path()), Default::default()).expect("open");
         let mut tasks = Vec::new();
         for i in 0u32..200 {
             let store = store.clone();
@@ -559,7 +540,7 @@ mod tests {
             "closed store refuses writes"
         );
         drop(store);
-        let store = Store::open(&config(dir.path())).expect("reopen");
+        let store = Store::open(&config(dir.path()), Default::default()).expect("reopen");
         for i in 0u32..200 {
             assert!(
                 store

@@ -644,10 +644,13 @@ mod tests {
     use crate::config::StoreConfig;
 
     fn open(dir: &std::path::Path) -> Store {
-        Store::open(&StoreConfig {
-            data_dir: dir.to_path_buf(),
-            ..StoreConfig::default()
-        })
+        Store::open(
+            &StoreConfig {
+                data_dir: dir.to_path_buf(),
+                ..StoreConfig::default()
+            },
+            Default::default(),
+        )
         .expect("open")
     }
 
@@ -929,10 +932,13 @@ mod tests {
     #[tokio::test]
     async fn sequences_are_per_room_and_ranges_are_ordered() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&StoreConfig {
-            data_dir: dir.path().to_path_buf(),
-            ..StoreConfig::default()
-        })
+        let store = Store::open(
+            &StoreConfig {
+                data_dir: dir.path().to_path_buf(),
+                ..StoreConfig::default()
+            },
+            Default::default(),
+        )
         .expect("open");
         let owner = Uuid::new_v4();
         let new = |name: &str| NewRoom {

@@ -6,33 +6,7 @@ use uuid::Uuid;
 
 use super::{Store, Trees, decode, encode, keys};
 use crate::error::Error;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    User,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::User => "user",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "user" => Ok(Role::User),
-            other => Err(format!("unknown role {other:?} (expected admin or user)")),
-        }
-    }
-}
+use crate::principal::Role;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
@@ -302,10 +276,13 @@ mod tests {
     #[tokio::test]
     async fn an_avatar_read_from_memory_follows_changes_and_removal() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&StoreConfig {
-            data_dir: dir.path().to_path_buf(),
-            ..StoreConfig::default()
-        })
+        let store = Store::open(
+            &StoreConfig {
+                data_dir: dir.path().to_path_buf(),
+                ..StoreConfig::default()
+            },
+            Default::default(),
+        )
         .expect("open");
         let dora = store
             .insert_user(user("dora", Some("https://a.example/1.png")))

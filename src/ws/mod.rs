@@ -14,14 +14,10 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper_util::rt::TokioIo;
 
+use crate::app::AppState;
 use crate::error::Error;
-use crate::server::AppState;
+use crate::wire::{ACCESS_COOKIE, SESSION_COOKIE, percent_decode, query_param};
 
-/// Name of the cookie `POST /api/token/` sets when asked (`"cookie": true`).
-pub const ACCESS_COOKIE: &str = "natter_access";
-/// Django's session cookie, which Kibray clients (seed 002) send "automatically": accepted
-/// like [`ACCESS_COOKIE`] (it must hold a natter access token), when that one is absent.
-pub const SESSION_COOKIE: &str = "sessionid";
 /// Subprotocol prefix that carries a token (`access_token.<JWT>`).
 pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "access_token.";
 
@@ -121,7 +117,7 @@ pub fn credentials(headers: &HeaderMap, query: Option<&str>) -> Credentials {
             .filter(|value| !value.is_empty())
     };
     let cookie = cookie_named(ACCESS_COOKIE).or_else(|| cookie_named(SESSION_COOKIE));
-    let bearer = crate::http::bearer_token(
+    let bearer = crate::wire::bearer_token(
         headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
@@ -133,48 +129,6 @@ pub fn credentials(headers: &HeaderMap, query: Option<&str>) -> Credentials {
         .filter(|t| !t.is_empty());
     found.token = bearer.or(from_query).or(found.token).or(cookie);
     found
-}
-
-/// One query parameter, percent-decoded.
-pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| percent_decode(value))
-}
-
-/// Decodes `%XX` escapes and `+` (as space). Invalid escapes stay as they are.
-pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            other => {
-                out.push(other);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Whether a browser `Origin` may open a WebSocket here: no Origin (not a browser), the
@@ -325,17 +279,6 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decodes_query_values() {
-        assert_eq!(
-            query_param("a=1&token=x%2Ey+z", "token").as_deref(),
-            Some("x.y z")
-        );
-        assert_eq!(query_param("token", "token").as_deref(), Some(""));
-        assert_eq!(query_param("a=1", "token"), None);
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-    }
 
     #[test]
     fn endpoints_by_path() {

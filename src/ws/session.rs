@@ -16,11 +16,12 @@ use super::dialect::fastchat::{self, Admission};
 use super::dialect::root::Root;
 use super::socket::{Prepared, WebSocket, WsError};
 use super::{Credentials, Endpoint};
-use crate::auth::{CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Principal};
+use crate::app::AppState;
+use crate::auth::{CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED};
 use crate::core::policy::RateLimiter;
 use crate::error::Error;
 use crate::hub::{ConnId, ConnInfo, RegisterError};
-use crate::server::AppState;
+use crate::principal::Principal;
 use crate::store::now_secs;
 
 /// Boxed: each layer of a session's future (`run_ws`, `run`, `serve`) keeps its own slots for

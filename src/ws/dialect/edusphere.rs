@@ -14,8 +14,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::{Dialect, message_from_uuid, message_uuid};
 use crate::auth::CLOSE_FORBIDDEN;
-use crate::core::events::{Event, RoomMessage};
 use crate::error::Error;
+use crate::events::{Event, RoomMessage};
 use crate::timefmt::rfc3339_micros;
 use crate::ws::Endpoint;
 use crate::ws::session::Ctx;

@@ -21,12 +21,12 @@ use uuid::Uuid;
 
 use super::Dialect;
 use crate::auth::CLOSE_FORBIDDEN;
-use crate::core::events::{Event, RoomMessage};
 use crate::core::policy::WindowLimiter;
 use crate::error::Error;
-use crate::http::attachment_json;
+use crate::events::{Event, RoomMessage};
 use crate::store::{Notification, Store};
 use crate::timefmt::rfc3339;
+use crate::wire::attachment_json;
 use crate::ws::session::{CLOSE_RATE_LIMITED, Ctx};
 use crate::ws::{Endpoint, KibrayEndpoint};
 

@@ -54,8 +54,8 @@ use std::future::Future;
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::core::events::Event;
 use crate::error::Error;
+use crate::events::Event;
 use crate::ws::Endpoint;
 use crate::ws::session::Ctx;
 

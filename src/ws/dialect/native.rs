@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::Dialect;
 use crate::core::chat::{DirectOutcome, SendOutcome};
-use crate::core::events::{Event, RoomMessage};
 use crate::error::Error;
+use crate::events::{Event, RoomMessage};
 use crate::sha256::Sha256;
 use crate::store::now_secs;
 use crate::ws::Endpoint;
@@ -170,7 +170,7 @@ pub fn encode(event: &Event) -> Option<Message> {
             }),
             None,
         ),
-        Event::Notification(n) => frame("Notification", crate::http::notification_json(n), None),
+        Event::Notification(n) => frame("Notification", crate::wire::notification_json(n), None),
         Event::Presence {
             user_id,
             username,
@@ -704,7 +704,7 @@ pub(crate) fn binary_address(payload: &Bytes) -> Result<(String, Bytes), Error> 
 
 /// The JSON of a room message (the same as the HTTP API's).
 fn message_json(m: &RoomMessage) -> Value {
-    crate::http::message_json(&m.room, &m.message)
+    crate::wire::message_json(&m.room, &m.message)
 }
 
 fn text(value: &Value) -> Message {

@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::Dialect;
 use crate::auth::CLOSE_FORBIDDEN;
 use crate::core::chat::now_millis;
-use crate::core::events::Event;
 use crate::error::Error;
+use crate::events::Event;
 use crate::timefmt::rfc3339_micros;
 use crate::ws::Endpoint;
 use crate::ws::session::Ctx;
@@ -223,7 +223,7 @@ impl Rooms {
             Event::Message(m) => (
                 "message",
                 json!(m.room),
-                crate::http::message_json(&m.room, &m.message),
+                crate::wire::message_json(&m.room, &m.message),
                 json!(m.message.author_name),
                 rfc3339_micros(m.message.created_at_ms),
             ),
@@ -232,7 +232,7 @@ impl Rooms {
             Event::MessageEdited(m) => (
                 "message.edited",
                 json!(m.room),
-                crate::http::message_json(&m.room, &m.message),
+                crate::wire::message_json(&m.room, &m.message),
                 Value::Null,
                 m.message.edited_at_ms.map_or_else(now, rfc3339_micros),
             ),
@@ -264,7 +264,7 @@ impl Rooms {
                 } else {
                     Value::Null
                 },
-                crate::http::notification_json(n),
+                crate::wire::notification_json(n),
                 json!(SYSTEM),
                 now(),
             ),

@@ -16,8 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 use super::Dialect;
 use super::fastchat::{self, FastChat};
 use super::native::{self, Native};
-use crate::core::events::Event;
 use crate::error::Error;
+use crate::events::Event;
 use crate::ws::Endpoint;
 use crate::ws::session::Ctx;
 
