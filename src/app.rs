@@ -13,7 +13,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::core::accounts::Accounts;
 use crate::core::chat::Chat;
-use crate::hub::Hub;
+use crate::hub::Broker;
 use crate::store::Store;
 
 /// Everything a request handler needs: one shared allocation, so a clone is one reference count
@@ -44,7 +44,7 @@ pub struct Services {
     pub store: Store,
     pub auth: Auth,
     pub accounts: Accounts,
-    pub hub: Hub,
+    pub broker: Arc<dyn Broker>,
     pub chat: Chat,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub(crate) shutdown: CancellationToken,

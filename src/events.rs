@@ -146,3 +146,29 @@ impl Event {
         }
     }
 }
+
+/// Why a connection is asked to end. The core and auth say why; the WebSocket edge says it to
+/// the client with the close code of its table (`ws::close`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KickReason {
+    /// Its session ended (logout, revocation, refresh-token reuse, a new password, an
+    /// administrator's kick).
+    SessionEnded(&'static str),
+    /// Its account may no longer be here (disabled, removed).
+    AccountClosed(&'static str),
+    /// It fell a whole outbound queue behind.
+    SlowConsumer,
+    /// The server is stopping.
+    ShuttingDown,
+}
+
+impl KickReason {
+    /// What the client is told.
+    pub fn text(self) -> &'static str {
+        match self {
+            KickReason::SessionEnded(text) | KickReason::AccountClosed(text) => text,
+            KickReason::SlowConsumer => "slow consumer: outbound queue full",
+            KickReason::ShuttingDown => "server shutting down",
+        }
+    }
+}

@@ -26,8 +26,9 @@ use crate::config::Config;
 use crate::core::accounts::{Accounts, NewUser};
 use crate::core::chat::Chat;
 use crate::error::Error;
+use crate::events::KickReason;
 use crate::http::RemoteAddr;
-use crate::hub::Hub;
+use crate::hub::{Broker, Hub};
 use crate::principal::Role;
 use crate::store::Store;
 
@@ -45,22 +46,22 @@ pub fn build_state(
     metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<AppState, Error> {
     let config = Arc::new(config);
-    let hub = Hub::new();
+    let broker: Arc<dyn Broker> = Arc::new(Hub::new(crate::ws::fanout::prepare()));
     let hasher = Hasher::new(&config.auth)?;
-    let auth = Auth::new(&config, store.clone(), hasher.clone(), hub.clone())?;
+    let auth = Auth::new(&config, store.clone(), hasher.clone(), broker.clone())?;
     let accounts = Accounts::new(
         store.clone(),
         hasher,
-        hub.clone(),
+        broker.clone(),
         config.auth.min_password_length,
     );
-    let chat = Chat::new(store.clone(), hub.clone(), config.clone());
+    let chat = Chat::new(store.clone(), broker.clone(), config.clone());
     Ok(AppState::new(Services {
         config,
         store,
         auth,
         accounts,
-        hub,
+        broker,
         chat,
         metrics,
         shutdown: CancellationToken::new(),
@@ -228,7 +229,7 @@ impl Server {
         drop(listener);
         state.shutdown.cancel();
         // WebSocket sessions see the cancellation and close with 1001 (going away).
-        state.hub.kick_all(1001, "server shutting down");
+        state.broker.kick_all(KickReason::ShuttingDown);
         crate::systemd::notify_stopping();
         // Each connection saw the cancellation: idle ones are closed, requests in flight finish
         // (`serve_http`), WebSocket sessions close with 1001 within two seconds.

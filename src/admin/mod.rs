@@ -13,11 +13,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::CLOSE_UNAUTHORIZED;
 use crate::core::accounts::{Actor, NewUser, UserView};
 use crate::core::chat::CreateRoom;
 use crate::error::Error;
-use crate::events::Event;
+use crate::events::{Event, KickReason};
 use crate::principal::{Principal, Role, Scopes};
 use crate::store::Visibility;
 
@@ -307,7 +306,7 @@ pub async fn execute(state: &AppState, request: Request, online: bool) -> Result
                 ));
             };
             let messages = state.store.delete_room(room.id).await?;
-            state.hub.close_room(
+            state.broker.close_room(
                 room.id,
                 Event::RoomClosed {
                     room: room.name.clone(),
@@ -464,15 +463,15 @@ pub async fn execute(state: &AppState, request: Request, online: bool) -> Result
                 .revoke_family(family.user_id, family.id, "revoked by the operator")
                 .await?;
             let closed = state
-                .hub
-                .kick_session(family.id, CLOSE_UNAUTHORIZED, "token revoked");
+                .broker
+                .kick_session(family.id, KickReason::SessionEnded("token revoked"));
             Ok(Reply::new(
                 format!("service token {id} revoked ({closed} connections closed)"),
                 json!({"revoked": true, "closed": closed}),
             ))
         }
         Request::SessionsList => {
-            let sessions = state.hub.connections();
+            let sessions = state.broker.connections();
             let mut text = format!(
                 "{:<36} {:<16} {:<10} {:<22} {:<21} {:>5}\n",
                 "CONNECTION", "USER", "DIALECT", "PEER", "SINCE", "ROOMS"
@@ -595,7 +594,7 @@ async fn room_create(
 
 async fn sessions_kick(state: &AppState, target: &str) -> Result<Reply, Error> {
     const REASON: &str = "signed out by an administrator";
-    let connections = state.hub.connections();
+    let connections = state.broker.connections();
     // A connection id: end that connection's session.
     let sessions: Vec<(Uuid, Uuid)> =
         if let Some(conn) = connections.iter().find(|c| c.connection_id == target) {
@@ -610,7 +609,9 @@ async fn sessions_kick(state: &AppState, target: &str) -> Result<Reply, Error> {
         } else {
             let user = state.accounts.get(target)?;
             let revoked = state.store.revoke_user_families(user.id, REASON).await?;
-            let closed = state.hub.kick_user(user.id, CLOSE_UNAUTHORIZED, REASON);
+            let closed = state
+                .broker
+                .kick_user(user.id, KickReason::SessionEnded(REASON));
             return Ok(Reply::new(
                 format!("{target}: {revoked} sessions ended, {closed} connections closed"),
                 json!({"sessions": revoked, "closed": closed}),
@@ -624,8 +625,8 @@ async fn sessions_kick(state: &AppState, target: &str) -> Result<Reply, Error> {
     // Guests and external tokens have no stored session: closing the connection is all.
     let _ = state.store.revoke_family(user_id, session_id, REASON).await;
     let closed = state
-        .hub
-        .kick_session(session_id, CLOSE_UNAUTHORIZED, REASON);
+        .broker
+        .kick_session(session_id, KickReason::SessionEnded(REASON));
     Ok(Reply::new(
         format!("session {session_id} ended, {closed} connections closed"),
         json!({"sessions": 1, "closed": closed}),
@@ -642,7 +643,7 @@ async fn stats(state: &AppState, online: bool) -> Result<Reply, Error> {
     } else {
         0
     };
-    let by_dialect = state.hub.connections_by_dialect();
+    let by_dialect = state.broker.connections_by_dialect();
     let connections: usize = by_dialect.values().sum();
     let rooms = state.store.rooms()?;
     let stored_messages = state.store.trees().messages.len();

@@ -20,15 +20,10 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::core::accounts::Accounts;
 use crate::error::Error;
-use crate::hub::Hub;
+use crate::events::KickReason;
+use crate::hub::Broker;
 use crate::principal::{Principal, Role, Scopes};
 use crate::store::{Family, Rotation, Store, now_secs};
-
-/// WebSocket close code for a connection whose authentication ended (logout, expiry, revoked).
-pub const CLOSE_UNAUTHORIZED: u16 = 4401;
-/// WebSocket close code for a connection whose user may no longer be here (disabled, removed,
-/// or refused access).
-pub const CLOSE_FORBIDDEN: u16 = 4403;
 
 pub use password::Hasher;
 pub use throttle::LoginThrottle;
@@ -53,7 +48,7 @@ pub struct Auth {
 
 struct AuthInner {
     store: Store,
-    hub: Hub,
+    broker: Arc<dyn Broker>,
     hasher: Hasher,
     keys: TokenKeys,
     throttle: LoginThrottle,
@@ -67,13 +62,18 @@ struct AuthInner {
 impl Auth {
     /// Loads (or creates) the signing secret, loads the external issuers' keys, and builds the
     /// service.
-    pub fn new(config: &Config, store: Store, hasher: Hasher, hub: Hub) -> Result<Auth, Error> {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        hasher: Hasher,
+        broker: Arc<dyn Broker>,
+    ) -> Result<Auth, Error> {
         let secret = token::load_or_create_secret(&config.jwt_secret_path())?;
         let external = external::ExternalIssuers::load(&config.auth.external)?;
         let accounts = Accounts::new(
             store.clone(),
             hasher.clone(),
-            hub.clone(),
+            broker.clone(),
             config.auth.min_password_length,
         );
         Ok(Auth {
@@ -81,7 +81,7 @@ impl Auth {
                 external,
                 accounts,
                 store,
-                hub,
+                broker,
                 hasher,
                 keys: TokenKeys::new(&config.auth, &secret),
                 throttle: LoginThrottle::new(
@@ -207,8 +207,8 @@ impl Auth {
             }
             Rotation::Reused => {
                 inner
-                    .hub
-                    .kick_session(session, CLOSE_UNAUTHORIZED, "session revoked");
+                    .broker
+                    .kick_session(session, KickReason::SessionEnded("session revoked"));
                 tracing::warn!(
                     user = %user.username,
                     user_id = %user_id,
@@ -234,8 +234,8 @@ impl Auth {
             tracing::info!(user_id = %user_id, session = %session, "logout");
         }
         inner
-            .hub
-            .kick_session(session, CLOSE_UNAUTHORIZED, "logged out");
+            .broker
+            .kick_session(session, KickReason::SessionEnded("logged out"));
         Ok(())
     }
 

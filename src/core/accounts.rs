@@ -1,13 +1,16 @@
 //! Account rules: username syntax, password policy, roles, enabling and disabling. The CLI, the
 //! HTTP API and (later) the admin socket all manage users through these functions.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::auth::Hasher;
 use crate::auth::password::MAX_PASSWORD_BYTES;
-use crate::auth::{CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Hasher};
 use crate::error::Error;
-use crate::hub::Hub;
+use crate::events::KickReason;
+use crate::hub::Broker;
 use crate::principal::{Principal, Role};
 use crate::store::{Store, User, now_secs};
 
@@ -108,16 +111,21 @@ impl Actor<'_> {
 pub struct Accounts {
     store: Store,
     hasher: Hasher,
-    hub: Hub,
+    broker: Arc<dyn Broker>,
     min_password_length: usize,
 }
 
 impl Accounts {
-    pub fn new(store: Store, hasher: Hasher, hub: Hub, min_password_length: usize) -> Accounts {
+    pub fn new(
+        store: Store,
+        hasher: Hasher,
+        broker: Arc<dyn Broker>,
+        min_password_length: usize,
+    ) -> Accounts {
         Accounts {
             store,
             hasher,
-            hub,
+            broker,
             min_password_length,
         }
     }
@@ -232,8 +240,8 @@ impl Accounts {
         self.store
             .revoke_user_families(user.id, "password changed")
             .await?;
-        self.hub
-            .kick_user(user.id, CLOSE_UNAUTHORIZED, "password changed");
+        self.broker
+            .kick_user(user.id, KickReason::SessionEnded("password changed"));
         Ok(user)
     }
 
@@ -277,8 +285,8 @@ impl Accounts {
             .await?;
         if disabled {
             self.store.revoke_user_families(user.id, "disabled").await?;
-            self.hub
-                .kick_user(user.id, CLOSE_FORBIDDEN, "account disabled");
+            self.broker
+                .kick_user(user.id, KickReason::AccountClosed("account disabled"));
         }
         Ok(user)
     }
@@ -290,8 +298,8 @@ impl Accounts {
             self.ensure_other_admin(&user)?;
         }
         let removed = self.store.remove_user(username).await?;
-        self.hub
-            .kick_user(removed.id, CLOSE_FORBIDDEN, "account removed");
+        self.broker
+            .kick_user(removed.id, KickReason::AccountClosed("account removed"));
         Ok(removed)
     }
 

@@ -13,7 +13,7 @@ use crate::core::policy;
 use crate::error::Error;
 use crate::events::{Event, RoomMessage};
 use crate::hub::topic;
-use crate::hub::{ConnId, Delivery, Hub};
+use crate::hub::{Broker, ConnId};
 use crate::principal::Principal;
 use crate::store::{
     Message, NewRoom, Notification, QueuedDirectMessage, Room, Store, StoredFile, Visibility,
@@ -90,24 +90,24 @@ pub struct NewNotification {
 #[derive(Clone)]
 pub struct Chat {
     store: Store,
-    hub: Hub,
+    broker: Arc<dyn Broker>,
     config: Arc<Config>,
     /// Status set with SetStatus, by user; absent means "online" while connected.
     statuses: Arc<Mutex<HashMap<Uuid, String>>>,
 }
 
 impl Chat {
-    pub fn new(store: Store, hub: Hub, config: Arc<Config>) -> Chat {
+    pub fn new(store: Store, broker: Arc<dyn Broker>, config: Arc<Config>) -> Chat {
         Chat {
             store,
-            hub,
+            broker,
             config,
             statuses: Arc::default(),
         }
     }
 
-    pub fn hub(&self) -> &Hub {
-        &self.hub
+    pub fn broker(&self) -> &dyn Broker {
+        &*self.broker
     }
 
     pub fn store(&self) -> &Store {
@@ -266,7 +266,7 @@ impl Chat {
         self.check_read(who, &room)?;
         // Capacity first, so a refused Join changes nothing.
         if !self
-            .hub
+            .broker
             .join_room(conn, room.id, self.config.ws.max_joined_rooms)
         {
             return Err(Error::RateLimited(format!(
@@ -278,7 +278,7 @@ impl Chat {
             && !self.is_member(&room, who)?
             && let Err(e) = self.ensure_member(who, &room).await
         {
-            self.hub.leave_room(conn, room.id);
+            self.broker.leave_room(conn, room.id);
             return Err(e);
         }
         // Re-read: messages stored between resolve and subscribe are in the replay.
@@ -306,7 +306,7 @@ impl Chat {
 
     pub async fn leave(&self, who: &Principal, conn: ConnId, name: &str) -> Result<Room, Error> {
         let room = self.resolve_room(who, name).await?;
-        self.hub.leave_room(conn, room.id);
+        self.broker.leave_room(conn, room.id);
         Ok(room)
     }
 
@@ -342,7 +342,7 @@ impl Chat {
             )));
         }
         if !self
-            .hub
+            .broker
             .join_room(conn, room.id, self.config.ws.max_joined_rooms)
         {
             return Err(Error::RateLimited(format!(
@@ -513,11 +513,11 @@ impl Chat {
     /// a connection has joined the room (a room posted to over HTTP or by senders that do not
     /// listen has nobody to tell).
     fn emit_message(&self, room: &Room, message: Message) -> Message {
-        self.hub.publish_room_with(room.id, || {
-            Delivery::new(Event::Message(RoomMessage {
+        self.broker.publish_room_with(room.id, &mut || {
+            Event::Message(RoomMessage {
                 room: room.name.clone(),
                 message: message.clone(),
-            }))
+            })
         });
         message
     }
@@ -658,7 +658,8 @@ impl Chat {
     ) -> Result<(), Error> {
         let room = self.resolve_room(who, name).await?;
         self.check_read(who, &room)?;
-        let delivery = Delivery::skipping(
+        self.broker.publish_room(
+            room.id,
             Event::Typing {
                 room: room.name.clone(),
                 room_id: room.id,
@@ -668,7 +669,6 @@ impl Chat {
             },
             Some(origin),
         );
-        self.hub.publish_room(room.id, &delivery);
         Ok(())
     }
 
@@ -829,7 +829,7 @@ impl Chat {
             )));
         }
         if room.visibility == Visibility::Private {
-            self.hub.remove_user_from_room(
+            self.broker.remove_user_from_room(
                 user.id,
                 room.id,
                 Event::RoomClosed {
@@ -860,21 +860,21 @@ impl Chat {
     /// added to, a direct room the other side opened): room events reach joined connections
     /// only, so without this a client would not learn of the room until it lists rooms again.
     fn announce_membership(&self, room: &Room, user_id: Uuid, username: &str) {
-        self.hub.publish_user_outside_room(
+        self.broker.publish_user_outside_room(
             user_id,
             room.id,
-            &Delivery::new(Event::Membership {
+            Event::Membership {
                 room: room.name.clone(),
                 room_id: room.id,
                 user_id,
                 username: username.to_owned(),
                 joined: true,
-            }),
+            },
         );
     }
 
     fn emit_room(&self, room: &Room, event: Event) -> usize {
-        self.hub.publish_room(room.id, &Delivery::new(event))
+        self.broker.publish_room(room.id, event, None)
     }
 
     // ----- topics (004 pub/sub) ----------------------------------------------------------
@@ -895,24 +895,20 @@ impl Chat {
             parsed.push(subscription);
         }
         let max = self.config.ws.max_subscriptions;
-        self.hub
+        self.broker
             .subscribe_all(conn, &parsed, max)
             .map_err(|_| Error::RateLimited(format!("at most {max} subscriptions per connection")))
     }
 
     pub fn unsubscribe(&self, conn: ConnId, topics: &[String]) -> usize {
-        let mut active = self.hub.subscription_count(conn);
+        let mut active = self.broker.subscription_count(conn);
         for text in topics {
-            active = self.hub.unsubscribe(conn, text);
+            active = self.broker.unsubscribe(conn, text);
         }
         active
     }
 
     /// Publishes a Broadcast; returns the number of connections it was delivered to.
-    /// `encoding` is the publishing dialect's slot and encoder: only that dialect shows
-    /// Broadcasts, so the event is encoded for it once, here, and kept without its payload:
-    /// a queued Broadcast then costs its frame once, not the frame and the payload again (a
-    /// slow subscriber's full queue is what bounds the memory it can hold).
     pub fn broadcast(
         &self,
         who: &Principal,
@@ -920,26 +916,16 @@ impl Chat {
         topic_name: &str,
         payload: Value,
         message_id: String,
-        encoding: (
-            usize,
-            fn(&Event) -> Option<tokio_tungstenite::tungstenite::Message>,
-        ),
     ) -> Result<usize, Error> {
         policy::check_publish(who, topic_name)?;
-        let mut event = Event::Broadcast {
+        let event = Event::Broadcast {
             topic: topic_name.to_owned(),
             payload,
             sender: who.username.clone(),
             sent_at: now_secs(),
             message_id,
         };
-        let (slot, encode) = encoding;
-        let encoded = encode(&event);
-        if let Event::Broadcast { payload, .. } = &mut event {
-            *payload = Value::Null;
-        }
-        let delivery = Delivery::preencoded(event, origin, slot, encoded);
-        Ok(self.hub.publish_topic(topic_name, &delivery))
+        Ok(self.broker.publish_topic(topic_name, event, origin))
     }
 
     /// Relays a custom `X-` frame on a topic.
@@ -952,16 +938,13 @@ impl Chat {
         data: Value,
     ) -> Result<usize, Error> {
         policy::check_publish(who, topic_name)?;
-        let delivery = Delivery::skipping(
-            Event::Custom {
-                kind: kind.to_owned(),
-                topic: topic_name.to_owned(),
-                data,
-                sender: who.username.clone(),
-            },
-            origin,
-        );
-        Ok(self.hub.publish_topic(topic_name, &delivery))
+        let event = Event::Custom {
+            kind: kind.to_owned(),
+            topic: topic_name.to_owned(),
+            data,
+            sender: who.username.clone(),
+        };
+        Ok(self.broker.publish_topic(topic_name, event, origin))
     }
 
     /// Relays a binary frame to a topic's subscribers.
@@ -973,8 +956,9 @@ impl Chat {
         frame: bytes::Bytes,
     ) -> Result<usize, Error> {
         policy::check_publish(who, topic_name)?;
-        let delivery = Delivery::skipping(Event::Binary { frame }, Some(origin));
-        Ok(self.hub.publish_topic(topic_name, &delivery))
+        Ok(self
+            .broker
+            .publish_topic(topic_name, Event::Binary { frame }, Some(origin)))
     }
 
     /// Relays a binary frame to a user's live connections.
@@ -984,9 +968,7 @@ impl Chat {
             .user_by_name(target)?
             .filter(|u| !u.disabled)
             .ok_or_else(|| Error::NotFound(format!("User {target} not found or not connected")))?;
-        let delivered = self
-            .hub
-            .publish_user(user.id, &Delivery::new(Event::Binary { frame }));
+        let delivered = self.broker.publish_user(user.id, Event::Binary { frame });
         if delivered.is_empty() {
             return Err(Error::NotFound(format!(
                 "User {target} not found or not connected"
@@ -1014,14 +996,14 @@ impl Chat {
         self.store
             .metrics()
             .message(crate::metrics::MessageKind::Direct);
-        let delivery = Delivery::new(Event::DirectMessage {
+        let event = Event::DirectMessage {
             from_user: who.username.clone(),
             from_user_id: who.user_id,
             payload: payload.clone(),
             sent_at,
             message_id: message_id.clone(),
-        });
-        let delivered = self.hub.publish_user(user.id, &delivery);
+        };
+        let delivered = self.broker.publish_user(user.id, event);
         if !delivered.is_empty() {
             return Ok(DirectOutcome::Delivered(delivered));
         }
@@ -1099,7 +1081,7 @@ impl Chat {
     }
 
     pub fn status_of(&self, user_id: Uuid) -> String {
-        if !self.hub.is_online(user_id) {
+        if !self.broker.is_online(user_id) {
             return "offline".to_owned();
         }
         self.statuses
@@ -1122,7 +1104,7 @@ impl Chat {
         metadata: Option<Value>,
     ) {
         let rooms = match self.store.user_room_ids(who.user_id) {
-            Ok(rooms) => self.hub.joined_rooms_of(&rooms),
+            Ok(rooms) => self.broker.joined_rooms_of(&rooms),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read memberships for presence");
                 return;
@@ -1131,14 +1113,14 @@ impl Chat {
         if rooms.is_empty() {
             return;
         }
-        let delivery = Delivery::new(Event::Presence {
+        let event = Event::Presence {
             user_id: who.user_id,
             username: who.username.clone(),
             status: status.to_owned(),
             last_seen,
             metadata,
-        });
-        self.hub.publish_rooms(&rooms, &delivery);
+        };
+        self.broker.publish_rooms(&rooms, event);
     }
 
     async fn touch_last_seen(&self, who: &Principal) -> Option<i64> {
@@ -1273,8 +1255,8 @@ impl Chat {
         self.store
             .metrics()
             .message(crate::metrics::MessageKind::Notification);
-        self.hub
-            .publish_user(user.id, &Delivery::new(Event::Notification(stored.clone())));
+        self.broker
+            .publish_user(user.id, Event::Notification(stored.clone()));
         Ok(stored)
     }
 }
@@ -1353,7 +1335,7 @@ impl Chat {
         let max = self.config.ws.max_joined_rooms;
         let mut joined = 0;
         for room_id in self.store.user_room_ids(who.user_id)? {
-            if !self.hub.join_room(conn, room_id, max) {
+            if !self.broker.join_room(conn, room_id, max) {
                 break;
             }
             joined += 1;

@@ -14,7 +14,7 @@ use crate::core::chat::{Chat, check_content, now_millis};
 use crate::core::policy;
 use crate::error::Error;
 use crate::events::{ConversationEvent, Event};
-use crate::hub::{ConnId, Delivery, PeerChat};
+use crate::hub::{ConnId, PeerChat};
 use crate::principal::Principal;
 
 /// Prefix of the ids of conversations that no room keeps (a guest takes part).
@@ -64,7 +64,7 @@ impl Chat {
                 "this user_id belongs to an account: connect with its token",
             ));
         }
-        if id.get_version() != Some(uuid::Version::Random) || self.hub().is_online(id) {
+        if id.get_version() != Some(uuid::Version::Random) || self.broker().is_online(id) {
             return Ok(Uuid::new_v4());
         }
         Ok(id)
@@ -82,7 +82,7 @@ impl Chat {
         max: usize,
     ) -> Result<String, Error> {
         let name = policy::display_name(display_name, min, max)?;
-        self.hub().roster_enter(conn, &name);
+        self.broker().roster_enter(conn, &name);
         Ok(name)
     }
 
@@ -103,7 +103,7 @@ impl Chat {
         if peer_id == who.user_id {
             return Err(Error::BadRequest("a chat needs another user".to_owned()));
         }
-        let listed = self.hub().roster_name(peer_id);
+        let listed = self.broker().roster_name(peer_id);
         let (chat, peer_name) = match self.store().user(peer_id)? {
             Some(user) if user.disabled => return Err(not_found()),
             Some(user) if !who.guest => {
@@ -124,24 +124,24 @@ impl Chat {
             }
         };
         let max = self.config().ws.max_joined_rooms;
-        if !self.hub().open_peer(conn, peer_id, chat.clone(), max) {
+        if !self.broker().open_peer(conn, peer_id, chat.clone(), max) {
             return Err(Error::RateLimited(format!(
                 "at most {max} rooms and chats per connection"
             )));
         }
         let participants = [who.user_id, peer_id];
         let opener_name = self
-            .hub()
+            .broker()
             .roster_name_of(conn)
             .unwrap_or_else(|| who.username.clone());
-        let opened = Delivery::new(Event::Conversation(ConversationEvent::Opened {
+        let opened = Event::Conversation(ConversationEvent::Opened {
             chat_id: chat.chat_id.clone(),
             participants,
             peer_id: who.user_id,
             peer_name: opener_name,
-        }));
-        self.hub()
-            .open_peer_for_user(peer_id, who.user_id, &chat, max, &opened);
+        });
+        self.broker()
+            .open_peer_for_user(peer_id, who.user_id, &chat, max, opened);
         Ok(Conversation {
             chat_id: chat.chat_id,
             participants,
@@ -155,11 +155,11 @@ impl Chat {
         let Ok(peer_id) = Uuid::parse_str(peer) else {
             return Ok(Lookup::NoSuchUser);
         };
-        if let Some(chat) = self.hub().peer_chat(conn, peer_id) {
+        if let Some(chat) = self.broker().peer_chat(conn, peer_id) {
             return Ok(Lookup::Open { peer_id, chat });
         }
         let exists = self.store().user(peer_id)?.is_some_and(|u| !u.disabled)
-            || self.hub().roster_name(peer_id).is_some();
+            || self.broker().roster_name(peer_id).is_some();
         Ok(if exists {
             Lookup::NotOpened
         } else {
@@ -202,15 +202,19 @@ impl Chat {
                 "message_id must be 1 to {MAX_MESSAGE_ID_BYTES} bytes"
             )));
         }
-        let delivery = Delivery::new(Event::Conversation(ConversationEvent::Message {
+        let event = Event::Conversation(ConversationEvent::Message {
             chat_id: chat.chat_id.clone(),
             from: who.user_id,
             to: peer_id,
             content,
             message_id: message_id.clone(),
             sent_at_ms: now_millis(),
-        }));
-        if self.hub().publish_to_peer(peer_id, who.user_id, &delivery) == 0 {
+        });
+        if self
+            .broker()
+            .publish_to_peer(peer_id, who.user_id, event, None)
+            == 0
+        {
             return Err(Error::Unavailable(format!(
                 "user {peer_id} is not connected to this chat"
             )));
@@ -227,20 +231,18 @@ impl Chat {
         conn: ConnId,
         is_typing: bool,
     ) -> Result<usize, Error> {
-        let chats = self.hub().peer_chats(conn);
+        let chats = self.broker().peer_chats(conn);
         for (peer_id, chat) in &chats {
             if chat.room.is_some() {
                 self.typing(who, conn, &chat.chat_id, is_typing).await?;
             } else {
-                let delivery = Delivery::skipping(
-                    Event::Conversation(ConversationEvent::Typing {
-                        chat_id: chat.chat_id.clone(),
-                        user_id: who.user_id,
-                        is_typing,
-                    }),
-                    Some(conn),
-                );
-                self.hub().publish_to_peer(*peer_id, who.user_id, &delivery);
+                let event = Event::Conversation(ConversationEvent::Typing {
+                    chat_id: chat.chat_id.clone(),
+                    user_id: who.user_id,
+                    is_typing,
+                });
+                self.broker()
+                    .publish_to_peer(*peer_id, who.user_id, event, Some(conn));
             }
         }
         Ok(chats.len())

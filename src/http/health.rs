@@ -57,7 +57,7 @@ pub fn metrics_reply(state: &AppState) -> warp::reply::Response {
 
 /// Renders the metrics, reading the gauges from the live server.
 pub fn render_metrics(state: &AppState) -> String {
-    let by_dialect = state.hub.connections_by_dialect();
+    let by_dialect = state.broker.connections_by_dialect();
     let connections = ["native", "edusphere", "rooms", "fastchat", "kibray"]
         .into_iter()
         .map(|name| (name, by_dialect.get(name).copied().unwrap_or(0)))

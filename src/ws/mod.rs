@@ -3,8 +3,10 @@
 //! [`deflate`]), token extraction, the Origin check, and the hand-off to a [`session`] running
 //! the endpoint's dialect.
 
+pub mod close;
 pub mod deflate;
 pub mod dialect;
+pub mod fanout;
 pub mod session;
 pub mod socket;
 

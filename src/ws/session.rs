@@ -16,11 +16,12 @@ use super::dialect::fastchat::{self, Admission};
 use super::dialect::root::Root;
 use super::socket::{Prepared, WebSocket, WsError};
 use super::{Credentials, Endpoint};
+use super::{close, fanout};
 use crate::app::AppState;
-use crate::auth::{CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED};
 use crate::core::policy::RateLimiter;
 use crate::error::Error;
-use crate::hub::{ConnId, ConnInfo, RegisterError};
+use crate::events::KickReason;
+use crate::hub::{ConnCaps, ConnId, ConnInfo, RegisterError};
 use crate::principal::Principal;
 use crate::store::now_secs;
 
@@ -28,20 +29,6 @@ use crate::store::now_secs;
 /// its arguments, so a socket passed by value would be stored several times over in every idle
 /// connection's task (issue #6).
 pub type Socket = Box<WebSocket<TokioIo<hyper::upgrade::Upgraded>>>;
-
-/// Close code: the message rate limit was exceeded over and over, or too many connections.
-pub const CLOSE_RATE_LIMITED: u16 = 4429;
-/// Close code: the peer did not answer the heartbeat in time.
-pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4000;
-/// Close code: the server is at `ws.max_connections` (standard "try again later").
-pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
-/// Close code: a frame above `ws.max_frame_bytes` (standard "message too big").
-pub const CLOSE_TOO_BIG: u16 = 1009;
-/// Close code: a text message that is not valid UTF-8 (standard "invalid frame payload data").
-pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
-/// Close code: a violation of the WebSocket framing (reserved bits or opcodes, an unmasked or
-/// fragmented control frame, a continuation out of place, a bad close payload).
-pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 
 /// Most queued deliveries written in one turn before the loop looks at other events again.
 const MAX_COALESCED: usize = 64;
@@ -94,7 +81,7 @@ impl Ctx {
         }
         let per_minute = self.state.config.ws.messages_per_minute;
         if self.messages.refused_in_a_row >= per_minute {
-            self.close(CLOSE_RATE_LIMITED, "message rate limit exceeded");
+            self.close(close::RATE_LIMITED, "message rate limit exceeded");
         }
         Err(Error::RateLimited(format!(
             "rate limit exceeded: {per_minute} messages per minute; retry in {} ms",
@@ -120,7 +107,9 @@ impl Ctx {
                 "the new token belongs to another user".to_owned(),
             ));
         }
-        self.state.hub.set_session(self.conn, principal.session_id);
+        self.state
+            .broker
+            .set_session(self.conn, principal.session_id);
         self.principal = principal;
         Ok(())
     }
@@ -142,9 +131,9 @@ pub async fn run<D: Dialect>(
         Ok(principal) => principal,
         Err(error) => {
             let code = if matches!(error, Error::AccountDisabled | Error::Forbidden(_)) {
-                CLOSE_FORBIDDEN
+                close::FORBIDDEN
             } else {
-                CLOSE_UNAUTHORIZED
+                close::UNAUTHORIZED
             };
             tracing::info!(peer = %peer, error = %error, "WebSocket refused");
             refuse::<D>(&mut socket, &error, code).await;
@@ -195,7 +184,7 @@ async fn await_guest_hello(
             frame = socket.next() => frame,
             () = tokio::time::sleep_until(deadline) => {
                 tracing::info!(peer = %peer, "WebSocket refused: no token and no HELLO in time");
-                refuse::<Root>(socket, &missing, CLOSE_UNAUTHORIZED).await;
+                refuse::<Root>(socket, &missing, close::UNAUTHORIZED).await;
                 return None;
             }
             () = state.shutdown_token().cancelled() => {
@@ -207,7 +196,7 @@ async fn await_guest_hello(
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
             Some(Ok(Message::Binary(_))) => {
-                refuse::<Root>(socket, &missing, CLOSE_UNAUTHORIZED).await;
+                refuse::<Root>(socket, &missing, close::UNAUTHORIZED).await;
                 return None;
             }
             Some(Ok(Message::Close(_))) => {
@@ -229,7 +218,7 @@ async fn await_guest_hello(
             } => return Some((user_id, display_name)),
             Admission::NotHello => {
                 tracing::info!(peer = %peer, "WebSocket refused: no token");
-                refuse::<Root>(socket, &missing, CLOSE_UNAUTHORIZED).await;
+                refuse::<Root>(socket, &missing, close::UNAUTHORIZED).await;
                 return None;
             }
             Admission::Retry(error) => {
@@ -243,7 +232,8 @@ async fn await_guest_hello(
             Admission::Refused(error) => {
                 tracing::info!(peer = %peer, "WebSocket refused: a guest claimed an account's user id");
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(error)).await;
-                close_gracefully(socket, CLOSE_UNAUTHORIZED, "user_id belongs to an account").await;
+                close_gracefully(socket, close::UNAUTHORIZED, "user_id belongs to an account")
+                    .await;
                 return None;
             }
         }
@@ -268,7 +258,7 @@ async fn serve<D: Dialect>(
         config.max_connections_per_user
     };
     let registration = loop {
-        let registered = state.hub.register(
+        let registered = state.broker.register(
             ConnInfo {
                 user_id: principal.user_id,
                 username: principal.username.clone(),
@@ -278,9 +268,11 @@ async fn serve<D: Dialect>(
                 peer: Some(peer),
                 connected_at: now_secs(),
             },
-            config.outbound_queue,
-            per_user,
-            config.max_connections,
+            ConnCaps {
+                queue: config.outbound_queue,
+                per_user,
+                total: config.max_connections,
+            },
         );
         if !matches!(registered, Ok(_) | Err(RegisterError::UserLimit) if principal.guest) {
             crate::metrics::Metrics::incr(if registered.is_ok() {
@@ -301,7 +293,7 @@ async fn serve<D: Dialect>(
                     "too many connections: at most {} per user",
                     config.max_connections_per_user
                 ));
-                refuse::<D>(&mut socket, &error, CLOSE_RATE_LIMITED).await;
+                refuse::<D>(&mut socket, &error, close::RATE_LIMITED).await;
                 return;
             }
             Err(RegisterError::ServerLimit) => {
@@ -309,7 +301,7 @@ async fn serve<D: Dialect>(
                     "server is at its connection limit ({}); try again later",
                     config.max_connections
                 ));
-                refuse::<D>(&mut socket, &error, CLOSE_TRY_AGAIN_LATER).await;
+                refuse::<D>(&mut socket, &error, close::TRY_AGAIN_LATER).await;
                 return;
             }
         }
@@ -330,7 +322,7 @@ async fn serve<D: Dialect>(
     };
     let mut dialect = make(&ctx);
     state
-        .hub
+        .broker
         .set_dialect(conn, super::dialect::slot_name(dialect.slot()));
     Box::pin(dialect.on_connect(&mut ctx)).await;
     // Guests have no account: no last_seen, no rooms to tell.
@@ -358,7 +350,7 @@ async fn serve<D: Dialect>(
                 // Kicked while blocked on a peer that does not read: still try to say why,
                 // briefly.
                 close_timeout = BLOCKED_CLOSE_TIMEOUT;
-                break kick.reason().map(|r| (r.code, r.reason));
+                break kick.reason().map(kick_close);
             }
             metrics
                 .frames_out
@@ -378,13 +370,13 @@ async fn serve<D: Dialect>(
             // The connection changed protocol (/ws to FastChat): its heartbeat starts over.
             heartbeat = current;
             state
-                .hub
+                .broker
                 .set_dialect(conn, super::dialect::slot_name(dialect.slot()));
             next_ping = Instant::now() + heartbeat.0;
         }
         tokio::select! {
             biased;
-            reason = kick.fired() => break Some((reason.code, reason.reason)),
+            reason = kick.fired() => break Some(kick_close(reason)),
             () = state.shutdown_token().cancelled() => break Some((1001, "server shutting down".to_owned())),
             frame = socket.next() => {
                 pong_deadline = None;
@@ -418,10 +410,10 @@ async fn serve<D: Dialect>(
                         // Already sent by the Join replay.
                     } else if !dialect.wants(&delivery.event) {
                         // Not for this client (e.g. FastChat does not echo the sender's own message).
-                    } else if let Some(frame) = delivery.encoded(dialect.slot(), |event| dialect.encode(event)) {
+                    } else if let Some(frame) = fanout::encoded(&delivery, dialect.slot(), |event| dialect.encode(event)) {
                         // Compressed once per dialect for every receiver, when negotiated.
                         let prepared = match deflate {
-                            Some(_) => Prepared::Deflated(delivery.deflated(dialect.slot(), &frame)),
+                            Some(_) => Prepared::Deflated(fanout::deflated(&delivery, dialect.slot(), &frame)),
                             None => Prepared::Fresh,
                         };
                         ctx.outgoing.push((frame, prepared));
@@ -437,10 +429,10 @@ async fn serve<D: Dialect>(
             () = tokio::time::sleep_until(next_deadline(next_ping, pong_deadline, &expiry)) => {
                 let now = Instant::now();
                 if expiry.close_at.is_some_and(|at| at <= now) {
-                    break Some((CLOSE_UNAUTHORIZED, "token expired".to_owned()));
+                    break Some((close::UNAUTHORIZED, "token expired".to_owned()));
                 }
                 if pong_deadline.is_some_and(|at| at <= now) {
-                    break Some((CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout".to_owned()));
+                    break Some((close::HEARTBEAT_TIMEOUT, "heartbeat timeout".to_owned()));
                 }
                 if !expiry.warned && expiry.warn_at.is_some_and(|at| at <= now) {
                     expiry.warned = true;
@@ -460,29 +452,36 @@ async fn serve<D: Dialect>(
     };
 
     if let Some((code, reason)) = close {
-        if code == crate::hub::CLOSE_SLOW_CONSUMER {
+        if code == close::SLOW_CONSUMER {
             crate::metrics::Metrics::incr(&metrics.slow_consumers);
         }
         close_within(&mut socket, code, &reason, close_timeout).await;
     }
-    if state.hub.unregister(conn) && !ctx.principal.guest {
+    if state.broker.unregister(conn) && !ctx.principal.guest {
         state.chat.disconnected(&ctx.principal).await;
     }
     tracing::debug!(user = %ctx.principal.username, connection = %ctx.public_id, "WebSocket closed");
+}
+
+/// The close frame of a connection the core asked to end.
+fn kick_close(reason: KickReason) -> (u16, String) {
+    let (code, text) = close::for_kick(reason);
+    (code, text.to_owned())
 }
 
 /// How a connection ends after a read error: the close frame to send, or `None` when the
 /// connection is already gone (reset, EOF, I/O error) and only dropping it is left.
 pub fn close_for_read_error(error: &WsError) -> Option<(u16, String)> {
     match error {
-        WsError::TooBig(max) => Some((CLOSE_TOO_BIG, format!("message exceeds {max} bytes"))),
+        WsError::TooBig(max) => Some((close::TOO_BIG, format!("message exceeds {max} bytes"))),
         WsError::Utf8 => Some((
-            CLOSE_INVALID_PAYLOAD,
+            close::INVALID_PAYLOAD,
             "text message is not valid UTF-8".to_owned(),
         )),
-        WsError::Protocol(violation) => {
-            Some((CLOSE_PROTOCOL_ERROR, format!("protocol error: {violation}")))
-        }
+        WsError::Protocol(violation) => Some((
+            close::PROTOCOL_ERROR,
+            format!("protocol error: {violation}"),
+        )),
         // The peer went away (reset, EOF, I/O error): nobody to tell.
         WsError::Reset | WsError::Io(_) => None,
     }

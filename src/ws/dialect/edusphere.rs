@@ -13,16 +13,12 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::{Dialect, message_from_uuid, message_uuid};
-use crate::auth::CLOSE_FORBIDDEN;
 use crate::error::Error;
 use crate::events::{Event, RoomMessage};
 use crate::timefmt::rfc3339_micros;
 use crate::ws::Endpoint;
+use crate::ws::close;
 use crate::ws::session::Ctx;
-
-/// Close code for a connection whose handshake could not be completed for an internal reason
-/// (the standard "internal error"; the seed defines no code of its own).
-const CLOSE_INTERNAL: u16 = 1011;
 
 /// The error texts the seed documents, verbatim.
 const MESSAGE_NOT_FOUND: &str = "Message not found.";
@@ -84,8 +80,8 @@ impl Dialect for EduSphere {
             Ok(room) => self.room_id = Some(room.id),
             Err(error) => {
                 let code = match error {
-                    Error::Store(_) | Error::Internal(_) => CLOSE_INTERNAL,
-                    _ => CLOSE_FORBIDDEN,
+                    Error::Store(_) | Error::Internal(_) => close::INTERNAL_ERROR,
+                    _ => close::FORBIDDEN,
                 };
                 tracing::info!(
                     user = %ctx.principal.username,
@@ -227,7 +223,7 @@ pub fn encode(event: &Event) -> Option<Message> {
             "id": message_uuid(*room_id, *seq).to_string(),
         }))),
         Event::RoomClosed { reason, .. } => Some(Message::Close(Some(CloseFrame {
-            code: CloseCode::from(CLOSE_FORBIDDEN),
+            code: CloseCode::from(close::FORBIDDEN),
             reason: reason.clone().into(),
         }))),
         _ => None,

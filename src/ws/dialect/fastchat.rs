@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::auth::CLOSE_UNAUTHORIZED;
 use crate::core::chat::Chat;
 use crate::core::conversations::Lookup;
 use crate::core::policy::{self, RateLimiter};
@@ -22,7 +21,8 @@ use crate::error::Error;
 use crate::events::{ConversationEvent, Event};
 use crate::store::now_secs;
 use crate::timefmt::rfc3339;
-use crate::ws::session::{CLOSE_RATE_LIMITED, Ctx};
+use crate::ws::close;
+use crate::ws::session::Ctx;
 
 /// The frame type that starts a FastChat connection.
 pub const HELLO: &str = "HELLO";
@@ -198,7 +198,7 @@ impl FastChat {
             && let Err(failure) = self.accept(ctx, &name)
         {
             ctx.send(failure.frame());
-            ctx.close(CLOSE_UNAUTHORIZED, "HELLO not accepted");
+            ctx.close(close::UNAUTHORIZED, "HELLO not accepted");
         }
     }
 
@@ -325,7 +325,10 @@ impl FastChat {
         }
         let hello = Hello::of(data)?;
         if Uuid::parse_str(&hello.user_id).ok() != Some(ctx.principal.user_id) {
-            ctx.close(CLOSE_UNAUTHORIZED, "HELLO user_id does not match the token");
+            ctx.close(
+                close::UNAUTHORIZED,
+                "HELLO user_id does not match the token",
+            );
             return Err(Failure::new(
                 Code::Unauthorized,
                 "user_id does not match the user of the access token",
@@ -459,7 +462,7 @@ fn take(
         return Ok(());
     }
     if limiter.refused_in_a_row >= per_minute {
-        ctx.close(CLOSE_RATE_LIMITED, "rate limit exceeded");
+        ctx.close(close::RATE_LIMITED, "rate limit exceeded");
     }
     Err(Failure::new(
         Code::RateLimited,

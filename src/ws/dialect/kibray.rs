@@ -20,18 +20,15 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 
 use super::Dialect;
-use crate::auth::CLOSE_FORBIDDEN;
 use crate::core::policy::WindowLimiter;
 use crate::error::Error;
 use crate::events::{Event, RoomMessage};
 use crate::store::{Notification, Store};
 use crate::timefmt::rfc3339;
 use crate::wire::attachment_json;
-use crate::ws::session::{CLOSE_RATE_LIMITED, Ctx};
+use crate::ws::close;
+use crate::ws::session::Ctx;
 use crate::ws::{Endpoint, KibrayEndpoint};
-
-/// Close code for a connection whose room could not be entered for an internal reason.
-const CLOSE_INTERNAL: u16 = 1011;
 
 /// The seed's rate-limit error text, verbatim.
 pub const RATE_LIMIT_TEXT: &str = "Rate limit exceeded. Please slow down.";
@@ -126,8 +123,8 @@ impl Dialect for Kibray {
                     Ok(joined) => self.room = Some((joined.room.name, joined.room.id)),
                     Err(error) => {
                         let code = match error {
-                            Error::Store(_) | Error::Internal(_) => CLOSE_INTERNAL,
-                            _ => CLOSE_FORBIDDEN,
+                            Error::Store(_) | Error::Internal(_) => close::INTERNAL_ERROR,
+                            _ => close::FORBIDDEN,
                         };
                         tracing::info!(
                             user = %ctx.principal.username,
@@ -241,7 +238,7 @@ impl Kibray {
         }
         ctx.send(error_frame(RATE_LIMIT_TEXT, codes::RATE_LIMIT_EXCEEDED));
         if self.limiter.refused_in_a_row >= ctx.state.config.kibray.messages_per_minute {
-            ctx.close(CLOSE_RATE_LIMITED, "message rate limit exceeded");
+            ctx.close(close::RATE_LIMITED, "message rate limit exceeded");
         }
         false
     }
@@ -530,7 +527,7 @@ pub fn encode(store: &Store, event: &Event) -> Option<Message> {
         }),
         Event::RoomClosed { reason, .. } => {
             return Some(Message::Close(Some(CloseFrame {
-                code: CloseCode::from(CLOSE_FORBIDDEN),
+                code: CloseCode::from(close::FORBIDDEN),
                 reason: reason.clone().into(),
             })));
         }

@@ -16,6 +16,8 @@ pub mod slots {
     pub const ROOMS: usize = 2;
     pub const FASTCHAT: usize = 3;
     pub const KIBRAY: usize = 4;
+    /// How many there are (the size of each delivery's encoding cache, `ws::fanout`).
+    pub const COUNT: usize = 5;
 }
 
 /// The name of a dialect slot, for metrics and `natter sessions list`.

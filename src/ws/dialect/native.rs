@@ -372,7 +372,6 @@ async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
                 topic,
                 payload,
                 delivery_id.clone(),
-                (super::slots::NATIVE, encode),
             )?;
             ctx.send(frame(
                 "Ack",

@@ -10,16 +10,13 @@ use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use super::Dialect;
-use crate::auth::CLOSE_FORBIDDEN;
 use crate::core::chat::now_millis;
 use crate::error::Error;
 use crate::events::Event;
 use crate::timefmt::rfc3339_micros;
 use crate::ws::Endpoint;
+use crate::ws::close;
 use crate::ws::session::Ctx;
-
-/// Close code: a core call failed for an internal reason (seed 001's "Internal Server Error").
-pub const CLOSE_INTERNAL: u16 = 4500;
 
 /// Room prefixes that name rooms created by the backend (over HTTP); `user` names the personal
 /// rooms, which the core creates on first use.
@@ -73,7 +70,7 @@ impl Dialect for Rooms {
             Ok(None) => {
                 let error = Error::InvalidToken("user no longer exists");
                 ctx.send(error_event(&error.public_message(), None));
-                ctx.close(crate::auth::CLOSE_UNAUTHORIZED, &error.public_message());
+                ctx.close(close::UNAUTHORIZED, &error.public_message());
                 return;
             }
             Err(error) => {
@@ -153,7 +150,7 @@ impl Rooms {
                 tracing::info!(user = %ctx.principal.username, room = %identifier, error = %error, "join refused");
                 let message = error.public_message();
                 ctx.send(error_event(&message, Some(&identifier)));
-                ctx.close(CLOSE_FORBIDDEN, &message);
+                ctx.close(close::FORBIDDEN, &message);
             }
             Err(error) => fail(ctx, &error, Some(&identifier)),
         }
@@ -346,7 +343,7 @@ fn fail_internal(ctx: &mut Ctx, error: &Error) {
     tracing::warn!(user = %ctx.principal.username, error = %error, "closing with 4500");
     let message = error.public_message();
     ctx.send(error_event(&message, None));
-    ctx.close(CLOSE_INTERNAL, &message);
+    ctx.close(close::ROOMS_INTERNAL, &message);
 }
 
 /// `{"type": "error", "data": {"error": ...}, "timestamp": ...}`, with `room` when the error is
