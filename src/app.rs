@@ -11,8 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::core::accounts::Accounts;
-use crate::core::chat::Chat;
+use crate::core::Core;
 use crate::hub::Broker;
 use crate::store::Store;
 
@@ -43,9 +42,9 @@ pub struct Services {
     pub config: Arc<Config>,
     pub store: Store,
     pub auth: Auth,
-    pub accounts: Accounts,
     pub broker: Arc<dyn Broker>,
-    pub chat: Chat,
+    /// The rules: chat and accounts, and the command entry point of connections.
+    pub core: Core,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub(crate) shutdown: CancellationToken,
     /// Connection and WebSocket session tasks: shutdown waits for them.

@@ -35,10 +35,20 @@ pub enum Error {
     TooManyAttempts { retry_after: Duration },
     #[error("{0}")]
     RateLimited(String),
+    /// A connection over its rate for `what` (messages, typing indicators).
+    #[error("rate limit exceeded: {per_minute} {what} per minute; retry in {retry_ms} ms")]
+    Throttled {
+        what: &'static str,
+        per_minute: u32,
+        retry_ms: u128,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A message to a peer without a one-to-one conversation open on this connection.
+    #[error("{0}")]
+    ConversationNotOpen(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -63,9 +73,9 @@ impl Error {
             Error::AccountDisabled => "account_disabled",
             Error::Forbidden(_) => "forbidden",
             Error::TooManyAttempts { .. } => "too_many_attempts",
-            Error::RateLimited(_) => "rate_limited",
+            Error::RateLimited(_) | Error::Throttled { .. } => "rate_limited",
             Error::NotFound(_) => "not_found",
-            Error::Conflict(_) => "conflict",
+            Error::Conflict(_) | Error::ConversationNotOpen(_) => "conflict",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::Unavailable(_) => "unavailable",
             Error::Store(StoreError::Full(_)) => "storage_full",
@@ -82,10 +92,10 @@ impl Error {
             Error::AccountDisabled | Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
             Error::MethodNotAllowed => 405,
-            Error::Conflict(_) => 409,
+            Error::Conflict(_) | Error::ConversationNotOpen(_) => 409,
             Error::PayloadTooLarge { .. } => 413,
             Error::UnsupportedMediaType => 415,
-            Error::TooManyAttempts { .. } | Error::RateLimited(_) => 429,
+            Error::TooManyAttempts { .. } | Error::RateLimited(_) | Error::Throttled { .. } => 429,
             // 507 Insufficient Storage: the disk is full, nothing was stored.
             Error::Store(StoreError::Full(_)) => 507,
             Error::Store(_) | Error::Internal(_) => 500,

@@ -11,11 +11,16 @@ use crate::store::{Message, Notification};
 pub struct RoomMessage {
     pub room: String,
     pub message: Message,
+    /// The author's number ([`crate::store::User::number`]), for protocols whose user ids are
+    /// integers.
+    pub author_number: u64,
+    /// In a direct room, the other member (the recipient of a message the author wrote).
+    pub direct_peer: Option<Uuid>,
 }
 
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// A Broadcast on a topic (004).
+    /// A Broadcast on a topic (the native protocol's pub/sub).
     Broadcast {
         topic: String,
         payload: Value,
@@ -30,7 +35,7 @@ pub enum Event {
         data: Value,
         sender: String,
     },
-    /// A direct (user-to-user) payload (004 DirectMessage).
+    /// A direct (user-to-user) payload (the native protocol's DirectMessage).
     DirectMessage {
         from_user: String,
         from_user_id: Uuid,
@@ -38,9 +43,14 @@ pub enum Event {
         sent_at: i64,
         message_id: String,
     },
-    Notification(Notification),
+    /// A notification for the user whose number is `user_number`.
+    Notification {
+        notification: Notification,
+        user_number: u64,
+    },
     Presence {
         user_id: Uuid,
+        user_number: u64,
         username: String,
         status: String,
         last_seen: Option<i64>,
@@ -58,6 +68,7 @@ pub enum Event {
         room: String,
         room_id: u64,
         user_id: Uuid,
+        user_number: u64,
         username: String,
         is_typing: bool,
     },
@@ -65,6 +76,7 @@ pub enum Event {
         room: String,
         room_id: u64,
         user_id: Uuid,
+        user_number: u64,
         username: String,
         seq: u64,
     },
@@ -89,9 +101,13 @@ pub enum Event {
         room_id: u64,
         reason: String,
     },
-    /// A binary frame relayed verbatim (004 binary protocol).
+    /// A binary frame of the native protocol, relayed: its kind, address (topic or user),
+    /// sender and data.
     Binary {
-        frame: bytes::Bytes,
+        kind: BinaryKind,
+        address: String,
+        sender: String,
+        data: bytes::Bytes,
     },
     /// Everyone in the live roster (one entry per user), sent when it changed and to a newcomer.
     Roster {
@@ -99,6 +115,15 @@ pub enum Event {
     },
     /// A one-to-one conversation event, for the connections that have the conversation open.
     Conversation(ConversationEvent),
+}
+
+/// The four kinds of binary frames of the native protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryKind {
+    Broadcast,
+    DirectMessage,
+    FileTransfer,
+    StreamData,
 }
 
 /// A user (or guest) in the live roster: online in a dialect that lists who is online (FastChat).

@@ -39,6 +39,9 @@ impl std::str::FromStr for Role {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user_id: Uuid,
+    /// The account's number ([`crate::store::User::number`]), for protocols whose user ids are
+    /// integers; 0 for a guest and for the operator.
+    pub number: u64,
     pub username: String,
     pub role: Role,
     pub session_id: Uuid,
@@ -127,6 +130,7 @@ impl Principal {
     pub fn guest(user_id: Uuid) -> Principal {
         Principal {
             user_id,
+            number: 0,
             username: format!("guest:{}", user_id.simple()),
             role: Role::User,
             session_id: Uuid::new_v4(),

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::app::{AppState, Services};
 use crate::auth::{Auth, Hasher};
 use crate::config::Config;
+use crate::core::Core;
 use crate::core::accounts::{Accounts, NewUser};
 use crate::core::chat::Chat;
 use crate::error::Error;
@@ -48,21 +49,31 @@ pub fn build_state(
     let config = Arc::new(config);
     let broker: Arc<dyn Broker> = Arc::new(Hub::new(crate::ws::fanout::prepare()));
     let hasher = Hasher::new(&config.auth)?;
-    let auth = Auth::new(&config, store.clone(), hasher.clone(), broker.clone())?;
-    let accounts = Accounts::new(
+    let auth = Auth::new(
+        &config,
         store.clone(),
         hasher,
         broker.clone(),
+        metrics.clone(),
+    )?;
+    let accounts = Accounts::new(
+        store.clone(),
+        auth.clone(),
+        broker.clone(),
         config.auth.min_password_length,
     );
-    let chat = Chat::new(store.clone(), broker.clone(), config.clone());
+    let chat = Chat::new(
+        store.clone(),
+        broker.clone(),
+        crate::core::Limits::of(&config),
+        metrics.clone(),
+    );
     Ok(AppState::new(Services {
         config,
         store,
         auth,
-        accounts,
         broker,
-        chat,
+        core: Core { chat, accounts },
         metrics,
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
@@ -334,15 +345,19 @@ async fn serve_metrics(state: AppState, listener: TcpListener) {
         let shutdown = state.shutdown.clone();
         let state = state.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let response =
-                if request.uri().path() == "/metrics" && request.method() == hyper::Method::GET {
-                    crate::http::metrics_reply(&state)
+            let state = state.clone();
+            async move {
+                let response = if request.uri().path() == "/metrics"
+                    && request.method() == hyper::Method::GET
+                {
+                    crate::http::metrics_reply(&state).await
                 } else {
                     let mut response = warp::reply::Response::new("not found\n".into());
                     *response.status_mut() = hyper::StatusCode::NOT_FOUND;
                     response
                 };
-            async move { Ok::<_, Infallible>(response) }
+                Ok::<_, Infallible>(response)
+            }
         });
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
@@ -430,7 +445,7 @@ fn strip_trailing_slash<B>(request: &mut hyper::Request<B>) {
 /// On the first start (no users at all) creates `admin` with a random password and
 /// writes it to `<data_dir>/initial-admin-password` (mode 0600).
 async fn bootstrap_admin(state: &AppState) -> Result<(), Error> {
-    if state.store.has_users()? {
+    if state.store.has_users().await? {
         return Ok(());
     }
     let mut random = [0u8; 18];
@@ -440,6 +455,7 @@ async fn bootstrap_admin(state: &AppState) -> Result<(), Error> {
     write_private_file(&path, format!("{password}\n").as_bytes())
         .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))?;
     state
+        .core
         .accounts
         .create(
             crate::core::accounts::Actor::Operator,
@@ -488,35 +504,8 @@ async fn housekeeping(state: AppState) {
             Ok(n) => tracing::info!(purged = n, "purged ended sessions"),
             Err(e) => tracing::warn!(error = %e, "session purge failed"),
         }
-        if let Err(e) = purge_retention(&state).await {
+        if let Err(e) = state.core.chat.purge_retention().await {
             tracing::warn!(error = %e, "retention purge failed");
         }
     }
-}
-
-async fn purge_retention(state: &AppState) -> Result<(), Error> {
-    const STEP: usize = 1000;
-    let now_ms = crate::core::chat::now_millis();
-    for room in state.store.rooms()? {
-        if room.retention_secs == 0 {
-            continue;
-        }
-        let keep_ms = i64::try_from(room.retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        let cutoff = now_ms.saturating_sub(keep_ms);
-        let mut total = 0;
-        loop {
-            let purged = state
-                .store
-                .purge_messages_before(room.id, cutoff, STEP)
-                .await?;
-            total += purged;
-            if purged < STEP {
-                break;
-            }
-        }
-        if total > 0 {
-            tracing::info!(room = %room.name, purged = total, "purged messages past retention");
-        }
-    }
-    Ok(())
 }

@@ -18,7 +18,6 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::core::accounts::Accounts;
 use crate::error::Error;
 use crate::events::KickReason;
 use crate::hub::Broker;
@@ -31,6 +30,23 @@ pub use token::TokenKeys;
 
 /// Longest username looked at by a login; longer ones cannot exist.
 const MAX_USERNAME_BYTES: usize = 64;
+
+/// A service token as `natter token list` shows it.
+#[derive(Debug, Clone)]
+pub struct ServiceToken {
+    pub family: Family,
+    pub username: String,
+    /// Its scopes, as the token carries them (`chat publish`).
+    pub scopes: String,
+}
+
+/// What an access token is: one of natter's own, or an identity of an external issuer that the
+/// core still has to map to a user (creating it on first sight).
+#[derive(Debug)]
+pub enum Verified {
+    Own(Principal),
+    External(external::ExternalIdentity),
+}
 
 /// What `POST /api/token/` and `/api/token/refresh/` return.
 #[derive(Debug, Clone, Serialize)]
@@ -55,8 +71,7 @@ struct AuthInner {
     refresh_ttl_secs: u64,
     /// `[[auth.external]]` issuers, keys loaded.
     external: external::ExternalIssuers,
-    /// Creates the users of external identities on first sight.
-    accounts: Accounts,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Auth {
@@ -67,20 +82,15 @@ impl Auth {
         store: Store,
         hasher: Hasher,
         broker: Arc<dyn Broker>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Auth, Error> {
         let secret = token::load_or_create_secret(&config.jwt_secret_path())?;
         let external = external::ExternalIssuers::load(&config.auth.external)?;
-        let accounts = Accounts::new(
-            store.clone(),
-            hasher.clone(),
-            broker.clone(),
-            config.auth.min_password_length,
-        );
         Ok(Auth {
             inner: Arc::new(AuthInner {
                 external,
-                accounts,
                 store,
+                metrics,
                 broker,
                 hasher,
                 keys: TokenKeys::new(&config.auth, &secret),
@@ -110,7 +120,7 @@ impl Auth {
         client: Option<IpAddr>,
     ) -> Result<TokenPair, Error> {
         let result = self.login_checked(username, password, client).await;
-        let metrics = self.inner.store.metrics();
+        let metrics = &self.inner.metrics;
         crate::metrics::Metrics::incr(if result.is_ok() {
             &metrics.logins
         } else {
@@ -144,7 +154,7 @@ impl Auth {
             .map_err(|retry_after| Error::TooManyAttempts { retry_after })?;
 
         let user = if username.len() <= MAX_USERNAME_BYTES {
-            inner.store.user_by_name(&username)?
+            inner.store.user_by_name(&username).await?
         } else {
             None
         };
@@ -192,7 +202,8 @@ impl Auth {
         let (user_id, session) = parse_ids(&claims.sub, &claims.sid)?;
         let user = inner
             .store
-            .user(user_id)?
+            .user(user_id)
+            .await?
             .ok_or(Error::InvalidToken("user no longer exists"))?;
         if user.disabled {
             return Err(Error::AccountDisabled);
@@ -221,78 +232,78 @@ impl Auth {
         }
     }
 
+    /// Ends one session: revokes its refresh-token family (`reason` is recorded) and closes the
+    /// connections authenticated with it. Returns whether the session was live and how many
+    /// connections closed. Idempotent; a session natter does not store (a guest's, an external
+    /// token's) only has its connections closed.
+    pub async fn end_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        reason: &'static str,
+    ) -> Result<(bool, usize), Error> {
+        let inner = &*self.inner;
+        let revoked = inner
+            .store
+            .revoke_family(user_id, session_id, reason)
+            .await?;
+        let closed = inner
+            .broker
+            .kick_session(session_id, KickReason::SessionEnded(reason));
+        Ok((revoked, closed))
+    }
+
+    /// Ends every session of a user and closes their connections with `kick` (the session
+    /// ended, or the account closed). Returns how many sessions were live and how many
+    /// connections closed.
+    pub async fn end_sessions_of(
+        &self,
+        user_id: Uuid,
+        kick: KickReason,
+    ) -> Result<(usize, usize), Error> {
+        let inner = &*self.inner;
+        let revoked = inner
+            .store
+            .revoke_user_families(user_id, kick.text())
+            .await?;
+        let closed = inner.broker.kick_user(user_id, kick);
+        Ok((revoked, closed))
+    }
+
     /// Logout: revokes the session of a refresh token. Idempotent.
     pub async fn revoke(&self, refresh: &str) -> Result<(), Error> {
         let inner = &*self.inner;
         let claims = inner.keys.decode_refresh(refresh)?;
         let (user_id, session) = parse_ids(&claims.sub, &claims.sid)?;
-        if inner
-            .store
-            .revoke_family(user_id, session, "logout")
-            .await?
-        {
+        if self.end_session(user_id, session, "logged out").await?.0 {
             tracing::info!(user_id = %user_id, session = %session, "logout");
         }
-        inner
-            .broker
-            .kick_session(session, KickReason::SessionEnded("logged out"));
         Ok(())
     }
 
-    /// Checks an access token, creating the user of an external issuer's token on first sight
-    /// (a durable write, hence async). Edges authenticate with this; see [`Auth::authenticate`].
-    pub async fn authenticate_async(&self, access: &str) -> Result<Principal, Error> {
-        let Some(identity) = self.inner.external.verify(access) else {
-            return self.authenticate_own(access);
-        };
-        let identity = identity?;
-        let user = self
-            .inner
-            .accounts
-            .provision_external(
-                &identity.issuer,
-                &identity.subject,
-                &identity.username_hint,
-                identity.default_role,
-            )
-            .await?;
-        external_principal(user, &identity)
-    }
-
-    /// Checks an access token without writing: natter's own (signature and claims, then that
-    /// its user still exists and is enabled and its session is not revoked), or an external
-    /// issuer's whose identity was seen before (its user must exist and be enabled; it has no
-    /// natter session to revoke). An external identity seen for the first time is refused here:
-    /// [`Auth::authenticate_async`] creates its user.
-    pub fn authenticate(&self, access: &str) -> Result<Principal, Error> {
-        let Some(identity) = self.inner.external.verify(access) else {
-            return self.authenticate_own(access);
-        };
-        let identity = identity?;
-        let user = self
-            .inner
-            .store
-            .external_user(&identity.issuer, &identity.subject)?
-            .ok_or(Error::InvalidToken("external user is not known yet"))?;
-        external_principal(user, &identity)
-    }
-
-    /// natter's own access tokens: the session-liveness check lives here, so it applies to
-    /// every token natter issued.
-    fn authenticate_own(&self, access: &str) -> Result<Principal, Error> {
+    /// Checks an access token. natter's own: signature and claims, then that its user still
+    /// exists and is enabled and its session is not revoked (the session-liveness check lives
+    /// here, so it applies to every token natter issued). An external issuer's: its signature
+    /// and claims only; the core maps the identity to a user ([`Verified::External`]).
+    pub async fn verify(&self, access: &str) -> Result<Verified, Error> {
+        if let Some(identity) = self.inner.external.verify(access) {
+            return identity.map(Verified::External);
+        }
         let inner = &*self.inner;
         let claims = inner.keys.decode_access(access)?;
         let (user_id, session) = parse_ids(&claims.sub, &claims.sid)?;
         let user = inner
             .store
-            .user(user_id)?
+            .user(user_id)
+            .await?
             .ok_or(Error::InvalidToken("user no longer exists"))?;
         if user.disabled {
             return Err(Error::AccountDisabled);
         }
         let family = inner
             .store
-            .family(user_id, session)?
+            .family(user_id, session)
+            .await?
             .filter(|f| f.revoked_at.is_none())
             .ok_or(Error::InvalidToken("session revoked"))?;
         // A service token's scopes are the family's, whatever the token says.
@@ -300,15 +311,57 @@ impl Auth {
             Some(text) => Some(Scopes::parse(text)?),
             None => None,
         };
-        Ok(Principal {
+        Ok(Verified::Own(Principal {
             user_id,
+            number: user.number,
             username: user.username,
             role: user.role,
             session_id: session,
             expires_at: claims.exp,
             guest: false,
             scopes,
-        })
+        }))
+    }
+
+    /// Every service token (`natter token list`), with its user's name and scopes.
+    pub async fn service_tokens(&self) -> Result<Vec<ServiceToken>, Error> {
+        let store = &self.inner.store;
+        let mut tokens = Vec::new();
+        for family in store.families().await? {
+            let Some(scopes) = family.scopes.clone() else {
+                continue;
+            };
+            let username = store
+                .user(family.user_id)
+                .await?
+                .map_or_else(|| family.user_id.to_string(), |u| u.username);
+            tokens.push(ServiceToken {
+                family,
+                username,
+                scopes,
+            });
+        }
+        Ok(tokens)
+    }
+
+    /// Revokes the service token whose session is `id` and closes its connections: `None` when
+    /// it was revoked already, else how many connections closed. `NotFound` when there is no
+    /// such service token.
+    pub async fn revoke_service_token(&self, id: Uuid) -> Result<Option<usize>, Error> {
+        let family = self
+            .inner
+            .store
+            .family_by_id(id)
+            .await?
+            .filter(|f| f.scopes.is_some())
+            .ok_or_else(|| Error::NotFound(format!("no service token {id}")))?;
+        if family.revoked_at.is_some() {
+            return Ok(None);
+        }
+        let (_, closed) = self
+            .end_session(family.user_id, family.id, "token revoked")
+            .await?;
+        Ok(Some(closed))
     }
 
     /// Issues a long-lived service token for `username` (`natter token issue`): a session of its
@@ -323,7 +376,8 @@ impl Auth {
         let inner = &*self.inner;
         let user = inner
             .store
-            .user_by_name(username)?
+            .user_by_name(username)
+            .await?
             .ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
         if user.disabled {
             return Err(Error::AccountDisabled);
@@ -362,7 +416,7 @@ impl Auth {
 
 /// The principal of an external issuer's token: the mapped user, unless disabled; its session id
 /// is derived from the token (see [`external::ExternalIdentity::session_id`]).
-fn external_principal(
+pub fn external_principal(
     user: crate::store::User,
     identity: &external::ExternalIdentity,
 ) -> Result<Principal, Error> {
@@ -371,6 +425,7 @@ fn external_principal(
     }
     Ok(Principal {
         user_id: user.id,
+        number: user.number,
         username: user.username,
         role: user.role,
         session_id: identity.session_id,

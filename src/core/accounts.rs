@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::auth::Hasher;
 use crate::auth::password::MAX_PASSWORD_BYTES;
+use crate::auth::{Auth, Hasher, Verified};
 use crate::error::Error;
 use crate::events::KickReason;
 use crate::hub::Broker;
@@ -110,6 +110,7 @@ impl Actor<'_> {
 #[derive(Clone)]
 pub struct Accounts {
     store: Store,
+    auth: Auth,
     hasher: Hasher,
     broker: Arc<dyn Broker>,
     min_password_length: usize,
@@ -118,16 +119,48 @@ pub struct Accounts {
 impl Accounts {
     pub fn new(
         store: Store,
-        hasher: Hasher,
+        auth: Auth,
         broker: Arc<dyn Broker>,
         min_password_length: usize,
     ) -> Accounts {
         Accounts {
             store,
-            hasher,
+            hasher: auth.hasher().clone(),
+            auth,
             broker,
             min_password_length,
         }
+    }
+
+    /// Who an access token is: one of natter's own as it is, an external issuer's mapped to its
+    /// user, created on first sight (a durable write). Every edge authenticates with this.
+    pub async fn authenticate(&self, access: &str) -> Result<Principal, Error> {
+        match self.auth.verify(access).await? {
+            Verified::Own(principal) => Ok(principal),
+            Verified::External(identity) => {
+                let user = self
+                    .provision_external(
+                        &identity.issuer,
+                        &identity.subject,
+                        &identity.username_hint,
+                        identity.default_role,
+                    )
+                    .await?;
+                crate::auth::external_principal(user, &identity)
+            }
+        }
+    }
+
+    /// New credentials for a connection that has `current` (an in-band renewal): the token must
+    /// be the same user's.
+    pub async fn renew(&self, current: &Principal, access: &str) -> Result<Principal, Error> {
+        let principal = self.authenticate(access).await?;
+        if principal.user_id != current.user_id {
+            return Err(Error::Forbidden(
+                "the new token belongs to another user".to_owned(),
+            ));
+        }
+        Ok(principal)
     }
 
     pub async fn create(&self, actor: Actor<'_>, new: NewUser) -> Result<User, Error> {
@@ -137,7 +170,7 @@ impl Accounts {
         if let Some(url) = &new.avatar_url {
             validate_avatar_url(url)?;
         }
-        if self.store.user_by_name(&new.username)?.is_some() {
+        if self.store.user_by_name(&new.username).await?.is_some() {
             return Err(Error::Conflict(format!(
                 "user {} already exists",
                 new.username
@@ -176,7 +209,7 @@ impl Accounts {
         username_hint: &str,
         role: Role,
     ) -> Result<User, Error> {
-        if let Some(user) = self.store.external_user(issuer, subject)? {
+        if let Some(user) = self.store.external_user(issuer, subject).await? {
             return Ok(user);
         }
         let base = external_username(username_hint);
@@ -208,14 +241,24 @@ impl Accounts {
         Ok(user)
     }
 
-    pub fn list(&self, actor: Actor<'_>) -> Result<Vec<User>, Error> {
-        actor.authorize()?;
-        self.store.users()
+    /// The caller's own account.
+    pub async fn me(&self, who: &Principal) -> Result<UserView, Error> {
+        self.store
+            .user(who.user_id)
+            .await?
+            .map(|user| UserView::from(&user))
+            .ok_or(Error::InvalidToken("user no longer exists"))
     }
 
-    pub fn get(&self, username: &str) -> Result<User, Error> {
+    pub async fn list(&self, actor: Actor<'_>) -> Result<Vec<User>, Error> {
+        actor.authorize()?;
+        self.store.users().await
+    }
+
+    pub async fn get(&self, username: &str) -> Result<User, Error> {
         self.store
-            .user_by_name(username)?
+            .user_by_name(username)
+            .await?
             .ok_or_else(|| Error::NotFound(format!("no user {username}")))
     }
 
@@ -228,7 +271,7 @@ impl Accounts {
     ) -> Result<User, Error> {
         actor.authorize()?;
         validate_password(&password, self.min_password_length)?;
-        self.get(username)?;
+        self.get(username).await?;
         let hash = self.hasher.hash(password).await?;
         let user = self
             .store
@@ -237,11 +280,9 @@ impl Accounts {
                 Ok(())
             })
             .await?;
-        self.store
-            .revoke_user_families(user.id, "password changed")
+        self.auth
+            .end_sessions_of(user.id, KickReason::SessionEnded("password changed"))
             .await?;
-        self.broker
-            .kick_user(user.id, KickReason::SessionEnded("password changed"));
         Ok(user)
     }
 
@@ -252,9 +293,9 @@ impl Accounts {
         role: Role,
     ) -> Result<User, Error> {
         actor.authorize()?;
-        let user = self.get(username)?;
+        let user = self.get(username).await?;
         if user.role == Role::Admin && role != Role::Admin {
-            self.ensure_other_admin(&user)?;
+            self.ensure_other_admin(&user).await?;
         }
         self.store
             .update_user(username, move |u| {
@@ -272,9 +313,9 @@ impl Accounts {
         disabled: bool,
     ) -> Result<User, Error> {
         actor.authorize()?;
-        let user = self.get(username)?;
+        let user = self.get(username).await?;
         if disabled && user.role == Role::Admin && !user.disabled {
-            self.ensure_other_admin(&user)?;
+            self.ensure_other_admin(&user).await?;
         }
         let user = self
             .store
@@ -284,18 +325,18 @@ impl Accounts {
             })
             .await?;
         if disabled {
-            self.store.revoke_user_families(user.id, "disabled").await?;
-            self.broker
-                .kick_user(user.id, KickReason::AccountClosed("account disabled"));
+            self.auth
+                .end_sessions_of(user.id, KickReason::AccountClosed("account disabled"))
+                .await?;
         }
         Ok(user)
     }
 
     pub async fn remove(&self, actor: Actor<'_>, username: &str) -> Result<User, Error> {
         actor.authorize()?;
-        let user = self.get(username)?;
+        let user = self.get(username).await?;
         if user.role == Role::Admin {
-            self.ensure_other_admin(&user)?;
+            self.ensure_other_admin(&user).await?;
         }
         let removed = self.store.remove_user(username).await?;
         self.broker
@@ -304,10 +345,11 @@ impl Accounts {
     }
 
     /// Refuses to leave the server without an enabled admin.
-    fn ensure_other_admin(&self, user: &User) -> Result<(), Error> {
+    async fn ensure_other_admin(&self, user: &User) -> Result<(), Error> {
         let others = self
             .store
-            .users()?
+            .users()
+            .await?
             .iter()
             .filter(|u| u.id != user.id && u.role == Role::Admin && !u.disabled)
             .count();

@@ -10,7 +10,8 @@
 
 use uuid::Uuid;
 
-use crate::core::chat::{Chat, check_content, now_millis};
+use crate::core::chat::{Chat, MAX_CLIENT_MSG_ID_BYTES, check_content, now_millis};
+use crate::core::command::{ContentPolicy, NamePolicy, RoomRef, SendMessage};
 use crate::core::policy;
 use crate::error::Error;
 use crate::events::{ConversationEvent, Event};
@@ -21,7 +22,7 @@ use crate::principal::Principal;
 pub const LIVE_PREFIX: &str = "live:";
 
 /// Longest message id a client may choose (the core's limit on `client_msg_id`).
-const MAX_MESSAGE_ID_BYTES: usize = 128;
+const MAX_MESSAGE_ID_BYTES: usize = MAX_CLIENT_MSG_ID_BYTES;
 
 /// An open conversation, as the connection that opened it sees it.
 #[derive(Debug, Clone)]
@@ -55,11 +56,11 @@ impl Chat {
     /// The user id of a guest that claims `claimed`: that id when it is a UUID v4 that is
     /// neither an account's nor online already, otherwise a fresh one (the dialect tells the
     /// client which). Claiming an account's id is `InvalidToken`: that takes the account's token.
-    pub fn guest_identity(&self, claimed: &str) -> Result<Uuid, Error> {
+    pub async fn guest_identity(&self, claimed: &str) -> Result<Uuid, Error> {
         let Ok(id) = Uuid::parse_str(claimed) else {
             return Ok(Uuid::new_v4());
         };
-        if self.store().user(id)?.is_some() {
+        if self.store().user(id).await?.is_some() {
             return Err(Error::InvalidToken(
                 "this user_id belongs to an account: connect with its token",
             ));
@@ -70,18 +71,29 @@ impl Chat {
         Ok(id)
     }
 
+    /// A guest admitted by its first frame: the id it gets (see [`Chat::guest_identity`]) and
+    /// its display name under `policy`.
+    pub async fn admit_guest(
+        &self,
+        claimed: &str,
+        display_name: &str,
+        policy: NamePolicy,
+    ) -> Result<(Uuid, String), Error> {
+        let name = policy::display_name(display_name, policy.min, policy.max)?;
+        Ok((self.guest_identity(claimed).await?, name))
+    }
+
     /// Lists a connection in the live roster under `display_name` (see
-    /// [`policy::display_name`]: markup stripped, `min` to `max` characters); the roster goes
-    /// to every listed connection when it changed, and to this one in any case. Returns the
-    /// name as listed.
+    /// [`policy::display_name`]: markup stripped, then within `policy`); the roster goes to
+    /// every listed connection when it changed, and to this one in any case. Returns the name
+    /// as listed.
     pub fn roster_enter(
         &self,
         conn: ConnId,
         display_name: &str,
-        min: usize,
-        max: usize,
+        policy: NamePolicy,
     ) -> Result<String, Error> {
-        let name = policy::display_name(display_name, min, max)?;
+        let name = policy::display_name(display_name, policy.min, policy.max)?;
         self.broker().roster_enter(conn, &name);
         Ok(name)
     }
@@ -104,10 +116,12 @@ impl Chat {
             return Err(Error::BadRequest("a chat needs another user".to_owned()));
         }
         let listed = self.broker().roster_name(peer_id);
-        let (chat, peer_name) = match self.store().user(peer_id)? {
+        let (chat, peer_name) = match self.store().user(peer_id).await? {
             Some(user) if user.disabled => return Err(not_found()),
             Some(user) if !who.guest => {
-                let room = self.open_room(who, &format!("@{}", user.username)).await?;
+                let room = self
+                    .open_room(who, &RoomRef::Name(format!("@{}", user.username)))
+                    .await?;
                 let chat = PeerChat {
                     chat_id: room.name,
                     room: Some(room.id),
@@ -123,7 +137,7 @@ impl Chat {
                 (chat, name)
             }
         };
-        let max = self.config().ws.max_joined_rooms;
+        let max = self.limits().max_joined_rooms;
         if !self.broker().open_peer(conn, peer_id, chat.clone(), max) {
             return Err(Error::RateLimited(format!(
                 "at most {max} rooms and chats per connection"
@@ -151,14 +165,18 @@ impl Chat {
     }
 
     /// What connection `conn` has with the peer whose id is `peer`.
-    pub fn conversation(&self, conn: ConnId, peer: &str) -> Result<Lookup, Error> {
+    async fn conversation(&self, conn: ConnId, peer: &str) -> Result<Lookup, Error> {
         let Ok(peer_id) = Uuid::parse_str(peer) else {
             return Ok(Lookup::NoSuchUser);
         };
         if let Some(chat) = self.broker().peer_chat(conn, peer_id) {
             return Ok(Lookup::Open { peer_id, chat });
         }
-        let exists = self.store().user(peer_id)?.is_some_and(|u| !u.disabled)
+        let exists = self
+            .store()
+            .user(peer_id)
+            .await?
+            .is_some_and(|u| !u.disabled)
             || self.broker().roster_name(peer_id).is_some();
         Ok(if exists {
             Lookup::NotOpened
@@ -167,36 +185,55 @@ impl Chat {
         })
     }
 
-    /// Sends a message in an open conversation. The content loses its markup
-    /// ([`policy::strip_markup`]) and must then be 1 to `max_chars` characters. `message_id`
-    /// (or a new UUID) identifies it: in a direct room it is the stored message's
-    /// `client_msg_id`, so a repeated id stores nothing new, and this returns once the message
-    /// is durable. A live conversation delivers to the peer's connections that have it open,
-    /// and is `Unavailable` when there are none. Returns the message id.
+    /// Sends a message in the conversation with the peer whose id is `to`, open on `conn`
+    /// (`ConversationNotOpen` when it is not; `NotFound` when nobody has that id). The content
+    /// goes through `policy`. `message_id` (or a new UUID) identifies it: in a direct room it is
+    /// the stored message's `client_msg_id`, so a repeated id stores nothing new, and this
+    /// returns once the message is durable. A live conversation delivers to the peer's
+    /// connections that have it open, and is `Unavailable` when there are none. Returns the
+    /// message id.
     pub async fn conversation_send(
         &self,
         who: &Principal,
-        peer_id: Uuid,
-        chat: &PeerChat,
+        conn: ConnId,
+        to: &str,
         content: &str,
         message_id: Option<String>,
-        max_chars: usize,
+        policy: ContentPolicy,
     ) -> Result<String, Error> {
-        let content = policy::strip_markup(content);
+        let (peer_id, chat) = match self.conversation(conn, to).await? {
+            Lookup::Open { peer_id, chat } => (peer_id, chat),
+            Lookup::NotOpened => {
+                return Err(Error::ConversationNotOpen(format!(
+                    "no chat with {to} is open on this connection: send OPEN_CHAT first"
+                )));
+            }
+            Lookup::NoSuchUser => return Err(Error::NotFound(format!("user {to} not found"))),
+        };
         let message_id = message_id.unwrap_or_else(|| Uuid::new_v4().to_string());
         if chat.room.is_some() {
-            self.send_limited(
+            self.send(
                 who,
-                &chat.chat_id,
-                content,
-                None,
-                Some(message_id.clone()),
-                max_chars,
+                SendMessage {
+                    room: RoomRef::Name(chat.chat_id.clone()),
+                    content: content.to_owned(),
+                    reply_to: None,
+                    client_msg_id: Some(message_id.clone()),
+                    policy,
+                },
             )
             .await?;
             return Ok(message_id);
         }
-        check_content(&content, max_chars)?;
+        let content = if policy.strip_markup {
+            policy::strip_markup(content)
+        } else {
+            content.to_owned()
+        };
+        check_content(
+            &content,
+            policy.max_chars.unwrap_or(self.limits().max_message_chars),
+        )?;
         if message_id.is_empty() || message_id.len() > MAX_MESSAGE_ID_BYTES {
             return Err(Error::BadRequest(format!(
                 "message_id must be 1 to {MAX_MESSAGE_ID_BYTES} bytes"
@@ -234,7 +271,8 @@ impl Chat {
         let chats = self.broker().peer_chats(conn);
         for (peer_id, chat) in &chats {
             if chat.room.is_some() {
-                self.typing(who, conn, &chat.chat_id, is_typing).await?;
+                self.typing(who, conn, &RoomRef::Name(chat.chat_id.clone()), is_typing)
+                    .await?;
             } else {
                 let event = Event::Conversation(ConversationEvent::Typing {
                     chat_id: chat.chat_id.clone(),
@@ -246,17 +284,6 @@ impl Chat {
             }
         }
         Ok(chats.len())
-    }
-
-    /// The other member of a direct room in which `author` wrote, for encodings that name the
-    /// recipient of a direct message; `None` for any other room, or an author who is not a
-    /// member (an admin).
-    pub fn direct_peer(&self, room_id: u64, author: Uuid) -> Option<Uuid> {
-        let members = self.store().room_member_ids(room_id).ok()?;
-        if members.len() != 2 || !members.contains(&author) {
-            return None;
-        }
-        members.into_iter().find(|member| *member != author)
     }
 }
 

@@ -275,6 +275,16 @@ impl WindowLimiter {
         self.try_take_at(Instant::now())
     }
 
+    /// How long until the window has room again.
+    pub fn retry_after(&self) -> Duration {
+        if self.accepted.len() < self.limit {
+            return Duration::ZERO;
+        }
+        self.accepted.front().map_or(Duration::ZERO, |oldest| {
+            (*oldest + self.window).saturating_duration_since(Instant::now())
+        })
+    }
+
     pub fn try_take_at(&mut self, now: Instant) -> bool {
         while self
             .accepted

@@ -9,6 +9,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::{authenticated, collect_limited, json_reply, with_state};
 use crate::app::AppState;
+use crate::core::command::RoomRef;
 use crate::error::Error;
 use crate::principal::Principal;
 
@@ -49,10 +50,11 @@ pub fn files_upload(
                     .to_owned();
                 let content = collect_limited(body, limit).await?;
                 let outcome = state
+                    .core
                     .chat
                     .attach_file(
                         &who,
-                        &super::rooms::path_name(&room),
+                        &RoomRef::Name(super::rooms::path_name(&room)),
                         file_name,
                         &content_type,
                         content.to_vec(),
@@ -82,7 +84,7 @@ pub fn files_get(
         .and(authenticated(state.clone()))
         .and(with_state(state))
         .and_then(|id: u64, who: Principal, state: AppState| async move {
-            let (file, path) = state.chat.file(&who, id)?;
+            let (file, path) = state.core.chat.file(&who, id).await?;
             let content = tokio::fs::read(&path)
                 .await
                 .map_err(|e| Error::Internal(format!("cannot read file {id}: {e}")))?;

@@ -19,10 +19,10 @@ pub fn readyz(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = R
     warp::path!("readyz")
         .and(warp::get())
         .and(with_state(state))
-        .map(|state: AppState| {
+        .then(|state: AppState| async move {
             if state.is_shutting_down() {
                 error_response(&Error::Unavailable("server is shutting down".to_owned()))
-            } else if !state.store.is_healthy() {
+            } else if !state.store.is_healthy().await {
                 error_response(&Error::Internal("store is not available".to_owned()))
             } else {
                 json_reply(&serde_json::json!({"status": "ready"}), StatusCode::OK)
@@ -40,13 +40,13 @@ pub fn metrics(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = 
             if !on_main {
                 return Err(warp::reject::not_found());
             }
-            Ok(metrics_reply(&state))
+            Ok(metrics_reply(&state).await)
         })
 }
 
 /// The metrics page as an HTTP response.
-pub fn metrics_reply(state: &AppState) -> warp::reply::Response {
-    let body = render_metrics(state);
+pub async fn metrics_reply(state: &AppState) -> warp::reply::Response {
+    let body = render_metrics(state).await;
     let mut response = warp::reply::Response::new(body.into());
     response.headers_mut().insert(
         warp::http::header::CONTENT_TYPE,
@@ -56,7 +56,7 @@ pub fn metrics_reply(state: &AppState) -> warp::reply::Response {
 }
 
 /// Renders the metrics, reading the gauges from the live server.
-pub fn render_metrics(state: &AppState) -> String {
+pub async fn render_metrics(state: &AppState) -> String {
     let by_dialect = state.broker.connections_by_dialect();
     let connections = ["native", "edusphere", "rooms", "fastchat", "kibray"]
         .into_iter()
@@ -64,9 +64,9 @@ pub fn render_metrics(state: &AppState) -> String {
         .collect();
     let gauges = crate::metrics::Gauges {
         connections,
-        rooms: u64::try_from(state.store.trees().rooms.len()).unwrap_or(u64::MAX),
-        store_bytes: state.store.size_on_disk(),
-        epoch: state.store.epoch(),
+        rooms: state.store.counts().await.map_or(0, |counts| counts.rooms),
+        store_bytes: state.store.size_on_disk().await,
+        epoch: state.store.epoch().await,
         argon2_queue: state.auth.hasher().queue_depth(),
     };
     state.metrics.render(&gauges)

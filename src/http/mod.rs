@@ -120,8 +120,9 @@ fn authenticated(
         async move {
             let token = bearer_token(header.as_deref())?;
             state
-                .auth
-                .authenticate_async(token)
+                .core
+                .accounts
+                .authenticate(token)
                 .await
                 .map_err(Rejection::from)
         }

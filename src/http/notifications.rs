@@ -60,6 +60,7 @@ pub fn publish_create(
         .and_then(
             |who: Principal, req: PublishRequest, state: AppState| async move {
                 let delivered = state
+                    .core
                     .chat
                     .publish(&who, &req.room, &req.kind, req.data)
                     .await?;
@@ -82,6 +83,7 @@ pub fn notifications_create(
         .and_then(
             |who: Principal, req: NotifyRequest, state: AppState| async move {
                 let stored = state
+                    .core
                     .chat
                     .notify(
                         &who,
@@ -114,7 +116,7 @@ pub fn notifications_list(
             |who: Principal, query: HashMap<String, String>, state: AppState| async move {
                 let limit =
                     query_number::<usize>(&query, "limit")?.unwrap_or(DEFAULT_NOTIFICATIONS);
-                let (notifications, unread) = state.chat.notifications(&who, limit)?;
+                let (notifications, unread) = state.core.chat.notifications(&who, limit).await?;
                 let notifications: Vec<Value> =
                     notifications.iter().map(notification_json).collect();
                 Ok::<_, Rejection>(json_reply(
@@ -134,7 +136,7 @@ pub fn notifications_read(
         .and(authenticated(state.clone()))
         .and(with_state(state))
         .and_then(|id: u64, who: Principal, state: AppState| async move {
-            let notification = state.chat.mark_notification_read(&who, id).await?;
+            let notification = state.core.chat.mark_notification_read(&who, id).await?;
             Ok::<_, Rejection>(json_reply(
                 &notification_json(&notification),
                 StatusCode::OK,

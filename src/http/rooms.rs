@@ -12,6 +12,7 @@ use warp::{Filter, Rejection, Reply};
 use super::{authenticated, json_body, json_reply, query_number, with_state};
 use crate::app::AppState;
 use crate::core::chat::CreateRoom;
+use crate::core::command::{ContentPolicy, RoomRef, SendMessage};
 use crate::error::Error;
 use crate::principal::Principal;
 use crate::store::{Room, Visibility};
@@ -48,22 +49,9 @@ struct SendRequest {
 }
 
 /// A room with its owner's username.
-fn room_json(state: &AppState, room: &Room) -> Result<Value, Error> {
-    // Same fallback as `Chat::list_rooms`: a removed owner shows as their id.
-    let owner = state
-        .store
-        .user(room.owner)?
-        .map_or_else(|| room.owner.to_string(), |u| u.username);
-    Ok(json!({
-        "id": room.id,
-        "name": room.name,
-        "visibility": room.visibility,
-        "owner": owner,
-        "persistent": room.persistent,
-        "retention_secs": room.retention_secs,
-        "last_seq": room.last_seq,
-        "created_at": room.created_at,
-    }))
+async fn room_json(state: &AppState, room: &Room) -> Result<Value, Error> {
+    let view = state.core.chat.room_view(room).await?;
+    serde_json::to_value(view).map_err(|e| Error::Internal(format!("cannot encode room: {e}")))
 }
 
 /// A room name or username from a path segment. warp does not decode path parameters, and room
@@ -80,11 +68,8 @@ pub fn me_get(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = R
         .and(authenticated(state.clone()))
         .and(with_state(state))
         .and_then(|who: Principal, state: AppState| async move {
-            let user = state
-                .store
-                .user(who.user_id)?
-                .ok_or(Error::InvalidToken("user no longer exists"))?;
-            let rooms = state.chat.list_rooms(&who)?;
+            let user = state.core.accounts.me(&who).await?;
+            let rooms = state.core.chat.list_rooms(&who).await?;
             Ok::<_, Rejection>(json_reply(
                 &json!({
                     "id": user.id,
@@ -108,7 +93,7 @@ pub fn rooms_list(
         .and(authenticated(state.clone()))
         .and(with_state(state))
         .and_then(|who: Principal, state: AppState| async move {
-            let rooms = state.chat.list_rooms(&who)?;
+            let rooms = state.core.chat.list_rooms(&who).await?;
             Ok::<_, Rejection>(json_reply(&json!({"rooms": rooms}), StatusCode::OK))
         })
 }
@@ -127,6 +112,7 @@ pub fn rooms_create(
         .and_then(
             |who: Principal, req: CreateRoomRequest, state: AppState| async move {
                 let room = state
+                    .core
                     .chat
                     .create_room(
                         &who,
@@ -138,7 +124,10 @@ pub fn rooms_create(
                         },
                     )
                     .await?;
-                Ok::<_, Rejection>(json_reply(&room_json(&state, &room)?, StatusCode::CREATED))
+                Ok::<_, Rejection>(json_reply(
+                    &room_json(&state, &room).await?,
+                    StatusCode::CREATED,
+                ))
             },
         )
 }
@@ -152,15 +141,18 @@ pub fn rooms_get(
         .and(authenticated(state.clone()))
         .and(with_state(state))
         .and_then(|room: String, who: Principal, state: AppState| async move {
-            let room = state.chat.resolve_room(&who, &path_name(&room)).await?;
-            state.chat.check_read(&who, &room)?;
-            let members = state.chat.members_presence(&who, &room)?;
+            let chat = &state.core.chat;
+            let room = chat
+                .resolve_room(&who, &RoomRef::Name(path_name(&room)))
+                .await?;
+            chat.check_read(&who, &room).await?;
+            let members = chat.members_presence(&who, &room).await?;
             let names: Vec<&str> = members.iter().map(|(name, _)| name.as_str()).collect();
             let presence: serde_json::Map<String, Value> = members
                 .iter()
                 .map(|(name, status)| (name.clone(), json!(status)))
                 .collect();
-            let mut body = room_json(&state, &room)?;
+            let mut body = room_json(&state, &room).await?;
             if let Some(map) = body.as_object_mut() {
                 map.insert("members".to_owned(), json!(names));
                 map.insert("presence".to_owned(), Value::Object(presence));
@@ -187,8 +179,9 @@ pub fn messages_list(
                 let after = query_number::<u64>(&query, "after")?;
                 let limit = query_number::<usize>(&query, "limit")?;
                 let (room, messages, has_more) = state
+                    .core
                     .chat
-                    .history(&who, &path_name(&room), before, after, limit)
+                    .history(&who, &RoomRef::Name(path_name(&room)), before, after, limit)
                     .await?;
                 let messages: Vec<Value> = messages
                     .iter()
@@ -220,13 +213,17 @@ pub fn messages_create(
         .and_then(
             |room: String, who: Principal, req: SendRequest, state: AppState| async move {
                 let outcome = state
+                    .core
                     .chat
                     .send(
                         &who,
-                        &path_name(&room),
-                        req.content,
-                        req.reply_to,
-                        req.client_msg_id,
+                        SendMessage {
+                            room: RoomRef::Name(path_name(&room)),
+                            content: req.content,
+                            reply_to: req.reply_to,
+                            client_msg_id: req.client_msg_id,
+                            policy: ContentPolicy::default(),
+                        },
                     )
                     .await?;
                 let room = &outcome.room;
@@ -236,7 +233,7 @@ pub fn messages_create(
                         "room_id": room.id,
                         "seq": outcome.message.seq,
                         // As the native Ack: a non-persistent room only relays.
-                        "status": if room.persistent { "stored" } else { "delivered" },
+                        "status": outcome.status(),
                         "duplicate": outcome.duplicate,
                         "message": message_json(&room.name, &outcome.message),
                     }),
@@ -258,6 +255,7 @@ pub fn members_add(
             |room: String, username: String, who: Principal, state: AppState| async move {
                 let username = path_name(&username);
                 let room = state
+                    .core
                     .chat
                     .add_member(&who, &path_name(&room), &username)
                     .await?;
@@ -281,6 +279,7 @@ pub fn members_remove(
             |room: String, username: String, who: Principal, state: AppState| async move {
                 let username = path_name(&username);
                 let room = state
+                    .core
                     .chat
                     .remove_member(&who, &path_name(&room), &username)
                     .await?;

@@ -39,8 +39,10 @@ pub fn users_list(
         .and(with_state(state))
         .and_then(|who: Principal, state: AppState| async move {
             let users: Vec<UserView> = state
+                .core
                 .accounts
-                .list(Actor::User(&who))?
+                .list(Actor::User(&who))
+                .await?
                 .iter()
                 .map(UserView::from)
                 .collect();
@@ -62,6 +64,7 @@ pub fn users_create(
         .and_then(
             |who: Principal, req: CreateUserRequest, state: AppState| async move {
                 let user = state
+                    .core
                     .accounts
                     .create(
                         Actor::User(&who),
@@ -113,6 +116,7 @@ fn set_disabled(
             move |username: String, who: Principal, state: AppState| async move {
                 let username = crate::wire::percent_decode(&username);
                 let user = state
+                    .core
                     .accounts
                     .set_disabled(Actor::User(&who), &username, disabled)
                     .await?;
@@ -132,7 +136,11 @@ pub fn users_remove(
         .and_then(
             |username: String, who: Principal, state: AppState| async move {
                 let username = crate::wire::percent_decode(&username);
-                let user = state.accounts.remove(Actor::User(&who), &username).await?;
+                let user = state
+                    .core
+                    .accounts
+                    .remove(Actor::User(&who), &username)
+                    .await?;
                 Ok::<_, Rejection>(json_reply(
                     &json!({"removed": user.username}),
                     StatusCode::OK,

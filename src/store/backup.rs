@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{META_SCHEMA, SCHEMA_VERSION, Store, StoreError, keys};
+use super::{META_SCHEMA, SCHEMA_VERSION, SledStore, StoreError, keys};
 use crate::error::Error;
 use crate::sha256::Sha256;
 
@@ -119,7 +119,7 @@ fn epoch_of(meta: &sled::Tree) -> Result<u64, Error> {
         .unwrap_or(0))
 }
 
-impl Store {
+impl SledStore {
     /// The store's epoch: 0 until the first restore, then one more with every restore.
     pub fn epoch(&self) -> u64 {
         epoch_of(&self.trees().meta).unwrap_or(0)
@@ -444,7 +444,8 @@ pub fn restore(path: &Path, data_dir: &Path, secret: &Path) -> Result<BackupSumm
             data_dir.display()
         )));
     }
-    super::create_private_dir(data_dir).map_err(|e| io_err("cannot create", data_dir, e))?;
+    super::engine::create_private_dir(data_dir)
+        .map_err(|e| io_err("cannot create", data_dir, e))?;
     let db = sled::Config::new()
         .path(data_dir.join("db"))
         .flush_every_ms(None)
@@ -462,7 +463,7 @@ pub fn restore(path: &Path, data_dir: &Path, secret: &Path) -> Result<BackupSumm
                         "unexpected file {name} in backup"
                     )));
                 };
-                super::create_private_dir(&files_dir)
+                super::engine::create_private_dir(&files_dir)
                     .map_err(|e| io_err("cannot create", &files_dir, e))?;
                 let target = files_dir.join(file_name);
                 std::fs::write(&target, &content)

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Store, decode, encode};
+use super::{SledStore, decode, encode};
 use crate::error::Error;
 
 /// The sled tree of file records.
@@ -36,7 +36,7 @@ pub struct StoredFile {
     pub created_at: i64,
 }
 
-impl Store {
+impl SledStore {
     fn files_tree(&self) -> Result<sled::Tree, Error> {
         Ok(self.inner.db.open_tree(FILES_TREE)?)
     }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Store, decode, encode, keys};
+use super::{SledStore, decode, encode, keys};
 use crate::error::Error;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,7 +33,7 @@ pub struct Notification {
     pub read: bool,
 }
 
-impl Store {
+impl SledStore {
     /// Queues a direct message for `user_id`, dropping the oldest beyond `max` per user.
     pub async fn queue_direct_message(
         &self,

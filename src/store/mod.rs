@@ -8,22 +8,23 @@
 //! last completed flush may be lost (natter acknowledges nothing before that flush).
 
 mod backup;
+mod engine;
 mod files;
 mod inbox;
 pub mod keys;
 mod lookups;
+mod messages;
 mod rooms;
 mod sessions;
 mod users;
 mod writer;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use crate::config::StoreConfig;
 use crate::error::Error;
@@ -32,9 +33,12 @@ pub use crate::error::StoreError;
 pub use backup::{BackupSummary, META_EPOCH, VerifyReport, restore, verify_backup};
 pub use files::StoredFile;
 pub use inbox::{Notification, QueuedDirectMessage};
-pub use rooms::{Appended, Membership, Message, NewRoom, Room, Visibility};
+pub use messages::{Appended, Message};
+pub use rooms::{Membership, NewRoom, Room, Visibility};
 pub use sessions::{Family, Rotation};
 pub use users::User;
+
+pub(crate) use engine::{SledStore, Trees};
 
 /// The on-disk layout version this build writes. Opening a store with a higher version fails.
 ///
@@ -44,7 +48,7 @@ pub use users::User;
 /// (whose records are exact) are upgraded in place on open.
 pub const SCHEMA_VERSION: u32 = 2;
 
-const META_SCHEMA: &[u8] = b"schema_version";
+pub(crate) const META_SCHEMA: &[u8] = b"schema_version";
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
@@ -68,258 +72,391 @@ impl From<sled::Error> for Error {
     }
 }
 
-/// The sled trees. Key layouts are in [`keys`].
-pub struct Trees {
-    /// Store-wide values: schema version, id counters.
-    pub meta: sled::Tree,
-    /// user id (16 bytes) -> [`User`] JSON.
-    pub users: sled::Tree,
-    /// username -> user id.
-    pub usernames: sled::Tree,
-    /// room id (u64 BE) -> [`Room`] JSON.
-    pub rooms: sled::Tree,
-    /// room name -> room id.
-    pub room_names: sled::Tree,
-    /// room id + user id -> membership JSON.
-    pub memberships: sled::Tree,
-    /// user id + room id -> empty (reverse index of `memberships`).
-    pub user_rooms: sled::Tree,
-    /// room id + per-room sequence (both u64 BE) -> [`Message`] JSON.
-    pub messages: sled::Tree,
-    /// user id + family id -> [`Family`] JSON (refresh-token families and their revocation).
-    pub families: sled::Tree,
-    /// room id + author id + client_msg_id -> sequence (idempotent Send).
-    pub client_ids: sled::Tree,
-    /// user id + u64 -> queued direct message JSON, for users who were offline.
-    pub dm_queue: sled::Tree,
-    /// user id + u64 -> [`Notification`] JSON (the inbox).
-    pub notifications: sled::Tree,
-    /// external issuer + NUL + its user id -> natter user id (users of `auth.external` issuers).
-    pub external_ids: sled::Tree,
-    /// Each room's last sequence number, kept by the writer so that a Send writes one entry
-    /// (the message) instead of the message plus a rewritten room record.
-    pub(crate) sequences: rooms::Sequences,
-    /// In-memory copies of the rooms, memberships and avatars a Send reads, dropped by every
-    /// write that changes them.
-    pub(crate) lookups: lookups::Lookups,
-}
-
-impl Trees {
-    /// Next value of a named counter in `meta`, starting at 1. Only called on the writer task,
-    /// which serializes writes, so read-increment-write is race-free.
-    pub fn next_counter(&self, name: &[u8]) -> Result<u64, Error> {
-        let current = match self.meta.get(name)? {
-            Some(raw) => keys::u64_at(&raw, 0).unwrap_or(1),
-            None => 1,
-        };
-        self.meta.insert(name, &(current + 1).to_be_bytes())?;
-        Ok(current)
-    }
-}
-
-struct Inner {
-    db: sled::Db,
-    trees: Arc<Trees>,
-    writer: mpsc::Sender<writer::Command>,
-    data_dir: PathBuf,
-    metrics: Arc<crate::metrics::Metrics>,
-    /// Held for the life of the store: a second natter on the same data dir fails fast with a
-    /// clear message instead of sled's lock error.
-    _lock: File,
-}
-
-/// A cheap, cloneable handle to the open store.
+/// The storage facade: every read and write of natter's data, whatever the engine. Async where
+/// a networked engine needs it (every read and write; the embedded sled engine answers reads at
+/// once). Cheap to clone.
 #[derive(Clone)]
-pub struct Store {
-    inner: Arc<Inner>,
+pub struct Store(Engine);
+
+/// The engines behind [`Store`]: sled, embedded, today. Another engine is another variant whose
+/// methods have the same names and meanings; nothing above the facade sees which one it is.
+#[derive(Clone)]
+enum Engine {
+    Sled(SledStore),
+}
+
+/// Calls `$body` with the engine behind `$store` bound to `$engine`.
+macro_rules! on_engine {
+    ($store:expr, $engine:ident => $body:expr) => {
+        match &$store.0 {
+            Engine::Sled($engine) => $body,
+        }
+    };
+}
+
+/// How much a store holds.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Counts {
+    pub users: u64,
+    pub rooms: u64,
+    pub messages: u64,
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `config.data_dir` and starts its writer task.
-    /// Must be called inside a tokio runtime.
+    /// Opens (creating if needed) the embedded store in `config.data_dir` and starts its writer
+    /// task. Must be called inside a tokio runtime. `metrics` is the server's.
     pub fn open(
         config: &StoreConfig,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Store, StoreError> {
-        let data_dir = config.data_dir.clone();
-        let open_err = |detail: String| StoreError::Open {
-            path: data_dir.clone(),
-            detail,
-        };
-        create_private_dir(&data_dir).map_err(|e| open_err(e.to_string()))?;
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(data_dir.join("natter.lock"))
-            .map_err(|e| open_err(format!("cannot create lock file: {e}")))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked(data_dir.clone()));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(open_err(format!("cannot lock: {e}")));
-            }
-        }
-        let flush_every = (config.flush_every_ms > 0).then_some(config.flush_every_ms);
-        let db = sled::Config::new()
-            .path(data_dir.join("db"))
-            .cache_capacity(config.cache_capacity_mb.saturating_mul(1024 * 1024))
-            .flush_every_ms(flush_every)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked(data_dir.clone())
-                }
-                other => open_err(other.to_string()),
-            })?;
-        let trees = Arc::new(Trees {
-            meta: db.open_tree("meta")?,
-            users: db.open_tree("users")?,
-            usernames: db.open_tree("usernames")?,
-            rooms: db.open_tree("rooms")?,
-            room_names: db.open_tree("room_names")?,
-            memberships: db.open_tree("memberships")?,
-            user_rooms: db.open_tree("user_rooms")?,
-            messages: db.open_tree("messages")?,
-            families: db.open_tree("families")?,
-            client_ids: db.open_tree("client_ids")?,
-            dm_queue: db.open_tree("dm_queue")?,
-            notifications: db.open_tree("notifications")?,
-            external_ids: db.open_tree("external_ids")?,
-            sequences: rooms::Sequences::default(),
-            lookups: lookups::Lookups::default(),
-        });
-        check_schema(&trees.meta, &data_dir)?;
-        let writer = writer::spawn(db.clone(), trees.clone(), config.max_batch, metrics.clone());
-        Ok(Store {
-            inner: Arc::new(Inner {
-                db,
-                trees,
-                writer,
-                data_dir,
-                metrics,
-                _lock: lock,
-            }),
-        })
+        SledStore::open(config, metrics).map(|engine| Store(Engine::Sled(engine)))
     }
 
-    /// The server's metrics, as handed to [`Store::open`].
-    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
-        &self.inner.metrics
+    /// A room by id, with its exact last sequence number.
+    pub async fn room(&self, id: u64) -> Result<Option<Room>, Error> {
+        on_engine!(self, engine => engine.room(id))
+    }
+
+    /// How many users, rooms and stored messages there are (`natter stats`, `/metrics`).
+    pub async fn counts(&self) -> Result<Counts, Error> {
+        on_engine!(self, engine => engine.counts())
     }
 
     pub fn data_dir(&self) -> &Path {
-        &self.inner.data_dir
-    }
-
-    /// Read access to the trees. Writes must go through [`Store::write`].
-    pub fn trees(&self) -> &Trees {
-        &self.inner.trees
-    }
-
-    /// Runs `op` on the writer task and resolves once the batch it landed in is flushed to disk.
-    /// `op` runs alone (writes are serialized), so read-check-write inside it is race-free.
-    pub async fn write<R, F>(&self, op: F) -> Result<R, Error>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Trees) -> Result<R, Error> + Send + 'static,
-    {
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let job: writer::Job = Box::new(move |trees: &Trees| {
-            let outcome = op(trees);
-            Box::new(move |flushed: Result<(), StoreError>| {
-                let result = match (outcome, flushed) {
-                    (Ok(value), Ok(())) => Ok(value),
-                    (Err(e), _) => Err(e),
-                    (Ok(_), Err(e)) => Err(Error::Store(e)),
-                };
-                // The caller may have gone away; the write is durable either way.
-                let _ = reply_tx.send(result);
-            })
-        });
-        self.inner
-            .writer
-            .send(writer::Command::Write(job))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        reply_rx.await.map_err(|_| StoreError::Closed)?
+        on_engine!(self, engine => engine.data_dir())
     }
 
     /// Lets queued writes finish, flushes, and stops the writer. Later writes fail with `Closed`.
     pub async fn close(&self) -> Result<(), StoreError> {
-        // Room records get their exact last_seq back, so that a cleanly closed store reads the
-        // same to anyone (a floor is all correctness needs; this is for people and tools).
-        match self.write(|t| t.persist_last_seqs()).await {
-            Ok(()) | Err(Error::Store(StoreError::Closed)) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot refresh the rooms' last_seq on close"),
-        }
-        let (tx, rx) = oneshot::channel();
-        if self
-            .inner
-            .writer
-            .send(writer::Command::Close(tx))
-            .await
-            .is_err()
-        {
-            return Ok(()); // already closed
-        }
-        rx.await.map_err(|_| StoreError::Closed)?
+        on_engine!(self, engine => engine.close().await)
     }
 
     /// A cheap liveness probe of the engine, for `/readyz`.
-    pub fn is_healthy(&self) -> bool {
-        !self.inner.writer.is_closed() && self.inner.trees.meta.get(META_SCHEMA).is_ok()
+    pub async fn is_healthy(&self) -> bool {
+        on_engine!(self, engine => engine.is_healthy())
     }
 
     /// Bytes the store occupies on disk.
-    pub fn size_on_disk(&self) -> u64 {
-        self.inner.db.size_on_disk().unwrap_or(0)
+    pub async fn size_on_disk(&self) -> u64 {
+        on_engine!(self, engine => engine.size_on_disk())
     }
-}
 
-/// Creates the data dir with mode 0700 if it does not exist: it holds secrets.
-fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if path.is_dir() {
-        return Ok(());
+    /// The store's epoch: 0 until the first restore, then one more with every restore.
+    pub async fn epoch(&self) -> u64 {
+        on_engine!(self, engine => engine.epoch())
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-}
 
-fn check_schema(meta: &sled::Tree, path: &Path) -> Result<(), StoreError> {
-    match meta.get(META_SCHEMA)? {
-        None => {
-            meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
-            meta.flush()?;
-            Ok(())
-        }
-        Some(raw) => {
-            let found = <[u8; 4]>::try_from(raw.as_ref())
-                .map(u32::from_be_bytes)
-                .map_err(|_| StoreError::Corrupt {
-                    tree: "meta",
-                    detail: "schema_version is not 4 bytes".to_owned(),
-                })?;
-            if found > SCHEMA_VERSION {
-                return Err(StoreError::NewerSchema {
-                    path: path.to_path_buf(),
-                    found,
-                    supported: SCHEMA_VERSION,
-                });
-            }
-            if found < SCHEMA_VERSION {
-                // Version 1 -> 2 needs no rewrite (exact last_seq records are valid floors);
-                // recording 2 before anything is written keeps older builds out.
-                meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
-                meta.flush()?;
-            }
-            Ok(())
-        }
+    /// Writes a consistent backup of the whole store to `target` (mode 0600, written to a
+    /// temporary name and renamed, so a failed backup leaves no partial file) while serving.
+    /// `secret` is the signing secret's path, included when it lives in the data dir.
+    pub async fn backup(&self, target: &Path, secret: &Path) -> Result<BackupSummary, Error> {
+        on_engine!(self, engine => engine.backup(target, secret).await)
+    }
+
+    /// Checks every record of the store: that it decodes, that indexes agree with what they
+    /// index, that each room's messages form a gapless run, that stored files match their hash.
+    pub async fn verify(&self) -> Result<VerifyReport, Error> {
+        on_engine!(self, engine => engine.verify().await)
+    }
+
+    /// Where the content of a file with this hash lives.
+    pub fn file_path(&self, sha256: &str) -> PathBuf {
+        on_engine!(self, engine => engine.file_path(sha256))
+    }
+
+    /// Stores `content` (durably) and a record for it; `file.id`, `file.size` and `file.sha256`
+    /// are filled in here.
+    pub async fn put_file(&self, file: StoredFile, content: Vec<u8>) -> Result<StoredFile, Error> {
+        on_engine!(self, engine => engine.put_file(file, content).await)
+    }
+
+    /// A file's record.
+    pub async fn file(&self, id: u64) -> Result<Option<StoredFile>, Error> {
+        on_engine!(self, engine => engine.file(id))
+    }
+
+    /// Queues a direct message for `user_id`, dropping the oldest beyond `max` per user.
+    pub async fn queue_direct_message(
+        &self,
+        user_id: Uuid,
+        message: QueuedDirectMessage,
+        max: usize,
+    ) -> Result<(), Error> {
+        on_engine!(self, engine => engine.queue_direct_message(user_id, message, max).await)
+    }
+
+    /// Takes every queued direct message of `user_id`, oldest first. They are deleted only after
+    /// the caller had them (the delete is durable when this returns).
+    pub async fn take_direct_messages(
+        &self,
+        user_id: Uuid,
+    ) -> Result<Vec<QueuedDirectMessage>, Error> {
+        on_engine!(self, engine => engine.take_direct_messages(user_id).await)
+    }
+
+    /// Stores a notification in its user's inbox, assigning its id.
+    pub async fn insert_notification(
+        &self,
+        notification: Notification,
+    ) -> Result<Notification, Error> {
+        on_engine!(self, engine => engine.insert_notification(notification).await)
+    }
+
+    /// A user's notifications, newest first, at most `limit`, and the unread count.
+    pub async fn notifications(
+        &self,
+        user_id: Uuid,
+        limit: usize,
+    ) -> Result<(Vec<Notification>, usize), Error> {
+        on_engine!(self, engine => engine.notifications(user_id, limit))
+    }
+
+    /// Marks one notification read. `NotFound` if it is not this user's.
+    pub async fn mark_notification_read(
+        &self,
+        user_id: Uuid,
+        id: u64,
+    ) -> Result<Notification, Error> {
+        on_engine!(self, engine => engine.mark_notification_read(user_id, id).await)
+    }
+
+    pub async fn room_by_name(&self, name: &str) -> Result<Option<Room>, Error> {
+        on_engine!(self, engine => engine.room_by_name(name))
+    }
+
+    /// Creates a room with a fresh id, its owner as first member. `Conflict` if the name is taken.
+    pub async fn create_room(&self, new: NewRoom) -> Result<Room, Error> {
+        on_engine!(self, engine => engine.create_room(new).await)
+    }
+
+    /// The membership of `user_id` in `room_id`, if any.
+    pub async fn membership(
+        &self,
+        room_id: u64,
+        user_id: Uuid,
+    ) -> Result<Option<Membership>, Error> {
+        on_engine!(self, engine => engine.membership(room_id, user_id))
+    }
+
+    /// Whether `user_id` is a member of `room_id` (without decoding the membership record).
+    pub async fn is_member(&self, room_id: u64, user_id: Uuid) -> Result<bool, Error> {
+        on_engine!(self, engine => engine.is_member(room_id, user_id))
+    }
+
+    /// Ids of the rooms `user_id` is a member of.
+    pub async fn user_room_ids(&self, user_id: Uuid) -> Result<Vec<u64>, Error> {
+        on_engine!(self, engine => engine.user_room_ids(user_id))
+    }
+
+    /// User ids of the members of a room.
+    pub async fn room_member_ids(&self, room_id: u64) -> Result<Vec<Uuid>, Error> {
+        on_engine!(self, engine => engine.room_member_ids(room_id))
+    }
+
+    /// All rooms, in id order.
+    pub async fn rooms(&self) -> Result<Vec<Room>, Error> {
+        on_engine!(self, engine => engine.rooms())
+    }
+
+    /// Makes `user_id` a member (keeping an existing membership as it is). Returns whether the
+    /// user was newly added.
+    pub async fn add_member(&self, room_id: u64, user_id: Uuid) -> Result<bool, Error> {
+        on_engine!(self, engine => engine.add_member(room_id, user_id).await)
+    }
+
+    /// Deletes a room with its messages, memberships and idempotency keys. Returns how many
+    /// messages went with it. Runs as one write, so nothing sees half a room.
+    pub async fn delete_room(&self, room_id: u64) -> Result<usize, Error> {
+        on_engine!(self, engine => engine.delete_room(room_id).await)
+    }
+
+    /// Ends a membership. Returns whether there was one.
+    pub async fn remove_member(&self, room_id: u64, user_id: Uuid) -> Result<bool, Error> {
+        on_engine!(self, engine => engine.remove_member(room_id, user_id).await)
+    }
+
+    /// Moves a member's read cursor forward (never back). Returns the cursor.
+    pub async fn mark_read(&self, room_id: u64, user_id: Uuid, seq: u64) -> Result<u64, Error> {
+        on_engine!(self, engine => engine.mark_read(room_id, user_id, seq).await)
+    }
+
+    /// Appends a message to its room's log with the next sequence number and returns it as
+    /// stored. A `client_msg_id` already used by the same author in the room returns the original
+    /// instead (idempotent retries). Durable when it returns.
+    pub async fn append_message(&self, message: Message) -> Result<Appended, Error> {
+        on_engine!(self, engine => engine.append_message(message).await)
+    }
+
+    /// Applies `change` to a stored message and returns the result. Durable when it returns.
+    pub async fn update_message<F>(
+        &self,
+        room_id: u64,
+        seq: u64,
+        change: F,
+    ) -> Result<Message, Error>
+    where
+        F: FnOnce(&mut Message) -> Result<(), Error> + Send + 'static,
+    {
+        on_engine!(self, engine => engine.update_message(room_id, seq, change).await)
+    }
+
+    pub async fn message(&self, room_id: u64, seq: u64) -> Result<Option<Message>, Error> {
+        on_engine!(self, engine => engine.message(room_id, seq))
+    }
+
+    /// Deletes a room's messages created before `cutoff_ms` (retention), oldest first, at most
+    /// `max` in one call so the writer is never held long. Returns how many were deleted.
+    pub async fn purge_messages_before(
+        &self,
+        room_id: u64,
+        cutoff_ms: i64,
+        max: usize,
+    ) -> Result<usize, Error> {
+        on_engine!(self, engine => engine.purge_messages_before(room_id, cutoff_ms, max).await)
+    }
+
+    /// The newest `limit` messages of a room with `seq < before`, oldest first.
+    pub async fn messages_before(
+        &self,
+        room_id: u64,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>, Error> {
+        on_engine!(self, engine => engine.messages_before(room_id, before, limit))
+    }
+
+    /// Messages of a room with `after < seq < before`, oldest first, at most `limit`.
+    pub async fn messages(
+        &self,
+        room_id: u64,
+        after: u64,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>, Error> {
+        on_engine!(self, engine => engine.messages(room_id, after, before, limit))
+    }
+
+    pub async fn family(&self, user_id: Uuid, family_id: Uuid) -> Result<Option<Family>, Error> {
+        on_engine!(self, engine => engine.family(user_id, family_id))
+    }
+
+    /// Starts a family for a login. Durable when it returns.
+    pub async fn create_family(&self, user_id: Uuid, ttl_secs: u64) -> Result<Family, Error> {
+        on_engine!(self, engine => engine.create_family(user_id, ttl_secs).await)
+    }
+
+    /// Starts the session of a service token. Durable when it returns.
+    pub async fn create_service_family(
+        &self,
+        user_id: Uuid,
+        ttl_secs: u64,
+        label: &str,
+        scopes: &str,
+    ) -> Result<Family, Error> {
+        on_engine!(self, engine => engine.create_service_family(user_id, ttl_secs, label, scopes).await)
+    }
+
+    /// Every session family (logins and service tokens), for `natter token list`.
+    pub async fn families(&self) -> Result<Vec<Family>, Error> {
+        on_engine!(self, engine => engine.families())
+    }
+
+    /// Finds a family by id alone (service tokens are revoked by id).
+    pub async fn family_by_id(&self, family_id: Uuid) -> Result<Option<Family>, Error> {
+        on_engine!(self, engine => engine.family_by_id(family_id))
+    }
+
+    /// Presents generation `generation` of a family. Runs on the writer, so two concurrent
+    /// refreshes with the same token cannot both rotate: the second one is a reuse.
+    pub async fn rotate_family(
+        &self,
+        user_id: Uuid,
+        family_id: Uuid,
+        generation: u64,
+    ) -> Result<Rotation, Error> {
+        on_engine!(self, engine => engine.rotate_family(user_id, family_id, generation).await)
+    }
+
+    /// Revokes one family (logout). Returns whether it was live.
+    pub async fn revoke_family(
+        &self,
+        user_id: Uuid,
+        family_id: Uuid,
+        reason: &str,
+    ) -> Result<bool, Error> {
+        on_engine!(self, engine => engine.revoke_family(user_id, family_id, reason).await)
+    }
+
+    /// Revokes every family of a user (password change, disable). Returns how many were live.
+    pub async fn revoke_user_families(&self, user_id: Uuid, reason: &str) -> Result<usize, Error> {
+        on_engine!(self, engine => engine.revoke_user_families(user_id, reason).await)
+    }
+
+    /// Deletes families that expired more than `keep_secs` ago, so the tree does not grow
+    /// forever. Returns how many were deleted.
+    pub async fn purge_families(&self, keep_secs: i64) -> Result<usize, Error> {
+        on_engine!(self, engine => engine.purge_families(keep_secs).await)
+    }
+
+    pub async fn user(&self, id: Uuid) -> Result<Option<User>, Error> {
+        on_engine!(self, engine => engine.user(id))
+    }
+
+    /// The avatar URL of a user, without decoding the whole record each time (a Send's).
+    pub async fn avatar_url(&self, id: Uuid) -> Result<Option<String>, Error> {
+        on_engine!(self, engine => engine.avatar_url(id))
+    }
+
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, Error> {
+        on_engine!(self, engine => engine.user_by_name(username))
+    }
+
+    /// All users, in username order.
+    pub async fn users(&self) -> Result<Vec<User>, Error> {
+        on_engine!(self, engine => engine.users())
+    }
+
+    pub async fn has_users(&self) -> Result<bool, Error> {
+        on_engine!(self, engine => engine.has_users())
+    }
+
+    /// Inserts a new user; `Conflict` if the username is taken. Durable when it returns.
+    pub async fn insert_user(&self, user: User) -> Result<User, Error> {
+        on_engine!(self, engine => engine.insert_user(user).await)
+    }
+
+    /// Applies `change` to the user named `username` and stores the result. Durable when it
+    /// returns; `NotFound` if there is no such user.
+    pub async fn update_user<F>(&self, username: &str, change: F) -> Result<User, Error>
+    where
+        F: FnOnce(&mut User) -> Result<(), Error> + Send + 'static,
+    {
+        on_engine!(self, engine => engine.update_user(username, change).await)
+    }
+
+    /// The user an external identity (issuer + the issuer's user id) maps to, if it was seen
+    /// before and that user still exists.
+    pub async fn external_user(&self, issuer: &str, subject: &str) -> Result<Option<User>, Error> {
+        on_engine!(self, engine => engine.external_user(issuer, subject))
+    }
+
+    /// Creates `user` for an external identity under the first free name of `usernames`, and
+    /// maps the identity to it, in one write (so two first sights at once make one user). If
+    /// the identity already maps to an existing user, that user is returned and nothing is
+    /// written. `Conflict` when every name is taken. Durable when it returns.
+    pub async fn insert_external_user(
+        &self,
+        issuer: &str,
+        subject: &str,
+        usernames: Vec<String>,
+        user: User,
+    ) -> Result<User, Error> {
+        on_engine!(self, engine => engine.insert_external_user(issuer, subject, usernames, user).await)
+    }
+
+    /// Removes a user, its sessions and its memberships. Messages stay (attributed to the id).
+    pub async fn remove_user(&self, username: &str) -> Result<User, Error> {
+        on_engine!(self, engine => engine.remove_user(username).await)
     }
 }
 
@@ -373,184 +510,4 @@ pub fn now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(dir: &Path) -> StoreConfig {
-        StoreConfig {
-            data_dir: dir.to_path_buf(),
-            ..StoreConfig::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn second_open_reports_lock_holder() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&config(dir.path()), Default::default()).expect("first open");
-        let err = Store::open(&config(dir.path()), Default::default())
-            .err()
-            .expect("second open must fail");
-        assert!(matches!(err, StoreError::Locked(_)), "{err}");
-        assert!(err.to_string().contains("already running"), "{err}");
-        store.close().await.expect("close");
-    }
-
-    #[tokio::test]
-    async fn newer_schema_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let store = Store::open(&config(dir.path()), Default::default()).expect("open");
-            store
-                .trees()
-                .meta
-                .insert(META_SCHEMA, &99u32.to_be_bytes())
-                .expect("insert");
-            store.close().await.expect("close");
-        }
-        let err = Store::open(&config(dir.path()), Default::default())
-            .err()
-            .expect("must refuse");
-        assert!(err.to_string().contains("newer natter"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn writes_wait_out_a_pause_and_every_acked_write_survives_reopening() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(
-            &StoreConfig {
-                max_batch: 4,
-                ..config(dir.path())
-            },
-            Default::default(),
-        )
-        .expect("open");
-        // Many small batches, so that batches are applied while earlier ones flush.
-        let mut first = Vec::new();
-        for i in 0u32..100 {
-            let store = store.clone();
-            first.push(tokio::spawn(async move {
-                store
-                    .write(move |t| {
-                        t.meta.insert(format!("a{i}"), &i.to_be_bytes())?;
-                        Ok(())
-                    })
-                    .await
-            }));
-        }
-        for task in first {
-            task.await.expect("join").expect("write");
-        }
-        let pause = store.pause_writes().await.expect("pause");
-        let queued = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .write(|t| {
-                        t.meta.insert("after-pause", b"1".as_slice())?;
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        for _ in 0..100 {
-            tokio::task::yield_now().await;
-        }
-        assert!(
-            store
-                .trees()
-                .meta
-                .get("after-pause")
-                .expect("get")
-                .is_none(),
-            "nothing is applied while paused"
-        );
-        assert!(!queued.is_finished());
-        drop(pause);
-        queued.await.expect("join").expect("write");
-        store.close().await.expect("close");
-        drop(store);
-        let store = Store::open(&config(dir.path()), Default::default()).expect("reopen");
-        for i in 0u32..100 {
-            assert!(
-                store
-                    .trees()
-                    .meta
-                    .get(format!("a{i}"))
-                    .expect("get")
-                    .is_some()
-            );
-        }
-        assert!(
-            store
-                .trees()
-                .meta
-                .get("after-pause")
-                .expect("get")
-                .is_some()
-        );
-        store.close().await.expect("close");
-    }
-
-    #[tokio::test]
-    async fn a_version_1_store_is_upgraded_on_open() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let store = Store::open(&config(dir.path()), Default::default()).expect("open");
-            store
-                .trees()
-                .meta
-                .insert(META_SCHEMA, &1u32.to_be_bytes())
-                .expect("insert");
-            store.close().await.expect("close");
-        }
-        let store = Store::open(&config(dir.path()), Default::default()).expect("reopen");
-        let raw = store.trees().meta.get(META_SCHEMA).expect("get");
-        assert_eq!(
-            raw.as_deref(),
-            Some(SCHEMA_VERSION.to_be_bytes().as_slice())
-        );
-        store.close().await.expect("close");
-    }
-
-    #[tokio::test]
-    async fn concurrent_writes_are_group_committed_and_durable() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&config(dir.path()), Default::default()).expect("open");
-        let mut tasks = Vec::new();
-        for i in 0u32..200 {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                store
-                    .write(move |t| {
-                        t.meta.insert(format!("k{i}"), &i.to_be_bytes())?;
-                        Ok(i)
-                    })
-                    .await
-            }));
-        }
-        for task in tasks {
-            task.await.expect("join").expect("write");
-        }
-        store.close().await.expect("close");
-        assert!(
-            store.write(|_| Ok(())).await.is_err(),
-            "closed store refuses writes"
-        );
-        drop(store);
-        let store = Store::open(&config(dir.path()), Default::default()).expect("reopen");
-        for i in 0u32..200 {
-            assert!(
-                store
-                    .trees()
-                    .meta
-                    .get(format!("k{i}"))
-                    .expect("get")
-                    .is_some()
-            );
-        }
-        store.close().await.expect("close");
-    }
 }

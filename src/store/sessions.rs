@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Store, Trees, decode, encode, keys, now_secs};
+use super::{SledStore, Trees, decode, encode, keys, now_secs};
 use crate::error::Error;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,7 +58,7 @@ impl Trees {
     }
 }
 
-impl Store {
+impl SledStore {
     pub fn family(&self, user_id: Uuid, family_id: Uuid) -> Result<Option<Family>, Error> {
         self.trees().family(user_id, family_id)
     }

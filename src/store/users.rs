@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Store, Trees, decode, encode, keys};
+use super::{SledStore, Trees, decode, encode, keys};
 use crate::error::Error;
 use crate::principal::Role;
 
@@ -74,7 +74,7 @@ impl Trees {
     }
 }
 
-impl Store {
+impl SledStore {
     pub fn user(&self, id: Uuid) -> Result<Option<User>, Error> {
         self.trees().user(id)
     }
@@ -276,7 +276,7 @@ mod tests {
     #[tokio::test]
     async fn an_avatar_read_from_memory_follows_changes_and_removal() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(
+        let store = SledStore::open(
             &StoreConfig {
                 data_dir: dir.path().to_path_buf(),
                 ..StoreConfig::default()

@@ -1,6 +1,9 @@
 //! One WebSocket connection: one task, one `select!` loop over the client's frames, the
-//! outbound queue, the heartbeat, token expiry and the hub's close requests. Frames produced in
-//! one turn of the loop are written together and flushed once.
+//! outbound queue, the heartbeat, token expiry and the broker's close requests. The session
+//! runs a dialect's requests: it counts them against the dialect's rates (the one rate limiter
+//! of every protocol), executes their commands on the core, and hands replies and errors back
+//! to the dialect to encode. Frames produced in one turn of the loop are written together and
+//! flushed once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,14 +14,14 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use super::dialect::Dialect;
-use super::dialect::fastchat::{self, Admission};
+use super::dialect::fastchat::{self, FirstFrame};
 use super::dialect::root::Root;
+use super::dialect::{Bucket, Dialect, Facts, Out, Rate, RateLimit, RateLimits, Request, Step};
 use super::socket::{Prepared, WebSocket, WsError};
-use super::{Credentials, Endpoint};
-use super::{close, fanout};
+use super::{Credentials, Endpoint, close, fanout};
 use crate::app::AppState;
-use crate::core::policy::RateLimiter;
+use crate::core::command::Reply;
+use crate::core::policy::{RateLimiter, WindowLimiter};
 use crate::error::Error;
 use crate::events::KickReason;
 use crate::hub::{ConnCaps, ConnId, ConnInfo, RegisterError};
@@ -27,7 +30,7 @@ use crate::store::now_secs;
 
 /// Boxed: each layer of a session's future (`run_ws`, `run`, `serve`) keeps its own slots for
 /// its arguments, so a socket passed by value would be stored several times over in every idle
-/// connection's task (issue #6).
+/// connection's task.
 pub type Socket = Box<WebSocket<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// Most queued deliveries written in one turn before the loop looks at other events again.
@@ -42,77 +45,182 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// pending frames and the close frame, and is gone within 2 s of overflowing its queue.
 const BLOCKED_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// What a dialect works with: the authenticated user, the connection, the core, and the frames
-/// to send at the end of this turn.
-pub struct Ctx {
-    pub state: AppState,
-    pub principal: Principal,
-    pub conn: ConnId,
-    /// The connection id shown to clients.
-    pub public_id: String,
-    pub peer: SocketAddr,
-    /// With how each goes out compressed, when permessage-deflate was negotiated.
-    outgoing: Vec<(Message, Prepared)>,
-    close: Option<(u16, String)>,
-    messages: RateLimiter,
-    typing: RateLimiter,
+/// One rate's limiter, as its dialect's [`Bucket`] says.
+enum Limiter {
+    Gcra(RateLimiter),
+    Window(WindowLimiter),
+}
+
+impl Limiter {
+    fn new(bucket: Bucket) -> Limiter {
+        match bucket {
+            Bucket::Gcra { per_minute, burst } => {
+                Limiter::Gcra(RateLimiter::new(per_minute, burst))
+            }
+            Bucket::Window { per_minute } => {
+                Limiter::Window(WindowLimiter::new(per_minute, Duration::from_secs(60)))
+            }
+        }
+    }
+
+    fn try_take(&mut self) -> bool {
+        match self {
+            Limiter::Gcra(limiter) => limiter.try_take(),
+            Limiter::Window(limiter) => limiter.try_take(),
+        }
+    }
+
+    fn refused_in_a_row(&self) -> u32 {
+        match self {
+            Limiter::Gcra(limiter) => limiter.refused_in_a_row,
+            Limiter::Window(limiter) => limiter.refused_in_a_row,
+        }
+    }
+
+    fn retry_after(&self) -> Duration {
+        match self {
+            Limiter::Gcra(limiter) => limiter.retry_after(),
+            Limiter::Window(limiter) => limiter.retry_after(),
+        }
+    }
+}
+
+fn per_minute(bucket: Bucket) -> u32 {
+    match bucket {
+        Bucket::Gcra { per_minute, .. } | Bucket::Window { per_minute } => per_minute,
+    }
+}
+
+/// A connection's rates: its dialect's limits and their limiters.
+struct Rates {
+    limits: RateLimits,
+    messages: Limiter,
+    typing: Limiter,
+}
+
+impl Rates {
+    fn new(limits: RateLimits) -> Rates {
+        Rates {
+            limits,
+            messages: Limiter::new(limits.messages.bucket),
+            typing: Limiter::new(limits.typing.bucket),
+        }
+    }
+
+    /// Counts one request against `rate`. Over the limit: `Throttled`; a client that keeps
+    /// going a whole minute's worth past a limit that closes is closed with 4429.
+    fn check(&mut self, rate: Rate, out: &mut Out) -> Result<(), Error> {
+        let (limit, limiter): (RateLimit, &mut Limiter) = match rate {
+            Rate::Free => return Ok(()),
+            Rate::Message => (self.limits.messages, &mut self.messages),
+            Rate::Typing => (self.limits.typing, &mut self.typing),
+        };
+        if limiter.try_take() {
+            return Ok(());
+        }
+        let per_minute = per_minute(limit.bucket);
+        if limit.closes && limiter.refused_in_a_row() >= per_minute {
+            out.close(close::RATE_LIMITED, self.limits.close_reason);
+        }
+        Err(Error::Throttled {
+            what: limit.noun,
+            per_minute,
+            retry_ms: limiter.retry_after().as_millis(),
+        })
+    }
+}
+
+/// What the session keeps of a connection besides its dialect.
+struct Session {
+    state: AppState,
+    principal: Principal,
+    conn: ConnId,
+    rates: Rates,
     /// Highest sequence already sent per room by a replay: live duplicates are dropped.
     replayed: HashMap<u64, u64>,
 }
 
-impl Ctx {
-    /// Queues a frame for this turn's write.
-    pub fn send(&mut self, frame: Message) {
-        self.outgoing.push((frame, Prepared::Fresh));
-    }
-
-    /// Ends the connection after this turn's frames, with a close frame.
-    pub fn close(&mut self, code: u16, reason: &str) {
-        if self.close.is_none() {
-            self.close = Some((code, reason.to_owned()));
+impl Session {
+    /// Runs one request of `dialect` to its end: its rate, then its command (or its own work,
+    /// which may lead to a further request), and its answer into `out`.
+    async fn run<D: Dialect>(&mut self, dialect: &mut D, request: Request<D::Meta>, out: &mut Out) {
+        let mut request = request;
+        loop {
+            let Request { meta, rate, step } = request;
+            if let Err(error) = self.rates.check(rate, out) {
+                dialect.error(Some(meta), &error, out);
+                return;
+            }
+            match step {
+                Step::Core(command) => {
+                    let executed = self
+                        .state
+                        .core
+                        .execute(&self.principal, self.conn, command)
+                        .await;
+                    match executed {
+                        Ok(reply) => {
+                            self.note(&reply);
+                            dialect.reply(meta, reply, out);
+                        }
+                        Err(error) => dialect.error(Some(meta), &error, out),
+                    }
+                    return;
+                }
+                Step::Invalid(error) => {
+                    dialect.error(Some(meta), &error, out);
+                    return;
+                }
+                Step::Local => match dialect.local(meta, out) {
+                    Some(next) => request = next,
+                    None => return,
+                },
+            }
         }
     }
 
-    /// Counts one rate-limited request (messages of any kind). Over the limit: `RateLimited`;
-    /// a client that keeps going a whole minute's worth past it is closed with 4429.
-    pub fn check_rate(&mut self) -> Result<(), Error> {
-        if self.messages.try_take() {
-            return Ok(());
+    /// What the session itself keeps of a reply: the sequences a Join replayed, new
+    /// credentials.
+    fn note(&mut self, reply: &Reply) {
+        match reply {
+            Reply::Joined(outcome) => {
+                if let Some(last) = outcome.replay.last() {
+                    let entry = self.replayed.entry(outcome.room.id).or_insert(0);
+                    *entry = (*entry).max(last.seq);
+                }
+            }
+            Reply::Authenticated(principal) => {
+                self.state
+                    .broker
+                    .set_session(self.conn, principal.session_id);
+                self.principal = principal.clone();
+            }
+            _ => {}
         }
-        let per_minute = self.state.config.ws.messages_per_minute;
-        if self.messages.refused_in_a_row >= per_minute {
-            self.close(close::RATE_LIMITED, "message rate limit exceeded");
-        }
-        Err(Error::RateLimited(format!(
-            "rate limit exceeded: {per_minute} messages per minute; retry in {} ms",
-            self.messages.retry_after().as_millis()
-        )))
     }
 
-    /// Whether a typing notification may go out now (extra ones are dropped).
-    pub fn typing_allowed(&mut self) -> bool {
-        self.typing.try_take()
-    }
-
-    /// Records that room messages up to `seq` were sent by a replay.
-    pub fn note_replayed(&mut self, room_id: u64, seq: u64) {
-        let entry = self.replayed.entry(room_id).or_insert(0);
-        *entry = (*entry).max(seq);
-    }
-
-    /// Replaces the connection's credentials (in-band renewal); the same user only.
-    pub fn renew(&mut self, principal: Principal) -> Result<(), Error> {
-        if principal.user_id != self.principal.user_id {
-            return Err(Error::Forbidden(
-                "the new token belongs to another user".to_owned(),
-            ));
+    /// A text or binary frame of the client, counted (when its dialect counts every frame),
+    /// decoded and run.
+    async fn frame<D: Dialect>(&mut self, dialect: &mut D, frame: Incoming, out: &mut Out) {
+        let rate = dialect.frame_rate();
+        if let Err(error) = self.rates.check(rate, out) {
+            dialect.error(None, &error, out);
+            return;
         }
-        self.state
-            .broker
-            .set_session(self.conn, principal.session_id);
-        self.principal = principal;
-        Ok(())
+        let request = match frame {
+            Incoming::Text(text) => dialect.decode_text(&text),
+            Incoming::Binary(data) => dialect.decode_binary(data),
+        };
+        if let Some(request) = request {
+            self.run(dialect, request, out).await;
+        }
     }
+}
+
+/// A data frame from the client.
+enum Incoming {
+    Text(tokio_tungstenite::tungstenite::Utf8Bytes),
+    Binary(bytes::Bytes),
 }
 
 /// Runs a connection to its end: authenticates it with its token, then serves dialect `D`.
@@ -125,7 +233,7 @@ pub async fn run<D: Dialect>(
 ) {
     let principal = match credentials.token.as_deref() {
         None => Err(Error::InvalidToken("missing token")),
-        Some(token) => state.auth.authenticate_async(token).await,
+        Some(token) => state.core.accounts.authenticate(token).await,
     };
     let principal = match principal {
         Ok(principal) => principal,
@@ -140,7 +248,11 @@ pub async fn run<D: Dialect>(
             return;
         }
     };
-    serve(state, socket, principal, peer, |ctx| D::new(ctx, &endpoint)).await;
+    let config = state.config.clone();
+    serve(state, socket, principal, peer, |facts| {
+        D::new(facts, &endpoint, &config)
+    })
+    .await;
 }
 
 /// Runs a connection to `/ws` ([`Root`]: native, or FastChat after a first frame `HELLO`). With
@@ -162,8 +274,9 @@ pub async fn run_ws(
         return;
     };
     let principal = Principal::guest(user_id);
-    serve(state, socket, principal, peer, move |ctx| {
-        Root::guest(ctx, display_name)
+    let config = state.config.clone();
+    serve(state, socket, principal, peer, move |facts| {
+        Root::guest(facts, &config, display_name)
     })
     .await;
 }
@@ -188,7 +301,7 @@ async fn await_guest_hello(
                 return None;
             }
             () = state.shutdown_token().cancelled() => {
-                close_gracefully(socket, 1001, "server shutting down").await;
+                close_gracefully(socket, close::GOING_AWAY, "server shutting down").await;
                 return None;
             }
         };
@@ -211,33 +324,54 @@ async fn await_guest_hello(
             }
             None => return None,
         };
-        match fastchat::admit_guest(&state.chat, text.as_str()) {
-            Admission::Admitted {
-                user_id,
-                display_name,
-            } => return Some((user_id, display_name)),
-            Admission::NotHello => {
+        let (claimed, display_name) = match fastchat::first_frame(text.as_str()) {
+            FirstFrame::NotHello => {
                 tracing::info!(peer = %peer, "WebSocket refused: no token");
                 refuse::<Root>(socket, &missing, close::UNAUTHORIZED).await;
                 return None;
             }
-            Admission::Retry(error) => {
-                if tokio::time::timeout(CLOSE_TIMEOUT, socket.send(error))
-                    .await
-                    .map_or(true, |sent| sent.is_err())
-                {
+            FirstFrame::Invalid(error) => {
+                if !retry(socket, &error).await {
                     return None;
                 }
+                continue;
             }
-            Admission::Refused(error) => {
+            FirstFrame::Hello {
+                user_id,
+                display_name,
+            } => (user_id, display_name),
+        };
+        let policy = fastchat::name_policy(&state.config.fastchat);
+        match state
+            .core
+            .chat
+            .admit_guest(&claimed, &display_name, policy)
+            .await
+        {
+            Ok(admitted) => return Some(admitted),
+            Err(error) if fastchat::Code::of(&error) == fastchat::Code::Unauthorized => {
                 tracing::info!(peer = %peer, "WebSocket refused: a guest claimed an account's user id");
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(error)).await;
+                let _ =
+                    tokio::time::timeout(CLOSE_TIMEOUT, socket.send(fastchat::error_frame(&error)))
+                        .await;
                 close_gracefully(socket, close::UNAUTHORIZED, "user_id belongs to an account")
                     .await;
                 return None;
             }
+            Err(error) => {
+                if !retry(socket, &error).await {
+                    return None;
+                }
+            }
         }
     }
+}
+
+/// Tells a guest why its HELLO was not taken; false when the connection is gone.
+async fn retry(socket: &mut Socket, error: &Error) -> bool {
+    tokio::time::timeout(CLOSE_TIMEOUT, socket.send(fastchat::error_frame(error)))
+        .await
+        .is_ok_and(|sent| sent.is_ok())
 }
 
 /// Serves an authenticated connection (or an admitted guest) with the dialect `make` builds
@@ -247,7 +381,7 @@ async fn serve<D: Dialect>(
     mut socket: Socket,
     mut principal: Principal,
     peer: SocketAddr,
-    make: impl FnOnce(&Ctx) -> D,
+    make: impl FnOnce(&Facts) -> D,
 ) {
     let config = &state.config.ws;
     let public_id = Uuid::new_v4().to_string();
@@ -264,7 +398,7 @@ async fn serve<D: Dialect>(
                 username: principal.username.clone(),
                 session_id: principal.session_id,
                 public_id: public_id.clone(),
-                dialect: crate::ws::dialect::slot_name(0),
+                dialect: "native",
                 peer: Some(peer),
                 connected_at: now_secs(),
             },
@@ -308,26 +442,34 @@ async fn serve<D: Dialect>(
     };
     tracing::debug!(user = %principal.username, connection = %public_id, peer = %peer, "WebSocket connected");
     let conn = registration.id;
-    let mut ctx = Ctx {
+    let facts = Facts {
+        user_id: principal.user_id,
+        username: principal.username.clone(),
+        role: principal.role,
+        public_id,
+    };
+    let mut dialect = make(&facts);
+    let mut session = Session {
         state: state.clone(),
+        rates: Rates::new(dialect.rate_limits(&state.config)),
         principal,
         conn,
-        public_id,
-        peer,
-        outgoing: Vec::new(),
-        close: None,
-        messages: RateLimiter::new(config.messages_per_minute, config.message_burst),
-        typing: RateLimiter::new(config.typing_per_minute, config.typing_per_minute.min(5)),
         replayed: HashMap::new(),
     };
-    let mut dialect = make(&ctx);
-    state
-        .broker
-        .set_dialect(conn, super::dialect::slot_name(dialect.slot()));
-    Box::pin(dialect.on_connect(&mut ctx)).await;
+    state.broker.set_dialect(conn, dialect.name());
+    let mut out = Out::default();
+    Box::pin(async {
+        for request in dialect.connect(&facts) {
+            session.run(&mut dialect, request, &mut out).await;
+            if out.is_closing() {
+                break;
+            }
+        }
+    })
+    .await;
     // Guests have no account: no last_seen, no rooms to tell.
-    if registration.first_for_user && !ctx.principal.guest {
-        state.chat.connected(&ctx.principal).await;
+    if registration.first_for_user && !session.principal.guest {
+        state.core.chat.connected(&session.principal).await;
     }
     let mut outbound = registration.outbound;
     let kick = registration.kick;
@@ -335,16 +477,19 @@ async fn serve<D: Dialect>(
     let mut heartbeat = heartbeat_of(&dialect, config);
     let mut next_ping = Instant::now() + heartbeat.0;
     let mut pong_deadline: Option<Instant> = None;
-    let mut expiry = Expiry::new(&ctx.principal, config);
+    let mut expiry = Expiry::new(&session.principal, config);
     let mut close_timeout = CLOSE_TIMEOUT;
     let deflate = socket.deflate();
+    // Deliveries encoded for this turn's write, with how each goes out compressed.
+    let mut outgoing: Vec<(Message, Prepared)> = Vec::new();
 
     // Creation time of the oldest event in the frames waiting to be written.
     let mut oldest_pending: Option<std::time::Instant> = None;
     let metrics = state.metrics.clone();
     let close = loop {
-        if !ctx.outgoing.is_empty() || ctx.close.is_some() {
-            let frames = std::mem::take(&mut ctx.outgoing);
+        outgoing.extend(out.frames.drain(..).map(|frame| (frame, Prepared::Fresh)));
+        if !outgoing.is_empty() || out.close.is_some() {
+            let frames = std::mem::take(&mut outgoing);
             let count = frames.len() as u64;
             if !write(&mut socket, frames, &kick).await {
                 // Kicked while blocked on a peer that does not read: still try to say why,
@@ -358,34 +503,32 @@ async fn serve<D: Dialect>(
             if let Some(created) = oldest_pending.take() {
                 metrics.delivery_latency.observe_duration(created.elapsed());
             }
-            if let Some(close) = ctx.close.take() {
+            if let Some(close) = out.close.take() {
                 break Some(close);
             }
         }
-        if expiry.expires_at != ctx.principal.expires_at {
-            expiry = Expiry::new(&ctx.principal, config);
+        if expiry.expires_at != session.principal.expires_at {
+            expiry = Expiry::new(&session.principal, config);
         }
         let current = heartbeat_of(&dialect, config);
         if current != heartbeat {
-            // The connection changed protocol (/ws to FastChat): its heartbeat starts over.
+            // The connection changed protocol (/ws to FastChat): its heartbeat and rates start
+            // over.
             heartbeat = current;
-            state
-                .broker
-                .set_dialect(conn, super::dialect::slot_name(dialect.slot()));
+            state.broker.set_dialect(conn, dialect.name());
+            session.rates = Rates::new(dialect.rate_limits(&state.config));
             next_ping = Instant::now() + heartbeat.0;
         }
         tokio::select! {
             biased;
             reason = kick.fired() => break Some(kick_close(reason)),
-            () = state.shutdown_token().cancelled() => break Some((1001, "server shutting down".to_owned())),
+            () = state.shutdown_token().cancelled() => break Some((close::GOING_AWAY, "server shutting down".to_owned())),
             frame = socket.next() => {
                 pong_deadline = None;
-                match frame {
-                    // Boxed: a handler's future (the largest request's state) would otherwise
-                    // be inlined into this loop's, and every idle connection would carry it.
-                    Some(Ok(Message::Text(text))) => Box::pin(dialect.on_text(&mut ctx, text.as_str())).await,
-                    Some(Ok(Message::Binary(data))) => Box::pin(dialect.on_binary(&mut ctx, data)).await,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                let incoming = match frame {
+                    Some(Ok(Message::Text(text))) => Incoming::Text(text),
+                    Some(Ok(Message::Binary(data))) => Incoming::Binary(data),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                     Some(Ok(Message::Close(_))) => {
                         // The socket queued the reply to the peer's close: send it.
                         let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
@@ -393,30 +536,34 @@ async fn serve<D: Dialect>(
                     }
                     None => break None,
                     Some(Err(e)) => {
-                        tracing::debug!(user = %ctx.principal.username, error = %e, "WebSocket read error");
+                        tracing::debug!(user = %session.principal.username, error = %e, "WebSocket read error");
                         break close_for_read_error(&e);
                     }
-                }
+                };
+                // Boxed: a request's future (the largest request's state) would otherwise be
+                // inlined into this loop's, and every idle connection would carry it.
+                Box::pin(session.frame(&mut dialect, incoming, &mut out)).await;
             }
             delivery = outbound.recv() => {
                 let Some(first) = delivery else { break None };
                 oldest_pending.get_or_insert(first.created);
+                let encoder = dialect.encoder();
                 let mut next = Some(first);
                 let mut taken = 0;
                 while let Some(delivery) = next.take() {
                     if let Some((room, seq)) = delivery.event.room_seq()
-                        && ctx.replayed.get(&room).is_some_and(|done| seq <= *done)
+                        && session.replayed.get(&room).is_some_and(|done| seq <= *done)
                     {
                         // Already sent by the Join replay.
                     } else if !dialect.wants(&delivery.event) {
                         // Not for this client (e.g. FastChat does not echo the sender's own message).
-                    } else if let Some(frame) = fanout::encoded(&delivery, dialect.slot(), |event| dialect.encode(event)) {
+                    } else if let Some(frame) = fanout::encoded(&delivery, encoder.slot, encoder.encode) {
                         // Compressed once per dialect for every receiver, when negotiated.
                         let prepared = match deflate {
-                            Some(_) => Prepared::Deflated(fanout::deflated(&delivery, dialect.slot(), &frame)),
+                            Some(_) => Prepared::Deflated(fanout::deflated(&delivery, encoder.slot, &frame)),
                             None => Prepared::Fresh,
                         };
-                        ctx.outgoing.push((frame, prepared));
+                        outgoing.push((frame, prepared));
                     }
                     taken += 1;
                     if taken < MAX_COALESCED {
@@ -436,8 +583,8 @@ async fn serve<D: Dialect>(
                 }
                 if !expiry.warned && expiry.warn_at.is_some_and(|at| at <= now) {
                     expiry.warned = true;
-                    if let Some(frame) = dialect.token_expiring(ctx.principal.expires_at) {
-                        ctx.send(frame);
+                    if let Some(frame) = dialect.token_expiring(session.principal.expires_at) {
+                        out.send(frame);
                     }
                 }
                 if next_ping <= now {
@@ -445,7 +592,7 @@ async fn serve<D: Dialect>(
                     if pong_deadline.is_none() {
                         pong_deadline = Some(now + heartbeat.1);
                     }
-                    ctx.send(dialect.ping().unwrap_or_else(|| Message::Ping(bytes::Bytes::new())));
+                    out.send(dialect.ping().unwrap_or_else(|| Message::Ping(bytes::Bytes::new())));
                 }
             }
         }
@@ -457,10 +604,10 @@ async fn serve<D: Dialect>(
         }
         close_within(&mut socket, code, &reason, close_timeout).await;
     }
-    if state.broker.unregister(conn) && !ctx.principal.guest {
-        state.chat.disconnected(&ctx.principal).await;
+    if state.broker.unregister(conn) && !session.principal.guest {
+        state.core.chat.disconnected(&session.principal).await;
     }
-    tracing::debug!(user = %ctx.principal.username, connection = %ctx.public_id, "WebSocket closed");
+    tracing::debug!(user = %session.principal.username, connection = %facts.public_id, "WebSocket closed");
 }
 
 /// The close frame of a connection the core asked to end.
@@ -494,7 +641,7 @@ pub fn close_for_read_error(error: &WsError) -> Option<(u16, String)> {
 pub async fn run_echo(state: AppState, mut socket: Socket) {
     let close = loop {
         let frame = tokio::select! {
-            () = state.shutdown_token().cancelled() => break Some((1001, "server shutting down".to_owned())),
+            () = state.shutdown_token().cancelled() => break Some((close::GOING_AWAY, "server shutting down".to_owned())),
             frame = socket.next() => frame,
         };
         match frame {

@@ -1,10 +1,12 @@
-//! The EduSphere dialect (seed 000) at `/ws/chat/{host}/{room}/`: one connection per room, the
-//! core room `{host}/{room}`, entered by its participants only. Client frames `text`, `update`
-//! and `delete`; server frames `chat_message` (`action` new, update or delete) and
+//! The EduSphere dialect at `/ws/chat/{host}/{room}/`: one connection per room, the core room
+//! `{host}/{room}`, entered by its participants only. Client frames `text`, `update` and
+//! `delete`; server frames `chat_message` (`action` new, update or delete) and
 //! `{"error": ...}`. `man/natter-protocol.7` (EDUSPHERE DIALECT) describes the mapping.
 //!
 //! Message ids are UUIDs made of the room id and the message's sequence number
 //! ([`super::message_uuid`]), so they map back to a core message without a lookup.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -12,15 +14,16 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use super::{Dialect, message_from_uuid, message_uuid};
+use super::{Dialect, Encoder, Facts, Out, Rate, Request, message_from_uuid, message_uuid, slots};
+use crate::config::Config;
+use crate::core::command::{Command, ContentPolicy, EditMessage, Reply, RoomRef, SendMessage};
 use crate::error::Error;
 use crate::events::{Event, RoomMessage};
 use crate::timefmt::rfc3339_micros;
 use crate::ws::Endpoint;
 use crate::ws::close;
-use crate::ws::session::Ctx;
 
-/// The error texts the seed documents, verbatim.
+/// The error texts the document gives, verbatim.
 const MESSAGE_NOT_FOUND: &str = "Message not found.";
 const NOT_YOUR_DELETE: &str = "You can only delete your own messages.";
 const NOT_YOUR_EDIT: &str = "You can only edit your own messages.";
@@ -30,34 +33,28 @@ pub struct EduSphere {
     host: String,
     /// The core room: `{host}/{slug}`.
     room_name: String,
-    /// The core room's id, once joined.
+    /// The core room's id, once entered.
     room_id: Option<u64>,
     /// `dialects.edusphere_max_message_chars`, enforced by the core.
     max_chars: usize,
 }
 
-/// Which request an error answers (the seed words some errors per request).
+/// Which request an answer is for (the document words some errors per request).
 #[derive(Clone, Copy)]
-enum Action {
+pub enum Action {
+    /// Entering the room at connect.
+    Enter,
     Text,
     Update,
     Delete,
+    /// A frame that is none of these.
+    Other,
 }
 
 impl Dialect for EduSphere {
-    fn slot(&self) -> usize {
-        super::slots::EDUSPHERE
-    }
+    type Meta = Action;
 
-    fn encode(&self, event: &Event) -> Option<Message> {
-        encode(event)
-    }
-
-    fn refusal(error: &Error) -> Option<Message> {
-        Some(error_frame(&error.public_message()))
-    }
-
-    fn new(ctx: &Ctx, endpoint: &Endpoint) -> Self {
+    fn new(_facts: &Facts, endpoint: &Endpoint, config: &Arc<Config>) -> Self {
         let (host, slug) = match endpoint {
             Endpoint::EduSphere { host, slug } => (host.clone(), slug.clone()),
             // Only EduSphere endpoints run this dialect; an empty name is no room (4403).
@@ -67,72 +64,120 @@ impl Dialect for EduSphere {
             room_name: format!("{host}/{slug}"),
             host,
             room_id: None,
-            max_chars: ctx.state.config.dialects.edusphere_max_message_chars,
+            max_chars: config.dialects.edusphere_max_message_chars,
         }
     }
 
-    async fn on_connect(&mut self, ctx: &mut Ctx) {
-        let chat = ctx.state.chat.clone();
-        match chat
-            .join_as_member(&ctx.principal, ctx.conn, &self.room_name, &self.host)
-            .await
-        {
-            Ok(room) => self.room_id = Some(room.id),
-            Err(error) => {
-                let code = match error {
-                    Error::Store(_) | Error::Internal(_) => close::INTERNAL_ERROR,
-                    _ => close::FORBIDDEN,
-                };
-                tracing::info!(
-                    user = %ctx.principal.username,
-                    room = %self.room_name,
-                    error = %error,
-                    "EduSphere connection refused"
-                );
-                let message = error.public_message();
-                ctx.send(error_frame(&message));
-                ctx.close(code, &message);
-            }
+    fn name(&self) -> &'static str {
+        "edusphere"
+    }
+
+    fn encoder(&self) -> Encoder {
+        Encoder {
+            slot: slots::EDUSPHERE,
+            encode,
         }
     }
 
-    async fn on_text(&mut self, ctx: &mut Ctx, text: &str) {
-        let Some(room_id) = self.room_id else {
-            return;
-        };
-        let request = match parse(text) {
+    fn refusal(error: &Error) -> Option<Message> {
+        Some(error_frame(&error.public_message()))
+    }
+
+    fn connect(&mut self, _facts: &Facts) -> Vec<Request<Action>> {
+        vec![Request::core(
+            Action::Enter,
+            Rate::Free,
+            Command::JoinAsParticipant {
+                room: self.room_name.clone(),
+                host: self.host.clone(),
+            },
+        )]
+    }
+
+    fn decode_text(&mut self, text: &str) -> Option<Request<Action>> {
+        let room_id = self.room_id?;
+        let (kind, map) = match parse(text) {
             Ok(request) => request,
             Err(message) => {
-                ctx.send(error_frame(&message));
-                return;
+                return Some(Request::invalid(
+                    Action::Other,
+                    Rate::Free,
+                    Error::BadRequest(message),
+                ));
             }
         };
-        let (kind, map) = request;
-        let action = match kind.as_str() {
-            "text" => Action::Text,
-            "update" => Action::Update,
-            "delete" => Action::Delete,
+        let room = || RoomRef::Name(self.room_name.clone());
+        let policy = ContentPolicy::limited(self.max_chars);
+        let (action, command) = match kind.as_str() {
+            "text" => (
+                Action::Text,
+                string_field(&map, "message").map(|content| {
+                    Command::Send(SendMessage {
+                        policy,
+                        ..SendMessage::new(room(), content)
+                    })
+                }),
+            ),
+            "update" => (
+                Action::Update,
+                message_seq(&map, room_id).and_then(|seq| {
+                    Ok(Command::Edit(EditMessage {
+                        room: room(),
+                        seq,
+                        content: string_field(&map, "message")?,
+                        policy,
+                    }))
+                }),
+            ),
+            "delete" => (
+                Action::Delete,
+                message_seq(&map, room_id).map(|seq| Command::Delete { room: room(), seq }),
+            ),
             other => {
-                ctx.send(error_frame(&format!("Unknown message type {other:?}.")));
-                return;
+                return Some(Request::invalid(
+                    Action::Other,
+                    Rate::Free,
+                    Error::BadRequest(format!("Unknown message type {other:?}.")),
+                ));
             }
         };
-        if let Err(error) = ctx.check_rate() {
-            ctx.send(error_frame(&error.public_message()));
-            return;
-        }
-        let result = match action {
-            Action::Text => self.text(ctx, &map).await,
-            Action::Update => self.update(ctx, room_id, &map).await,
-            Action::Delete => self.delete(ctx, room_id, &map).await,
-        };
-        if let Err(message) = result {
-            ctx.send(error_frame(&message));
+        Some(Request::of(
+            action,
+            Rate::Message,
+            command.map_err(Error::BadRequest),
+        ))
+    }
+
+    fn decode_binary(&mut self, _data: Bytes) -> Option<Request<Action>> {
+        Some(Request::invalid(
+            Action::Other,
+            Rate::Free,
+            Error::BadRequest("Binary frames are not supported.".to_owned()),
+        ))
+    }
+
+    /// A message reaches everyone in the room, the sender included, as `chat_message`: nothing
+    /// else is sent back.
+    fn reply(&mut self, action: Action, reply: Reply, _out: &mut Out) {
+        if let (Action::Enter, Reply::Entered(room)) = (action, reply) {
+            self.room_id = Some(room.id);
         }
     }
 
-    async fn on_binary(&mut self, ctx: &mut Ctx, _data: Bytes) {
-        ctx.send(error_frame("Binary frames are not supported."));
+    fn error(&mut self, action: Option<Action>, error: &Error, out: &mut Out) {
+        let action = action.unwrap_or(Action::Other);
+        if let Action::Enter = action {
+            let code = match error {
+                Error::Store(_) | Error::Internal(_) => close::INTERNAL_ERROR,
+                _ => close::FORBIDDEN,
+            };
+            tracing::info!(room = %self.room_name, error = %error, "EduSphere connection refused");
+            let message = error.public_message();
+            out.send(error_frame(&message));
+            out.close(code, &message);
+            return;
+        }
+        out.send(error_frame(&error_text(error, action)));
     }
 
     fn ping(&self) -> Option<Message> {
@@ -141,66 +186,6 @@ impl Dialect for EduSphere {
 
     fn token_expiring(&self, _expires_at: i64) -> Option<Message> {
         None
-    }
-}
-
-impl EduSphere {
-    /// `{"type": "text", "message": ...}`: the message reaches everyone in the room, the sender
-    /// included, as `chat_message` `new`; nothing else is sent back.
-    async fn text(&self, ctx: &mut Ctx, map: &Map<String, Value>) -> Result<(), String> {
-        let content = string_field(map, "message")?;
-        ctx.state
-            .chat
-            .send_limited(
-                &ctx.principal,
-                &self.room_name,
-                content,
-                None,
-                None,
-                self.max_chars,
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| error_text(&e, Action::Text))
-    }
-
-    /// `{"type": "update", "messageId": ..., "message": ...}`.
-    async fn update(
-        &self,
-        ctx: &mut Ctx,
-        room_id: u64,
-        map: &Map<String, Value>,
-    ) -> Result<(), String> {
-        let seq = message_seq(map, room_id)?;
-        let content = string_field(map, "message")?;
-        ctx.state
-            .chat
-            .edit_limited(
-                &ctx.principal,
-                &self.room_name,
-                seq,
-                content,
-                self.max_chars,
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| error_text(&e, Action::Update))
-    }
-
-    /// `{"type": "delete", "messageId": ...}`.
-    async fn delete(
-        &self,
-        ctx: &mut Ctx,
-        room_id: u64,
-        map: &Map<String, Value>,
-    ) -> Result<(), String> {
-        let seq = message_seq(map, room_id)?;
-        ctx.state
-            .chat
-            .delete(&ctx.principal, &self.room_name, seq)
-            .await
-            .map(|_| ())
-            .map_err(|e| error_text(&e, Action::Delete))
     }
 }
 
@@ -230,7 +215,7 @@ pub fn encode(event: &Event) -> Option<Message> {
     }
 }
 
-/// `chat_message` `new`: the fields of the seed's serialized message.
+/// `chat_message` `new`: the fields of the document's serialized message.
 fn new_message_json(m: &RoomMessage) -> Value {
     let message = &m.message;
     json!({
@@ -247,8 +232,8 @@ fn new_message_json(m: &RoomMessage) -> Value {
     })
 }
 
-/// The seed's words for the core's errors: its four documented texts where they apply, the
-/// core's own message otherwise.
+/// The document's words for the core's errors: its four documented texts where they apply,
+/// the core's own message otherwise.
 fn error_text(error: &Error, action: Action) -> String {
     match (error, action) {
         (Error::ContentTooLong { max }, _) => format!("Message exceeds {max} characters."),
@@ -262,21 +247,21 @@ fn error_text(error: &Error, action: Action) -> String {
 /// A client frame: its `type` and the whole object. `timestamp` (the client's clock) is
 /// accepted and ignored: the server's time is the message's.
 pub(crate) fn parse(text: &str) -> Result<(String, Map<String, Value>), String> {
-    let value: Value = serde_json::from_str(text).map_err(|_| "Invalid JSON.".to_owned())?;
-    let Value::Object(map) = value else {
-        return Err("A message must be a JSON object with a \"type\".".to_owned());
-    };
+    let map = super::json::object(text).map_err(|e| match e {
+        Some(_) => "Invalid JSON.".to_owned(),
+        None => "A message must be a JSON object with a \"type\".".to_owned(),
+    })?;
     match map.get("type") {
         Some(Value::String(kind)) => Ok((kind.clone(), map)),
         _ => Err("A message must be a JSON object with a \"type\".".to_owned()),
     }
 }
 
-fn string_field(map: &Map<String, Value>, name: &str) -> Result<String, String> {
-    match map.get(name) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        _ => Err(format!("Field {name:?} must be a string.")),
-    }
+fn string_field(map: &Map<String, Value>, name: &'static str) -> Result<String, String> {
+    map.get(name)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("Field {name:?} must be a string."))
 }
 
 /// The sequence number of the message `messageId` names in this room. An id that is not a
@@ -320,6 +305,8 @@ mod tests {
                 client_msg_id: None,
                 attachments: Vec::new(),
             },
+            author_number: 1,
+            direct_peer: None,
         }
     }
 

@@ -1,33 +1,37 @@
-//! The FastChat dialect (seed 003) at `/ws`, for a connection whose first frame is `HELLO` (see
+//! The FastChat dialect at `/ws`, for a connection whose first frame is `HELLO` (see
 //! [`super::root`]): `{"type", "data"}` frames; HELLO / HELLO_ACK, PRESENCE, OPEN_CHAT /
-//! CHAT_OPENED, MSG / MSG_ACK, TYPING, PING / PONG and ERROR with the seed's codes.
+//! CHAT_OPENED, MSG / MSG_ACK, TYPING, PING / PONG and ERROR with the document's codes.
 //! `man/natter-protocol.7` (FASTCHAT DIALECT) is the reference.
 //!
 //! The rules are the core's: a chat is a one-to-one conversation (`core::conversations`: the
-//! direct room of two accounts, or a live chat when a guest takes part), the roster is the hub's,
-//! markup is stripped by `core::policy::strip_markup`, and the seed's limits are `[fastchat]`
-//! config fields enforced through the core and the policy's rate limiters.
+//! direct room of two accounts, or a live chat when a guest takes part), the roster is the
+//! broker's, markup is stripped by the core, and the document's limits are `[fastchat]` config
+//! fields.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::core::chat::Chat;
-use crate::core::conversations::Lookup;
-use crate::core::policy::{self, RateLimiter};
+use super::json::{self, FieldError};
+use super::{Bucket, Dialect, Encoder, Facts, Out, Rate, RateLimit, RateLimits, Request, slots};
+use crate::config::{Config, FastChatConfig};
+use crate::core::command::{Command, ContentPolicy, NamePolicy, Reply};
+use crate::core::policy::DM_PREFIX;
 use crate::error::Error;
 use crate::events::{ConversationEvent, Event};
 use crate::store::now_secs;
 use crate::timefmt::rfc3339;
+use crate::ws::Endpoint;
 use crate::ws::close;
-use crate::ws::session::Ctx;
 
 /// The frame type that starts a FastChat connection.
 pub const HELLO: &str = "HELLO";
 
-/// FastChat's error codes (the seed's table).
+/// FastChat's error codes (the document's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     Validation,
@@ -52,6 +56,9 @@ impl Code {
 
     /// The code of a core error, by its HTTP status (a new core error kind maps itself).
     pub fn of(error: &Error) -> Code {
+        if let Error::ConversationNotOpen(_) = error {
+            return Code::ChatNotOpened;
+        }
         match error.http_status() {
             401 | 403 => Code::Unauthorized,
             404 => Code::UserNotFound,
@@ -62,41 +69,17 @@ impl Code {
     }
 }
 
-/// Why a request failed, as an ERROR frame says it.
-#[derive(Debug)]
-pub struct Failure {
-    code: Code,
-    message: String,
-    details: Value,
+/// `{"type": "ERROR", "data": {"code", "message", "details"}}`.
+fn failure(error: &Error, details: Value) -> Message {
+    frame(
+        "ERROR",
+        json!({"code": Code::of(error).as_str(), "message": error.public_message(), "details": details}),
+    )
 }
 
-impl Failure {
-    fn new(code: Code, message: impl Into<String>) -> Failure {
-        Failure {
-            code,
-            message: message.into(),
-            details: json!({}),
-        }
-    }
-
-    fn with_details(mut self, details: Value) -> Failure {
-        self.details = details;
-        self
-    }
-
-    /// `{"type": "ERROR", "data": {"code", "message", "details"}}`.
-    pub fn frame(&self) -> Message {
-        frame(
-            "ERROR",
-            json!({"code": self.code.as_str(), "message": self.message, "details": self.details}),
-        )
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(error: Error) -> Failure {
-        Failure::new(Code::of(&error), error.public_message())
-    }
+/// The ERROR frame of an error, without details.
+pub fn error_frame(error: &Error) -> Message {
+    failure(error, json!({}))
 }
 
 /// Whether a frame is a FastChat HELLO: a JSON object whose `type` is `HELLO`. This is how `/ws`
@@ -107,50 +90,39 @@ pub fn is_hello(text: &str) -> bool {
         .is_some_and(|v| v.get("type").and_then(Value::as_str) == Some(HELLO))
 }
 
-/// What the first frame of a connection without a token leads to, when guests are admitted.
+/// The first frame of a connection without a token, when guests are admitted.
 #[derive(Debug)]
-pub enum Admission {
+pub enum FirstFrame {
     /// Not a HELLO: refused like any connection without a token.
     NotHello,
-    /// A HELLO that cannot be accepted as it is (its error frame); the client may send another.
-    Retry(Message),
-    /// A HELLO that claims an account's user id (its error frame): closed with 4401.
-    Refused(Message),
-    /// A guest, with the user id it gets and its display name (markup stripped).
-    Admitted { user_id: Uuid, display_name: String },
+    /// A HELLO that cannot be read (its error); the client may send another.
+    Invalid(Error),
+    /// A HELLO's claim: the user id it asks for and its display name.
+    Hello {
+        user_id: String,
+        display_name: String,
+    },
 }
 
-/// Decides on the first frame of a connection without a token (`fastchat.guests` on).
-pub fn admit_guest(chat: &Chat, text: &str) -> Admission {
+/// Reads the first frame of a connection without a token.
+pub fn first_frame(text: &str) -> FirstFrame {
     if !is_hello(text) {
-        return Admission::NotHello;
+        return FirstFrame::NotHello;
     }
-    let limits = &chat.config().fastchat;
-    let hello = match Request::parse(text).and_then(|request| Hello::of(&request.data)) {
-        Ok(hello) => hello,
-        Err(failure) => return Admission::Retry(failure.frame()),
-    };
-    let display_name = match policy::display_name(
-        &hello.display_name,
-        limits.display_name_min_chars,
-        limits.display_name_max_chars,
-    ) {
-        Ok(name) => name,
-        Err(error) => return Admission::Retry(Failure::from(error).frame()),
-    };
-    match chat.guest_identity(&hello.user_id) {
-        Ok(user_id) => Admission::Admitted {
-            user_id,
-            display_name,
+    match Envelope::parse(text).and_then(|envelope| Hello::of(&envelope.data).map_err(field)) {
+        Ok(hello) => FirstFrame::Hello {
+            user_id: hello.user_id,
+            display_name: hello.display_name,
         },
-        Err(error) => {
-            let failure = Failure::from(error);
-            if failure.code == Code::Unauthorized {
-                Admission::Refused(failure.frame())
-            } else {
-                Admission::Retry(failure.frame())
-            }
-        }
+        Err(error) => FirstFrame::Invalid(error),
+    }
+}
+
+/// `fastchat.display_name_min_chars` to `display_name_max_chars`.
+pub fn name_policy(config: &FastChatConfig) -> NamePolicy {
+    NamePolicy {
+        min: config.display_name_min_chars,
+        max: config.display_name_max_chars,
     }
 }
 
@@ -159,67 +131,212 @@ pub struct FastChat {
     user_id: Uuid,
     /// The name the connection is listed under, once a HELLO was accepted.
     display_name: Option<String>,
-    /// A guest's name from the HELLO that admitted it, listed at `on_connect`.
+    /// A guest's name from the HELLO that admitted it, listed at connect.
     guest_name: Option<String>,
-    /// `fastchat.messages_per_minute`.
-    messages: RateLimiter,
-    /// `fastchat.typing_per_minute`.
-    typing: RateLimiter,
-    /// For encoding: the recipient of a direct-room message is the room's other member.
-    chat: Chat,
+    names: NamePolicy,
+    max_chars: usize,
+    heartbeat: (Duration, Duration),
+}
+
+/// What a FastChat request needs for its answer.
+pub enum Meta {
+    /// A HELLO with a token.
+    Hello,
+    /// A HELLO whose user id is not the token's: refused, and the connection closed.
+    HelloMismatch,
+    /// A guest's HELLO, listed at connect: a refusal closes the connection.
+    GuestHello,
+    Ping,
+    OpenChat {
+        target: String,
+    },
+    /// A MSG, with the details its errors carry.
+    Msg {
+        details: Value,
+    },
+    Typing,
+    Other,
 }
 
 impl FastChat {
     /// A connection that switches to FastChat (`guest_name`: a guest, already admitted).
-    pub fn new(ctx: &Ctx, guest_name: Option<String>) -> FastChat {
-        let limits = &ctx.state.config.fastchat;
+    pub fn new(facts: &Facts, config: &Config, guest_name: Option<String>) -> FastChat {
+        FastChat::of_user(facts.user_id, config, guest_name)
+    }
+
+    /// [`FastChat::new`] for the user `user_id`.
+    pub fn of_user(user_id: Uuid, config: &Config, guest_name: Option<String>) -> FastChat {
+        let limits = &config.fastchat;
         FastChat {
-            user_id: ctx.principal.user_id,
+            user_id,
             display_name: None,
             guest_name,
-            messages: RateLimiter::new(limits.messages_per_minute, limits.messages_per_minute),
-            typing: RateLimiter::new(limits.typing_per_minute, limits.typing_per_minute),
-            chat: ctx.state.chat.clone(),
+            names: name_policy(limits),
+            max_chars: limits.max_message_chars,
+            heartbeat: (
+                Duration::from_secs(limits.ping_interval_secs),
+                Duration::from_secs(limits.pong_timeout_secs),
+            ),
         }
     }
 
     /// `fastchat.ping_interval_secs` and `fastchat.pong_timeout_secs`.
     pub fn heartbeat(&self) -> (Duration, Duration) {
-        let limits = &self.chat.config().fastchat;
-        (
-            Duration::from_secs(limits.ping_interval_secs),
-            Duration::from_secs(limits.pong_timeout_secs),
-        )
+        self.heartbeat
     }
 
     /// A guest is listed (and welcomed) as soon as it is registered.
-    pub async fn on_connect(&mut self, ctx: &mut Ctx) {
-        if let Some(name) = self.guest_name.take()
-            && let Err(failure) = self.accept(ctx, &name)
-        {
-            ctx.send(failure.frame());
-            ctx.close(close::UNAUTHORIZED, "HELLO not accepted");
-        }
+    pub fn connect(&mut self) -> Vec<Request<Meta>> {
+        self.guest_name
+            .take()
+            .map(|display_name| {
+                Request::core(
+                    Meta::GuestHello,
+                    Rate::Free,
+                    Command::EnterRoster {
+                        display_name,
+                        policy: self.names,
+                    },
+                )
+            })
+            .into_iter()
+            .collect()
     }
 
-    pub async fn on_text(&mut self, ctx: &mut Ctx, text: &str) {
-        let result = match Request::parse(text) {
-            Ok(request) => self.handle(ctx, request).await,
-            Err(failure) => Err(failure),
+    pub fn decode_text(&mut self, text: &str) -> Option<Request<Meta>> {
+        let envelope = match Envelope::parse(text) {
+            Ok(envelope) => envelope,
+            Err(error) => return Some(Request::invalid(Meta::Other, Rate::Free, error)),
         };
-        if let Err(failure) = result {
-            ctx.send(failure.frame());
+        let Envelope { kind, data } = envelope;
+        Some(match kind.as_str() {
+            HELLO => self.hello(&data),
+            "PING" => Request::local(Meta::Ping, Rate::Free),
+            // A client's receipt of a MSG (the document's flow shows one): nothing to do.
+            "MSG_ACK" => return None,
+            _ if self.display_name.is_none() => Request::invalid(
+                Meta::Other,
+                Rate::Free,
+                Error::Forbidden("send HELLO first to establish your identity".to_owned()),
+            ),
+            "OPEN_CHAT" => {
+                let target = match json::string(&data, "target_user_id") {
+                    Ok(target) => target.to_owned(),
+                    Err(e) => return Some(Request::invalid(Meta::Other, Rate::Free, field(e))),
+                };
+                // The client's idea of the name is not needed: the server knows it.
+                if let Err(e) = json::opt_string(&data, "target_display_name") {
+                    return Some(Request::invalid(Meta::Other, Rate::Free, field(e)));
+                }
+                Request::core(
+                    Meta::OpenChat {
+                        target: target.clone(),
+                    },
+                    Rate::Free,
+                    Command::OpenConversation { target },
+                )
+            }
+            "MSG" => self.message(&data),
+            "TYPING" => match json::bool_or(&data, "is_typing", true) {
+                Ok(is_typing) => Request::core(
+                    Meta::Typing,
+                    Rate::Typing,
+                    Command::ConversationTyping { is_typing },
+                ),
+                Err(e) => Request::invalid(Meta::Typing, Rate::Typing, field(e)),
+            },
+            other => Request::invalid(
+                Meta::Other,
+                Rate::Free,
+                Error::BadRequest(format!("unknown message type {other:?}")),
+            ),
+        })
+    }
+
+    pub fn decode_binary(&mut self) -> Option<Request<Meta>> {
+        Some(Request::invalid(
+            Meta::Other,
+            Rate::Free,
+            Error::BadRequest(
+                "FastChat frames are JSON text; binary frames are not part of the protocol"
+                    .to_owned(),
+            ),
+        ))
+    }
+
+    pub fn local(&mut self, meta: Meta, out: &mut Out) {
+        if let Meta::Ping = meta {
+            out.send(frame("PONG", json!({"timestamp": rfc3339(now_secs())})));
         }
     }
 
-    pub fn on_binary(&mut self, ctx: &mut Ctx) {
-        ctx.send(
-            Failure::new(
-                Code::Validation,
-                "FastChat frames are JSON text; binary frames are not part of the protocol",
-            )
-            .frame(),
-        );
+    pub fn reply(&mut self, meta: Meta, reply: Reply, out: &mut Out) {
+        match (meta, reply) {
+            // Listed: the HELLO_ACK; the roster (PRESENCE) follows, as the session writes a
+            // turn's replies before it reads deliveries.
+            (Meta::Hello | Meta::GuestHello, Reply::Listed(name)) => {
+                out.send(frame(
+                    "HELLO_ACK",
+                    json!({"user_id": self.user_id, "status": "connected"}),
+                ));
+                self.display_name = Some(name);
+            }
+            (Meta::OpenChat { .. }, Reply::ConversationOpened(conversation)) => out.send(frame(
+                "CHAT_OPENED",
+                json!({
+                    "chat_id": conversation.chat_id,
+                    "participants": conversation.participants,
+                    "target_user_id": conversation.peer_id,
+                    "target_display_name": conversation.peer_name,
+                }),
+            )),
+            (Meta::Msg { .. }, Reply::ConversationSent(message_id)) => out.send(frame(
+                "MSG_ACK",
+                json!({"message_id": message_id, "status": "delivered"}),
+            )),
+            _ => {}
+        }
+    }
+
+    pub fn error(&mut self, meta: Option<Meta>, error: &Error, out: &mut Out) {
+        match meta {
+            Some(Meta::HelloMismatch) => {
+                out.send(error_frame(error));
+                out.close(
+                    close::UNAUTHORIZED,
+                    "HELLO user_id does not match the token",
+                );
+            }
+            Some(Meta::GuestHello) => {
+                out.send(error_frame(error));
+                out.close(close::UNAUTHORIZED, "HELLO not accepted");
+            }
+            Some(Meta::OpenChat { target }) => {
+                out.send(failure(error, json!({"target_user_id": target})));
+            }
+            // Over the rate, the MSG was not looked at: no details.
+            Some(Meta::Msg { details }) if !matches!(error, Error::Throttled { .. }) => {
+                out.send(failure(error, details));
+            }
+            _ => out.send(error_frame(error)),
+        }
+    }
+
+    pub fn rate_limits(&self, config: &Config) -> RateLimits {
+        let limits = &config.fastchat;
+        let rate = |per_minute: u32, noun| RateLimit {
+            bucket: Bucket::Gcra {
+                per_minute,
+                burst: per_minute,
+            },
+            noun,
+            closes: true,
+        };
+        RateLimits {
+            messages: rate(limits.messages_per_minute, "messages"),
+            typing: rate(limits.typing_per_minute, "typing indicators"),
+            close_reason: "rate limit exceeded",
+        }
     }
 
     /// Hides the connection's own room messages and typing: FastChat shows what others do
@@ -232,245 +349,130 @@ impl FastChat {
         }
     }
 
-    /// The FastChat encoding of an event (the same for every FastChat connection).
-    pub fn encode(&self, event: &Event) -> Option<Message> {
-        match event {
-            Event::Roster { users } => {
-                let users: Vec<Value> = users
-                    .iter()
-                    .map(|u| json!({"user_id": u.user_id, "display_name": u.display_name, "online": true}))
-                    .collect();
-                Some(frame("PRESENCE", json!({ "users": users })))
-            }
-            Event::Conversation(ConversationEvent::Opened {
-                chat_id,
-                participants,
-                peer_id,
-                peer_name,
-            }) => Some(frame(
-                "CHAT_OPENED",
-                json!({
-                    "chat_id": chat_id,
-                    "participants": participants,
-                    "target_user_id": peer_id,
-                    "target_display_name": peer_name,
-                }),
-            )),
-            Event::Conversation(ConversationEvent::Message {
-                from,
-                to,
-                content,
-                message_id,
-                sent_at_ms,
-                ..
-            }) => Some(msg_frame(*from, *to, content, message_id, *sent_at_ms)),
-            Event::Conversation(ConversationEvent::Typing {
-                user_id, is_typing, ..
-            }) => Some(typing_frame(*user_id, *is_typing)),
-            Event::Message(m) if m.room.starts_with(policy::DM_PREFIX) => {
-                let message = &m.message;
-                let to = self.chat.direct_peer(message.room_id, message.author)?;
-                let message_id = message.client_msg_id.clone().unwrap_or_else(|| {
-                    super::message_uuid(message.room_id, message.seq).to_string()
-                });
-                Some(msg_frame(
-                    message.author,
-                    to,
-                    &message.content,
-                    &message_id,
-                    message.created_at_ms,
-                ))
-            }
-            Event::Typing {
-                room,
-                user_id,
-                is_typing,
-                ..
-            } if room.starts_with(policy::DM_PREFIX) => Some(typing_frame(*user_id, *is_typing)),
-            _ => None,
-        }
-    }
-
-    async fn handle(&mut self, ctx: &mut Ctx, request: Request) -> Result<(), Failure> {
-        let Request { kind, data } = request;
-        match kind.as_str() {
-            HELLO => self.hello(ctx, &data),
-            "PING" => {
-                ctx.send(frame("PONG", json!({"timestamp": rfc3339(now_secs())})));
-                Ok(())
-            }
-            // A client's receipt of a MSG (the seed's flow shows one): nothing to do.
-            "MSG_ACK" => Ok(()),
-            _ if self.display_name.is_none() => Err(Failure::new(
-                Code::Unauthorized,
-                "send HELLO first to establish your identity",
-            )),
-            "OPEN_CHAT" => self.open_chat(ctx, &data).await,
-            "MSG" => self.message(ctx, &data).await,
-            "TYPING" => self.typing(ctx, &data).await,
-            other => Err(Failure::new(
-                Code::Validation,
-                format!("unknown message type {other:?}"),
-            )),
-        }
-    }
-
     /// With a token, the HELLO must name the token's user (else UNAUTHORIZED and close 4401).
-    fn hello(&mut self, ctx: &mut Ctx, data: &Value) -> Result<(), Failure> {
+    fn hello(&mut self, data: &Value) -> Request<Meta> {
         if self.display_name.is_some() {
-            return Err(Failure::new(
-                Code::Validation,
-                "HELLO was already accepted on this connection",
-            ));
-        }
-        let hello = Hello::of(data)?;
-        if Uuid::parse_str(&hello.user_id).ok() != Some(ctx.principal.user_id) {
-            ctx.close(
-                close::UNAUTHORIZED,
-                "HELLO user_id does not match the token",
+            return Request::invalid(
+                Meta::Other,
+                Rate::Free,
+                Error::BadRequest("HELLO was already accepted on this connection".to_owned()),
             );
-            return Err(Failure::new(
-                Code::Unauthorized,
-                "user_id does not match the user of the access token",
-            ));
         }
-        self.accept(ctx, &hello.display_name)
-    }
-
-    /// Lists the connection in the roster, then HELLO_ACK; the roster (PRESENCE) follows, as
-    /// the session writes a turn's replies before it reads deliveries.
-    fn accept(&mut self, ctx: &mut Ctx, display_name: &str) -> Result<(), Failure> {
-        let limits = &ctx.state.config.fastchat;
-        let name = ctx.state.chat.roster_enter(
-            ctx.conn,
-            display_name,
-            limits.display_name_min_chars,
-            limits.display_name_max_chars,
-        )?;
-        ctx.send(frame(
-            "HELLO_ACK",
-            json!({"user_id": ctx.principal.user_id, "status": "connected"}),
-        ));
-        self.display_name = Some(name);
-        Ok(())
-    }
-
-    async fn open_chat(&mut self, ctx: &mut Ctx, data: &Value) -> Result<(), Failure> {
-        let target = str_field(data, "target_user_id")?;
-        // The client's idea of the name is not needed: the server knows it.
-        opt_str(data, "target_display_name")?;
-        let chat = ctx.state.chat.clone();
-        let conversation = chat
-            .open_conversation(&ctx.principal, ctx.conn, target)
-            .await
-            .map_err(|e| Failure::from(e).with_details(json!({"target_user_id": target})))?;
-        ctx.send(frame(
-            "CHAT_OPENED",
-            json!({
-                "chat_id": conversation.chat_id,
-                "participants": conversation.participants,
-                "target_user_id": conversation.peer_id,
-                "target_display_name": conversation.peer_name,
-            }),
-        ));
-        Ok(())
-    }
-
-    async fn message(&mut self, ctx: &mut Ctx, data: &Value) -> Result<(), Failure> {
-        let per_minute = ctx.state.config.fastchat.messages_per_minute;
-        take(&mut self.messages, ctx, per_minute, "messages")?;
-        let to = str_field(data, "to")?;
-        let content = str_field(data, "content")?;
-        let message_id = match data.get("message_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(id)) => Some(id.clone()),
-            Some(Value::Number(id)) => Some(id.to_string()),
-            Some(_) => {
-                return Err(Failure::new(
-                    Code::Validation,
-                    "data.message_id must be a string",
-                ));
-            }
+        let hello = match Hello::of(data) {
+            Ok(hello) => hello,
+            Err(e) => return Request::invalid(Meta::Other, Rate::Free, field(e)),
         };
-        let details = json!({"to": to, "message_id": message_id});
-        let chat = ctx.state.chat.clone();
-        let (peer_id, peer_chat) = match chat.conversation(ctx.conn, to)? {
-            Lookup::Open { peer_id, chat } => (peer_id, chat),
-            Lookup::NotOpened => {
-                return Err(Failure::new(
-                    Code::ChatNotOpened,
-                    format!("no chat with {to} is open on this connection: send OPEN_CHAT first"),
+        if Uuid::parse_str(&hello.user_id).ok() != Some(self.user_id) {
+            return Request::invalid(
+                Meta::HelloMismatch,
+                Rate::Free,
+                Error::Forbidden("user_id does not match the user of the access token".to_owned()),
+            );
+        }
+        Request::core(
+            Meta::Hello,
+            Rate::Free,
+            Command::EnterRoster {
+                display_name: hello.display_name,
+                policy: self.names,
+            },
+        )
+    }
+
+    /// A MSG: counted first, then read.
+    fn message(&self, data: &Value) -> Request<Meta> {
+        let fields = || -> Result<(String, String, Option<String>), FieldError> {
+            let to = json::string(data, "to")?.to_owned();
+            let content = json::string(data, "content")?.to_owned();
+            let message_id = json::opt_id(data, "message_id")?;
+            Ok((to, content, message_id))
+        };
+        match fields() {
+            Ok((to, content, message_id)) => {
+                let details = json!({"to": to, "message_id": message_id});
+                Request::core(
+                    Meta::Msg { details },
+                    Rate::Message,
+                    Command::ConversationSend {
+                        to,
+                        content,
+                        message_id,
+                        policy: ContentPolicy::plain(self.max_chars),
+                    },
                 )
-                .with_details(details));
             }
-            Lookup::NoSuchUser => {
-                return Err(
-                    Failure::new(Code::UserNotFound, format!("user {to} not found"))
-                        .with_details(details),
-                );
-            }
-        };
-        let max_chars = ctx.state.config.fastchat.max_message_chars;
-        // Delivery or storage trouble is MESSAGE_FAILED; a broken rule keeps its own code.
-        let message_id = chat
-            .conversation_send(
-                &ctx.principal,
-                peer_id,
-                &peer_chat,
-                content,
-                message_id,
-                max_chars,
-            )
-            .await
-            .map_err(|e| Failure::from(e).with_details(details))?;
-        ctx.send(frame(
-            "MSG_ACK",
-            json!({"message_id": message_id, "status": "delivered"}),
-        ));
-        Ok(())
-    }
-
-    async fn typing(&mut self, ctx: &mut Ctx, data: &Value) -> Result<(), Failure> {
-        let per_minute = ctx.state.config.fastchat.typing_per_minute;
-        take(&mut self.typing, ctx, per_minute, "typing indicators")?;
-        let is_typing = match data.get("is_typing") {
-            None => true,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(Failure::new(
-                    Code::Validation,
-                    "data.is_typing must be a boolean",
-                ));
-            }
-        };
-        let chat = ctx.state.chat.clone();
-        chat.conversation_typing(&ctx.principal, ctx.conn, is_typing)
-            .await?;
-        Ok(())
+            Err(e) => Request::invalid(Meta::Other, Rate::Message, field(e)),
+        }
     }
 }
 
-/// Takes a token from a limiter; over the limit: RATE_LIMITED, and a client that keeps going a
-/// whole minute's worth past it is closed with 4429.
-fn take(
-    limiter: &mut RateLimiter,
-    ctx: &mut Ctx,
-    per_minute: u32,
-    what: &str,
-) -> Result<(), Failure> {
-    if limiter.try_take() {
-        return Ok(());
+/// The FastChat encoding of an event (the same for every FastChat connection).
+pub fn encode(event: &Event) -> Option<Message> {
+    match event {
+        Event::Roster { users } => {
+            let users: Vec<Value> = users
+                .iter()
+                .map(|u| json!({"user_id": u.user_id, "display_name": u.display_name, "online": true}))
+                .collect();
+            Some(frame("PRESENCE", json!({ "users": users })))
+        }
+        Event::Conversation(ConversationEvent::Opened {
+            chat_id,
+            participants,
+            peer_id,
+            peer_name,
+        }) => Some(frame(
+            "CHAT_OPENED",
+            json!({
+                "chat_id": chat_id,
+                "participants": participants,
+                "target_user_id": peer_id,
+                "target_display_name": peer_name,
+            }),
+        )),
+        Event::Conversation(ConversationEvent::Message {
+            from,
+            to,
+            content,
+            message_id,
+            sent_at_ms,
+            ..
+        }) => Some(msg_frame(*from, *to, content, message_id, *sent_at_ms)),
+        Event::Conversation(ConversationEvent::Typing {
+            user_id, is_typing, ..
+        }) => Some(typing_frame(*user_id, *is_typing)),
+        Event::Message(m) if m.room.starts_with(DM_PREFIX) => {
+            let message = &m.message;
+            let to = m.direct_peer?;
+            let message_id = message
+                .client_msg_id
+                .clone()
+                .unwrap_or_else(|| super::message_uuid(message.room_id, message.seq).to_string());
+            Some(msg_frame(
+                message.author,
+                to,
+                &message.content,
+                &message_id,
+                message.created_at_ms,
+            ))
+        }
+        Event::Typing {
+            room,
+            user_id,
+            is_typing,
+            ..
+        } if room.starts_with(DM_PREFIX) => Some(typing_frame(*user_id, *is_typing)),
+        _ => None,
     }
-    if limiter.refused_in_a_row >= per_minute {
-        ctx.close(close::RATE_LIMITED, "rate limit exceeded");
-    }
-    Err(Failure::new(
-        Code::RateLimited,
-        format!(
-            "rate limit exceeded: {per_minute} {what} per minute; retry in {} ms",
-            limiter.retry_after().as_millis()
-        ),
-    ))
+}
+
+/// The FastChat wording of a field error (the native protocol's).
+fn field(error: FieldError) -> Error {
+    Error::BadRequest(match error {
+        FieldError::Missing(name) => format!("missing field data.{name}"),
+        FieldError::Wrong { name, expected } => format!("data.{name} must be {expected}"),
+        FieldError::TooMany { name, max } => format!("data.{name} may list at most {max}"),
+    })
 }
 
 /// A HELLO's claim.
@@ -480,30 +482,27 @@ struct Hello {
 }
 
 impl Hello {
-    fn of(data: &Value) -> Result<Hello, Failure> {
+    fn of(data: &Value) -> Result<Hello, FieldError> {
         Ok(Hello {
-            user_id: str_field(data, "user_id")?.to_owned(),
-            display_name: str_field(data, "display_name")?.to_owned(),
+            user_id: json::string(data, "user_id")?.to_owned(),
+            display_name: json::string(data, "display_name")?.to_owned(),
         })
     }
 }
 
 /// A client frame: `{"type": ..., "data": {...}}` (`data` may be left out when empty).
-pub(crate) struct Request {
+pub(crate) struct Envelope {
     pub(crate) kind: String,
     pub(crate) data: Value,
 }
 
-impl Request {
-    pub(crate) fn parse(text: &str) -> Result<Request, Failure> {
-        let invalid = |message: String| Failure::new(Code::Validation, message);
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| invalid(format!("malformed JSON: {e}")))?;
-        let Value::Object(mut map) = value else {
-            return Err(invalid(
-                "a frame must be a JSON object with \"type\" and \"data\"".to_owned(),
-            ));
-        };
+impl Envelope {
+    pub(crate) fn parse(text: &str) -> Result<Envelope, Error> {
+        let invalid = |message: String| Error::BadRequest(message);
+        let mut map = json::object(text).map_err(|e| match e {
+            Some(e) => invalid(format!("malformed JSON: {e}")),
+            None => invalid("a frame must be a JSON object with \"type\" and \"data\"".to_owned()),
+        })?;
         let kind = match map.remove("type") {
             Some(Value::String(kind)) => kind,
             _ => return Err(invalid("\"type\" must be a string".to_owned())),
@@ -513,7 +512,7 @@ impl Request {
             Some(data @ Value::Object(_)) => data,
             Some(_) => return Err(invalid("\"data\" must be an object".to_owned())),
         };
-        Ok(Request { kind, data })
+        Ok(Envelope { kind, data })
     }
 }
 
@@ -541,28 +540,75 @@ fn typing_frame(user_id: Uuid, is_typing: bool) -> Message {
     )
 }
 
-fn str_field<'a>(data: &'a Value, name: &str) -> Result<&'a str, Failure> {
-    match data.get(name) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(Failure::new(
-            Code::Validation,
-            format!("data.{name} must be a string"),
-        )),
-        None => Err(Failure::new(
-            Code::Validation,
-            format!("missing field data.{name}"),
-        )),
-    }
-}
+/// FastChat as a connection's only dialect (a guest's); `/ws` runs it inside [`super::root`].
+impl Dialect for FastChat {
+    type Meta = Meta;
 
-fn opt_str<'a>(data: &'a Value, name: &str) -> Result<Option<&'a str>, Failure> {
-    match data.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(Failure::new(
-            Code::Validation,
-            format!("data.{name} must be a string"),
-        )),
+    fn new(facts: &Facts, _endpoint: &Endpoint, config: &Arc<Config>) -> Self {
+        FastChat::new(facts, config, None)
+    }
+
+    fn name(&self) -> &'static str {
+        "fastchat"
+    }
+
+    fn encoder(&self) -> Encoder {
+        Encoder {
+            slot: slots::FASTCHAT,
+            encode,
+        }
+    }
+
+    fn refusal(error: &Error) -> Option<Message> {
+        Some(error_frame(error))
+    }
+
+    fn connect(&mut self, _facts: &Facts) -> Vec<Request<Meta>> {
+        FastChat::connect(self)
+    }
+
+    fn decode_text(&mut self, text: &str) -> Option<Request<Meta>> {
+        FastChat::decode_text(self, text)
+    }
+
+    fn decode_binary(&mut self, _data: Bytes) -> Option<Request<Meta>> {
+        FastChat::decode_binary(self)
+    }
+
+    fn local(&mut self, meta: Meta, out: &mut Out) -> Option<Request<Meta>> {
+        FastChat::local(self, meta, out);
+        None
+    }
+
+    fn reply(&mut self, meta: Meta, reply: Reply, out: &mut Out) {
+        FastChat::reply(self, meta, reply, out);
+    }
+
+    fn error(&mut self, meta: Option<Meta>, error: &Error, out: &mut Out) {
+        FastChat::error(self, meta, error, out);
+    }
+
+    fn rate_limits(&self, config: &Config) -> RateLimits {
+        FastChat::rate_limits(self, config)
+    }
+
+    /// FastChat has no server heartbeat frame: WebSocket pings.
+    fn ping(&self) -> Option<Message> {
+        None
+    }
+
+    /// FastChat has no expiry warning; the connection still closes (4401) when the token
+    /// expires, and the client reconnects with a new one.
+    fn token_expiring(&self, _expires_at: i64) -> Option<Message> {
+        None
+    }
+
+    fn heartbeat(&self) -> Option<(Duration, Duration)> {
+        Some(self.heartbeat)
+    }
+
+    fn wants(&self, event: &Event) -> bool {
+        FastChat::wants(self, event)
     }
 }
 
@@ -579,7 +625,7 @@ mod tests {
     }
 
     #[test]
-    fn core_errors_map_to_the_seed_codes() {
+    fn core_errors_map_to_the_document_codes() {
         assert_eq!(
             Code::of(&Error::BadRequest(String::new())),
             Code::Validation
@@ -595,6 +641,10 @@ mod tests {
         assert_eq!(
             Code::of(&Error::Forbidden(String::new())),
             Code::Unauthorized
+        );
+        assert_eq!(
+            Code::of(&Error::ConversationNotOpen(String::new())),
+            Code::ChatNotOpened
         );
         assert_eq!(
             Code::of(&Error::Unavailable(String::new())),

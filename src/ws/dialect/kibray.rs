@@ -1,16 +1,17 @@
-//! The Kibray dialect (seed 002, Django Channels) at three endpoints: `/ws/chat/{room}/` (one
-//! connection per core room `{room}`: `chat_message`, `edit_message`, `delete_message`,
-//! `typing`, `mark_read` read receipts), `/ws/notifications/` (`notification`, `mark_read`,
-//! `unread_count`) and `/ws/status/` (`status_update`, `user_status`, `typing`). Errors are
-//! `{"type": "error", "error": ..., "code": ...}` with the seed's codes. `man/natter-protocol.7`
-//! (KIBRAY DIALECT) describes the mapping.
+//! The Kibray dialect (Django Channels) at three endpoints: `/ws/chat/{room}/` (one connection
+//! per core room `{room}`: `chat_message`, `edit_message`, `delete_message`, `typing`,
+//! `mark_read` read receipts, uploads in chunks), `/ws/notifications/` (`notification`,
+//! `mark_read`, `unread_count`) and `/ws/status/` (`status_update`, `user_status`, `typing`).
+//! Errors are `{"type": "error", "error": ..., "code": ...}` with the document's codes.
+//! `man/natter-protocol.7` (KIBRAY DIALECT) describes the mapping.
 //!
 //! Message ids are the core's per-room sequence numbers (a chat connection is in one room);
 //! `channel_id` is the core room id; user ids are the users' numbers
-//! ([`crate::store::User::number`]). Content is stripped of markup by the core
-//! ([`crate::core::chat::Chat::send_plain`]), not here.
+//! ([`crate::store::User::number`]). Content is plain text: markup is stripped by the core
+//! ([`ContentPolicy::plain`]).
 
-use std::time::Duration;
+use base64::Engine as _;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -19,21 +20,21 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 
-use super::Dialect;
-use crate::core::policy::WindowLimiter;
+use super::{Bucket, Dialect, Encoder, Facts, Out, Rate, RateLimit, RateLimits, Request, slots};
+use crate::config::Config;
+use crate::core::command::{Command, ContentPolicy, EditMessage, Reply, RoomRef, SendMessage};
 use crate::error::Error;
 use crate::events::{Event, RoomMessage};
-use crate::store::{Notification, Store};
+use crate::store::Notification;
 use crate::timefmt::rfc3339;
 use crate::wire::attachment_json;
 use crate::ws::close;
-use crate::ws::session::Ctx;
 use crate::ws::{Endpoint, KibrayEndpoint};
 
-/// The seed's rate-limit error text, verbatim.
+/// The document's rate-limit error text, verbatim.
 pub const RATE_LIMIT_TEXT: &str = "Rate limit exceeded. Please slow down.";
 
-/// The seed's error codes.
+/// The document's error codes.
 pub mod codes {
     pub const AUTHENTICATION_FAILED: &str = "AUTHENTICATION_FAILED";
     pub const RATE_LIMIT_EXCEEDED: &str = "RATE_LIMIT_EXCEEDED";
@@ -41,7 +42,7 @@ pub mod codes {
     pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
     pub const CHANNEL_NOT_FOUND: &str = "CHANNEL_NOT_FOUND";
     pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
-    /// Not in the seed: a failure of the server itself (store, internal).
+    /// Not in the document: a failure of the server itself (store, internal).
     pub const INTERNAL_ERROR: &str = "INTERNAL_ERROR";
 }
 
@@ -58,13 +59,10 @@ pub struct Kibray {
     endpoint: KibrayEndpoint,
     /// The chat endpoint's core room (name, id), once joined.
     room: Option<(String, u64)>,
-    /// For the user numbers of encoded frames (one read per encoding, shared by every Kibray
-    /// connection that receives it).
-    store: Store,
-    /// `kibray.messages_per_minute` in any rolling minute, counting every frame.
-    limiter: WindowLimiter,
     /// `kibray.max_message_chars`, enforced by the core.
     max_chars: usize,
+    /// `kibray.max_upload_bytes`.
+    max_upload_bytes: u64,
     /// The upload in progress on this connection (one at a time; a new `upload_file` replaces
     /// it). Its bytes stay below `kibray.max_upload_bytes`.
     upload: Option<Upload>,
@@ -80,13 +78,74 @@ struct Upload {
     data: Vec<u8>,
 }
 
+/// What a Kibray request needs for its answer.
+pub struct Meta {
+    action: Action,
+    missing: Missing,
+}
+
+enum Action {
+    /// Entering the chat endpoint's room at connect.
+    EnterRoom,
+    /// The unread count (at connect, after a `mark_read`).
+    Unread,
+    /// Watching the member rooms at connect (status endpoint).
+    Watch,
+    /// A request whose success says nothing (the room sees its event).
+    Quiet,
+    /// A typing indicator (dropped over its rate).
+    Typing,
+    /// An `upload_file`: the upload it starts once the core allows it.
+    UploadFile {
+        name: String,
+        content_type: String,
+        size: u64,
+    },
+    /// An `upload_chunk`.
+    Chunk {
+        upload_id: String,
+        index: u64,
+        chunk: String,
+    },
+    /// The last chunk's upload, stored and posted.
+    UploadDone(String),
+}
+
+impl Meta {
+    fn new(action: Action, missing: Missing) -> Meta {
+        Meta { action, missing }
+    }
+}
+
 impl Dialect for Kibray {
-    fn slot(&self) -> usize {
-        super::slots::KIBRAY
+    type Meta = Meta;
+
+    fn new(_facts: &Facts, endpoint: &Endpoint, config: &Arc<Config>) -> Self {
+        let endpoint = match endpoint {
+            Endpoint::Kibray(kind) => kind.clone(),
+            // Only Kibray endpoints run this dialect; an empty name is no room (4403).
+            _ => KibrayEndpoint::Chat {
+                room: String::new(),
+            },
+        };
+        Kibray {
+            endpoint,
+            room: None,
+            max_chars: config.kibray.max_message_chars,
+            max_upload_bytes: config.kibray.max_upload_bytes,
+            upload: None,
+        }
     }
 
-    fn encode(&self, event: &Event) -> Option<Message> {
-        encode(&self.store, event)
+    fn name(&self) -> &'static str {
+        "kibray"
+    }
+
+    fn encoder(&self) -> Encoder {
+        Encoder {
+            slot: slots::KIBRAY,
+            encode,
+        }
     }
 
     fn refusal(error: &Error) -> Option<Message> {
@@ -96,108 +155,153 @@ impl Dialect for Kibray {
         ))
     }
 
-    fn new(ctx: &Ctx, endpoint: &Endpoint) -> Self {
-        let endpoint = match endpoint {
-            Endpoint::Kibray(kind) => kind.clone(),
-            // Only Kibray endpoints run this dialect; an empty name is no room (4403).
-            _ => KibrayEndpoint::Chat {
-                room: String::new(),
-            },
+    fn connect(&mut self, _facts: &Facts) -> Vec<Request<Meta>> {
+        let (action, missing, command) = match &self.endpoint {
+            KibrayEndpoint::Chat { room } => (
+                Action::EnterRoom,
+                Missing::Channel,
+                Command::Join {
+                    room: RoomRef::Name(room.clone()),
+                    since: None,
+                },
+            ),
+            KibrayEndpoint::Notifications => {
+                (Action::Unread, Missing::Item, Command::UnreadNotifications)
+            }
+            KibrayEndpoint::Status => (Action::Watch, Missing::Channel, Command::WatchMemberRooms),
         };
-        let config = &ctx.state.config.kibray;
-        Kibray {
-            endpoint,
-            room: None,
-            store: ctx.state.store.clone(),
-            limiter: WindowLimiter::new(config.messages_per_minute, Duration::from_secs(60)),
-            max_chars: config.max_message_chars,
-            upload: None,
-        }
+        vec![Request::core(
+            Meta::new(action, missing),
+            Rate::Free,
+            command,
+        )]
     }
 
-    async fn on_connect(&mut self, ctx: &mut Ctx) {
-        let chat = ctx.state.chat.clone();
-        match &self.endpoint {
-            KibrayEndpoint::Chat { room } => {
-                match chat.join(&ctx.principal, ctx.conn, room, None).await {
-                    Ok(joined) => self.room = Some((joined.room.name, joined.room.id)),
-                    Err(error) => {
-                        let code = match error {
-                            Error::Store(_) | Error::Internal(_) => close::INTERNAL_ERROR,
-                            _ => close::FORBIDDEN,
-                        };
-                        tracing::info!(
-                            user = %ctx.principal.username,
-                            room = %room,
-                            error = %error,
-                            "Kibray chat connection refused"
-                        );
-                        let message = error.public_message();
-                        ctx.send(error_frame(&message, code_of(&error, Missing::Channel)));
-                        ctx.close(code, &message);
-                    }
-                }
-            }
-            KibrayEndpoint::Notifications => match chat.unread_notifications(&ctx.principal) {
-                Ok(count) => ctx.send(unread_count(count)),
-                Err(error) => send_error(ctx, &error, Missing::Item),
-            },
-            KibrayEndpoint::Status => {
-                if let Err(error) = chat.watch_member_rooms(&ctx.principal, ctx.conn) {
-                    send_error(ctx, &error, Missing::Channel);
-                }
-            }
-        }
+    /// Every frame counts, valid or not (the document's "60 messages per minute").
+    fn frame_rate(&self) -> Rate {
+        Rate::Message
     }
 
-    async fn on_text(&mut self, ctx: &mut Ctx, text: &str) {
+    fn decode_text(&mut self, text: &str) -> Option<Request<Meta>> {
         if matches!(self.endpoint, KibrayEndpoint::Chat { .. }) && self.room.is_none() {
-            return;
-        }
-        if !self.take_rate(ctx) {
-            return;
+            return None;
         }
         let (kind, request) = match parse(text) {
             Ok(parsed) => parsed,
-            Err(message) => {
-                ctx.send(error_frame(&message, codes::INVALID_MESSAGE));
-                return;
-            }
+            Err(message) => return Some(invalid(message)),
         };
-        let result = match (&self.endpoint, kind.as_str()) {
-            (KibrayEndpoint::Chat { .. }, "chat_message") => self.chat_message(ctx, &request).await,
-            (KibrayEndpoint::Chat { .. }, "edit_message") => self.edit_message(ctx, &request).await,
-            (KibrayEndpoint::Chat { .. }, "delete_message") => {
-                self.delete_message(ctx, &request).await
-            }
-            (KibrayEndpoint::Chat { .. }, "mark_read") => self.read_receipt(ctx, &request).await,
-            (KibrayEndpoint::Chat { .. } | KibrayEndpoint::Status, "typing") => {
-                self.typing(ctx, &request).await
-            }
-            (KibrayEndpoint::Chat { .. }, "upload_file") => self.upload_file(ctx, &request).await,
-            (KibrayEndpoint::Chat { .. }, "upload_chunk") => self.upload_chunk(ctx, &request).await,
-            (KibrayEndpoint::Notifications, "mark_read") => {
-                self.mark_notification_read(ctx, &request).await
-            }
-            (KibrayEndpoint::Status, "status_update") => self.status_update(ctx, &request).await,
-            (_, other) => Err((
-                Error::BadRequest(format!("unknown message type {other:?} on this endpoint")),
-                Missing::Item,
-            )),
+        Some(
+            self.decode(&kind, &request)
+                .unwrap_or_else(|(error, missing)| {
+                    Request::invalid(Meta::new(Action::Quiet, missing), Rate::Free, error)
+                }),
+        )
+    }
+
+    fn decode_binary(&mut self, _data: Bytes) -> Option<Request<Meta>> {
+        Some(invalid("binary frames are not supported".to_owned()))
+    }
+
+    fn local(&mut self, meta: Meta, out: &mut Out) -> Option<Request<Meta>> {
+        let Action::Chunk {
+            upload_id,
+            index,
+            chunk,
+        } = meta.action
+        else {
+            return None;
         };
-        if let Err((error, missing)) = result {
-            send_error(ctx, &error, missing);
+        match self.chunk(&upload_id, index, &chunk, out) {
+            Ok(next) => next,
+            Err(error) => {
+                send_error(out, &error, Missing::Item);
+                None
+            }
         }
     }
 
-    async fn on_binary(&mut self, ctx: &mut Ctx, _data: Bytes) {
-        if !self.take_rate(ctx) {
-            return;
+    fn reply(&mut self, meta: Meta, reply: Reply, out: &mut Out) {
+        match (meta.action, reply) {
+            (Action::EnterRoom, Reply::Joined(joined)) => {
+                self.room = Some((joined.room.name, joined.room.id));
+            }
+            (Action::Unread, Reply::Unread(count)) => out.send(unread_count(count)),
+            (
+                Action::UploadFile {
+                    name,
+                    content_type,
+                    size,
+                },
+                Reply::UploadReady(_),
+            ) => {
+                let id = Uuid::new_v4().simple().to_string();
+                out.send(text(&json!({
+                    "type": "upload_started",
+                    "upload_id": id,
+                    "file_name": name,
+                    "file_size": size,
+                })));
+                self.upload = Some(Upload {
+                    id,
+                    name,
+                    content_type,
+                    size,
+                    next_chunk: 0,
+                    data: Vec::new(),
+                });
+            }
+            (Action::UploadDone(id), Reply::Sent(sent)) => {
+                let file = sent
+                    .message
+                    .attachments
+                    .first()
+                    .map_or(Value::Null, attachment_json);
+                out.send(text(&json!({
+                    "type": "upload_complete",
+                    "upload_id": id,
+                    "message_id": sent.message.seq,
+                    "file": file,
+                })));
+            }
+            _ => {}
         }
-        ctx.send(error_frame(
-            "binary frames are not supported",
-            codes::INVALID_MESSAGE,
-        ));
+    }
+
+    fn error(&mut self, meta: Option<Meta>, error: &Error, out: &mut Out) {
+        let Some(meta) = meta else {
+            // Refused before it was decoded: the frame's rate.
+            out.send(error_frame(RATE_LIMIT_TEXT, codes::RATE_LIMIT_EXCEEDED));
+            return;
+        };
+        match meta.action {
+            Action::EnterRoom => {
+                let code = match error {
+                    Error::Store(_) | Error::Internal(_) => close::INTERNAL_ERROR,
+                    _ => close::FORBIDDEN,
+                };
+                tracing::info!(error = %error, "Kibray chat connection refused");
+                let message = error.public_message();
+                out.send(error_frame(&message, code_of(error, Missing::Channel)));
+                out.close(code, &message);
+            }
+            // Typing over its rate is dropped without a word.
+            Action::Typing if matches!(error, Error::Throttled { .. }) => {}
+            _ => send_error(out, error, meta.missing),
+        }
+    }
+
+    fn rate_limits(&self, config: &Config) -> RateLimits {
+        let ws = RateLimits::of_ws(config);
+        RateLimits {
+            messages: RateLimit {
+                bucket: Bucket::Window {
+                    per_minute: config.kibray.messages_per_minute,
+                },
+                noun: "messages",
+                closes: true,
+            },
+            ..ws
+        }
     }
 
     fn ping(&self) -> Option<Message> {
@@ -219,7 +323,7 @@ impl Dialect for Kibray {
                     | Event::Read { .. }
                     | Event::RoomClosed { .. }
             ),
-            KibrayEndpoint::Notifications => matches!(event, Event::Notification(_)),
+            KibrayEndpoint::Notifications => matches!(event, Event::Notification { .. }),
             KibrayEndpoint::Status => {
                 matches!(event, Event::Presence { .. } | Event::Typing { .. })
             }
@@ -227,251 +331,218 @@ impl Dialect for Kibray {
     }
 }
 
-type Outcome = Result<(), (Error, Missing)>;
+/// A request that cannot be taken: its error, and what was missing.
+type Refused = (Error, Missing);
 
 impl Kibray {
-    /// Counts a frame against `kibray.messages_per_minute`. Over it: the seed's error (and
-    /// false); as many refusals in a row close the connection with 4429.
-    fn take_rate(&mut self, ctx: &mut Ctx) -> bool {
-        if self.limiter.try_take() {
-            return true;
-        }
-        ctx.send(error_frame(RATE_LIMIT_TEXT, codes::RATE_LIMIT_EXCEEDED));
-        if self.limiter.refused_in_a_row >= ctx.state.config.kibray.messages_per_minute {
-            ctx.close(close::RATE_LIMITED, "message rate limit exceeded");
-        }
-        false
+    /// The chat endpoint's room (set once joined: requests come after).
+    fn room(&self) -> Result<RoomRef, Refused> {
+        self.room
+            .as_ref()
+            .map(|(name, _)| RoomRef::Name(name.clone()))
+            .ok_or_else(|| {
+                (
+                    Error::NotFound("not in a room".to_owned()),
+                    Missing::Channel,
+                )
+            })
     }
 
-    /// The chat endpoint's room name (set once joined: requests come after).
-    fn room_name(&self) -> Result<&str, (Error, Missing)> {
-        self.room.as_ref().map(|(name, _)| name.as_str()).ok_or((
-            Error::NotFound("not in a room".to_owned()),
-            Missing::Channel,
-        ))
-    }
-
-    /// `chat_message`: stored (durably) and delivered to the room, the sender included, as
-    /// `chat_message`. `channel_id` is accepted and ignored: the path names the room.
-    async fn chat_message(&self, ctx: &mut Ctx, request: &Map<String, Value>) -> Outcome {
-        let content = string_field(request, "message")?;
-        let reply_to = optional_id(request, "reply_to")?;
-        let name = self.room_name()?;
-        ctx.state
-            .chat
-            .send_plain(&ctx.principal, name, content, reply_to, self.max_chars)
-            .await
-            .map(|_| ())
-            .map_err(|e| (e, Missing::Item))
-    }
-
-    /// `edit_message`: the room sees `edit_message` with the new content.
-    async fn edit_message(&self, ctx: &mut Ctx, request: &Map<String, Value>) -> Outcome {
-        let seq = id_field(request, "message_id")?;
-        let content = string_field(request, "new_content")?;
-        let name = self.room_name()?;
-        ctx.state
-            .chat
-            .edit_plain(&ctx.principal, name, seq, content, self.max_chars)
-            .await
-            .map(|_| ())
-            .map_err(|e| (e, Missing::Item))
-    }
-
-    /// `delete_message`: the room sees `delete_message`.
-    async fn delete_message(&self, ctx: &mut Ctx, request: &Map<String, Value>) -> Outcome {
-        let seq = id_field(request, "message_id")?;
-        let name = self.room_name()?;
-        ctx.state
-            .chat
-            .delete(&ctx.principal, name, seq)
-            .await
-            .map(|_| ())
-            .map_err(|e| (e, Missing::Item))
-    }
-
-    /// `mark_read` with a `message_id` on the chat endpoint: moves the read cursor; the room
-    /// sees `read_receipt`.
-    async fn read_receipt(&self, ctx: &mut Ctx, request: &Map<String, Value>) -> Outcome {
-        let seq = id_field(request, "message_id")?;
-        let name = self.room_name()?;
-        ctx.state
-            .chat
-            .read(&ctx.principal, name, seq)
-            .await
-            .map(|_| ())
-            .map_err(|e| (e, Missing::Item))
-    }
-
-    /// `typing`: the room of the chat endpoint (its `channel_id` is ignored), or on the status
-    /// endpoint the room whose id `channel_id` is. Typing beyond `ws.typing_per_minute` is
-    /// dropped silently.
-    async fn typing(&self, ctx: &mut Ctx, request: &Map<String, Value>) -> Outcome {
-        let is_typing = match request.get("is_typing") {
-            None => true,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err((
-                    Error::BadRequest("is_typing must be a boolean".to_owned()),
-                    Missing::Item,
-                ));
+    fn decode(
+        &mut self,
+        kind: &str,
+        request: &Map<String, Value>,
+    ) -> Result<Request<Meta>, Refused> {
+        let quiet =
+            |command| Request::core(Meta::new(Action::Quiet, Missing::Item), Rate::Free, command);
+        let chat = matches!(self.endpoint, KibrayEndpoint::Chat { .. });
+        let status = matches!(self.endpoint, KibrayEndpoint::Status);
+        Ok(match kind {
+            // `channel_id` is accepted and ignored: the path names the room.
+            "chat_message" if chat => {
+                let content = string_field(request, "message")?.to_owned();
+                let reply_to = optional_id(request, "reply_to")?;
+                quiet(Command::Send(SendMessage {
+                    reply_to,
+                    policy: ContentPolicy::plain(self.max_chars),
+                    ..SendMessage::new(self.room()?, content)
+                }))
             }
-        };
-        let name = match &self.room {
-            Some((name, _)) => name.clone(),
-            None => {
-                let id = id_field(request, "channel_id")?;
-                ctx.state
-                    .chat
-                    .readable_room(&ctx.principal, id)
-                    .map_err(|e| (e, Missing::Channel))?
-                    .name
+            "edit_message" if chat => {
+                let seq = id_field(request, "message_id")?;
+                let content = string_field(request, "new_content")?.to_owned();
+                quiet(Command::Edit(EditMessage {
+                    room: self.room()?,
+                    seq,
+                    content,
+                    policy: ContentPolicy::plain(self.max_chars),
+                }))
             }
-        };
-        if !ctx.typing_allowed() {
-            return Ok(());
-        }
-        let chat = ctx.state.chat.clone();
-        chat.typing(&ctx.principal, ctx.conn, &name, is_typing)
-            .await
-            .map_err(|e| (e, Missing::Channel))
-    }
-
-    /// `upload_file`: checked by the core (room, size), answered with `upload_started` and the
-    /// `upload_id` the chunks name.
-    async fn upload_file(&mut self, ctx: &mut Ctx, request: &Map<String, Value>) -> Outcome {
-        let name = string_field(request, "file_name")?.to_owned();
-        let size = id_field(request, "file_size")?;
-        let content_type = string_field(request, "file_type")?.to_owned();
-        let room = self.room_name()?.to_owned();
-        let max = ctx.state.config.kibray.max_upload_bytes;
-        ctx.state
-            .chat
-            .check_upload(&ctx.principal, &room, size, max)
-            .await
-            .map_err(|e| (e, Missing::Item))?;
-        let id = Uuid::new_v4().simple().to_string();
-        ctx.send(text(&json!({
-            "type": "upload_started",
-            "upload_id": id,
-            "file_name": name,
-            "file_size": size,
-        })));
-        self.upload = Some(Upload {
-            id,
-            name,
-            content_type,
-            size,
-            next_chunk: 0,
-            data: Vec::new(),
-        });
-        Ok(())
+            "delete_message" if chat => {
+                let seq = id_field(request, "message_id")?;
+                quiet(Command::Delete {
+                    room: self.room()?,
+                    seq,
+                })
+            }
+            // With a `message_id` on the chat endpoint: a read receipt.
+            "mark_read" if chat => {
+                let seq = id_field(request, "message_id")?;
+                quiet(Command::Read {
+                    room: self.room()?,
+                    seq,
+                })
+            }
+            // The room of the chat endpoint (its `channel_id` is ignored), or on the status
+            // endpoint the room whose id `channel_id` is.
+            "typing" if chat || status => {
+                let is_typing = match request.get("is_typing") {
+                    None => true,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => return Err(bad("is_typing must be a boolean".to_owned())),
+                };
+                let room = match &self.room {
+                    Some((name, _)) => RoomRef::Name(name.clone()),
+                    None => RoomRef::Id(id_field(request, "channel_id")?),
+                };
+                Request::core(
+                    Meta::new(Action::Typing, Missing::Channel),
+                    Rate::Typing,
+                    Command::Typing { room, is_typing },
+                )
+            }
+            "upload_file" if chat => {
+                let name = string_field(request, "file_name")?.to_owned();
+                let size = id_field(request, "file_size")?;
+                let content_type = string_field(request, "file_type")?.to_owned();
+                Request::core(
+                    Meta::new(
+                        Action::UploadFile {
+                            name,
+                            content_type,
+                            size,
+                        },
+                        Missing::Item,
+                    ),
+                    Rate::Free,
+                    Command::StartUpload {
+                        room: self.room()?,
+                        size,
+                        max_bytes: self.max_upload_bytes,
+                    },
+                )
+            }
+            "upload_chunk" if chat => {
+                let upload_id = string_field(request, "upload_id")?.to_owned();
+                let index = id_field(request, "chunk_index")?;
+                let chunk = string_field(request, "chunk_data")?.to_owned();
+                Request::local(
+                    Meta::new(
+                        Action::Chunk {
+                            upload_id,
+                            index,
+                            chunk,
+                        },
+                        Missing::Item,
+                    ),
+                    Rate::Free,
+                )
+            }
+            // With a `notification_id` on the notifications endpoint: answered with the new
+            // `unread_count`.
+            "mark_read" if matches!(self.endpoint, KibrayEndpoint::Notifications) => {
+                let id = id_field(request, "notification_id")?;
+                Request::core(
+                    Meta::new(Action::Unread, Missing::Item),
+                    Rate::Free,
+                    Command::ReadNotification { id },
+                )
+            }
+            // The people who share a room with the user see `user_status`.
+            "status_update" if status => {
+                let status = string_field(request, "status")?.to_owned();
+                quiet(Command::SetStatus {
+                    status,
+                    metadata: None,
+                })
+            }
+            other => {
+                return Err(bad(format!(
+                    "unknown message type {other:?} on this endpoint"
+                )));
+            }
+        })
     }
 
     /// `upload_chunk`: chunks in order from 0, base64. Each is answered with `upload_progress`;
-    /// the last one, once the file is stored and posted to the room (a `chat_message` listing
-    /// it), with `upload_complete`.
-    async fn upload_chunk(&mut self, ctx: &mut Ctx, request: &Map<String, Value>) -> Outcome {
-        use base64::Engine as _;
-        let upload_id = string_field(request, "upload_id")?;
-        let index = id_field(request, "chunk_index")?;
-        let chunk = string_field(request, "chunk_data")?;
+    /// the last one leads to storing the file and posting it to the room (a `chat_message`
+    /// listing it), answered with `upload_complete`.
+    fn chunk(
+        &mut self,
+        upload_id: &str,
+        index: u64,
+        chunk: &str,
+        out: &mut Out,
+    ) -> Result<Option<Request<Meta>>, Error> {
+        let bad = |message: String| Error::BadRequest(message);
         let Some(upload) = self.upload.as_mut().filter(|u| u.id == upload_id) else {
-            return Err(invalid(format!("no upload {upload_id:?} in progress")));
+            return Err(bad(format!("no upload {upload_id:?} in progress")));
         };
         if index != upload.next_chunk {
-            return Err(invalid(format!(
+            return Err(bad(format!(
                 "chunk_index {index} out of order: expected {}",
                 upload.next_chunk
             )));
         }
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(chunk)
-            .map_err(|e| invalid(format!("chunk_data is not base64: {e}")))?;
+            .map_err(|e| bad(format!("chunk_data is not base64: {e}")))?;
         let received =
             u64::try_from(upload.data.len().saturating_add(bytes.len())).unwrap_or(u64::MAX);
         if received > upload.size {
             self.upload = None;
-            return Err((
-                Error::BadRequest("the chunks exceed file_size; upload abandoned".to_owned()),
-                Missing::Item,
+            return Err(bad(
+                "the chunks exceed file_size; upload abandoned".to_owned()
             ));
         }
         upload.data.extend_from_slice(&bytes);
         upload.next_chunk += 1;
         if received < upload.size {
-            ctx.send(text(&json!({
+            out.send(text(&json!({
                 "type": "upload_progress",
                 "upload_id": upload.id,
                 "chunk_index": index,
                 "received": received,
                 "file_size": upload.size,
             })));
-            return Ok(());
+            return Ok(None);
         }
         let Some(done) = self.upload.take() else {
-            return Ok(());
+            return Ok(None);
         };
-        let room = self.room_name()?.to_owned();
-        let max = ctx.state.config.kibray.max_upload_bytes;
-        let sent = ctx
-            .state
-            .chat
-            .attach_file(
-                &ctx.principal,
-                &room,
-                &done.name,
-                &done.content_type,
-                done.data,
-                max,
-            )
-            .await
-            .map_err(|e| (e, Missing::Item))?;
-        let files: Vec<Value> = sent
-            .message
-            .attachments
-            .iter()
-            .map(attachment_json)
-            .collect();
-        ctx.send(text(&json!({
-            "type": "upload_complete",
-            "upload_id": done.id,
-            "message_id": sent.message.seq,
-            "file": files.into_iter().next().unwrap_or(Value::Null),
-        })));
-        Ok(())
-    }
-
-    /// `mark_read` with a `notification_id`: answered with the new `unread_count`.
-    async fn mark_notification_read(&self, ctx: &mut Ctx, request: &Map<String, Value>) -> Outcome {
-        let id = id_field(request, "notification_id")?;
-        let chat = ctx.state.chat.clone();
-        chat.mark_notification_read(&ctx.principal, id)
-            .await
-            .map_err(|e| (e, Missing::Item))?;
-        let count = chat
-            .unread_notifications(&ctx.principal)
-            .map_err(|e| (e, Missing::Item))?;
-        ctx.send(unread_count(count));
-        Ok(())
-    }
-
-    /// `status_update`: the people who share a room with the user see `user_status`.
-    async fn status_update(&self, ctx: &mut Ctx, request: &Map<String, Value>) -> Outcome {
-        let status = string_field(request, "status")?;
-        let chat = ctx.state.chat.clone();
-        chat.set_status(&ctx.principal, status, None)
-            .await
-            .map_err(|e| (e, Missing::Item))
+        let room = self
+            .room()
+            .map_err(|_| Error::NotFound("not in a room".to_owned()))?;
+        Ok(Some(Request::core(
+            Meta::new(Action::UploadDone(done.id), Missing::Item),
+            Rate::Free,
+            Command::AttachFile {
+                room,
+                file_name: done.name,
+                content_type: done.content_type,
+                content: done.data,
+                max_bytes: self.max_upload_bytes,
+            },
+        )))
     }
 }
 
 /// The Kibray encoding of an event; `None` for events this protocol has no frame for.
-pub fn encode(store: &Store, event: &Event) -> Option<Message> {
+pub fn encode(event: &Event) -> Option<Message> {
     let frame = match event {
         Event::Message(m) => json!({
             "type": "chat_message",
-            "message": message_json(store, m),
+            "message": message_json(m),
         }),
         Event::MessageEdited(m) => json!({
             "type": "edit_message",
@@ -486,7 +557,7 @@ pub fn encode(store: &Store, event: &Event) -> Option<Message> {
         }),
         Event::Typing {
             room_id,
-            user_id,
+            user_number,
             username,
             is_typing,
             ..
@@ -494,12 +565,12 @@ pub fn encode(store: &Store, event: &Event) -> Option<Message> {
             "type": "typing",
             "channel_id": room_id,
             "is_typing": is_typing,
-            "user_id": user_number(store, *user_id),
+            "user_id": user_number,
             "username": username,
         }),
         Event::Read {
             room_id,
-            user_id,
+            user_number,
             username,
             seq,
             ..
@@ -507,21 +578,21 @@ pub fn encode(store: &Store, event: &Event) -> Option<Message> {
             "type": "read_receipt",
             "channel_id": room_id,
             "message_id": seq,
-            "user_id": user_number(store, *user_id),
+            "user_id": user_number,
             "username": username,
         }),
-        Event::Notification(n) => json!({
+        Event::Notification { notification, .. } => json!({
             "type": "notification",
-            "notification": notification_json(n),
+            "notification": notification_json(notification),
         }),
         Event::Presence {
-            user_id,
+            user_number,
             status,
             last_seen,
             ..
         } => json!({
             "type": "user_status",
-            "user_id": user_number(store, *user_id),
+            "user_id": user_number,
             "status": status,
             "last_seen": last_seen.map(rfc3339),
         }),
@@ -536,14 +607,14 @@ pub fn encode(store: &Store, event: &Event) -> Option<Message> {
     Some(text(&frame))
 }
 
-/// The seed's message object.
-fn message_json(store: &Store, m: &RoomMessage) -> Value {
+/// The document's message object.
+fn message_json(m: &RoomMessage) -> Value {
     let message = &m.message;
     json!({
         "id": message.seq,
         "content": message.content,
         "author": {
-            "id": user_number(store, message.author),
+            "id": m.author_number,
             "username": message.author_name,
             "avatar": message.author_avatar,
         },
@@ -554,7 +625,7 @@ fn message_json(store: &Store, m: &RoomMessage) -> Value {
     })
 }
 
-/// The seed's notification object.
+/// The document's notification object.
 fn notification_json(n: &Notification) -> Value {
     json!({
         "id": n.id,
@@ -566,79 +637,82 @@ fn notification_json(n: &Notification) -> Value {
     })
 }
 
-/// A user's number, `null` when the user is gone.
-fn user_number(store: &Store, user_id: Uuid) -> Value {
-    match store.user(user_id) {
-        Ok(Some(user)) => json!(user.number),
-        _ => Value::Null,
-    }
-}
-
 fn unread_count(count: usize) -> Message {
     text(&json!({"type": "unread_count", "count": count}))
 }
 
-/// The seed's code for a core error.
+/// The document's code for a core error.
 fn code_of(error: &Error, missing: Missing) -> &'static str {
     match error {
         Error::InvalidToken(_) | Error::InvalidCredentials | Error::TokenReused => {
             codes::AUTHENTICATION_FAILED
         }
-        Error::RateLimited(_) | Error::TooManyAttempts { .. } => codes::RATE_LIMIT_EXCEEDED,
+        Error::RateLimited(_) | Error::Throttled { .. } | Error::TooManyAttempts { .. } => {
+            codes::RATE_LIMIT_EXCEEDED
+        }
         Error::Forbidden(_) | Error::AccountDisabled => codes::PERMISSION_DENIED,
         Error::NotFound(_) => match missing {
             Missing::Channel => codes::CHANNEL_NOT_FOUND,
             Missing::Item => codes::INVALID_MESSAGE,
         },
         Error::ContentTooLong { .. } | Error::PayloadTooLarge { .. } => codes::MESSAGE_TOO_LARGE,
-        Error::BadRequest(_) | Error::InvalidJson(_) | Error::Conflict(_) => codes::INVALID_MESSAGE,
+        Error::BadRequest(_)
+        | Error::InvalidJson(_)
+        | Error::Conflict(_)
+        | Error::ConversationNotOpen(_) => codes::INVALID_MESSAGE,
         _ => codes::INTERNAL_ERROR,
     }
 }
 
-fn send_error(ctx: &mut Ctx, error: &Error, missing: Missing) {
+fn send_error(out: &mut Out, error: &Error, missing: Missing) {
     let message = match error {
         Error::ContentTooLong { max } => format!("Message exceeds {max} characters."),
         other => other.public_message(),
     };
-    ctx.send(error_frame(&message, code_of(error, missing)));
+    out.send(error_frame(&message, code_of(error, missing)));
 }
 
 /// A client frame: its `type` and the whole object.
 pub(crate) fn parse(text: &str) -> Result<(String, Map<String, Value>), String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
-    let Value::Object(map) = value else {
-        return Err("a message must be a JSON object with a string \"type\"".to_owned());
-    };
+    let map = super::json::object(text).map_err(|e| match e {
+        Some(e) => format!("malformed JSON: {e}"),
+        None => "a message must be a JSON object with a string \"type\"".to_owned(),
+    })?;
     match map.get("type") {
         Some(Value::String(kind)) => Ok((kind.clone(), map)),
         _ => Err("a message must be a JSON object with a string \"type\"".to_owned()),
     }
 }
 
-fn invalid(message: String) -> (Error, Missing) {
+/// A malformed request: `INVALID_MESSAGE` with `message`.
+fn invalid(message: String) -> Request<Meta> {
+    let (error, missing) = bad(message);
+    Request::invalid(Meta::new(Action::Quiet, missing), Rate::Free, error)
+}
+
+fn bad(message: String) -> Refused {
     (Error::BadRequest(message), Missing::Item)
 }
 
-fn string_field<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a str, (Error, Missing)> {
+fn string_field<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a str, Refused> {
     map.get(name)
         .and_then(Value::as_str)
-        .ok_or_else(|| invalid(format!("{name} must be a string")))
+        .ok_or_else(|| bad(format!("{name} must be a string")))
 }
 
-fn id_field(map: &Map<String, Value>, name: &str) -> Result<u64, (Error, Missing)> {
+fn id_field(map: &Map<String, Value>, name: &str) -> Result<u64, Refused> {
     map.get(name)
         .and_then(Value::as_u64)
-        .ok_or_else(|| invalid(format!("{name} must be a non-negative integer")))
+        .ok_or_else(|| bad(format!("{name} must be a non-negative integer")))
 }
 
-fn optional_id(map: &Map<String, Value>, name: &str) -> Result<Option<u64>, (Error, Missing)> {
+fn optional_id(map: &Map<String, Value>, name: &str) -> Result<Option<u64>, Refused> {
     match map.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(value) => value
             .as_u64()
             .map(Some)
-            .ok_or_else(|| invalid(format!("{name} must be a message id or null"))),
+            .ok_or_else(|| bad(format!("{name} must be a message id or null"))),
     }
 }
 
@@ -656,7 +730,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_follow_the_seed_table() {
+    fn codes_follow_the_document_table() {
         assert_eq!(
             code_of(&Error::InvalidToken("x"), Missing::Item),
             codes::AUTHENTICATION_FAILED

@@ -1,15 +1,39 @@
-//! WebSocket dialects: codecs between one wire protocol and the core. A dialect decodes frames
-//! into calls on the core (through [`Ctx`]) and encodes core events into its frames. It holds no
-//! rules of its own: ACL, limits, storage and fan-out are the core's.
+//! WebSocket dialects: codecs between one wire protocol and the core. A dialect decodes each
+//! client frame into a [`Request`] (a core [`Command`], or protocol work of its own, or the
+//! error of a malformed frame), encodes the core's [`Reply`] or [`Error`] into its frames, and
+//! encodes events with a function of the event alone ([`Encoder`]), so that one encoding is
+//! shared by every connection of the dialect. It holds no rule and calls neither the core nor
+//! the store: the session (`ws::session`) runs the commands, counts the rates and writes the
+//! frames.
+//!
+//! The protocols, by the documents they come from: native (the Real-time Communication
+//! Service's API, at `/ws`), EduSphere (`/ws/chat/{host}/{room}/`), rooms (the project, channel
+//! and task rooms of `/api/v1/ws/connect`), Kibray (`/ws/chat/{room}/`, `/ws/notifications/`,
+//! `/ws/status/`) and FastChat (at `/ws`, after a first frame `HELLO`).
 
 pub mod edusphere;
 pub mod fastchat;
+mod json;
 pub mod kibray;
 pub mod native;
 pub mod rooms;
 pub mod root;
 
-/// Cache slots of the dialects (see [`Dialect::slot`]).
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::core::command::{Command, Reply};
+use crate::error::Error;
+use crate::events::Event;
+use crate::principal::Role;
+use crate::ws::Endpoint;
+
+/// Cache slots of the dialects' encodings (see [`Encoder`]).
 pub mod slots {
     pub const NATIVE: usize = 0;
     pub const EDUSPHERE: usize = 1;
@@ -20,14 +44,244 @@ pub mod slots {
     pub const COUNT: usize = 5;
 }
 
-/// The name of a dialect slot, for metrics and `natter sessions list`.
-pub fn slot_name(slot: usize) -> &'static str {
-    match slot {
-        slots::EDUSPHERE => "edusphere",
-        slots::ROOMS => "rooms",
-        slots::FASTCHAT => "fastchat",
-        slots::KIBRAY => "kibray",
-        _ => "native",
+/// How a dialect encodes events: a function of the event alone (the type leaves no room for
+/// anything else), and the cache slot its encodings share. Every connection with the same slot
+/// gets the same frames.
+#[derive(Clone, Copy)]
+pub struct Encoder {
+    pub slot: usize,
+    pub encode: fn(&Event) -> Option<Message>,
+}
+
+/// What a dialect says in one turn: frames to send, and possibly that the connection ends
+/// after them.
+#[derive(Default)]
+pub struct Out {
+    pub(crate) frames: Vec<Message>,
+    pub(crate) close: Option<(u16, String)>,
+}
+
+impl Out {
+    /// Queues a frame for this turn's write.
+    pub fn send(&mut self, frame: Message) {
+        self.frames.push(frame);
+    }
+
+    /// Ends the connection after this turn's frames, with a close frame; the first reason wins.
+    pub fn close(&mut self, code: u16, reason: &str) {
+        if self.close.is_none() {
+            self.close = Some((code, reason.to_owned()));
+        }
+    }
+
+    /// Whether the connection is to end after this turn.
+    pub fn is_closing(&self) -> bool {
+        self.close.is_some()
+    }
+}
+
+/// Which rate a request counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    /// It does not count.
+    Free,
+    /// Messages and most requests.
+    Message,
+    /// Typing indicators.
+    Typing,
+}
+
+/// What a decoded frame asks for.
+#[derive(Debug)]
+pub enum Step {
+    /// A command for the core; its reply or error goes to [`Dialect::reply`] or
+    /// [`Dialect::error`].
+    Core(Command),
+    /// Work of the protocol's own, done by [`Dialect::local`] once the rate allows it.
+    Local,
+    /// A frame that cannot be taken: the error goes to [`Dialect::error`].
+    Invalid(Error),
+}
+
+/// A decoded client frame: what it asks, the rate it counts against, and what the dialect needs
+/// to answer it (`meta`: its id, its kind, ...).
+#[derive(Debug)]
+pub struct Request<M> {
+    pub meta: M,
+    pub rate: Rate,
+    pub step: Step,
+}
+
+impl<M> Request<M> {
+    pub fn core(meta: M, rate: Rate, command: Command) -> Request<M> {
+        Request {
+            meta,
+            rate,
+            step: Step::Core(command),
+        }
+    }
+
+    pub fn invalid(meta: M, rate: Rate, error: Error) -> Request<M> {
+        Request {
+            meta,
+            rate,
+            step: Step::Invalid(error),
+        }
+    }
+
+    pub fn local(meta: M, rate: Rate) -> Request<M> {
+        Request {
+            meta,
+            rate,
+            step: Step::Local,
+        }
+    }
+
+    /// The request of a decoding result: its command, or its error.
+    pub fn of(meta: M, rate: Rate, decoded: Result<Command, Error>) -> Request<M> {
+        Request {
+            meta,
+            rate,
+            step: match decoded {
+                Ok(command) => Step::Core(command),
+                Err(error) => Step::Invalid(error),
+            },
+        }
+    }
+}
+
+/// How one rate is limited on a connection.
+#[derive(Debug, Clone, Copy)]
+pub enum Bucket {
+    /// A token bucket: `per_minute` sustained, `burst` at once.
+    Gcra { per_minute: u32, burst: u32 },
+    /// At most `per_minute` in any rolling minute.
+    Window { per_minute: u32 },
+}
+
+/// The rates of a dialect: each with its bucket and what the client is told (the noun of
+/// "N … per minute"), and whether a client that keeps going a whole minute's worth past the
+/// limit is closed (4429).
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub bucket: Bucket,
+    pub noun: &'static str,
+    pub closes: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub messages: RateLimit,
+    pub typing: RateLimit,
+    /// The close reason when a client is closed for its rate.
+    pub close_reason: &'static str,
+}
+
+impl RateLimits {
+    /// The `[ws]` limits: `messages_per_minute` with `message_burst`, and typing indicators
+    /// (dropped over their limit, never a reason to close).
+    pub fn of_ws(config: &Config) -> RateLimits {
+        let ws = &config.ws;
+        RateLimits {
+            messages: RateLimit {
+                bucket: Bucket::Gcra {
+                    per_minute: ws.messages_per_minute,
+                    burst: ws.message_burst,
+                },
+                noun: "messages",
+                closes: true,
+            },
+            typing: RateLimit {
+                bucket: Bucket::Gcra {
+                    per_minute: ws.typing_per_minute,
+                    burst: ws.typing_per_minute.min(5),
+                },
+                noun: "typing indicators",
+                closes: false,
+            },
+            close_reason: "message rate limit exceeded",
+        }
+    }
+}
+
+/// What a connection is, as its dialect knows it.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub user_id: Uuid,
+    pub username: String,
+    pub role: Role,
+    /// The connection id shown to clients.
+    pub public_id: String,
+}
+
+/// One protocol, as a codec: see the module doc.
+pub trait Dialect: Sized + Send + 'static {
+    /// What the dialect keeps of a request to answer it.
+    type Meta: Send + 'static;
+
+    /// Per-connection protocol state, once the connection is authenticated and registered.
+    fn new(facts: &Facts, endpoint: &Endpoint, config: &Arc<Config>) -> Self;
+
+    /// The protocol's name, for metrics and `natter sessions list`.
+    fn name(&self) -> &'static str;
+
+    /// How this connection's events are encoded (asked again after every frame: a connection
+    /// may change protocol once, `/ws` to FastChat).
+    fn encoder(&self) -> Encoder;
+
+    /// The frame explaining why a connection is refused before the close (bad token, limits).
+    fn refusal(error: &Error) -> Option<Message>;
+
+    /// What runs once the connection is registered (a welcome, entering its room, ...), in
+    /// order; the first that closes the connection ends the list.
+    fn connect(&mut self, facts: &Facts) -> Vec<Request<Self::Meta>>;
+
+    /// A text frame from the client; `None`: nothing to do.
+    fn decode_text(&mut self, text: &str) -> Option<Request<Self::Meta>>;
+
+    /// A binary frame from the client.
+    fn decode_binary(&mut self, data: Bytes) -> Option<Request<Self::Meta>>;
+
+    /// The rate a frame counts against before it is decoded (a protocol that counts every
+    /// frame, valid or not); [`Rate::Free`] for the others.
+    fn frame_rate(&self) -> Rate {
+        Rate::Free
+    }
+
+    /// Protocol work of a [`Step::Local`] request; may lead to a further request (counted
+    /// against no rate).
+    fn local(&mut self, _meta: Self::Meta, _out: &mut Out) -> Option<Request<Self::Meta>> {
+        None
+    }
+
+    /// The frames of a command's reply.
+    fn reply(&mut self, meta: Self::Meta, reply: Reply, out: &mut Out);
+
+    /// The frames of a failed request (`meta` is `None` for a frame refused before it was
+    /// decoded).
+    fn error(&mut self, meta: Option<Self::Meta>, error: &Error, out: &mut Out);
+
+    /// The rates of this protocol.
+    fn rate_limits(&self, config: &Config) -> RateLimits {
+        RateLimits::of_ws(config)
+    }
+
+    /// The heartbeat frame the server sends every ping interval; `None` sends a WebSocket ping.
+    fn ping(&self) -> Option<Message>;
+
+    /// Told `ws.expiry_warning_secs` before the access token expires.
+    fn token_expiring(&self, expires_at: i64) -> Option<Message>;
+
+    /// The server ping interval and pong timeout when the protocol documents its own; `None`:
+    /// `ws.ping_interval_secs` and `ws.pong_timeout_secs`.
+    fn heartbeat(&self) -> Option<(Duration, Duration)> {
+        None
+    }
+
+    /// Whether this connection's client is shown `event` at all, before it is encoded: for
+    /// what depends on the connection rather than the event (the shared encoding may not).
+    fn wants(&self, _event: &Event) -> bool {
+        true
     }
 }
 
@@ -49,61 +303,4 @@ pub fn message_uuid(room_id: u64, seq: u64) -> uuid::Uuid {
 /// The room id and sequence number of a [`message_uuid`].
 pub fn message_from_uuid(id: &uuid::Uuid) -> (u64, u64) {
     id.as_u64_pair()
-}
-
-use std::future::Future;
-
-use bytes::Bytes;
-use tokio_tungstenite::tungstenite::Message;
-
-use crate::error::Error;
-use crate::events::Event;
-use crate::ws::Endpoint;
-use crate::ws::session::Ctx;
-
-pub trait Dialect: Sized + Send + 'static {
-    /// The slot in `hub::Delivery`'s encoding cache this connection's encodings go to. Every
-    /// connection that returns the same slot must encode every event identically, because the
-    /// first encoding is shared with the others.
-    fn slot(&self) -> usize;
-
-    /// Encodes an event for this connection's client, or `None` if it does not see it. The
-    /// result is shared with every connection of the same slot: it may depend on the event and
-    /// the slot only.
-    fn encode(&self, event: &Event) -> Option<Message>;
-
-    /// The frame explaining why a connection is refused before the close (bad token, limits).
-    fn refusal(error: &Error) -> Option<Message>;
-
-    /// Per-connection protocol state, once the connection is authenticated and registered.
-    fn new(ctx: &Ctx, endpoint: &Endpoint) -> Self;
-
-    /// Runs once after registration (welcome frame, queued messages, ...).
-    fn on_connect(&mut self, ctx: &mut Ctx) -> impl Future<Output = ()> + Send;
-
-    /// A text frame from the client.
-    fn on_text(&mut self, ctx: &mut Ctx, text: &str) -> impl Future<Output = ()> + Send;
-
-    /// A binary frame from the client.
-    fn on_binary(&mut self, ctx: &mut Ctx, data: Bytes) -> impl Future<Output = ()> + Send;
-
-    /// The heartbeat frame the server sends every `ws.ping_interval_secs`; `None` sends a
-    /// WebSocket ping instead.
-    fn ping(&self) -> Option<Message>;
-
-    /// Told `ws.expiry_warning_secs` before the access token expires.
-    fn token_expiring(&self, expires_at: i64) -> Option<Message>;
-
-    /// The server ping interval and pong timeout when the protocol documents its own; `None`:
-    /// `ws.ping_interval_secs` and `ws.pong_timeout_secs`. Asked again after every frame, so a
-    /// connection that changes protocol (`/ws` to FastChat) gets the new heartbeat.
-    fn heartbeat(&self) -> Option<(std::time::Duration, std::time::Duration)> {
-        None
-    }
-
-    /// Whether this connection's client is shown `event` at all, before it is encoded: for
-    /// what depends on the connection rather than the event (the shared encoding may not).
-    fn wants(&self, _event: &Event) -> bool {
-        true
-    }
 }

@@ -1,22 +1,29 @@
-//! The native protocol at `/ws`: seed 004's envelope `{"type","data","id"?,"timestamp"?}` with its
-//! pub/sub, direct messages, notifications, presence and binary frames, plus persistent chat
-//! rooms in the same style. `man/natter-protocol.7` is the reference for every frame.
+//! The native protocol at `/ws`: the envelope `{"type","data","id"?,"timestamp"?}` of the
+//! Real-time Communication Service's document, with its pub/sub, direct messages,
+//! notifications, presence and binary frames, plus persistent chat rooms in the same style.
+//! `man/natter-protocol.7` is the reference for every frame.
 //!
 //! Replies to a request carry the request's `id` (as a string) in the envelope.
+
+use std::sync::Arc;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use super::Dialect;
+use super::json::{self, FieldError};
+use super::{Dialect, Encoder, Facts, Out, Rate, Request, slots};
+use crate::config::Config;
 use crate::core::chat::{DirectOutcome, SendOutcome};
+use crate::core::command::{
+    BinaryKind, Command, ContentPolicy, EditMessage, Reply, RoomRef, SendMessage,
+};
 use crate::error::Error;
-use crate::events::{Event, RoomMessage};
+use crate::events::Event;
 use crate::sha256::Sha256;
-use crate::store::now_secs;
+use crate::store::{Message as StoredMessage, now_secs};
 use crate::ws::Endpoint;
-use crate::ws::session::Ctx;
 
 /// `protocol_version` in the welcome frame.
 pub const PROTOCOL_VERSION: &str = "1.0";
@@ -39,78 +46,325 @@ const BINARY_STREAM: u8 = 0x04;
 /// Binary header: 1 type byte + 4 length bytes.
 const BINARY_HEADER: usize = 5;
 
+/// Most topics one Subscribe or Unsubscribe may list.
+const MAX_TOPICS_PER_REQUEST: usize = 100;
+
+/// The native protocol keeps nothing per connection.
 pub struct Native;
 
+/// What a native request needs for its answer: its id, and what kind it was.
+pub struct Meta {
+    id: Option<String>,
+    kind: Kind,
+}
+
+enum Kind {
+    /// The welcome at connect, about this connection.
+    Welcome(Facts),
+    /// The direct messages queued while the user was offline, at connect.
+    Queued,
+    /// An envelope that could not be read: its error carries no details.
+    Envelope,
+    /// A `Ping`, answered with this timestamp.
+    Ping(Value),
+    Subscribe(Vec<String>),
+    Unsubscribe(Vec<String>),
+    Broadcast {
+        delivery_id: String,
+    },
+    DirectMessage {
+        target: String,
+        message_id: String,
+    },
+    Authenticate,
+    Join,
+    Leave,
+    Send,
+    Edit,
+    Delete,
+    History,
+    Typing,
+    Read,
+    SetStatus(String),
+    /// A custom (`X-`) frame (only acknowledged when it names no topic).
+    Custom,
+    /// A binary frame: what its `binary_received` status says.
+    Binary {
+        size: usize,
+        type_name: &'static str,
+        checksum: String,
+    },
+    /// Any other request: a plain Ack.
+    Other,
+}
+
+impl Meta {
+    fn new(id: Option<String>, kind: Kind) -> Meta {
+        Meta { id, kind }
+    }
+}
+
 impl Dialect for Native {
-    fn slot(&self) -> usize {
-        super::slots::NATIVE
+    type Meta = Meta;
+
+    fn new(_facts: &Facts, _endpoint: &Endpoint, _config: &Arc<Config>) -> Self {
+        Native
     }
 
-    fn encode(&self, event: &Event) -> Option<Message> {
-        encode(event)
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn encoder(&self) -> Encoder {
+        Encoder {
+            slot: slots::NATIVE,
+            encode,
+        }
     }
 
     fn refusal(error: &Error) -> Option<Message> {
         Some(error_frame(error, None, None))
     }
 
-    fn new(_ctx: &Ctx, _endpoint: &Endpoint) -> Self {
-        Native
+    fn connect(&mut self, facts: &Facts) -> Vec<Request<Meta>> {
+        vec![
+            Request::core(
+                Meta::new(None, Kind::Welcome(facts.clone())),
+                Rate::Free,
+                Command::Welcome,
+            ),
+            Request::core(
+                Meta::new(None, Kind::Queued),
+                Rate::Free,
+                Command::TakeQueuedDirectMessages,
+            ),
+        ]
     }
 
-    async fn on_connect(&mut self, ctx: &mut Ctx) {
-        let welcome = status(
-            "connected",
-            json!({
-                "connection_id": ctx.public_id,
-                "server_time": now_secs(),
-                "protocol_version": PROTOCOL_VERSION,
-                "features": FEATURES,
-                "epoch": ctx.state.store.epoch(),
-                "user": {
-                    "id": ctx.principal.user_id,
-                    "username": ctx.principal.username,
-                    "role": ctx.principal.role.as_str(),
-                },
-            }),
-            None,
-        );
-        ctx.send(welcome);
-        match ctx
-            .state
-            .chat
-            .take_queued_direct_messages(&ctx.principal)
-            .await
-        {
-            Ok(events) => {
+    fn decode_text(&mut self, text: &str) -> Option<Request<Meta>> {
+        match Envelope::parse(text) {
+            Ok(envelope) => decode(envelope),
+            Err((error, id)) => Some(Request::invalid(
+                Meta::new(id, Kind::Envelope),
+                Rate::Free,
+                error,
+            )),
+        }
+    }
+
+    fn decode_binary(&mut self, data: Bytes) -> Option<Request<Meta>> {
+        Some(decode_binary(&data))
+    }
+
+    fn local(&mut self, meta: Meta, out: &mut Out) -> Option<Request<Meta>> {
+        let id = meta.id.as_deref();
+        match meta.kind {
+            Kind::Ping(timestamp) => out.send(frame("Pong", json!({"timestamp": timestamp}), id)),
+            Kind::Custom => {
+                out.send(frame("Ack", ack_data(id, json!({"status": "ignored"})), id));
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn reply(&mut self, meta: Meta, reply: Reply, out: &mut Out) {
+        let id = meta.id.as_deref();
+        match (meta.kind, reply) {
+            (Kind::Welcome(facts), Reply::Welcome { epoch }) => out.send(status(
+                "connected",
+                json!({
+                    "connection_id": facts.public_id,
+                    "server_time": now_secs(),
+                    "protocol_version": PROTOCOL_VERSION,
+                    "features": FEATURES,
+                    "epoch": epoch,
+                    "user": {
+                        "id": facts.user_id,
+                        "username": facts.username,
+                        "role": facts.role.as_str(),
+                    },
+                }),
+                None,
+            )),
+            (Kind::Queued, Reply::Events(events)) => {
                 for event in &events {
                     if let Some(frame) = encode(event) {
-                        ctx.send(frame);
+                        out.send(frame);
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read queued direct messages"),
-        }
-    }
-
-    async fn on_text(&mut self, ctx: &mut Ctx, text: &str) {
-        let request = match Request::parse(text) {
-            Ok(request) => request,
-            Err((error, id)) => {
-                ctx.send(error_frame(&error, id.as_deref(), None));
-                return;
+            (Kind::Subscribe(topics), Reply::Subscriptions { active }) => {
+                out.send(status(
+                    "subscribed",
+                    json!({"topics": topics, "active_subscriptions": active}),
+                    id,
+                ));
+                acknowledge(out, id, "subscribed");
             }
-        };
-        let id = request.id.clone();
-        if let Err(error) = handle(ctx, request).await {
-            let details = id.as_ref().map(|id| json!({"message_id": id}));
-            ctx.send(error_frame(&error, id.as_deref(), details));
+            (Kind::Unsubscribe(topics), Reply::Subscriptions { active }) => {
+                out.send(status(
+                    "unsubscribed",
+                    json!({"topics": topics, "active_subscriptions": active}),
+                    id,
+                ));
+                acknowledge(out, id, "unsubscribed");
+            }
+            (Kind::Broadcast { delivery_id }, Reply::Delivered { recipients }) => {
+                out.send(frame(
+                    "Ack",
+                    json!({
+                        "message_id": id.unwrap_or(&delivery_id),
+                        "status": "delivered",
+                        "recipients": recipients,
+                    }),
+                    id,
+                ));
+            }
+            (Kind::DirectMessage { target, message_id }, Reply::Direct(outcome)) => match outcome {
+                DirectOutcome::Delivered(connections) => out.send(frame(
+                    "Ack",
+                    json!({"message_id": message_id, "status": "delivered", "delivered_to": connections}),
+                    id,
+                )),
+                DirectOutcome::Queued => {
+                    out.send(error_frame(
+                        &Error::NotFound(format!("User {target} not found or not connected")),
+                        id,
+                        Some(json!({"message_id": message_id, "queued": true})),
+                    ));
+                    acknowledge(out, id, "queued");
+                }
+            },
+            (Kind::Authenticate, Reply::Authenticated(principal)) => out.send(status(
+                "authenticated",
+                json!({"expires_at": principal.expires_at}),
+                id,
+            )),
+            (Kind::Join, Reply::Joined(outcome)) => {
+                let replayed = outcome.replay.len();
+                for message in &outcome.replay {
+                    out.send(message_frame(&outcome.room.name, message));
+                }
+                out.send(status(
+                    "joined",
+                    json!({
+                        "room": outcome.room.name,
+                        "room_id": outcome.room.id,
+                        "last_seq": outcome.room.last_seq,
+                        "since": outcome.since,
+                        "replayed": replayed,
+                        "complete": outcome.complete,
+                        "epoch": outcome.epoch,
+                    }),
+                    id,
+                ));
+            }
+            (Kind::Leave, Reply::Left(room)) => out.send(status(
+                "left",
+                json!({"room": room.name, "room_id": room.id}),
+                id,
+            )),
+            (Kind::Send, Reply::Sent(outcome)) => out.send(send_ack(&outcome, id)),
+            (Kind::Edit, Reply::Edited { room, message }) => out.send(frame(
+                "Ack",
+                ack_data(
+                    id,
+                    json!({"status": "edited", "room": room.name, "room_id": room.id, "seq": message.seq}),
+                ),
+                id,
+            )),
+            (Kind::Delete, Reply::Deleted { room, seq }) => out.send(frame(
+                "Ack",
+                ack_data(
+                    id,
+                    json!({"status": "deleted", "room": room.name, "room_id": room.id, "seq": seq}),
+                ),
+                id,
+            )),
+            (
+                Kind::History,
+                Reply::History {
+                    room,
+                    messages,
+                    has_more,
+                },
+            ) => {
+                let messages: Vec<Value> = messages
+                    .iter()
+                    .map(|message| crate::wire::message_json(&room.name, message))
+                    .collect();
+                out.send(frame(
+                    "History",
+                    json!({"room": room.name, "room_id": room.id, "last_seq": room.last_seq, "messages": messages, "has_more": has_more}),
+                    id,
+                ));
+            }
+            (Kind::Read, Reply::ReadUpTo { room, seq }) => out.send(frame(
+                "Ack",
+                ack_data(
+                    id,
+                    json!({"status": "read", "room": room.name, "room_id": room.id, "seq": seq}),
+                ),
+                id,
+            )),
+            (Kind::SetStatus(presence), Reply::Done) => out.send(frame(
+                "Ack",
+                ack_data(id, json!({"status": "ok", "presence": presence})),
+                id,
+            )),
+            (Kind::Custom, Reply::Delivered { recipients }) => out.send(frame(
+                "Ack",
+                ack_data(id, json!({"status": "delivered", "recipients": recipients})),
+                id,
+            )),
+            (
+                Kind::Binary {
+                    size,
+                    type_name,
+                    checksum,
+                },
+                Reply::Delivered { recipients },
+            ) => out.send(status(
+                "binary_received",
+                json!({
+                    "size": size,
+                    "type": type_name,
+                    "checksum": checksum,
+                    "recipients": recipients,
+                }),
+                None,
+            )),
+            // Typing, and anything else, has nothing to say on success.
+            _ => {}
         }
     }
 
-    async fn on_binary(&mut self, ctx: &mut Ctx, data: Bytes) {
-        if let Err(error) = handle_binary(ctx, data) {
-            ctx.send(error_frame(&error, None, None));
+    fn error(&mut self, meta: Option<Meta>, error: &Error, out: &mut Out) {
+        let Some(meta) = meta else {
+            out.send(error_frame(error, None, None));
+            return;
+        };
+        let id = meta.id.as_deref();
+        match meta.kind {
+            Kind::Queued => {
+                tracing::warn!(error = %error, "cannot read queued direct messages");
+            }
+            // Typing over its rate is dropped without a word.
+            Kind::Typing if matches!(error, Error::Throttled { .. }) => {}
+            Kind::Envelope => out.send(error_frame(error, id, None)),
+            Kind::Binary { .. } => out.send(error_frame(error, None, None)),
+            Kind::DirectMessage { message_id, .. } if matches!(error, Error::NotFound(_)) => {
+                out.send(error_frame(
+                    error,
+                    id,
+                    Some(json!({"message_id": message_id, "queued": false})),
+                ));
+            }
+            _ => {
+                let details = id.map(|id| json!({"message_id": id}));
+                out.send(error_frame(error, id, details));
+            }
         }
     }
 
@@ -150,7 +404,7 @@ pub fn encode(event: &Event) -> Option<Message> {
             topic,
             data,
             sender,
-        } => text(&json!({
+        } => super::json_text(&json!({
             "type": kind,
             "data": data,
             "metadata": {"topic": topic, "sender": sender},
@@ -170,13 +424,18 @@ pub fn encode(event: &Event) -> Option<Message> {
             }),
             None,
         ),
-        Event::Notification(n) => frame("Notification", crate::wire::notification_json(n), None),
+        Event::Notification { notification, .. } => frame(
+            "Notification",
+            crate::wire::notification_json(notification),
+            None,
+        ),
         Event::Presence {
             user_id,
             username,
             status,
             last_seen,
             metadata,
+            ..
         } => {
             let mut data = json!({
                 "user_id": user_id,
@@ -189,7 +448,7 @@ pub fn encode(event: &Event) -> Option<Message> {
             }
             frame("Presence", data, None)
         }
-        Event::Message(m) => frame("Message", message_json(m), None),
+        Event::Message(m) => message_frame(&m.room, &m.message),
         Event::MessageEdited(m) => frame(
             "MessageEdited",
             json!({
@@ -212,6 +471,7 @@ pub fn encode(event: &Event) -> Option<Message> {
             user_id,
             username,
             is_typing,
+            ..
         } => frame(
             "Typing",
             json!({"room": room, "room_id": room_id, "user": username, "user_id": user_id, "is_typing": is_typing}),
@@ -223,6 +483,7 @@ pub fn encode(event: &Event) -> Option<Message> {
             user_id,
             username,
             seq,
+            ..
         } => frame(
             "Read",
             json!({"room": room, "room_id": room_id, "user": username, "user_id": user_id, "seq": seq}),
@@ -264,30 +525,64 @@ pub fn encode(event: &Event) -> Option<Message> {
             json!({"room": room, "room_id": room_id, "reason": reason}),
             None,
         ),
-        Event::Binary { frame } => Message::Binary(frame.clone()),
+        Event::Binary {
+            kind,
+            address,
+            sender,
+            data,
+        } => Message::Binary(relayed_binary(*kind, address, sender, data)),
         // FastChat's roster and live conversations have no native frame.
         Event::Roster { .. } | Event::Conversation(_) => return None,
     })
 }
 
+/// A room message's frame, live or replayed.
+fn message_frame(room: &str, message: &StoredMessage) -> Message {
+    frame("Message", crate::wire::message_json(room, message), None)
+}
+
+/// A relayed binary frame: `[type][length][address length][address][sender length][sender]
+/// [data]`.
+fn relayed_binary(kind: BinaryKind, address: &str, sender: &str, data: &Bytes) -> Bytes {
+    let kind = match kind {
+        BinaryKind::Broadcast => BINARY_BROADCAST,
+        BinaryKind::DirectMessage => BINARY_DIRECT,
+        BinaryKind::FileTransfer => BINARY_FILE,
+        BinaryKind::StreamData => BINARY_STREAM,
+    };
+    let address = address.as_bytes();
+    let sender = sender.as_bytes();
+    let relayed_len = 1 + address.len() + 1 + sender.len() + data.len();
+    let mut out = BytesMut::with_capacity(BINARY_HEADER + relayed_len);
+    out.put_u8(kind);
+    out.put_u32(u32::try_from(relayed_len).unwrap_or(u32::MAX));
+    out.put_u8(u8::try_from(address.len()).unwrap_or(u8::MAX));
+    out.put_slice(address);
+    out.put_u8(u8::try_from(sender.len()).unwrap_or(u8::MAX));
+    out.put_slice(sender);
+    out.put_slice(data);
+    out.freeze()
+}
+
 /// A parsed client frame.
-pub(crate) struct Request {
+pub(crate) struct Envelope {
     pub(crate) kind: String,
     pub(crate) data: Value,
     pub(crate) id: Option<String>,
 }
 
-impl Request {
+impl Envelope {
     /// Parses the envelope. On failure returns the error and, when it could be read, the id.
-    pub(crate) fn parse(text: &str) -> Result<Request, (Error, Option<String>)> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| (Error::BadRequest(format!("malformed JSON: {e}")), None))?;
-        let Value::Object(mut map) = value else {
-            return Err((
-                Error::BadRequest("a message must be a JSON object with a \"type\"".to_owned()),
-                None,
-            ));
-        };
+    pub(crate) fn parse(text: &str) -> Result<Envelope, (Error, Option<String>)> {
+        let mut map = json::object(text).map_err(|e| {
+            let error = match e {
+                Some(e) => Error::BadRequest(format!("malformed JSON: {e}")),
+                None => {
+                    Error::BadRequest("a message must be a JSON object with a \"type\"".to_owned())
+                }
+            };
+            (error, None)
+        })?;
         let id = match map.remove("id") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.len() <= 128 => Some(s),
@@ -324,337 +619,252 @@ impl Request {
             ));
         }
         let data = map.remove("data").unwrap_or(Value::Null);
-        Ok(Request { kind, data, id })
+        Ok(Envelope { kind, data, id })
     }
 }
 
-async fn handle(ctx: &mut Ctx, request: Request) -> Result<(), Error> {
-    let Request { kind, data, id } = request;
-    let id = id.as_deref();
-    let chat = ctx.state.chat.clone();
-    match kind.as_str() {
+/// The native wording of a field error.
+fn field(error: FieldError) -> Error {
+    Error::BadRequest(match error {
+        FieldError::Missing(name) => format!("missing field data.{name}"),
+        FieldError::Wrong { name, expected } => format!("data.{name} must be {expected}"),
+        FieldError::TooMany { name, max } => format!("data.{name} may list at most {max} topics"),
+    })
+}
+
+/// The request of an envelope; `None` for a `Pong`, which needs nothing.
+fn decode(envelope: Envelope) -> Option<Request<Meta>> {
+    let Envelope { kind, data, id } = envelope;
+    let meta = |kind| Meta::new(id.clone(), kind);
+    Some(match kind.as_str() {
         "Ping" => {
             let timestamp = match data.get("timestamp") {
                 Some(t) if t.is_number() => t.clone(),
                 _ => json!(now_secs()),
             };
-            ctx.send(frame("Pong", json!({"timestamp": timestamp}), id));
+            Request::local(meta(Kind::Ping(timestamp)), Rate::Free)
         }
-        "Pong" => {}
-        "Subscribe" => {
-            let topics = string_list(&data, "topics")?;
-            let active = chat.subscribe(&ctx.principal, ctx.conn, &topics)?;
-            ctx.send(status(
-                "subscribed",
-                json!({"topics": topics, "active_subscriptions": active}),
-                id,
-            ));
-            acknowledge(ctx, id, "subscribed");
-        }
-        "Unsubscribe" => {
-            let topics = string_list(&data, "topics")?;
-            let active = chat.unsubscribe(ctx.conn, &topics);
-            ctx.send(status(
-                "unsubscribed",
-                json!({"topics": topics, "active_subscriptions": active}),
-                id,
-            ));
-            acknowledge(ctx, id, "unsubscribed");
-        }
+        "Pong" => return None,
+        "Subscribe" => match json::strings(&data, "topics", MAX_TOPICS_PER_REQUEST) {
+            Ok(topics) => Request::core(
+                meta(Kind::Subscribe(topics.clone())),
+                Rate::Free,
+                Command::Subscribe { topics },
+            ),
+            Err(e) => Request::invalid(meta(Kind::Other), Rate::Free, field(e)),
+        },
+        "Unsubscribe" => match json::strings(&data, "topics", MAX_TOPICS_PER_REQUEST) {
+            Ok(topics) => Request::core(
+                meta(Kind::Unsubscribe(topics.clone())),
+                Rate::Free,
+                Command::Unsubscribe { topics },
+            ),
+            Err(e) => Request::invalid(meta(Kind::Other), Rate::Free, field(e)),
+        },
         "Broadcast" => {
-            ctx.check_rate()?;
-            let topic = str_field(&data, "topic")?;
-            let payload = data.get("payload").cloned().unwrap_or(Value::Null);
             let delivery_id = format!("broadcast_{}", Uuid::new_v4().simple());
-            let recipients = chat.broadcast(
-                &ctx.principal,
-                Some(ctx.conn),
-                topic,
-                payload,
-                delivery_id.clone(),
-            )?;
-            ctx.send(frame(
-                "Ack",
-                json!({
-                    "message_id": id.unwrap_or(&delivery_id),
-                    "status": "delivered",
-                    "recipients": recipients,
-                }),
-                id,
-            ));
+            let command = json::string(&data, "topic").map(|topic| Command::Broadcast {
+                topic: topic.to_owned(),
+                payload: data.get("payload").cloned().unwrap_or(Value::Null),
+                message_id: delivery_id.clone(),
+            });
+            Request::of(
+                meta(Kind::Broadcast { delivery_id }),
+                Rate::Message,
+                command.map_err(field),
+            )
         }
         "DirectMessage" => {
-            ctx.check_rate()?;
-            let target = str_field(&data, "target_user")?;
-            let payload = data.get("payload").cloned().unwrap_or(Value::Null);
-            let message_id =
-                id.map_or_else(|| format!("dm_{}", Uuid::new_v4().simple()), str::to_owned);
-            match chat
-                .direct_message(&ctx.principal, target, payload, message_id.clone())
-                .await
-            {
-                Ok(DirectOutcome::Delivered(connections)) => ctx.send(frame(
-                    "Ack",
-                    json!({"message_id": message_id, "status": "delivered", "delivered_to": connections}),
-                    id,
-                )),
-                Ok(DirectOutcome::Queued) => {
-                    ctx.send(error_frame(
-                        &Error::NotFound(format!("User {target} not found or not connected")),
-                        id,
-                        Some(json!({"message_id": message_id, "queued": true})),
-                    ));
-                    acknowledge(ctx, id, "queued");
-                }
-                Err(Error::NotFound(message)) => ctx.send(error_frame(
-                    &Error::NotFound(message),
-                    id,
-                    Some(json!({"message_id": message_id, "queued": false})),
-                )),
-                Err(other) => return Err(other),
-            }
-        }
-        "Authenticate" => {
-            let token = str_field(&data, "token")?;
-            let principal = ctx.state.auth.authenticate_async(token).await?;
-            ctx.renew(principal)?;
-            ctx.send(status(
-                "authenticated",
-                json!({"expires_at": ctx.principal.expires_at}),
-                id,
-            ));
-        }
-        "Join" => {
-            let room = str_field(&data, "room")?;
-            let since = opt_u64(&data, "since")?;
-            let outcome = chat.join(&ctx.principal, ctx.conn, room, since).await?;
-            let replayed = outcome.replay.len();
-            for message in outcome.replay {
-                let seq = message.seq;
-                let event = Event::Message(RoomMessage {
-                    room: outcome.room.name.clone(),
-                    message,
-                });
-                if let Some(frame) = encode(&event) {
-                    ctx.send(frame);
-                }
-                ctx.note_replayed(outcome.room.id, seq);
-            }
-            ctx.send(status(
-                "joined",
-                json!({
-                    "room": outcome.room.name,
-                    "room_id": outcome.room.id,
-                    "last_seq": outcome.room.last_seq,
-                    "since": since,
-                    "replayed": replayed,
-                    "complete": outcome.complete,
-                    "epoch": ctx.state.store.epoch(),
-                }),
-                id,
-            ));
-        }
-        "Leave" => {
-            let room = str_field(&data, "room")?;
-            let room = chat.leave(&ctx.principal, ctx.conn, room).await?;
-            ctx.send(status(
-                "left",
-                json!({"room": room.name, "room_id": room.id}),
-                id,
-            ));
-        }
-        "Send" => {
-            ctx.check_rate()?;
-            let room = str_field(&data, "room")?;
-            let content = str_field(&data, "content")?.to_owned();
-            let reply_to = opt_u64(&data, "reply_to")?;
-            let client_msg_id = opt_str(&data, "client_msg_id")?.map(str::to_owned);
-            let outcome = chat
-                .send(&ctx.principal, room, content, reply_to, client_msg_id)
-                .await?;
-            ctx.send(send_ack(&outcome, id));
-        }
-        "Edit" => {
-            ctx.check_rate()?;
-            let room = str_field(&data, "room")?;
-            let seq = u64_field(&data, "seq")?;
-            let content = str_field(&data, "content")?.to_owned();
-            let (room, message) = chat.edit(&ctx.principal, room, seq, content).await?;
-            ctx.send(frame(
-                "Ack",
-                ack_data(id, json!({"status": "edited", "room": room.name, "room_id": room.id, "seq": message.seq})),
-                id,
-            ));
-        }
-        "Delete" => {
-            ctx.check_rate()?;
-            let room = str_field(&data, "room")?;
-            let seq = u64_field(&data, "seq")?;
-            let room = chat.delete(&ctx.principal, room, seq).await?;
-            ctx.send(frame(
-                "Ack",
-                ack_data(
-                    id,
-                    json!({"status": "deleted", "room": room.name, "room_id": room.id, "seq": seq}),
+            let message_id = id
+                .clone()
+                .unwrap_or_else(|| format!("dm_{}", Uuid::new_v4().simple()));
+            match json::string(&data, "target_user") {
+                Ok(target) => Request::core(
+                    meta(Kind::DirectMessage {
+                        target: target.to_owned(),
+                        message_id: message_id.clone(),
+                    }),
+                    Rate::Message,
+                    Command::DirectMessage {
+                        target: target.to_owned(),
+                        payload: data.get("payload").cloned().unwrap_or(Value::Null),
+                        message_id,
+                    },
                 ),
-                id,
-            ));
+                Err(e) => Request::invalid(meta(Kind::Other), Rate::Message, field(e)),
+            }
         }
-        "History" => {
-            ctx.check_rate()?;
-            let room = str_field(&data, "room")?;
-            let before = opt_u64(&data, "before")?;
-            let after = opt_u64(&data, "after")?;
-            let limit = opt_u64(&data, "limit")?.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
-            let (room, messages, has_more) = chat
-                .history(&ctx.principal, room, before, after, limit)
-                .await?;
-            let messages: Vec<Value> = messages
-                .into_iter()
-                .map(|message| {
-                    message_json(&RoomMessage {
-                        room: room.name.clone(),
-                        message,
-                    })
+        "Authenticate" => Request::of(
+            meta(Kind::Authenticate),
+            Rate::Free,
+            json::string(&data, "token")
+                .map(|token| Command::Authenticate {
+                    token: token.to_owned(),
                 })
-                .collect();
-            ctx.send(frame(
-                "History",
-                json!({"room": room.name, "room_id": room.id, "last_seq": room.last_seq, "messages": messages, "has_more": has_more}),
-                id,
-            ));
-        }
-        "Typing" => {
-            let room = str_field(&data, "room")?;
-            let is_typing = match data.get("is_typing") {
-                None => true,
-                Some(Value::Bool(b)) => *b,
-                Some(_) => {
-                    return Err(Error::BadRequest(
-                        "data.is_typing must be a boolean".to_owned(),
-                    ));
-                }
-            };
-            if ctx.typing_allowed() {
-                chat.typing(&ctx.principal, ctx.conn, room, is_typing)
-                    .await?;
+                .map_err(field),
+        ),
+        "Join" => Request::of(meta(Kind::Join), Rate::Free, join(&data).map_err(field)),
+        "Leave" => Request::of(
+            meta(Kind::Leave),
+            Rate::Free,
+            json::string(&data, "room")
+                .map(|room| Command::Leave {
+                    room: RoomRef::from(room),
+                })
+                .map_err(field),
+        ),
+        "Send" => Request::of(meta(Kind::Send), Rate::Message, send(&data).map_err(field)),
+        "Edit" => Request::of(meta(Kind::Edit), Rate::Message, edit(&data).map_err(field)),
+        "Delete" => Request::of(
+            meta(Kind::Delete),
+            Rate::Message,
+            delete(&data).map_err(field),
+        ),
+        "History" => Request::of(
+            meta(Kind::History),
+            Rate::Message,
+            history(&data).map_err(field),
+        ),
+        "Typing" => match typing(&data) {
+            // A malformed Typing is told so whatever the rate.
+            Ok(command) => Request::core(meta(Kind::Typing), Rate::Typing, command),
+            Err(e) => Request::invalid(meta(Kind::Typing), Rate::Free, field(e)),
+        },
+        "Read" => Request::of(meta(Kind::Read), Rate::Message, read(&data).map_err(field)),
+        "SetStatus" => match set_status(&data) {
+            Ok((status, command)) => {
+                Request::core(meta(Kind::SetStatus(status)), Rate::Message, command)
             }
-        }
-        "Read" => {
-            ctx.check_rate()?;
-            let room = str_field(&data, "room")?;
-            let seq = u64_field(&data, "seq")?;
-            let (room, cursor) = chat.read(&ctx.principal, room, seq).await?;
-            ctx.send(frame(
-                "Ack",
-                ack_data(
-                    id,
-                    json!({"status": "read", "room": room.name, "room_id": room.id, "seq": cursor}),
-                ),
-                id,
-            ));
-        }
-        "SetStatus" => {
-            ctx.check_rate()?;
-            let new_status = str_field(&data, "status")?;
-            let metadata = match data.get("metadata") {
-                None | Some(Value::Null) => None,
-                Some(m @ Value::Object(_)) => Some(m.clone()),
-                Some(_) => {
-                    return Err(Error::BadRequest(
-                        "data.metadata must be an object".to_owned(),
-                    ));
-                }
-            };
-            chat.set_status(&ctx.principal, new_status, metadata)
-                .await?;
-            ctx.send(frame(
-                "Ack",
-                ack_data(id, json!({"status": "ok", "presence": new_status})),
-                id,
-            ));
-        }
-        custom if custom.starts_with("X-") => {
-            ctx.check_rate()?;
-            match data.get("topic") {
-                Some(Value::String(topic)) => {
-                    let recipients = chat.relay_custom(
-                        &ctx.principal,
-                        Some(ctx.conn),
-                        custom,
-                        &topic.clone(),
-                        data,
-                    )?;
-                    ctx.send(frame(
-                        "Ack",
-                        ack_data(id, json!({"status": "delivered", "recipients": recipients})),
-                        id,
-                    ));
-                }
-                Some(_) => {
-                    return Err(Error::BadRequest(
-                        "data.topic of a custom message must be a string".to_owned(),
-                    ));
-                }
-                None => ctx.send(frame("Ack", ack_data(id, json!({"status": "ignored"})), id)),
-            }
-        }
-        unknown => {
-            return Err(Error::BadRequest(format!(
-                "unknown message type {unknown:?}"
-            )));
-        }
-    }
-    Ok(())
+            Err(e) => Request::invalid(meta(Kind::Other), Rate::Message, e),
+        },
+        custom if custom.starts_with("X-") => match data.get("topic") {
+            Some(Value::String(topic)) => Request::core(
+                meta(Kind::Custom),
+                Rate::Message,
+                Command::Relay {
+                    kind: custom.to_owned(),
+                    topic: topic.clone(),
+                    data,
+                },
+            ),
+            Some(_) => Request::invalid(
+                meta(Kind::Other),
+                Rate::Message,
+                Error::BadRequest("data.topic of a custom message must be a string".to_owned()),
+            ),
+            None => Request::local(meta(Kind::Custom), Rate::Message),
+        },
+        unknown => Request::invalid(
+            meta(Kind::Other),
+            Rate::Free,
+            Error::BadRequest(format!("unknown message type {unknown:?}")),
+        ),
+    })
 }
 
-/// `[type: u8][length: u32 BE][payload]`, payload `[address length: u8][address][data]`;
-/// relayed as `[type][length][address length][address][sender length][sender][data]`.
-fn handle_binary(ctx: &mut Ctx, frame: Bytes) -> Result<(), Error> {
-    let (kind, kind_name, payload) = binary_header(&frame)?;
-    // Counted once the frame is known to be one of ours, before its payload is looked at.
-    ctx.check_rate()?;
-    let (address, data) = binary_address(&payload)?;
-    let address_len = address.len();
-    let sender = ctx.principal.username.as_bytes();
-    let relayed_len = 1 + address_len + 1 + sender.len() + data.len();
-    let mut out = BytesMut::with_capacity(BINARY_HEADER + relayed_len);
-    out.put_u8(kind);
-    out.put_u32(
-        u32::try_from(relayed_len)
-            .map_err(|_| Error::BadRequest("binary frame too large".to_owned()))?,
-    );
-    out.put_u8(u8::try_from(address_len).unwrap_or(u8::MAX));
-    out.put_slice(address.as_bytes());
-    out.put_u8(u8::try_from(sender.len()).unwrap_or(u8::MAX));
-    out.put_slice(sender);
-    out.put_slice(&data);
-    let out = out.freeze();
-    let chat = ctx.state.chat.clone();
-    let recipients = match kind {
-        BINARY_BROADCAST | BINARY_STREAM => {
-            chat.binary_to_topic(&ctx.principal, ctx.conn, &address, out)?
-        }
-        _ => chat.binary_to_user(&address, out)?.len(),
+fn join(data: &Value) -> Result<Command, FieldError> {
+    Ok(Command::Join {
+        room: RoomRef::from(json::string(data, "room")?),
+        since: json::opt_u64(data, "since")?,
+    })
+}
+
+fn send(data: &Value) -> Result<Command, FieldError> {
+    Ok(Command::Send(SendMessage {
+        room: RoomRef::from(json::string(data, "room")?),
+        content: json::string(data, "content")?.to_owned(),
+        reply_to: json::opt_u64(data, "reply_to")?,
+        client_msg_id: json::opt_string(data, "client_msg_id")?.map(str::to_owned),
+        policy: ContentPolicy::default(),
+    }))
+}
+
+fn edit(data: &Value) -> Result<Command, FieldError> {
+    let room = RoomRef::from(json::string(data, "room")?);
+    let seq = json::u64_field(data, "seq")?;
+    Ok(Command::Edit(EditMessage {
+        room,
+        seq,
+        content: json::string(data, "content")?.to_owned(),
+        policy: ContentPolicy::default(),
+    }))
+}
+
+fn delete(data: &Value) -> Result<Command, FieldError> {
+    Ok(Command::Delete {
+        room: RoomRef::from(json::string(data, "room")?),
+        seq: json::u64_field(data, "seq")?,
+    })
+}
+
+fn history(data: &Value) -> Result<Command, FieldError> {
+    Ok(Command::History {
+        room: RoomRef::from(json::string(data, "room")?),
+        before: json::opt_u64(data, "before")?,
+        after: json::opt_u64(data, "after")?,
+        limit: json::opt_u64(data, "limit")?.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
+    })
+}
+
+fn typing(data: &Value) -> Result<Command, FieldError> {
+    Ok(Command::Typing {
+        room: RoomRef::from(json::string(data, "room")?),
+        is_typing: json::bool_or(data, "is_typing", true)?,
+    })
+}
+
+fn read(data: &Value) -> Result<Command, FieldError> {
+    Ok(Command::Read {
+        room: RoomRef::from(json::string(data, "room")?),
+        seq: json::u64_field(data, "seq")?,
+    })
+}
+
+fn set_status(data: &Value) -> Result<(String, Command), Error> {
+    let status = json::string(data, "status").map_err(field)?.to_owned();
+    let metadata = json::opt_object(data, "metadata").map_err(field)?.cloned();
+    Ok((status.clone(), Command::SetStatus { status, metadata }))
+}
+
+/// `[type: u8][length: u32 BE][payload]`, payload `[address length: u8][address][data]`.
+fn decode_binary(frame: &Bytes) -> Request<Meta> {
+    let binary = |size, type_name, checksum| {
+        Meta::new(
+            None,
+            Kind::Binary {
+                size,
+                type_name,
+                checksum,
+            },
+        )
     };
-    let checksum = Sha256::digest(&payload);
-    let hex: String = checksum.iter().map(|b| format!("{b:02x}")).collect();
-    ctx.send(status(
-        "binary_received",
-        json!({
-            "size": payload.len(),
-            "type": kind_name,
-            "checksum": format!("sha256:{hex}"),
-            "recipients": recipients,
-        }),
-        None,
-    ));
-    Ok(())
+    let (kind, type_name, payload) = match binary_header(frame) {
+        Ok(header) => header,
+        // Not one of ours: refused before it counts.
+        Err(error) => return Request::invalid(binary(0, "", String::new()), Rate::Free, error),
+    };
+    let hex: String = Sha256::digest(&payload)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let meta = binary(payload.len(), type_name, format!("sha256:{hex}"));
+    match binary_address(&payload) {
+        Ok((address, data)) => Request::core(
+            meta,
+            Rate::Message,
+            Command::Binary {
+                kind,
+                address,
+                data,
+            },
+        ),
+        Err(error) => Request::invalid(meta, Rate::Message, error),
+    }
 }
 
-/// A binary frame's header: its type byte, that type's name, and the payload, whose length
-/// must be the one the header declares.
-pub(crate) fn binary_header(frame: &Bytes) -> Result<(u8, &'static str, Bytes), Error> {
+/// A binary frame's header: its kind, that kind's name, and the payload, whose length must be
+/// the one the header declares.
+pub(crate) fn binary_header(frame: &Bytes) -> Result<(BinaryKind, &'static str, Bytes), Error> {
     if frame.len() < BINARY_HEADER {
         return Err(Error::BadRequest(format!(
             "binary frame of {} bytes is shorter than its 5-byte header",
@@ -670,18 +880,18 @@ pub(crate) fn binary_header(frame: &Bytes) -> Result<(u8, &'static str, Bytes), 
             payload.len()
         )));
     }
-    let kind_name = match kind {
-        BINARY_BROADCAST => "broadcast",
-        BINARY_DIRECT => "direct_message",
-        BINARY_FILE => "file_transfer",
-        BINARY_STREAM => "stream_data",
+    let (kind, name) = match kind {
+        BINARY_BROADCAST => (BinaryKind::Broadcast, "broadcast"),
+        BINARY_DIRECT => (BinaryKind::DirectMessage, "direct_message"),
+        BINARY_FILE => (BinaryKind::FileTransfer, "file_transfer"),
+        BINARY_STREAM => (BinaryKind::StreamData, "stream_data"),
         other => {
             return Err(Error::BadRequest(format!(
                 "unknown binary message type 0x{other:02x} (0x01 to 0x04 are defined)"
             )));
         }
     };
-    Ok((kind, kind_name, payload))
+    Ok((kind, name, payload))
 }
 
 /// A binary payload's address (1 to 255 bytes of UTF-8 after its length byte) and the data
@@ -701,15 +911,6 @@ pub(crate) fn binary_address(payload: &Bytes) -> Result<(String, Bytes), Error> 
     Ok((address, payload.slice(1 + address_len..)))
 }
 
-/// The JSON of a room message (the same as the HTTP API's).
-fn message_json(m: &RoomMessage) -> Value {
-    crate::wire::message_json(&m.room, &m.message)
-}
-
-fn text(value: &Value) -> Message {
-    super::json_text(value)
-}
-
 /// `{"type": kind, "data": data, "id": id}` (id only when the request had one).
 fn frame(kind: &str, data: Value, id: Option<&str>) -> Message {
     let mut map = Map::with_capacity(3);
@@ -718,7 +919,7 @@ fn frame(kind: &str, data: Value, id: Option<&str>) -> Message {
     if let Some(id) = id {
         map.insert("id".to_owned(), Value::String(id.to_owned()));
     }
-    text(&Value::Object(map))
+    super::json_text(&Value::Object(map))
 }
 
 /// The `Ack` of a Send. Serialized straight from its fields, not through a `Value`: it is the
@@ -759,11 +960,7 @@ fn send_ack(outcome: &SendOutcome, id: Option<&str>) -> Message {
             room: &outcome.room.name,
             room_id: outcome.room.id,
             seq: outcome.message.seq,
-            status: if outcome.room.persistent {
-                "stored"
-            } else {
-                "delivered"
-            },
+            status: outcome.status(),
         },
         id,
         kind: "Ack",
@@ -793,11 +990,11 @@ fn send_ack(outcome: &SendOutcome, id: Option<&str>) -> Message {
 }
 
 /// After a documented `Status` or `Error` reply to a request that carried an id, an `Ack` with
-/// that id as well: seed 004's own example client waits for an `Ack` on every request it sends
-/// with an id (Subscribe, DirectMessage), and would otherwise time out after 30 seconds.
-fn acknowledge(ctx: &mut Ctx, id: Option<&str>, status: &str) {
+/// that id as well: the document's own example client waits for an `Ack` on every request it
+/// sends with an id (Subscribe, DirectMessage), and would otherwise time out after 30 seconds.
+fn acknowledge(out: &mut Out, id: Option<&str>, status: &str) {
     if let Some(id) = id {
-        ctx.send(frame(
+        out.send(frame(
             "Ack",
             json!({"message_id": id, "status": status}),
             Some(id),
@@ -825,63 +1022,10 @@ pub(crate) fn error_frame(error: &Error, id: Option<&str>, details: Option<Value
     frame("Error", data, id)
 }
 
-fn str_field<'a>(data: &'a Value, name: &str) -> Result<&'a str, Error> {
-    match data.get(name) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(Error::BadRequest(format!("data.{name} must be a string"))),
-        None => Err(Error::BadRequest(format!("missing field data.{name}"))),
-    }
-}
-
-fn opt_str<'a>(data: &'a Value, name: &str) -> Result<Option<&'a str>, Error> {
-    match data.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(Error::BadRequest(format!("data.{name} must be a string"))),
-    }
-}
-
-fn u64_field(data: &Value, name: &str) -> Result<u64, Error> {
-    opt_u64(data, name)?.ok_or_else(|| Error::BadRequest(format!("missing field data.{name}")))
-}
-
-fn opt_u64(data: &Value, name: &str) -> Result<Option<u64>, Error> {
-    match data.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
-            Error::BadRequest(format!("data.{name} must be a non-negative integer"))
-        }),
-        Some(_) => Err(Error::BadRequest(format!(
-            "data.{name} must be a non-negative integer"
-        ))),
-    }
-}
-
-fn string_list(data: &Value, name: &str) -> Result<Vec<String>, Error> {
-    let Some(Value::Array(items)) = data.get(name) else {
-        return Err(Error::BadRequest(format!(
-            "data.{name} must be an array of strings"
-        )));
-    };
-    if items.len() > 100 {
-        return Err(Error::BadRequest(format!(
-            "data.{name} may list at most 100 topics"
-        )));
-    }
-    items
-        .iter()
-        .map(|item| {
-            item.as_str().map(str::to_owned).ok_or_else(|| {
-                Error::BadRequest(format!("data.{name} must be an array of strings"))
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Message as StoredMessage, Room, Visibility};
+    use crate::store::{Room, Visibility};
 
     fn outcome(persistent: bool, client_msg_id: Option<&str>) -> SendOutcome {
         SendOutcome {

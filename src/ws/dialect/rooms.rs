@@ -1,22 +1,25 @@
-//! The rooms dialect (seed 001) at `/api/v1/ws/connect?token=`: project, channel, task and
-//! personal rooms (`channel:456`, `user:42`, ...) that map one to one onto core rooms of the same
-//! name; client frames `join_room`, `leave_room`, `send_message` and `ping`; server events in
-//! the envelope `{type, room, data, sender, timestamp}`. `man/natter-protocol.7` (ROOMS DIALECT)
-//! describes the mapping.
+//! The rooms dialect at `/api/v1/ws/connect?token=`: project, channel, task and personal rooms
+//! (`channel:456`, `user:42`, ...) that map one to one onto core rooms of the same name; client
+//! frames `join_room`, `leave_room`, `send_message` and `ping`; server events in the envelope
+//! `{type, room, data, sender, timestamp}`. `man/natter-protocol.7` (ROOMS DIALECT) describes
+//! the mapping.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use uuid::Uuid;
 
-use super::Dialect;
+use super::{Dialect, Encoder, Facts, Out, Rate, Request, slots};
+use crate::config::Config;
 use crate::core::chat::now_millis;
+use crate::core::command::{Command, Reply, RoomRef, SendMessage};
+use crate::core::policy::personal_room_name;
 use crate::error::Error;
 use crate::events::Event;
 use crate::timefmt::rfc3339_micros;
 use crate::ws::Endpoint;
 use crate::ws::close;
-use crate::ws::session::Ctx;
 
 /// Room prefixes that name rooms created by the backend (over HTTP); `user` names the personal
 /// rooms, which the core creates on first use.
@@ -28,14 +31,9 @@ const MAX_ID_DIGITS: usize = 20;
 /// `sender` of events the server itself originates.
 const SYSTEM: &str = "system";
 
-pub struct Rooms {
-    user_id: Uuid,
-    /// The user's [`crate::store::User::number`], read at connect: the welcome's `user_id` and
-    /// the `N` of their personal room `user:N`.
-    number: u64,
-}
+pub struct Rooms;
 
-/// A room identifier of the seed, parsed.
+/// A room identifier of the document, parsed.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Target {
     /// `channel:N`, `project:N`, `task:N`: the core room of that name.
@@ -44,76 +42,186 @@ pub(crate) enum Target {
     Personal(u64),
 }
 
+/// What a rooms request needs for its answer.
+pub enum Meta {
+    /// The welcome at connect.
+    Welcome,
+    /// `join_room` of this room identifier.
+    Join(String),
+    /// `leave_room` or `send_message`, about this room identifier (when it had one).
+    About(Option<String>),
+    /// `ping`.
+    Ping,
+}
+
 impl Dialect for Rooms {
-    fn slot(&self) -> usize {
-        super::slots::ROOMS
+    type Meta = Meta;
+
+    fn new(_facts: &Facts, _endpoint: &Endpoint, _config: &Arc<Config>) -> Self {
+        Rooms
     }
 
-    fn encode(&self, event: &Event) -> Option<Message> {
-        self.encode_event(event)
+    fn name(&self) -> &'static str {
+        "rooms"
+    }
+
+    fn encoder(&self) -> Encoder {
+        Encoder {
+            slot: slots::ROOMS,
+            encode,
+        }
     }
 
     fn refusal(error: &Error) -> Option<Message> {
         Some(error_event(&error.public_message(), None))
     }
 
-    fn new(ctx: &Ctx, _endpoint: &Endpoint) -> Self {
-        Rooms {
-            user_id: ctx.principal.user_id,
-            number: 0,
-        }
+    fn connect(&mut self, _facts: &Facts) -> Vec<Request<Meta>> {
+        vec![Request::core(Meta::Welcome, Rate::Free, Command::Me)]
     }
 
-    async fn on_connect(&mut self, ctx: &mut Ctx) {
-        let user = match ctx.state.store.user(ctx.principal.user_id) {
-            Ok(Some(user)) => user,
-            Ok(None) => {
-                let error = Error::InvalidToken("user no longer exists");
-                ctx.send(error_event(&error.public_message(), None));
-                ctx.close(close::UNAUTHORIZED, &error.public_message());
-                return;
-            }
-            Err(error) => {
-                fail_internal(ctx, &error);
-                return;
-            }
-        };
-        self.number = user.number;
-        ctx.send(text(&json!({
-            "type": "connected",
-            "data": {
-                "message": "Connected successfully",
-                "user_id": user.number,
-                "username": user.username,
-            },
-            "timestamp": rfc3339_micros(now_millis()),
-        })));
-    }
-
-    async fn on_text(&mut self, ctx: &mut Ctx, text: &str) {
+    fn decode_text(&mut self, text: &str) -> Option<Request<Meta>> {
         let (kind, value) = match parse(text) {
             Ok(parsed) => parsed,
             Err(message) => {
-                ctx.send(error_event(&message, None));
-                return;
+                return Some(Request::invalid(
+                    Meta::About(None),
+                    Rate::Free,
+                    Error::BadRequest(message),
+                ));
             }
         };
-        match kind.as_str() {
-            "ping" => ctx.send(self::text(
-                &json!({"type": "pong", "timestamp": rfc3339_micros(now_millis())}),
-            )),
-            "join_room" => self.join_room(ctx, &value).await,
-            "leave_room" => self.leave_room(ctx, &value).await,
-            "send_message" => self.send_message(ctx, &value).await,
-            other => ctx.send(error_event(
-                &format!("unknown message type {other:?}"),
-                None,
-            )),
+        Some(match kind.as_str() {
+            "ping" => Request::local(Meta::Ping, Rate::Free),
+            "join_room" => match target_of(&value) {
+                Ok((identifier, target)) => Request::core(
+                    Meta::Join(identifier),
+                    Rate::Free,
+                    Command::Join {
+                        room: room_ref(target),
+                        since: None,
+                    },
+                ),
+                Err((identifier, error)) => {
+                    Request::invalid(Meta::About(identifier), Rate::Free, error)
+                }
+            },
+            "leave_room" => match target_of(&value) {
+                Ok((identifier, target)) => {
+                    let name = match target {
+                        Target::Shared(name) => name,
+                        Target::Personal(number) => personal_room_name(number),
+                    };
+                    Request::core(
+                        Meta::About(Some(identifier)),
+                        Rate::Free,
+                        Command::Leave {
+                            room: RoomRef::Name(name),
+                        },
+                    )
+                }
+                Err((identifier, error)) => {
+                    Request::invalid(Meta::About(identifier), Rate::Free, error)
+                }
+            },
+            // Counted before anything about it is looked at.
+            "send_message" => match target_of(&value) {
+                Ok((identifier, target)) => {
+                    let content = value
+                        .get("data")
+                        .and_then(|d| d.get("content"))
+                        .and_then(Value::as_str);
+                    match content {
+                        Some(content) => Request::core(
+                            Meta::About(Some(identifier)),
+                            Rate::Message,
+                            Command::Send(SendMessage::new(room_ref(target), content.to_owned())),
+                        ),
+                        None => Request::invalid(
+                            Meta::About(Some(identifier)),
+                            Rate::Message,
+                            Error::BadRequest("data.content must be a string".to_owned()),
+                        ),
+                    }
+                }
+                Err((identifier, error)) => {
+                    Request::invalid(Meta::About(identifier), Rate::Message, error)
+                }
+            },
+            other => Request::invalid(
+                Meta::About(None),
+                Rate::Free,
+                Error::BadRequest(format!("unknown message type {other:?}")),
+            ),
+        })
+    }
+
+    fn decode_binary(&mut self, _data: Bytes) -> Option<Request<Meta>> {
+        Some(Request::invalid(
+            Meta::About(None),
+            Rate::Free,
+            Error::BadRequest("binary frames are not supported".to_owned()),
+        ))
+    }
+
+    fn local(&mut self, _meta: Meta, out: &mut Out) -> Option<Request<Meta>> {
+        out.send(text(
+            &json!({"type": "pong", "timestamp": rfc3339_micros(now_millis())}),
+        ));
+        None
+    }
+
+    /// A sent message comes back as a `message` event when the sender joined the room; a join
+    /// and a leave say nothing.
+    fn reply(&mut self, meta: Meta, reply: Reply, out: &mut Out) {
+        if let (Meta::Welcome, Reply::Me(user)) = (meta, reply) {
+            out.send(text(&json!({
+                "type": "connected",
+                "data": {
+                    "message": "Connected successfully",
+                    "user_id": user.number,
+                    "username": user.username,
+                },
+                "timestamp": rfc3339_micros(now_millis()),
+            })));
         }
     }
 
-    async fn on_binary(&mut self, ctx: &mut Ctx, _data: Bytes) {
-        ctx.send(error_event("binary frames are not supported", None));
+    /// A room the user may not read (or that does not exist) closes the connection with 4403,
+    /// as the document says; an internal failure closes with 4500; anything else is an error
+    /// event.
+    fn error(&mut self, meta: Option<Meta>, error: &Error, out: &mut Out) {
+        let message = error.public_message();
+        if matches!(error, Error::Store(_) | Error::Internal(_)) {
+            tracing::warn!(error = %error, "closing with 4500");
+            out.send(error_event(&message, None));
+            out.close(close::ROOMS_INTERNAL, &message);
+            return;
+        }
+        match meta {
+            // The rate is the connection's, not the room's.
+            _ if matches!(error, Error::Throttled { .. }) => {
+                out.send(error_event(&message, None));
+            }
+            Some(Meta::Welcome) => {
+                out.send(error_event(&message, None));
+                out.close(close::UNAUTHORIZED, &message);
+            }
+            Some(Meta::Join(identifier))
+                if matches!(
+                    error,
+                    Error::Forbidden(_) | Error::NotFound(_) | Error::AccountDisabled
+                ) =>
+            {
+                tracing::info!(room = %identifier, error = %error, "join refused");
+                out.send(error_event(&message, Some(&identifier)));
+                out.close(close::FORBIDDEN, &message);
+            }
+            Some(Meta::Join(identifier) | Meta::About(Some(identifier))) => {
+                out.send(error_event(&message, Some(&identifier)));
+            }
+            _ => out.send(error_event(&message, None)),
+        }
     }
 
     fn ping(&self) -> Option<Message> {
@@ -125,166 +233,83 @@ impl Dialect for Rooms {
     }
 }
 
-impl Rooms {
-    /// `join_room`: a room the user may not read (or that does not exist) closes the connection
-    /// with 4403, as the seed says; a malformed identifier is an error event.
-    async fn join_room(&mut self, ctx: &mut Ctx, request: &Value) {
-        let Some((identifier, target)) = target_of(ctx, request) else {
-            return;
-        };
-        let chat = ctx.state.chat.clone();
-        let name = match target {
-            Target::Shared(name) => Ok(name),
-            Target::Personal(number) => chat
-                .personal_room(&ctx.principal, number)
-                .await
-                .map(|room| room.name),
-        };
-        let joined = match name {
-            Ok(name) => chat.join(&ctx.principal, ctx.conn, &name, None).await,
-            Err(e) => Err(e),
-        };
-        match joined {
-            Ok(_) => {}
-            Err(error @ (Error::Forbidden(_) | Error::NotFound(_) | Error::AccountDisabled)) => {
-                tracing::info!(user = %ctx.principal.username, room = %identifier, error = %error, "join refused");
-                let message = error.public_message();
-                ctx.send(error_event(&message, Some(&identifier)));
-                ctx.close(close::FORBIDDEN, &message);
-            }
-            Err(error) => fail(ctx, &error, Some(&identifier)),
-        }
+/// The core room of a room identifier.
+fn room_ref(target: Target) -> RoomRef {
+    match target {
+        Target::Shared(name) => RoomRef::Name(name),
+        Target::Personal(number) => RoomRef::Personal(number),
     }
+}
 
-    /// `leave_room`: stops the room's events on this connection.
-    async fn leave_room(&mut self, ctx: &mut Ctx, request: &Value) {
-        let Some((identifier, target)) = target_of(ctx, request) else {
-            return;
-        };
-        let name = match target {
-            Target::Shared(name) => name,
-            Target::Personal(number) => crate::core::policy::personal_room_name(number),
-        };
-        let chat = ctx.state.chat.clone();
-        if let Err(error) = chat.leave(&ctx.principal, ctx.conn, &name).await {
-            fail(ctx, &error, Some(&identifier));
-        }
-    }
-
-    /// `send_message`: stored and delivered by the core; the sender sees it as a `message` event
-    /// when it has joined the room.
-    async fn send_message(&mut self, ctx: &mut Ctx, request: &Value) {
-        if let Err(error) = ctx.check_rate() {
-            ctx.send(error_event(&error.public_message(), None));
-            return;
-        }
-        let Some((identifier, target)) = target_of(ctx, request) else {
-            return;
-        };
-        let Some(content) = request
-            .get("data")
-            .and_then(|d| d.get("content"))
-            .and_then(Value::as_str)
-        else {
-            ctx.send(error_event(
-                "data.content must be a string",
-                Some(&identifier),
-            ));
-            return;
-        };
-        let chat = ctx.state.chat.clone();
-        let name = match target {
-            Target::Shared(name) => Ok(name),
-            Target::Personal(number) => chat
-                .personal_room(&ctx.principal, number)
-                .await
-                .map(|room| room.name),
-        };
-        let sent = match name {
-            Ok(name) => {
-                chat.send(&ctx.principal, &name, content.to_owned(), None, None)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(error) = sent {
-            fail(ctx, &error, Some(&identifier));
-        }
-    }
-
-    /// The envelope of an event: `{type, room, data, sender, timestamp}`.
-    fn encode_event(&self, event: &Event) -> Option<Message> {
-        let now = || rfc3339_micros(now_millis());
-        let (kind, room, data, sender, timestamp): (&str, Value, Value, Value, String) = match event
-        {
-            Event::Message(m) => (
-                "message",
-                json!(m.room),
-                crate::wire::message_json(&m.room, &m.message),
-                json!(m.message.author_name),
-                rfc3339_micros(m.message.created_at_ms),
-            ),
-            // The core's edit and delete events do not say who edited or deleted (the author,
-            // the room's owner or an admin), so `sender` is null.
-            Event::MessageEdited(m) => (
-                "message.edited",
-                json!(m.room),
-                crate::wire::message_json(&m.room, &m.message),
-                Value::Null,
-                m.message.edited_at_ms.map_or_else(now, rfc3339_micros),
-            ),
-            Event::MessageDeleted { room, room_id, seq } => (
-                "message.deleted",
-                json!(room),
-                json!({"room": room, "room_id": room_id, "seq": seq}),
-                Value::Null,
-                now(),
-            ),
-            Event::Membership {
-                room,
-                username,
-                joined,
-                ..
-            } => (
-                if *joined { "user_joined" } else { "user_left" },
-                json!(room),
-                json!({"username": username}),
-                json!(username),
-                now(),
-            ),
-            // Delivered to the user's own connections only, so every connection that shares
-            // this encoding (see `Dialect::slot`) has the same number.
-            Event::Notification(n) => (
-                "notification.new",
-                if n.user_id == self.user_id {
-                    json!(crate::core::policy::personal_room_name(self.number))
-                } else {
-                    Value::Null
-                },
-                crate::wire::notification_json(n),
-                json!(SYSTEM),
-                now(),
-            ),
-            Event::Published {
-                room, kind, data, ..
-            } => (kind, json!(room), data.clone(), json!(SYSTEM), now()),
-            Event::RoomClosed { room, reason, .. } => (
-                "error",
-                json!(room),
-                json!({"error": reason}),
-                json!(SYSTEM),
-                now(),
-            ),
-            _ => return None,
-        };
-        Some(text(&json!({
-            "type": kind,
-            "room": room,
-            "data": data,
-            "sender": sender,
-            "timestamp": timestamp,
-        })))
-    }
+/// The envelope of an event: `{type, room, data, sender, timestamp}`.
+pub fn encode(event: &Event) -> Option<Message> {
+    let now = || rfc3339_micros(now_millis());
+    let (kind, room, data, sender, timestamp): (&str, Value, Value, Value, String) = match event {
+        Event::Message(m) => (
+            "message",
+            json!(m.room),
+            crate::wire::message_json(&m.room, &m.message),
+            json!(m.message.author_name),
+            rfc3339_micros(m.message.created_at_ms),
+        ),
+        // The core's edit and delete events do not say who edited or deleted (the author, the
+        // room's owner or an admin), so `sender` is null.
+        Event::MessageEdited(m) => (
+            "message.edited",
+            json!(m.room),
+            crate::wire::message_json(&m.room, &m.message),
+            Value::Null,
+            m.message.edited_at_ms.map_or_else(now, rfc3339_micros),
+        ),
+        Event::MessageDeleted { room, room_id, seq } => (
+            "message.deleted",
+            json!(room),
+            json!({"room": room, "room_id": room_id, "seq": seq}),
+            Value::Null,
+            now(),
+        ),
+        Event::Membership {
+            room,
+            username,
+            joined,
+            ..
+        } => (
+            if *joined { "user_joined" } else { "user_left" },
+            json!(room),
+            json!({"username": username}),
+            json!(username),
+            now(),
+        ),
+        // Delivered to its user's own connections only: their personal room.
+        Event::Notification {
+            notification,
+            user_number,
+        } => (
+            "notification.new",
+            json!(personal_room_name(*user_number)),
+            crate::wire::notification_json(notification),
+            json!(SYSTEM),
+            now(),
+        ),
+        Event::Published {
+            room, kind, data, ..
+        } => (kind, json!(room), data.clone(), json!(SYSTEM), now()),
+        Event::RoomClosed { room, reason, .. } => (
+            "error",
+            json!(room),
+            json!({"error": reason}),
+            json!(SYSTEM),
+            now(),
+        ),
+        _ => return None,
+    };
+    Some(text(&json!({
+        "type": kind,
+        "room": room,
+        "data": data,
+        "sender": sender,
+        "timestamp": timestamp,
+    })))
 }
 
 /// A client frame: its `type` and the whole value.
@@ -296,18 +321,17 @@ pub(crate) fn parse(text: &str) -> Result<(String, Value), String> {
     }
 }
 
-/// The request's `room`, parsed; `None` (and an error event sent) when missing or malformed.
-fn target_of(ctx: &mut Ctx, request: &Value) -> Option<(String, Target)> {
+/// The request's `room`, parsed; else the error (with the identifier, when it was a string).
+fn target_of(request: &Value) -> Result<(String, Target), (Option<String>, Error)> {
     let Some(identifier) = request.get("room").and_then(Value::as_str) else {
-        ctx.send(error_event("\"room\" must be a string", None));
-        return None;
+        return Err((
+            None,
+            Error::BadRequest("\"room\" must be a string".to_owned()),
+        ));
     };
     match parse_target(identifier) {
-        Ok(target) => Some((identifier.to_owned(), target)),
-        Err(message) => {
-            ctx.send(error_event(&message, Some(identifier)));
-            None
-        }
+        Ok(target) => Ok((identifier.to_owned(), target)),
+        Err(message) => Err((Some(identifier.to_owned()), Error::BadRequest(message))),
     }
 }
 
@@ -329,21 +353,6 @@ pub(crate) fn parse_target(identifier: &str) -> Result<Target, String> {
         return Ok(Target::Shared(identifier.to_owned()));
     }
     Err(malformed())
-}
-
-/// A failed core call: an internal failure closes with 4500, anything else is an error event.
-fn fail(ctx: &mut Ctx, error: &Error, room: Option<&str>) {
-    match error {
-        Error::Store(_) | Error::Internal(_) => fail_internal(ctx, error),
-        other => ctx.send(error_event(&other.public_message(), room)),
-    }
-}
-
-fn fail_internal(ctx: &mut Ctx, error: &Error) {
-    tracing::warn!(user = %ctx.principal.username, error = %error, "closing with 4500");
-    let message = error.public_message();
-    ctx.send(error_event(&message, None));
-    ctx.close(close::ROOMS_INTERNAL, &message);
 }
 
 /// `{"type": "error", "data": {"error": ...}, "timestamp": ...}`, with `room` when the error is

@@ -1,66 +1,121 @@
-//! The dialect at `/ws`: the native protocol (seed 004), or FastChat (seed 003) for a connection
-//! whose first frame is a FastChat `HELLO`. The choice is made once, on that first frame, and
-//! holds for the connection's lifetime; until then (and ever after, for a native connection) the
-//! connection is native, so a client with a token gets the native welcome frame at connect
-//! whichever protocol it then speaks. A guest (no token, `fastchat.guests`) is FastChat from the
-//! start: its HELLO was read before it was registered (`session::run_ws`).
+//! The dialect at `/ws`: the native protocol, or FastChat for a connection whose first frame is
+//! a FastChat `HELLO`. The choice is made once, on that first frame, and holds for the
+//! connection's lifetime; until then (and ever after, for a native connection) the connection
+//! is native, so a client with a token gets the native welcome frame at connect whichever
+//! protocol it then speaks. A guest (no token, `fastchat.guests`) is FastChat from the start:
+//! its HELLO was read before it was registered (`session::run_ws`).
 //!
 //! The encoding slot follows the mode, so a connection that switched shares FastChat's
 //! encodings, never the native ones.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::Dialect;
 use super::fastchat::{self, FastChat};
 use super::native::{self, Native};
+use super::{Dialect, Encoder, Facts, Out, RateLimits, Request};
+use crate::config::Config;
+use crate::core::command::Reply;
 use crate::error::Error;
 use crate::events::Event;
 use crate::ws::Endpoint;
-use crate::ws::session::Ctx;
 
-pub enum Root {
+pub struct Root {
+    mode: Mode,
+    /// Who the connection is: a FastChat connection hides its own messages.
+    user_id: uuid::Uuid,
+    /// For FastChat's limits, should the connection switch.
+    config: Arc<Config>,
+}
+
+enum Mode {
     /// The native protocol; `decided` once the client's first frame was not a HELLO.
     Native {
+        native: Native,
         decided: bool,
     },
     FastChat(Box<FastChat>),
 }
 
+/// A request of either protocol.
+pub enum Meta {
+    Native(native::Meta),
+    FastChat(fastchat::Meta),
+}
+
+fn native_request(request: Request<native::Meta>) -> Request<Meta> {
+    Request {
+        meta: Meta::Native(request.meta),
+        rate: request.rate,
+        step: request.step,
+    }
+}
+
+fn fastchat_request(request: Request<fastchat::Meta>) -> Request<Meta> {
+    Request {
+        meta: Meta::FastChat(request.meta),
+        rate: request.rate,
+        step: request.step,
+    }
+}
+
 impl Root {
     /// A guest admitted by its HELLO: FastChat from the start.
-    pub fn guest(ctx: &Ctx, display_name: String) -> Root {
-        Root::FastChat(Box::new(FastChat::new(ctx, Some(display_name))))
+    pub fn guest(facts: &Facts, config: &Arc<Config>, display_name: String) -> Root {
+        Root {
+            mode: Mode::FastChat(Box::new(FastChat::new(facts, config, Some(display_name)))),
+            user_id: facts.user_id,
+            config: config.clone(),
+        }
     }
 
     /// Settles the protocol on the first frame: a HELLO switches to FastChat.
-    fn first_frame(&mut self, ctx: &Ctx, hello: bool) {
-        if let Root::Native { decided } = self
+    fn first_frame(&mut self, hello: bool) {
+        if let Mode::Native { decided, .. } = &mut self.mode
             && !*decided
         {
             *decided = true;
             if hello {
-                tracing::debug!(user = %ctx.principal.username, connection = %ctx.public_id, "FastChat HELLO: switching protocol");
-                *self = Root::FastChat(Box::new(FastChat::new(ctx, None)));
+                tracing::debug!(user_id = %self.user_id, "FastChat HELLO: switching protocol");
+                self.mode = Mode::FastChat(Box::new(FastChat::of_user(
+                    self.user_id,
+                    &self.config,
+                    None,
+                )));
             }
         }
     }
 }
 
 impl Dialect for Root {
-    fn slot(&self) -> usize {
-        match self {
-            Root::Native { .. } => super::slots::NATIVE,
-            Root::FastChat(_) => super::slots::FASTCHAT,
+    type Meta = Meta;
+
+    /// A connection at `/ws`: native until its first frame says otherwise.
+    fn new(facts: &Facts, _endpoint: &Endpoint, config: &Arc<Config>) -> Self {
+        Root {
+            mode: Mode::Native {
+                native: Native,
+                decided: false,
+            },
+            user_id: facts.user_id,
+            config: config.clone(),
         }
     }
 
-    fn encode(&self, event: &Event) -> Option<Message> {
-        match self {
-            Root::Native { .. } => native::encode(event),
-            Root::FastChat(fastchat) => fastchat.encode(event),
+    fn name(&self) -> &'static str {
+        match &self.mode {
+            Mode::Native { native, .. } => native.name(),
+            Mode::FastChat(fastchat) => Dialect::name(&**fastchat),
+        }
+    }
+
+    fn encoder(&self) -> Encoder {
+        match &self.mode {
+            Mode::Native { native, .. } => native.encoder(),
+            Mode::FastChat(fastchat) => Dialect::encoder(&**fastchat),
         }
     }
 
@@ -69,63 +124,110 @@ impl Dialect for Root {
         Native::refusal(error)
     }
 
-    fn new(_ctx: &Ctx, _endpoint: &Endpoint) -> Self {
-        Root::Native { decided: false }
-    }
-
-    async fn on_connect(&mut self, ctx: &mut Ctx) {
-        match self {
-            Root::Native { .. } => Native.on_connect(ctx).await,
-            Root::FastChat(fastchat) => fastchat.on_connect(ctx).await,
+    fn connect(&mut self, facts: &Facts) -> Vec<Request<Meta>> {
+        match &mut self.mode {
+            Mode::Native { native, .. } => native
+                .connect(facts)
+                .into_iter()
+                .map(native_request)
+                .collect(),
+            Mode::FastChat(fastchat) => fastchat
+                .connect()
+                .into_iter()
+                .map(fastchat_request)
+                .collect(),
         }
     }
 
-    async fn on_text(&mut self, ctx: &mut Ctx, text: &str) {
-        if matches!(self, Root::Native { decided: false }) {
-            self.first_frame(ctx, fastchat::is_hello(text));
+    fn decode_text(&mut self, text: &str) -> Option<Request<Meta>> {
+        if matches!(self.mode, Mode::Native { decided: false, .. }) {
+            self.first_frame(fastchat::is_hello(text));
         }
-        match self {
-            Root::Native { .. } => Native.on_text(ctx, text).await,
-            Root::FastChat(fastchat) => fastchat.on_text(ctx, text).await,
+        match &mut self.mode {
+            Mode::Native { native, .. } => native.decode_text(text).map(native_request),
+            Mode::FastChat(fastchat) => fastchat.decode_text(text).map(fastchat_request),
         }
     }
 
-    async fn on_binary(&mut self, ctx: &mut Ctx, data: Bytes) {
-        self.first_frame(ctx, false);
-        match self {
-            Root::Native { .. } => Native.on_binary(ctx, data).await,
-            Root::FastChat(fastchat) => fastchat.on_binary(ctx),
+    fn decode_binary(&mut self, data: Bytes) -> Option<Request<Meta>> {
+        self.first_frame(false);
+        match &mut self.mode {
+            Mode::Native { native, .. } => native.decode_binary(data).map(native_request),
+            Mode::FastChat(fastchat) => fastchat.decode_binary().map(fastchat_request),
+        }
+    }
+
+    fn local(&mut self, meta: Meta, out: &mut Out) -> Option<Request<Meta>> {
+        match (&mut self.mode, meta) {
+            (Mode::Native { native, .. }, Meta::Native(meta)) => {
+                native.local(meta, out).map(native_request)
+            }
+            (Mode::FastChat(fastchat), Meta::FastChat(meta)) => {
+                fastchat.local(meta, out);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn reply(&mut self, meta: Meta, reply: Reply, out: &mut Out) {
+        match (&mut self.mode, meta) {
+            (Mode::Native { native, .. }, Meta::Native(meta)) => native.reply(meta, reply, out),
+            (Mode::FastChat(fastchat), Meta::FastChat(meta)) => fastchat.reply(meta, reply, out),
+            // Requests are answered in the turn that made them, before the next frame can
+            // switch the protocol: these do not happen.
+            (Mode::FastChat(_), Meta::Native(_)) | (Mode::Native { .. }, Meta::FastChat(_)) => {}
+        }
+    }
+
+    fn error(&mut self, meta: Option<Meta>, error: &Error, out: &mut Out) {
+        match (&mut self.mode, meta) {
+            (Mode::Native { native, .. }, Some(Meta::Native(meta))) => {
+                native.error(Some(meta), error, out);
+            }
+            (Mode::Native { native, .. }, _) => native.error(None, error, out),
+            (Mode::FastChat(fastchat), Some(Meta::FastChat(meta))) => {
+                fastchat.error(Some(meta), error, out);
+            }
+            (Mode::FastChat(fastchat), _) => fastchat.error(None, error, out),
+        }
+    }
+
+    fn rate_limits(&self, config: &Config) -> RateLimits {
+        match &self.mode {
+            Mode::Native { native, .. } => native.rate_limits(config),
+            Mode::FastChat(fastchat) => fastchat.rate_limits(config),
         }
     }
 
     /// FastChat has no server heartbeat frame: WebSocket pings.
     fn ping(&self) -> Option<Message> {
-        match self {
-            Root::Native { .. } => Native.ping(),
-            Root::FastChat(_) => None,
+        match &self.mode {
+            Mode::Native { native, .. } => native.ping(),
+            Mode::FastChat(_) => None,
         }
     }
 
     /// FastChat has no expiry warning; the connection still closes (4401) when the token
     /// expires, and the client reconnects with a new one.
     fn token_expiring(&self, expires_at: i64) -> Option<Message> {
-        match self {
-            Root::Native { .. } => Native.token_expiring(expires_at),
-            Root::FastChat(_) => None,
+        match &self.mode {
+            Mode::Native { native, .. } => native.token_expiring(expires_at),
+            Mode::FastChat(_) => None,
         }
     }
 
     fn heartbeat(&self) -> Option<(Duration, Duration)> {
-        match self {
-            Root::Native { .. } => None,
-            Root::FastChat(fastchat) => Some(fastchat.heartbeat()),
+        match &self.mode {
+            Mode::Native { .. } => None,
+            Mode::FastChat(fastchat) => Some(fastchat.heartbeat()),
         }
     }
 
     fn wants(&self, event: &Event) -> bool {
-        match self {
-            Root::Native { .. } => true,
-            Root::FastChat(fastchat) => fastchat.wants(event),
+        match &self.mode {
+            Mode::Native { .. } => true,
+            Mode::FastChat(fastchat) => fastchat.wants(event),
         }
     }
 }

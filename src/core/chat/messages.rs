@@ -1,0 +1,412 @@
+//! Room messages: sending (durably, idempotent with a `client_msg_id`), editing, deleting,
+//! history, typing, read receipts, and files attached to messages.
+
+use super::{Chat, SendOutcome, check_content, now_millis};
+use crate::core::command::{ContentPolicy, EditMessage, RoomRef, SendMessage};
+use crate::core::policy;
+use crate::error::Error;
+use crate::events::{Event, RoomMessage};
+use crate::hub::ConnId;
+use crate::metrics::MessageKind;
+use crate::principal::Principal;
+use crate::store::{Message, Room, StoredFile, now_secs};
+
+/// Longest `client_msg_id`, in bytes.
+pub const MAX_CLIENT_MSG_ID_BYTES: usize = 128;
+
+/// Longest content of a message that carries an uploaded file (its name).
+const FILE_MESSAGE_CHARS: usize = 255;
+
+impl Chat {
+    /// The content a policy lets through: markup stripped when it says so, then not blank and at
+    /// most its (or the core's) number of characters.
+    fn apply_policy(&self, content: String, policy: ContentPolicy) -> Result<String, Error> {
+        let content = if policy.strip_markup {
+            policy::strip_markup(&content)
+        } else {
+            content
+        };
+        check_content(
+            &content,
+            policy.max_chars.unwrap_or(self.limits.max_message_chars),
+        )?;
+        Ok(content)
+    }
+
+    /// Stores a message (durably) and delivers it to the room. A repeated `client_msg_id`
+    /// returns the original and delivers nothing.
+    pub async fn send(&self, who: &Principal, message: SendMessage) -> Result<SendOutcome, Error> {
+        let content = self.apply_policy(message.content, message.policy)?;
+        self.send_with(
+            who,
+            &message.room,
+            content,
+            message.reply_to,
+            message.client_msg_id,
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// A message whose content passed its policy, with files attached (already stored).
+    async fn send_with(
+        &self,
+        who: &Principal,
+        room: &RoomRef,
+        content: String,
+        reply_to: Option<u64>,
+        client_msg_id: Option<String>,
+        attachments: Vec<StoredFile>,
+    ) -> Result<SendOutcome, Error> {
+        if let Some(id) = &client_msg_id
+            && (id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_BYTES)
+        {
+            return Err(Error::BadRequest(format!(
+                "client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_BYTES} bytes"
+            )));
+        }
+        let room = self.open_room(who, room).await?;
+        self.ensure_member(who, &room).await?;
+        if let Some(parent) = reply_to
+            && (parent == 0 || parent > room.last_seq)
+        {
+            return Err(Error::BadRequest(format!(
+                "reply_to {parent} is not a message of this room"
+            )));
+        }
+        // One lookup per message (from memory once read), so that no encoding of it needs one.
+        let author_avatar = self.store.avatar_url(who.user_id).await?;
+        let draft = Message {
+            room_id: room.id,
+            seq: 0,
+            author: who.user_id,
+            author_name: who.username.clone(),
+            author_avatar,
+            content,
+            created_at_ms: now_millis(),
+            edited_at_ms: None,
+            deleted: false,
+            reply_to,
+            client_msg_id,
+            attachments,
+        };
+        self.metrics.message(MessageKind::Sent);
+        if !room.persistent {
+            let message = self.emit_message(who, &room, draft).await?;
+            return Ok(SendOutcome {
+                room,
+                message,
+                duplicate: false,
+            });
+        }
+        let appended = self.store.append_message(draft).await?;
+        let message = if appended.duplicate {
+            appended.message
+        } else {
+            self.emit_message(who, &room, appended.message).await?
+        };
+        Ok(SendOutcome {
+            room,
+            message,
+            duplicate: appended.duplicate,
+        })
+    }
+
+    /// Delivers a new message to the room and hands it back; copied for the delivery only when
+    /// a connection has joined the room (a room posted to over HTTP or by senders that do not
+    /// listen has nobody to tell).
+    async fn emit_message(
+        &self,
+        who: &Principal,
+        room: &Room,
+        message: Message,
+    ) -> Result<Message, Error> {
+        if policy::is_direct(room) {
+            // A direct message names its recipient: looked up once here, for every encoding.
+            let event = self.room_message(room, message.clone(), who.number).await?;
+            self.emit_room(room, Event::Message(event));
+            return Ok(message);
+        }
+        self.broker.publish_room_with(room.id, &mut || {
+            Event::Message(RoomMessage {
+                room: room.name.clone(),
+                message: message.clone(),
+                author_number: who.number,
+                direct_peer: None,
+            })
+        });
+        Ok(message)
+    }
+
+    /// Replaces a message's content: its author, the room's owner or an admin may (see
+    /// [`policy::can_modify_message`]).
+    pub async fn edit(&self, who: &Principal, edit: EditMessage) -> Result<(Room, Message), Error> {
+        let content = self.apply_policy(edit.content, edit.policy)?;
+        let seq = edit.seq;
+        let room = self.resolve_room(who, &edit.room).await?;
+        self.check_read(who, &room).await?;
+        let who_inner = who.clone();
+        let room_for_check = room.clone();
+        let message = self
+            .store
+            .update_message(room.id, seq, move |m| {
+                if m.deleted {
+                    return Err(Error::NotFound(format!("message {seq} was deleted")));
+                }
+                if !policy::can_modify_message(&who_inner, &room_for_check, m.author) {
+                    return Err(Error::Forbidden(
+                        "you can only edit your own messages".to_owned(),
+                    ));
+                }
+                m.content = content;
+                m.edited_at_ms = Some(now_millis());
+                Ok(())
+            })
+            .await?;
+        self.metrics.message(MessageKind::Edited);
+        let author_number = self
+            .store
+            .user(message.author)
+            .await?
+            .map_or(0, |author| author.number);
+        let event = self
+            .room_message(&room, message.clone(), author_number)
+            .await?;
+        self.emit_room(&room, Event::MessageEdited(event));
+        Ok((room, message))
+    }
+
+    /// Deletes a message: its content is erased, a tombstone keeps its sequence.
+    pub async fn delete(&self, who: &Principal, room: &RoomRef, seq: u64) -> Result<Room, Error> {
+        let room = self.resolve_room(who, room).await?;
+        self.check_read(who, &room).await?;
+        let who_inner = who.clone();
+        let room_for_check = room.clone();
+        self.store
+            .update_message(room.id, seq, move |m| {
+                if m.deleted {
+                    return Err(Error::NotFound(format!("message {seq} was deleted")));
+                }
+                if !policy::can_modify_message(&who_inner, &room_for_check, m.author) {
+                    return Err(Error::Forbidden(
+                        "you can only delete your own messages".to_owned(),
+                    ));
+                }
+                m.deleted = true;
+                m.content.clear();
+                m.edited_at_ms = Some(now_millis());
+                Ok(())
+            })
+            .await?;
+        self.metrics.message(MessageKind::Deleted);
+        self.emit_room(
+            &room,
+            Event::MessageDeleted {
+                room: room.name.clone(),
+                room_id: room.id,
+                seq,
+            },
+        );
+        Ok(room)
+    }
+
+    /// Messages with `after < seq < before`: the newest `limit` of them when only `before` (or
+    /// nothing) is given, the oldest `limit` when `after` is. Returns them oldest first and
+    /// whether more lie beyond.
+    pub async fn history(
+        &self,
+        who: &Principal,
+        room: &RoomRef,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<(Room, Vec<Message>, bool), Error> {
+        let room = self.resolve_room(who, room).await?;
+        self.check_read(who, &room).await?;
+        let limit = limit.unwrap_or(50).clamp(1, self.limits.max_history);
+        let before = before.unwrap_or(u64::MAX);
+        let (messages, has_more) = match after {
+            Some(after) => {
+                let mut page = self
+                    .store
+                    .messages(room.id, after, before, limit + 1)
+                    .await?;
+                let more = page.len() > limit;
+                page.truncate(limit);
+                (page, more)
+            }
+            None => {
+                let mut page = self
+                    .store
+                    .messages_before(room.id, before, limit + 1)
+                    .await?;
+                let more = page.len() > limit;
+                if more {
+                    page.remove(0);
+                }
+                (page, more)
+            }
+        };
+        Ok((room, messages, has_more))
+    }
+
+    /// Tells the room someone is typing (everyone but the connection that says so). Never
+    /// stored.
+    pub async fn typing(
+        &self,
+        who: &Principal,
+        origin: ConnId,
+        room: &RoomRef,
+        is_typing: bool,
+    ) -> Result<(), Error> {
+        let room = self.resolve_room(who, room).await?;
+        self.check_read(who, &room).await?;
+        self.broker.publish_room(
+            room.id,
+            Event::Typing {
+                room: room.name.clone(),
+                room_id: room.id,
+                user_id: who.user_id,
+                user_number: who.number,
+                username: who.username.clone(),
+                is_typing,
+            },
+            Some(origin),
+        );
+        Ok(())
+    }
+
+    /// Moves the read cursor and tells the room (read receipts).
+    pub async fn read(
+        &self,
+        who: &Principal,
+        room: &RoomRef,
+        seq: u64,
+    ) -> Result<(Room, u64), Error> {
+        let room = self.resolve_room(who, room).await?;
+        self.check_read(who, &room).await?;
+        let seq = seq.min(room.last_seq);
+        let cursor = self.store.mark_read(room.id, who.user_id, seq).await?;
+        self.emit_room(
+            &room,
+            Event::Read {
+                room: room.name.clone(),
+                room_id: room.id,
+                user_id: who.user_id,
+                user_number: who.number,
+                username: who.username.clone(),
+                seq: cursor,
+            },
+        );
+        Ok((room, cursor))
+    }
+
+    /// Checks that an upload of `size` bytes to `room` may start: `who` may post there (a
+    /// public room makes them a member) and `size` is 1 to `max_bytes` (`PayloadTooLarge`
+    /// above). Returns the room.
+    pub async fn check_upload(
+        &self,
+        who: &Principal,
+        room: &RoomRef,
+        size: u64,
+        max_bytes: u64,
+    ) -> Result<Room, Error> {
+        if size > max_bytes {
+            return Err(Error::PayloadTooLarge { limit: max_bytes });
+        }
+        if size == 0 {
+            return Err(Error::BadRequest("file_size must be at least 1".to_owned()));
+        }
+        let room = self.open_room(who, room).await?;
+        self.ensure_member(who, &room).await?;
+        Ok(room)
+    }
+
+    /// Stores an uploaded file (durably: see `store::files`) and posts it to `room` as a message
+    /// whose content is the file's name (markup stripped, at most 255 characters) and which
+    /// lists it in its attachments. Only who may read the room may download it
+    /// ([`Chat::file`]).
+    pub async fn attach_file(
+        &self,
+        who: &Principal,
+        room: &RoomRef,
+        file_name: &str,
+        content_type: &str,
+        content: Vec<u8>,
+        max_bytes: u64,
+    ) -> Result<SendOutcome, Error> {
+        let size = u64::try_from(content.len()).unwrap_or(u64::MAX);
+        let room = self.check_upload(who, room, size, max_bytes).await?;
+        let file_name = policy::strip_markup(file_name).trim().to_owned();
+        if file_name.is_empty()
+            || file_name.chars().count() > FILE_MESSAGE_CHARS
+            || file_name
+                .chars()
+                .any(|c| c.is_control() || c == '/' || c == '\\')
+        {
+            return Err(Error::BadRequest(
+                "file_name must be 1 to 255 characters without '/', '\\' or control characters"
+                    .to_owned(),
+            ));
+        }
+        if content_type.is_empty()
+            || content_type.len() > 255
+            || !content_type
+                .bytes()
+                .all(|b| b.is_ascii_graphic() || b == b' ')
+        {
+            return Err(Error::BadRequest(
+                "file_type must be 1 to 255 printable ASCII characters".to_owned(),
+            ));
+        }
+        let file = self
+            .store
+            .put_file(
+                StoredFile {
+                    id: 0,
+                    room_id: room.id,
+                    uploader: who.user_id,
+                    name: file_name.clone(),
+                    content_type: content_type.to_owned(),
+                    size: 0,
+                    sha256: String::new(),
+                    created_at: now_secs(),
+                },
+                content,
+            )
+            .await?;
+        let content = self.apply_policy(file_name, ContentPolicy::limited(FILE_MESSAGE_CHARS))?;
+        self.send_with(
+            who,
+            &RoomRef::Name(room.name),
+            content,
+            None,
+            None,
+            vec![file],
+        )
+        .await
+    }
+
+    /// A stored file and where its content is, for `who` if they may read the room it was
+    /// attached in (else `Forbidden`; `NotFound` when there is no such file).
+    pub async fn file(
+        &self,
+        who: &Principal,
+        id: u64,
+    ) -> Result<(StoredFile, std::path::PathBuf), Error> {
+        policy::check_account(who)?;
+        let file = self
+            .store
+            .file(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no file {id}")))?;
+        let room = self
+            .store
+            .room(file.room_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no file {id}")))?;
+        self.check_read(who, &room).await?;
+        let path = self.store.file_path(&file.sha256);
+        Ok((file, path))
+    }
+}

@@ -1,0 +1,427 @@
+//! What the core can be asked to do over a connection: one [`Command`] per request, one
+//! [`Reply`] per success, both typed, and [`Core::execute`] to run them. A WebSocket dialect
+//! decodes its frames into commands and encodes the replies; every rule is behind this entry
+//! point. The HTTP API and the admin API call the same core functions directly (a request there
+//! is not tied to a connection).
+//!
+//! Content rules that a protocol documents for itself (a shorter message limit, plain text only)
+//! travel with the command as a [`ContentPolicy`]; the core applies them.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::Core;
+use super::accounts::UserView;
+use super::chat::{DirectOutcome, JoinOutcome, SendOutcome};
+use super::conversations::Conversation;
+use crate::error::Error;
+pub use crate::events::BinaryKind;
+use crate::events::Event;
+use crate::hub::ConnId;
+use crate::principal::Principal;
+use crate::store::{Message, Room};
+
+/// How a request names a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomRef {
+    /// By name; `@username` is the direct room with that user.
+    Name(String),
+    /// By the core's room id.
+    Id(u64),
+    /// The personal room `user:<number>` of the user with that number (created on first use,
+    /// for its own user only).
+    Personal(u64),
+}
+
+impl From<&str> for RoomRef {
+    fn from(name: &str) -> RoomRef {
+        RoomRef::Name(name.to_owned())
+    }
+}
+
+/// The content rules of a request: the core's by default, or what the protocol documents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContentPolicy {
+    /// Longest content in characters; `None`: the core's `ws.max_message_chars`.
+    pub max_chars: Option<usize>,
+    /// Markup is stripped before the checks and storage ([`super::policy::strip_markup`]).
+    pub strip_markup: bool,
+}
+
+impl ContentPolicy {
+    /// At most `max_chars` characters, markup kept.
+    pub fn limited(max_chars: usize) -> ContentPolicy {
+        ContentPolicy {
+            max_chars: Some(max_chars),
+            strip_markup: false,
+        }
+    }
+
+    /// Plain text of at most `max_chars` characters: every tag is stripped.
+    pub fn plain(max_chars: usize) -> ContentPolicy {
+        ContentPolicy {
+            max_chars: Some(max_chars),
+            strip_markup: true,
+        }
+    }
+}
+
+/// The rules of a display name in the live roster: markup stripped, then `min` to `max`
+/// characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamePolicy {
+    pub min: usize,
+    pub max: usize,
+}
+
+/// A new message.
+#[derive(Debug, Clone)]
+pub struct SendMessage {
+    pub room: RoomRef,
+    pub content: String,
+    pub reply_to: Option<u64>,
+    /// Makes retries idempotent: a repeated id returns the original message.
+    pub client_msg_id: Option<String>,
+    pub policy: ContentPolicy,
+}
+
+impl SendMessage {
+    /// `content` to `room` under the core's rules, no reply, no idempotency key.
+    pub fn new(room: RoomRef, content: String) -> SendMessage {
+        SendMessage {
+            room,
+            content,
+            reply_to: None,
+            client_msg_id: None,
+            policy: ContentPolicy::default(),
+        }
+    }
+}
+
+/// New content for a stored message.
+#[derive(Debug, Clone)]
+pub struct EditMessage {
+    pub room: RoomRef,
+    pub seq: u64,
+    pub content: String,
+    pub policy: ContentPolicy,
+}
+
+/// What a connection can ask of the core.
+#[derive(Debug)]
+pub enum Command {
+    /// What a new connection is told about the server (the store's epoch).
+    Welcome,
+    /// The caller's account.
+    Me,
+    /// New credentials for this connection (an in-band renewal): the same user only.
+    Authenticate {
+        token: String,
+    },
+    /// Joins the connection to a room, replaying what it missed after `since`.
+    Join {
+        room: RoomRef,
+        since: Option<u64>,
+    },
+    /// Joins the connection to a room that only its participants may enter, hosted by `host`
+    /// (EduSphere's invitation-only rooms: no membership by visiting, no admin exception).
+    JoinAsParticipant {
+        room: String,
+        host: String,
+    },
+    /// Joins the connection to every room the user is a member of, to hear the presence and
+    /// typing of the people they share a room with.
+    WatchMemberRooms,
+    Leave {
+        room: RoomRef,
+    },
+    Send(SendMessage),
+    Edit(EditMessage),
+    Delete {
+        room: RoomRef,
+        seq: u64,
+    },
+    History {
+        room: RoomRef,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<usize>,
+    },
+    Typing {
+        room: RoomRef,
+        is_typing: bool,
+    },
+    /// Moves the read cursor.
+    Read {
+        room: RoomRef,
+        seq: u64,
+    },
+    /// Checks that an upload of `size` bytes may start.
+    StartUpload {
+        room: RoomRef,
+        size: u64,
+        max_bytes: u64,
+    },
+    /// Stores a file and posts it to the room.
+    AttachFile {
+        room: RoomRef,
+        file_name: String,
+        content_type: String,
+        content: Vec<u8>,
+        max_bytes: u64,
+    },
+    Subscribe {
+        topics: Vec<String>,
+    },
+    Unsubscribe {
+        topics: Vec<String>,
+    },
+    Broadcast {
+        topic: String,
+        payload: Value,
+        message_id: String,
+    },
+    /// A custom (`X-`) frame relayed on a topic, its type and data as they came.
+    Relay {
+        kind: String,
+        topic: String,
+        data: Value,
+    },
+    /// A binary frame to a topic's subscribers (broadcast, stream) or a user's connections
+    /// (direct, file).
+    Binary {
+        kind: BinaryKind,
+        address: String,
+        data: Bytes,
+    },
+    DirectMessage {
+        target: String,
+        payload: Value,
+        message_id: String,
+    },
+    /// The direct messages queued while the user was offline.
+    TakeQueuedDirectMessages,
+    SetStatus {
+        status: String,
+        metadata: Option<Value>,
+    },
+    UnreadNotifications,
+    /// Marks a notification read.
+    ReadNotification {
+        id: u64,
+    },
+    /// Lists the connection in the live roster.
+    EnterRoster {
+        display_name: String,
+        policy: NamePolicy,
+    },
+    /// Opens a one-to-one conversation with the user (or listed guest) whose id is `target`.
+    OpenConversation {
+        target: String,
+    },
+    /// A message in a conversation open on this connection, with the peer whose id is `to`.
+    ConversationSend {
+        to: String,
+        content: String,
+        message_id: Option<String>,
+        policy: ContentPolicy,
+    },
+    /// Typing in every conversation open on this connection.
+    ConversationTyping {
+        is_typing: bool,
+    },
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub enum Reply {
+    /// Nothing to report beyond success.
+    Done,
+    Welcome {
+        epoch: u64,
+    },
+    Me(UserView),
+    Authenticated(Principal),
+    Joined(JoinOutcome),
+    /// The connection entered a participants-only room.
+    Entered(Room),
+    /// How many rooms the connection watches.
+    Watching(usize),
+    Left(Room),
+    Sent(SendOutcome),
+    Edited {
+        room: Room,
+        message: Message,
+    },
+    Deleted {
+        room: Room,
+        seq: u64,
+    },
+    History {
+        room: Room,
+        messages: Vec<Message>,
+        has_more: bool,
+    },
+    /// The read cursor after a Read.
+    ReadUpTo {
+        room: Room,
+        seq: u64,
+    },
+    /// An upload may start.
+    UploadReady(Room),
+    /// The active subscriptions after a Subscribe or Unsubscribe.
+    Subscriptions {
+        active: usize,
+    },
+    /// How many connections a Broadcast, relay or binary frame reached.
+    Delivered {
+        recipients: usize,
+    },
+    Direct(DirectOutcome),
+    /// Events for this connection only (queued direct messages).
+    Events(Vec<Event>),
+    Unread(usize),
+    /// The name the connection is listed under.
+    Listed(String),
+    ConversationOpened(Conversation),
+    /// The id of a conversation message.
+    ConversationSent(String),
+}
+
+impl Core {
+    /// Runs one command of `who` on connection `conn`.
+    pub async fn execute(
+        &self,
+        who: &Principal,
+        conn: ConnId,
+        command: Command,
+    ) -> Result<Reply, Error> {
+        let chat = &self.chat;
+        Ok(match command {
+            Command::Welcome => Reply::Welcome {
+                epoch: chat.store().epoch().await,
+            },
+            Command::Me => Reply::Me(self.accounts.me(who).await?),
+            Command::Authenticate { token } => {
+                Reply::Authenticated(self.accounts.renew(who, &token).await?)
+            }
+            Command::Join { room, since } => {
+                Reply::Joined(chat.join(who, conn, &room, since).await?)
+            }
+            Command::JoinAsParticipant { room, host } => {
+                Reply::Entered(chat.join_as_participant(who, conn, &room, &host).await?)
+            }
+            Command::WatchMemberRooms => Reply::Watching(chat.watch_member_rooms(who, conn).await?),
+            Command::Leave { room } => Reply::Left(chat.leave(who, conn, &room).await?),
+            Command::Send(message) => Reply::Sent(chat.send(who, message).await?),
+            Command::Edit(edit) => {
+                let (room, message) = chat.edit(who, edit).await?;
+                Reply::Edited { room, message }
+            }
+            Command::Delete { room, seq } => Reply::Deleted {
+                room: chat.delete(who, &room, seq).await?,
+                seq,
+            },
+            Command::History {
+                room,
+                before,
+                after,
+                limit,
+            } => {
+                let (room, messages, has_more) =
+                    chat.history(who, &room, before, after, limit).await?;
+                Reply::History {
+                    room,
+                    messages,
+                    has_more,
+                }
+            }
+            Command::Typing { room, is_typing } => {
+                chat.typing(who, conn, &room, is_typing).await?;
+                Reply::Done
+            }
+            Command::Read { room, seq } => {
+                let (room, seq) = chat.read(who, &room, seq).await?;
+                Reply::ReadUpTo { room, seq }
+            }
+            Command::StartUpload {
+                room,
+                size,
+                max_bytes,
+            } => Reply::UploadReady(chat.check_upload(who, &room, size, max_bytes).await?),
+            Command::AttachFile {
+                room,
+                file_name,
+                content_type,
+                content,
+                max_bytes,
+            } => Reply::Sent(
+                chat.attach_file(who, &room, &file_name, &content_type, content, max_bytes)
+                    .await?,
+            ),
+            Command::Subscribe { topics } => Reply::Subscriptions {
+                active: chat.subscribe(who, conn, &topics)?,
+            },
+            Command::Unsubscribe { topics } => Reply::Subscriptions {
+                active: chat.unsubscribe(conn, &topics),
+            },
+            Command::Broadcast {
+                topic,
+                payload,
+                message_id,
+            } => Reply::Delivered {
+                recipients: chat.broadcast(who, Some(conn), &topic, payload, message_id)?,
+            },
+            Command::Relay { kind, topic, data } => Reply::Delivered {
+                recipients: chat.relay_custom(who, Some(conn), &kind, &topic, data)?,
+            },
+            Command::Binary {
+                kind,
+                address,
+                data,
+            } => Reply::Delivered {
+                recipients: chat.binary(who, conn, kind, address, data).await?,
+            },
+            Command::DirectMessage {
+                target,
+                payload,
+                message_id,
+            } => Reply::Direct(
+                chat.direct_message(who, &target, payload, message_id)
+                    .await?,
+            ),
+            Command::TakeQueuedDirectMessages => {
+                Reply::Events(chat.take_queued_direct_messages(who).await?)
+            }
+            Command::SetStatus { status, metadata } => {
+                chat.set_status(who, &status, metadata).await?;
+                Reply::Done
+            }
+            Command::UnreadNotifications => Reply::Unread(chat.unread_notifications(who).await?),
+            Command::ReadNotification { id } => {
+                chat.mark_notification_read(who, id).await?;
+                Reply::Unread(chat.unread_notifications(who).await?)
+            }
+            Command::EnterRoster {
+                display_name,
+                policy,
+            } => Reply::Listed(chat.roster_enter(conn, &display_name, policy)?),
+            Command::OpenConversation { target } => {
+                Reply::ConversationOpened(chat.open_conversation(who, conn, &target).await?)
+            }
+            Command::ConversationSend {
+                to,
+                content,
+                message_id,
+                policy,
+            } => Reply::ConversationSent(
+                chat.conversation_send(who, conn, &to, &content, message_id, policy)
+                    .await?,
+            ),
+            Command::ConversationTyping { is_typing } => {
+                chat.conversation_typing(who, conn, is_typing).await?;
+                Reply::Done
+            }
+        })
+    }
+}

@@ -1,0 +1,205 @@
+//! The per-room message log: each room numbers its messages 1, 2, 3, ... (see `store::rooms`
+//! for how a room's last number is kept); a message's key is room id + sequence, so "everything
+//! after seq N" is one range scan. That is what makes an ordered resume possible.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{SledStore, Trees, decode, keys};
+use crate::error::Error;
+
+/// What appending a message did.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub message: Message,
+    /// The same `client_msg_id` was stored before: `message` is that original, nothing new was
+    /// written.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Message {
+    pub room_id: u64,
+    pub seq: u64,
+    pub author: Uuid,
+    /// The author's username at the time (usernames never change), so reads need no lookup.
+    #[serde(default)]
+    pub author_name: String,
+    /// The author's avatar URL when the message was sent (like `author_name`, a snapshot, so
+    /// that encoding a message needs no lookup; seed 000 shows it as `userAvatar`). Absent in
+    /// records written before it existed and for authors without an avatar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_avatar: Option<String>,
+    pub content: String,
+    pub created_at_ms: i64,
+    pub edited_at_ms: Option<i64>,
+    pub deleted: bool,
+    pub reply_to: Option<u64>,
+    pub client_msg_id: Option<String>,
+    /// Files attached to it (seed 002), as they were when attached, so that encoding a message
+    /// needs no lookup. Absent in records without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<super::StoredFile>,
+}
+
+/// Sequence number of the newest message of `room_id` in `messages`, 0 if it has none.
+pub(crate) fn newest_message_seq(messages: &sled::Tree, room_id: u64) -> Result<u64, Error> {
+    match messages.scan_prefix(keys::room(room_id)).next_back() {
+        Some(entry) => {
+            let (key, _) = entry?;
+            Ok(keys::u64_at(&key, 8).unwrap_or(0))
+        }
+        None => Ok(0),
+    }
+}
+
+impl Trees {
+    pub fn message(&self, room_id: u64, seq: u64) -> Result<Option<Message>, Error> {
+        self.messages
+            .get(keys::message(room_id, seq))?
+            .map(|raw| decode("messages", &raw))
+            .transpose()
+    }
+}
+
+impl SledStore {
+    /// Appends a message to its room's log with the next sequence number and returns it as
+    /// stored. A `client_msg_id` already used by the same author in the room returns the original
+    /// instead (idempotent retries). Durable when it returns.
+    pub async fn append_message(&self, mut message: Message) -> Result<Appended, Error> {
+        self.write(move |t| {
+            let room_id = message.room_id;
+            let mut sequence = t.last_seq_for_append(room_id)?;
+            let client_key = message
+                .client_msg_id
+                .as_deref()
+                .map(|id| keys::client_msg(room_id, message.author, id));
+            if let Some(key) = &client_key
+                && let Some(raw) = t.client_ids.get(key)?
+                && let Some(seq) = keys::u64_at(&raw, 0)
+                // After a crash the index can name a sequence number the room never
+                // committed (the index entry reached sled's log, the message did not), or
+                // one since taken by another message: such an entry is stale, and the
+                // message is appended anew rather than answered with someone else's.
+                && seq <= sequence.last
+                && let Some(original) = t.message(room_id, seq)?
+                && original.author == message.author
+                && original.client_msg_id == message.client_msg_id
+            {
+                return Ok(Appended {
+                    message: original,
+                    duplicate: true,
+                });
+            }
+            message.seq = sequence.last + 1;
+            super::insert_record(&t.messages, keys::message(room_id, message.seq), &message)?;
+            if let Some(key) = client_key {
+                t.client_ids.insert(key, &message.seq.to_be_bytes())?;
+            }
+            // Only now that the message is in the tree: a failed insert takes no number.
+            sequence.last = message.seq;
+            t.sequences.set(room_id, sequence);
+            Ok(Appended {
+                message,
+                duplicate: false,
+            })
+        })
+        .await
+    }
+
+    /// Applies `change` to a stored message and returns the result. Durable when it returns.
+    pub async fn update_message<F>(
+        &self,
+        room_id: u64,
+        seq: u64,
+        change: F,
+    ) -> Result<Message, Error>
+    where
+        F: FnOnce(&mut Message) -> Result<(), Error> + Send + 'static,
+    {
+        self.write(move |t| {
+            let mut message = t
+                .message(room_id, seq)?
+                .ok_or_else(|| Error::NotFound(format!("no message {seq} in this room")))?;
+            change(&mut message)?;
+            super::insert_record(&t.messages, keys::message(room_id, seq), &message)?;
+            Ok(message)
+        })
+        .await
+    }
+
+    pub fn message(&self, room_id: u64, seq: u64) -> Result<Option<Message>, Error> {
+        self.trees().message(room_id, seq)
+    }
+
+    /// Deletes a room's messages created before `cutoff_ms` (retention), oldest first, at most
+    /// `max` in one call so the writer is never held long. Returns how many were deleted.
+    pub async fn purge_messages_before(
+        &self,
+        room_id: u64,
+        cutoff_ms: i64,
+        max: usize,
+    ) -> Result<usize, Error> {
+        self.write(move |t| {
+            let mut purged = 0;
+            for entry in t.messages.scan_prefix(keys::room(room_id)) {
+                let (key, raw) = entry?;
+                let message: Message = decode("messages", &raw)?;
+                if message.created_at_ms >= cutoff_ms || purged >= max {
+                    break;
+                }
+                if purged == 0
+                    && let Some(room) = t.room(room_id)?
+                {
+                    // The room's number must outlive its messages: once none is left, only the
+                    // record's floor keeps the next Send from reusing a purged number. Written
+                    // before the removals, in the same batch.
+                    t.record_last_seq(room_id, room.last_seq)?;
+                }
+                t.messages.remove(key)?;
+                purged += 1;
+            }
+            Ok(purged)
+        })
+        .await
+    }
+
+    /// The newest `limit` messages of a room with `seq < before`, oldest first.
+    pub fn messages_before(
+        &self,
+        room_id: u64,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>, Error> {
+        let start = keys::message(room_id, 0);
+        let end = keys::message(room_id, before);
+        let mut out = Vec::new();
+        for entry in self.trees().messages.range(start..end).rev().take(limit) {
+            let (_, raw) = entry?;
+            out.push(decode("messages", &raw)?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Messages of a room with `after < seq < before`, oldest first, at most `limit`.
+    pub fn messages(
+        &self,
+        room_id: u64,
+        after: u64,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>, Error> {
+        let start = keys::message(room_id, after.saturating_add(1));
+        let end = keys::message(room_id, before);
+        let mut out = Vec::new();
+        if after.saturating_add(1) >= before {
+            return Ok(out);
+        }
+        for entry in self.trees().messages.range(start..end).take(limit) {
+            let (_, raw) = entry?;
+            out.push(decode("messages", &raw)?);
+        }
+        Ok(out)
+    }
+}
