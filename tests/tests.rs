@@ -8,6 +8,7 @@ mod rawws;
 mod wsclient;
 
 mod admin;
+mod architecture;
 mod cli;
 mod deflate;
 mod dialect_edusphere;

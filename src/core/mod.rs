@@ -11,6 +11,8 @@ pub mod chat;
 pub mod command;
 pub mod conversations;
 pub mod policy;
+#[cfg(test)]
+mod tests;
 
 use crate::config::Config;
 

@@ -22,20 +22,22 @@ pub struct Encodings {
     deflated: [OnceLock<Bytes>; slots::COUNT],
 }
 
-/// The broker's [`Prepare`] for WebSocket receivers. A Broadcast is shown by the native dialect
-/// only: it is encoded here and kept without its payload, so that a queued Broadcast costs its
-/// frame once, not the frame and the payload again (a slow subscriber's full queue is what
-/// bounds the memory it can hold).
+/// The broker's [`Prepare`] for WebSocket receivers. Broadcasts and binary frames are shown by
+/// the native dialect only: they are encoded here and kept without their payload, so that a
+/// queued one costs its frame once, not the frame and the payload again (a slow subscriber's
+/// full queue is what bounds the memory it can hold).
 pub fn prepare() -> Prepare {
     Arc::new(|event: &mut Event| -> Attachment {
         let encodings = Encodings::default();
-        if matches!(event, Event::Broadcast { .. }) {
+        if matches!(event, Event::Broadcast { .. } | Event::Binary { .. }) {
             let frame = dialect::native::encode(event);
             if let Some(cell) = encodings.frames.get(slots::NATIVE) {
                 let _ = cell.set(frame);
             }
-            if let Event::Broadcast { payload, .. } = event {
-                *payload = Value::Null;
+            match event {
+                Event::Broadcast { payload, .. } => *payload = Value::Null,
+                Event::Binary { data, .. } => *data = Bytes::new(),
+                _ => {}
             }
         }
         Box::new(encodings)
