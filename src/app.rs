@@ -18,7 +18,7 @@ use crate::store::Store;
 /// Everything a request handler needs: one shared allocation, so a clone is one reference count
 /// and eight bytes. Every WebSocket session's task holds clones for its whole life, and the
 /// services' own handles, copied one by one, made up a quarter of an idle connection's memory
-/// (issue #6).
+///.
 #[derive(Clone)]
 pub struct AppState(Arc<Services>);
 

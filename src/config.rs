@@ -281,7 +281,7 @@ impl Default for WsConfig {
 pub struct DialectsConfig {
     /// Longest message content on the EduSphere endpoint (`/ws/chat/{host}/{room}`), in
     /// characters; it replaces `ws.max_message_chars` there, and its clients are told
-    /// "Message exceeds {max} characters." above it (seed 000 documents 500).
+    /// "Message exceeds {max} characters." above it (the EduSphere document says 500).
     pub edusphere_max_message_chars: usize,
 }
 
@@ -298,7 +298,7 @@ impl Default for DialectsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KibrayConfig {
-    /// Frames per connection in any rolling 60 seconds (the seed's `WEBSOCKET_RATE_LIMIT`);
+    /// Frames per connection in any rolling 60 seconds (the Kibray document's `WEBSOCKET_RATE_LIMIT`);
     /// beyond: `{"type": "error", ..., "code": "RATE_LIMIT_EXCEEDED"}`, and close 4429 after as
     /// many refusals in a row.
     pub messages_per_minute: u32,

@@ -4,7 +4,7 @@
 //! The filter is a list of `target=level` directives and a bare default level
 //! (`natter=debug,info`), tracing-subscriber's `Targets`: `EnvFilter`'s span and field
 //! matching would link a regex engine, a fifth of a megabyte of the binary, for a syntax
-//! natter's docs never offered (issue #6, binary size).
+//! natter's docs never offered.
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;

@@ -98,8 +98,8 @@ impl Server {
         let state = build_state(config, store, metrics)?;
         bootstrap_admin(&state).await?;
         // The dummy hash (one argon2 run, tens of milliseconds, more on a small board) is made
-        // in the background: awaited here, it delayed the first handshake by that much (issue #6,
-        // cold start). An unknown-user login that comes first makes its own.
+        // in the background: awaited here, it delayed the first handshake by that much (a cold
+        // start). An unknown-user login that comes first makes its own.
         let hasher = state.auth.hasher().clone();
         tokio::spawn(async move {
             if let Err(e) = hasher.warm_up().await {
@@ -155,7 +155,7 @@ impl Server {
         let config = state.config.clone();
         let routes = warp::service(crate::http::routes(state.clone()));
         // HTTP/1.1 only: hyper-util's auto builder would link an HTTP/2 implementation (a third
-        // of a megabyte) that natter never speaks (issue #6, binary size).
+        // of a megabyte) that natter never speaks.
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())

@@ -9,7 +9,7 @@ use crate::store::{Message, Notification, StoredFile};
 
 /// Name of the cookie `POST /api/token/` sets when asked (`"cookie": true`).
 pub const ACCESS_COOKIE: &str = "natter_access";
-/// Django's session cookie, which Kibray clients (seed 002) send "automatically": accepted
+/// Django's session cookie, which Kibray clients send "automatically": accepted
 /// like [`ACCESS_COOKIE`] (it must hold a natter access token), when that one is absent.
 pub const SESSION_COOKIE: &str = "sessionid";
 

@@ -111,7 +111,7 @@ impl Hasher {
 /// argon2's working memory (`blocks` KiB), allocated so that freeing it gives it back to the
 /// system. glibc raises its mmap threshold to the size of a freed mapping, up to 32 MiB: from the
 /// second hash on, the 19 MiB came from the heap and stayed resident for good, per hashing
-/// thread, so an idle daemon that had seen two logins held 20 to 40 MiB more (issue #6). A
+/// thread, so an idle daemon that had seen two logins held 20 to 40 MiB more. A
 /// capacity above that ceiling is always mapped afresh and unmapped on free; the pages past
 /// `blocks` are never touched and cost address space only.
 fn workspace(blocks: usize) -> Vec<Block> {

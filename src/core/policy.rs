@@ -11,7 +11,7 @@ use crate::store::{Room, Visibility};
 /// Prefix of the two-member rooms that hold direct conversations.
 pub const DM_PREFIX: &str = "dm:";
 
-/// Prefix of the personal rooms (`user:<number>`, seed 001): each belongs to the user with that
+/// Prefix of the personal rooms (`user:<number>`, the rooms protocol's): each belongs to the user with that
 /// [`crate::store::User::number`], is created on its first use and cannot be created by name.
 pub const PERSONAL_PREFIX: &str = "user:";
 
@@ -245,7 +245,7 @@ impl RateLimiter {
     }
 }
 
-/// A rolling-window limit: at most `limit` requests in any `window` (seed 002's "60 messages
+/// A rolling-window limit: at most `limit` requests in any `window` (Kibray's "60 messages
 /// per minute, rolling 60-second window"). Unlike [`RateLimiter`] it never admits more than
 /// `limit` in a window; it remembers the times of the last `limit` accepted requests, so its
 /// memory is bounded by `limit`.

@@ -1,4 +1,4 @@
-//! Files attached to messages: uploads over HTTP (the web client's; seed 002's go through the
+//! Files attached to messages: uploads over HTTP (the web client's; Kibray's go through the
 //! Kibray dialect), and downloads for who may read the room.
 
 use std::collections::HashMap;

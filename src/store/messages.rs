@@ -26,7 +26,7 @@ pub struct Message {
     #[serde(default)]
     pub author_name: String,
     /// The author's avatar URL when the message was sent (like `author_name`, a snapshot, so
-    /// that encoding a message needs no lookup; seed 000 shows it as `userAvatar`). Absent in
+    /// that encoding a message needs no lookup; EduSphere shows it as `userAvatar`). Absent in
     /// records written before it existed and for authors without an avatar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author_avatar: Option<String>,
@@ -36,7 +36,7 @@ pub struct Message {
     pub deleted: bool,
     pub reply_to: Option<u64>,
     pub client_msg_id: Option<String>,
-    /// Files attached to it (seed 002), as they were when attached, so that encoding a message
+    /// Files attached to it (Kibray's uploads), as they were when attached, so that encoding a message
     /// needs no lookup. Absent in records without any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<super::StoredFile>,

@@ -11,7 +11,7 @@ use crate::principal::Role;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
     pub id: Uuid,
-    /// A small number, unique per store, for protocols whose user ids are integers (seed 001).
+    /// A small number, unique per store, for protocols whose user ids are integers (the rooms protocol, Kibray).
     /// Assigned when the user is stored.
     #[serde(default)]
     pub number: u64,

@@ -26,15 +26,15 @@ pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "access_token.";
 /// A WebSocket endpoint, with what its path names, and the dialect it speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    /// `/ws`: the native protocol (seed 004), or FastChat (seed 003) when the first frame is
+    /// `/ws`: the native protocol, or FastChat when the first frame is
     /// `HELLO`.
     Native,
-    /// `/ws/chat/{host}/{slug}`: EduSphere (seed 000), one connection per room `{host}/{slug}`.
+    /// `/ws/chat/{host}/{slug}`: EduSphere, one connection per room `{host}/{slug}`.
     /// Both segments percent-decoded.
     EduSphere { host: String, slug: String },
-    /// `/api/v1/ws/connect`: project, channel and task rooms (seed 001).
+    /// `/api/v1/ws/connect`: project, channel and task rooms (the rooms protocol).
     Rooms,
-    /// `/ws/chat/{room}/`, `/ws/notifications/`, `/ws/status/`: Kibray (seed 002).
+    /// `/ws/chat/{room}/`, `/ws/notifications/`, `/ws/status/`: Kibray.
     Kibray(KibrayEndpoint),
     /// `/ws/echo`: echoes messages back, unauthenticated; served only when
     /// `ws.conformance_echo` is on (a test-only switch for the WebSocket conformance suite).
