@@ -9,24 +9,28 @@
 //! `channel_id` is the core room id; user ids are the users' numbers
 //! ([`crate::store::User::number`]). Content is plain text: markup is stripped by the core
 //! ([`ContentPolicy::plain`]).
+//!
+//! This file is the codec's answers; `decode` reads client frames (and reassembles uploads),
+//! `events` encodes what the core emits.
 
-use base64::Engine as _;
+mod decode;
+mod events;
+
+use decode::Refused;
+pub use events::encode;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 
 use super::{Bucket, Dialect, Encoder, Facts, Out, Rate, RateLimit, RateLimits, Request, slots};
 use crate::config::Config;
-use crate::core::command::{Command, ContentPolicy, EditMessage, Reply, RoomRef, SendMessage};
+use crate::core::command::{Command, Reply, RoomRef};
 use crate::error::Error;
-use crate::events::{Event, RoomMessage};
-use crate::store::Notification;
-use crate::timefmt::rfc3339;
+use crate::events::Event;
 use crate::wire::attachment_json;
 use crate::ws::close;
 use crate::ws::{Endpoint, KibrayEndpoint};
@@ -48,7 +52,7 @@ pub mod codes {
 
 /// What a request's missing object was, for the code of a `NotFound`.
 #[derive(Clone, Copy)]
-enum Missing {
+pub(super) enum Missing {
     /// A room (`channel_id`, the path's room): `CHANNEL_NOT_FOUND`.
     Channel,
     /// A message or notification id: `INVALID_MESSAGE`.
@@ -69,7 +73,7 @@ pub struct Kibray {
 }
 
 /// A file being uploaded in chunks.
-struct Upload {
+pub(super) struct Upload {
     id: String,
     name: String,
     content_type: String,
@@ -84,7 +88,7 @@ pub struct Meta {
     missing: Missing,
 }
 
-enum Action {
+pub(super) enum Action {
     /// Entering the chat endpoint's room at connect.
     EnterRoom,
     /// The unread count (at connect, after a `mark_read`).
@@ -331,312 +335,6 @@ impl Dialect for Kibray {
     }
 }
 
-/// A request that cannot be taken: its error, and what was missing.
-type Refused = (Error, Missing);
-
-impl Kibray {
-    /// The chat endpoint's room (set once joined: requests come after).
-    fn room(&self) -> Result<RoomRef, Refused> {
-        self.room
-            .as_ref()
-            .map(|(name, _)| RoomRef::Name(name.clone()))
-            .ok_or_else(|| {
-                (
-                    Error::NotFound("not in a room".to_owned()),
-                    Missing::Channel,
-                )
-            })
-    }
-
-    fn decode(
-        &mut self,
-        kind: &str,
-        request: &Map<String, Value>,
-    ) -> Result<Request<Meta>, Refused> {
-        let quiet =
-            |command| Request::core(Meta::new(Action::Quiet, Missing::Item), Rate::Free, command);
-        let chat = matches!(self.endpoint, KibrayEndpoint::Chat { .. });
-        let status = matches!(self.endpoint, KibrayEndpoint::Status);
-        Ok(match kind {
-            // `channel_id` is accepted and ignored: the path names the room.
-            "chat_message" if chat => {
-                let content = string_field(request, "message")?.to_owned();
-                let reply_to = optional_id(request, "reply_to")?;
-                quiet(Command::Send(SendMessage {
-                    reply_to,
-                    policy: ContentPolicy::plain(self.max_chars),
-                    ..SendMessage::new(self.room()?, content)
-                }))
-            }
-            "edit_message" if chat => {
-                let seq = id_field(request, "message_id")?;
-                let content = string_field(request, "new_content")?.to_owned();
-                quiet(Command::Edit(EditMessage {
-                    room: self.room()?,
-                    seq,
-                    content,
-                    policy: ContentPolicy::plain(self.max_chars),
-                }))
-            }
-            "delete_message" if chat => {
-                let seq = id_field(request, "message_id")?;
-                quiet(Command::Delete {
-                    room: self.room()?,
-                    seq,
-                })
-            }
-            // With a `message_id` on the chat endpoint: a read receipt.
-            "mark_read" if chat => {
-                let seq = id_field(request, "message_id")?;
-                quiet(Command::Read {
-                    room: self.room()?,
-                    seq,
-                })
-            }
-            // The room of the chat endpoint (its `channel_id` is ignored), or on the status
-            // endpoint the room whose id `channel_id` is.
-            "typing" if chat || status => {
-                let is_typing = match request.get("is_typing") {
-                    None => true,
-                    Some(Value::Bool(b)) => *b,
-                    Some(_) => return Err(bad("is_typing must be a boolean".to_owned())),
-                };
-                let room = match &self.room {
-                    Some((name, _)) => RoomRef::Name(name.clone()),
-                    None => RoomRef::Id(id_field(request, "channel_id")?),
-                };
-                Request::core(
-                    Meta::new(Action::Typing, Missing::Channel),
-                    Rate::Typing,
-                    Command::Typing { room, is_typing },
-                )
-            }
-            "upload_file" if chat => {
-                let name = string_field(request, "file_name")?.to_owned();
-                let size = id_field(request, "file_size")?;
-                let content_type = string_field(request, "file_type")?.to_owned();
-                Request::core(
-                    Meta::new(
-                        Action::UploadFile {
-                            name,
-                            content_type,
-                            size,
-                        },
-                        Missing::Item,
-                    ),
-                    Rate::Free,
-                    Command::StartUpload {
-                        room: self.room()?,
-                        size,
-                        max_bytes: self.max_upload_bytes,
-                    },
-                )
-            }
-            "upload_chunk" if chat => {
-                let upload_id = string_field(request, "upload_id")?.to_owned();
-                let index = id_field(request, "chunk_index")?;
-                let chunk = string_field(request, "chunk_data")?.to_owned();
-                Request::local(
-                    Meta::new(
-                        Action::Chunk {
-                            upload_id,
-                            index,
-                            chunk,
-                        },
-                        Missing::Item,
-                    ),
-                    Rate::Free,
-                )
-            }
-            // With a `notification_id` on the notifications endpoint: answered with the new
-            // `unread_count`.
-            "mark_read" if matches!(self.endpoint, KibrayEndpoint::Notifications) => {
-                let id = id_field(request, "notification_id")?;
-                Request::core(
-                    Meta::new(Action::Unread, Missing::Item),
-                    Rate::Free,
-                    Command::ReadNotification { id },
-                )
-            }
-            // The people who share a room with the user see `user_status`.
-            "status_update" if status => {
-                let status = string_field(request, "status")?.to_owned();
-                quiet(Command::SetStatus {
-                    status,
-                    metadata: None,
-                })
-            }
-            other => {
-                return Err(bad(format!(
-                    "unknown message type {other:?} on this endpoint"
-                )));
-            }
-        })
-    }
-
-    /// `upload_chunk`: chunks in order from 0, base64. Each is answered with `upload_progress`;
-    /// the last one leads to storing the file and posting it to the room (a `chat_message`
-    /// listing it), answered with `upload_complete`.
-    fn chunk(
-        &mut self,
-        upload_id: &str,
-        index: u64,
-        chunk: &str,
-        out: &mut Out,
-    ) -> Result<Option<Request<Meta>>, Error> {
-        let bad = |message: String| Error::BadRequest(message);
-        let Some(upload) = self.upload.as_mut().filter(|u| u.id == upload_id) else {
-            return Err(bad(format!("no upload {upload_id:?} in progress")));
-        };
-        if index != upload.next_chunk {
-            return Err(bad(format!(
-                "chunk_index {index} out of order: expected {}",
-                upload.next_chunk
-            )));
-        }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(chunk)
-            .map_err(|e| bad(format!("chunk_data is not base64: {e}")))?;
-        let received =
-            u64::try_from(upload.data.len().saturating_add(bytes.len())).unwrap_or(u64::MAX);
-        if received > upload.size {
-            self.upload = None;
-            return Err(bad(
-                "the chunks exceed file_size; upload abandoned".to_owned()
-            ));
-        }
-        upload.data.extend_from_slice(&bytes);
-        upload.next_chunk += 1;
-        if received < upload.size {
-            out.send(text(&json!({
-                "type": "upload_progress",
-                "upload_id": upload.id,
-                "chunk_index": index,
-                "received": received,
-                "file_size": upload.size,
-            })));
-            return Ok(None);
-        }
-        let Some(done) = self.upload.take() else {
-            return Ok(None);
-        };
-        let room = self
-            .room()
-            .map_err(|_| Error::NotFound("not in a room".to_owned()))?;
-        Ok(Some(Request::core(
-            Meta::new(Action::UploadDone(done.id), Missing::Item),
-            Rate::Free,
-            Command::AttachFile {
-                room,
-                file_name: done.name,
-                content_type: done.content_type,
-                content: done.data,
-                max_bytes: self.max_upload_bytes,
-            },
-        )))
-    }
-}
-
-/// The Kibray encoding of an event; `None` for events this protocol has no frame for.
-pub fn encode(event: &Event) -> Option<Message> {
-    let frame = match event {
-        Event::Message(m) => json!({
-            "type": "chat_message",
-            "message": message_json(m),
-        }),
-        Event::MessageEdited(m) => json!({
-            "type": "edit_message",
-            "message_id": m.message.seq,
-            "new_content": m.message.content,
-            "channel_id": m.message.room_id,
-        }),
-        Event::MessageDeleted { room_id, seq, .. } => json!({
-            "type": "delete_message",
-            "message_id": seq,
-            "channel_id": room_id,
-        }),
-        Event::Typing {
-            room_id,
-            user_number,
-            username,
-            is_typing,
-            ..
-        } => json!({
-            "type": "typing",
-            "channel_id": room_id,
-            "is_typing": is_typing,
-            "user_id": user_number,
-            "username": username,
-        }),
-        Event::Read {
-            room_id,
-            user_number,
-            username,
-            seq,
-            ..
-        } => json!({
-            "type": "read_receipt",
-            "channel_id": room_id,
-            "message_id": seq,
-            "user_id": user_number,
-            "username": username,
-        }),
-        Event::Notification { notification, .. } => json!({
-            "type": "notification",
-            "notification": notification_json(notification),
-        }),
-        Event::Presence {
-            user_number,
-            status,
-            last_seen,
-            ..
-        } => json!({
-            "type": "user_status",
-            "user_id": user_number,
-            "status": status,
-            "last_seen": last_seen.map(rfc3339),
-        }),
-        Event::RoomClosed { reason, .. } => {
-            return Some(Message::Close(Some(CloseFrame {
-                code: CloseCode::from(close::FORBIDDEN),
-                reason: reason.clone().into(),
-            })));
-        }
-        _ => return None,
-    };
-    Some(text(&frame))
-}
-
-/// The document's message object.
-fn message_json(m: &RoomMessage) -> Value {
-    let message = &m.message;
-    json!({
-        "id": message.seq,
-        "content": message.content,
-        "author": {
-            "id": m.author_number,
-            "username": message.author_name,
-            "avatar": message.author_avatar,
-        },
-        "timestamp": rfc3339(message.created_at_ms.div_euclid(1000)),
-        "channel_id": message.room_id,
-        "reply_to": message.reply_to,
-        "attachments": message.attachments.iter().map(attachment_json).collect::<Vec<_>>(),
-    })
-}
-
-/// The document's notification object.
-fn notification_json(n: &Notification) -> Value {
-    json!({
-        "id": n.id,
-        "title": n.title,
-        "message": n.message,
-        "category": n.category,
-        "url": n.url,
-        "created_at": rfc3339(n.created_at),
-    })
-}
-
 fn unread_count(count: usize) -> Message {
     text(&json!({"type": "unread_count", "count": count}))
 }
@@ -685,28 +383,31 @@ pub(crate) fn parse(text: &str) -> Result<(String, Map<String, Value>), String> 
 }
 
 /// A malformed request: `INVALID_MESSAGE` with `message`.
-fn invalid(message: String) -> Request<Meta> {
+pub(super) fn invalid(message: String) -> Request<Meta> {
     let (error, missing) = bad(message);
     Request::invalid(Meta::new(Action::Quiet, missing), Rate::Free, error)
 }
 
-fn bad(message: String) -> Refused {
+pub(super) fn bad(message: String) -> Refused {
     (Error::BadRequest(message), Missing::Item)
 }
 
-fn string_field<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a str, Refused> {
+pub(super) fn string_field<'a>(
+    map: &'a Map<String, Value>,
+    name: &str,
+) -> Result<&'a str, Refused> {
     map.get(name)
         .and_then(Value::as_str)
         .ok_or_else(|| bad(format!("{name} must be a string")))
 }
 
-fn id_field(map: &Map<String, Value>, name: &str) -> Result<u64, Refused> {
+pub(super) fn id_field(map: &Map<String, Value>, name: &str) -> Result<u64, Refused> {
     map.get(name)
         .and_then(Value::as_u64)
         .ok_or_else(|| bad(format!("{name} must be a non-negative integer")))
 }
 
-fn optional_id(map: &Map<String, Value>, name: &str) -> Result<Option<u64>, Refused> {
+pub(super) fn optional_id(map: &Map<String, Value>, name: &str) -> Result<Option<u64>, Refused> {
     match map.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(value) => value
@@ -721,7 +422,7 @@ fn error_frame(message: &str, code: &str) -> Message {
     text(&json!({"type": "error", "error": message, "code": code}))
 }
 
-fn text(value: &Value) -> Message {
+pub(super) fn text(value: &Value) -> Message {
     super::json_text(value)
 }
 

@@ -6,7 +6,12 @@
 //! The rules are the core's: a chat is a one-to-one conversation (`core::conversations`: the
 //! direct room of two accounts, or a live chat when a guest takes part), the roster is the
 //! broker's, markup is stripped by the core, and the document's limits are `[fastchat]` config
-//! fields.
+//! fields. `events` encodes what the core emits.
+
+mod events;
+
+pub use events::encode;
+use events::frame;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +25,8 @@ use super::json::{self, FieldError};
 use super::{Bucket, Dialect, Encoder, Facts, Out, Rate, RateLimit, RateLimits, Request, slots};
 use crate::config::{Config, FastChatConfig};
 use crate::core::command::{Command, ContentPolicy, NamePolicy, Reply};
-use crate::core::policy::DM_PREFIX;
 use crate::error::Error;
-use crate::events::{ConversationEvent, Event};
+use crate::events::Event;
 use crate::store::now_secs;
 use crate::timefmt::rfc3339;
 use crate::ws::Endpoint;
@@ -406,67 +410,6 @@ impl FastChat {
     }
 }
 
-/// The FastChat encoding of an event (the same for every FastChat connection).
-pub fn encode(event: &Event) -> Option<Message> {
-    match event {
-        Event::Roster { users } => {
-            let users: Vec<Value> = users
-                .iter()
-                .map(|u| json!({"user_id": u.user_id, "display_name": u.display_name, "online": true}))
-                .collect();
-            Some(frame("PRESENCE", json!({ "users": users })))
-        }
-        Event::Conversation(ConversationEvent::Opened {
-            chat_id,
-            participants,
-            peer_id,
-            peer_name,
-        }) => Some(frame(
-            "CHAT_OPENED",
-            json!({
-                "chat_id": chat_id,
-                "participants": participants,
-                "target_user_id": peer_id,
-                "target_display_name": peer_name,
-            }),
-        )),
-        Event::Conversation(ConversationEvent::Message {
-            from,
-            to,
-            content,
-            message_id,
-            sent_at_ms,
-            ..
-        }) => Some(msg_frame(*from, *to, content, message_id, *sent_at_ms)),
-        Event::Conversation(ConversationEvent::Typing {
-            user_id, is_typing, ..
-        }) => Some(typing_frame(*user_id, *is_typing)),
-        Event::Message(m) if m.room.starts_with(DM_PREFIX) => {
-            let message = &m.message;
-            let to = m.direct_peer?;
-            let message_id = message
-                .client_msg_id
-                .clone()
-                .unwrap_or_else(|| super::message_uuid(message.room_id, message.seq).to_string());
-            Some(msg_frame(
-                message.author,
-                to,
-                &message.content,
-                &message_id,
-                message.created_at_ms,
-            ))
-        }
-        Event::Typing {
-            room,
-            user_id,
-            is_typing,
-            ..
-        } if room.starts_with(DM_PREFIX) => Some(typing_frame(*user_id, *is_typing)),
-        _ => None,
-    }
-}
-
-/// The FastChat wording of a field error (the native protocol's).
 fn field(error: FieldError) -> Error {
     Error::BadRequest(match error {
         FieldError::Missing(name) => format!("missing field data.{name}"),
@@ -514,30 +457,6 @@ impl Envelope {
         };
         Ok(Envelope { kind, data })
     }
-}
-
-fn frame(kind: &str, data: Value) -> Message {
-    super::json_text(&json!({"type": kind, "data": data}))
-}
-
-fn msg_frame(from: Uuid, to: Uuid, content: &str, message_id: &str, sent_at_ms: i64) -> Message {
-    frame(
-        "MSG",
-        json!({
-            "from": from,
-            "to": to,
-            "content": content,
-            "message_id": message_id,
-            "timestamp": rfc3339(sent_at_ms.div_euclid(1000)),
-        }),
-    )
-}
-
-fn typing_frame(user_id: Uuid, is_typing: bool) -> Message {
-    frame(
-        "TYPING",
-        json!({"user_id": user_id, "is_typing": is_typing}),
-    )
 }
 
 /// FastChat as a connection's only dialect (a guest's); `/ws` runs it inside [`super::root`].

@@ -1,0 +1,196 @@
+//! The native encoding of the core's events: one frame per event, the same for every native
+//! connection (shared through `ws::fanout`).
+
+use bytes::{BufMut as _, Bytes, BytesMut};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{
+    BINARY_BROADCAST, BINARY_DIRECT, BINARY_FILE, BINARY_HEADER, BINARY_STREAM, frame, status,
+};
+use crate::core::command::BinaryKind;
+use crate::events::Event;
+use crate::store::Message as StoredMessage;
+
+/// The native encoding of an event (the same for every native connection).
+pub fn encode(event: &Event) -> Option<Message> {
+    Some(match event {
+        Event::Broadcast {
+            topic,
+            payload,
+            sender,
+            sent_at,
+            message_id,
+        } => frame(
+            "Broadcast",
+            json!({
+                "topic": topic,
+                "payload": payload,
+                "metadata": {"sent_at": sent_at, "message_id": message_id, "sender": sender},
+            }),
+            None,
+        ),
+        Event::Custom {
+            kind,
+            topic,
+            data,
+            sender,
+        } => super::super::json_text(&json!({
+            "type": kind,
+            "data": data,
+            "metadata": {"topic": topic, "sender": sender},
+        })),
+        Event::DirectMessage {
+            from_user,
+            payload,
+            sent_at,
+            message_id,
+            ..
+        } => frame(
+            "DirectMessage",
+            json!({
+                "from_user": from_user,
+                "payload": payload,
+                "metadata": {"sent_at": sent_at, "message_id": message_id},
+            }),
+            None,
+        ),
+        Event::Notification { notification, .. } => frame(
+            "Notification",
+            crate::wire::notification_json(notification),
+            None,
+        ),
+        Event::Presence {
+            user_id,
+            username,
+            status,
+            last_seen,
+            metadata,
+            ..
+        } => {
+            let mut data = json!({
+                "user_id": user_id,
+                "username": username,
+                "status": status,
+                "last_seen": last_seen,
+            });
+            if let (Some(metadata), Some(map)) = (metadata, data.as_object_mut()) {
+                map.insert("metadata".to_owned(), metadata.clone());
+            }
+            frame("Presence", data, None)
+        }
+        Event::Message(m) => message_frame(&m.room, &m.message),
+        Event::MessageEdited(m) => frame(
+            "MessageEdited",
+            json!({
+                "room": m.room,
+                "room_id": m.message.room_id,
+                "seq": m.message.seq,
+                "content": m.message.content,
+                "edited_at": m.message.edited_at_ms.map(|ms| ms / 1000),
+            }),
+            None,
+        ),
+        Event::MessageDeleted { room, room_id, seq } => frame(
+            "MessageDeleted",
+            json!({"room": room, "room_id": room_id, "seq": seq}),
+            None,
+        ),
+        Event::Typing {
+            room,
+            room_id,
+            user_id,
+            username,
+            is_typing,
+            ..
+        } => frame(
+            "Typing",
+            json!({"room": room, "room_id": room_id, "user": username, "user_id": user_id, "is_typing": is_typing}),
+            None,
+        ),
+        Event::Read {
+            room,
+            room_id,
+            user_id,
+            username,
+            seq,
+            ..
+        } => frame(
+            "Read",
+            json!({"room": room, "room_id": room_id, "user": username, "user_id": user_id, "seq": seq}),
+            None,
+        ),
+        Event::Published {
+            room,
+            room_id,
+            kind,
+            data,
+        } => frame(
+            "Event",
+            json!({"room": room, "room_id": room_id, "event": kind, "data": data}),
+            None,
+        ),
+        Event::Membership {
+            room,
+            room_id,
+            user_id,
+            username,
+            joined,
+        } => frame(
+            "Membership",
+            json!({
+                "room": room,
+                "room_id": room_id,
+                "user": username,
+                "user_id": user_id,
+                "action": if *joined { "joined" } else { "left" },
+            }),
+            None,
+        ),
+        Event::RoomClosed {
+            room,
+            room_id,
+            reason,
+        } => status(
+            "removed",
+            json!({"room": room, "room_id": room_id, "reason": reason}),
+            None,
+        ),
+        Event::Binary {
+            kind,
+            address,
+            sender,
+            data,
+        } => Message::Binary(relayed_binary(*kind, address, sender, data)),
+        // FastChat's roster and live conversations have no native frame.
+        Event::Roster { .. } | Event::Conversation(_) => return None,
+    })
+}
+
+/// A room message's frame, live or replayed.
+pub(super) fn message_frame(room: &str, message: &StoredMessage) -> Message {
+    frame("Message", crate::wire::message_json(room, message), None)
+}
+
+/// A relayed binary frame: `[type][length][address length][address][sender length][sender]
+/// [data]`.
+fn relayed_binary(kind: BinaryKind, address: &str, sender: &str, data: &Bytes) -> Bytes {
+    let kind = match kind {
+        BinaryKind::Broadcast => BINARY_BROADCAST,
+        BinaryKind::DirectMessage => BINARY_DIRECT,
+        BinaryKind::FileTransfer => BINARY_FILE,
+        BinaryKind::StreamData => BINARY_STREAM,
+    };
+    let address = address.as_bytes();
+    let sender = sender.as_bytes();
+    let relayed_len = 1 + address.len() + 1 + sender.len() + data.len();
+    let mut out = BytesMut::with_capacity(BINARY_HEADER + relayed_len);
+    out.put_u8(kind);
+    out.put_u32(u32::try_from(relayed_len).unwrap_or(u32::MAX));
+    out.put_u8(u8::try_from(address.len()).unwrap_or(u8::MAX));
+    out.put_slice(address);
+    out.put_u8(u8::try_from(sender.len()).unwrap_or(u8::MAX));
+    out.put_slice(sender);
+    out.put_slice(data);
+    out.freeze()
+}
