@@ -79,6 +79,23 @@ pub async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
     }
 }
 
+/// The top-level `type` of a server frame. natter writes object members sorted, so its `type`
+/// comes last (`{"data":{...},"id":"1","type":"Ack"}`); the peer writes it first. Inside a JSON
+/// string a quote is escaped, so `,"type":"` can only be a member name, and the last one in a
+/// sorted frame is the top level's.
+pub fn frame_type(frame: &[u8]) -> Option<&[u8]> {
+    const FIRST: &[u8] = b"{\"type\":\"";
+    const LAST: &[u8] = b",\"type\":\"";
+    let rest = if let Some(rest) = frame.strip_prefix(FIRST) {
+        rest
+    } else {
+        let at = frame.windows(LAST.len()).rposition(|w| w == LAST)?;
+        &frame[at + LAST.len()..]
+    };
+    let end = rest.iter().position(|&b| b == b'"')?;
+    Some(&rest[..end])
+}
+
 /// Reads text frames until one contains `needle`.
 pub async fn read_until(ws: &mut Ws, needle: &str) -> anyhow::Result<String> {
     loop {
@@ -195,6 +212,20 @@ mod tests {
             serde_json::json!({"type":"Broadcast","data":{"payload":value["data"]["payload"]}});
         assert_eq!(stamp_of(relayed.to_string().as_bytes()), Some(1_234_567));
         assert_eq!(stamp_of(b"{\"t\":\"12\"}"), None);
+    }
+
+    #[test]
+    fn frame_types_in_either_order() {
+        assert_eq!(
+            frame_type(br#"{"type":"Ack","data":{"status":"delivered"},"id":"1"}"#),
+            Some(&b"Ack"[..])
+        );
+        // natter sorts members: the top-level type comes last, after nested ones.
+        let sorted = br#"{"data":{"payload":{"type":"inner"},"x":1},"id":"1","type":"Ack"}"#;
+        assert_eq!(frame_type(sorted), Some(&b"Ack"[..]));
+        let message = br#"{"data":{"content":"a \",\"type\":\"x","seq":7},"type":"Message"}"#;
+        assert_eq!(frame_type(message), Some(&b"Message"[..]));
+        assert_eq!(frame_type(b"{}"), None);
     }
 
     #[test]

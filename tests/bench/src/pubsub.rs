@@ -270,7 +270,7 @@ pub async fn fanout(
     let ack_reader = tokio::spawn(async move {
         while let Some(Ok(frame)) = acks.next().await {
             if let Message::Text(text) = frame
-                && text.as_str().starts_with("{\"type\":\"Error\"")
+                && client::frame_type(text.as_bytes()) == Some(b"Error")
             {
                 ack_counters.errors.fetch_add(1, Ordering::Relaxed);
             }
@@ -432,12 +432,15 @@ async fn member(
             frame = ws.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     let bytes = text.as_bytes();
-                    if bytes.starts_with(b"{\"type\":\"Ack\"") {
-                        continue;
-                    }
-                    if bytes.starts_with(b"{\"type\":\"Error\"") {
-                        counters.errors.fetch_add(1, Ordering::Relaxed);
-                        continue;
+                    // natter writes `type` last, the peer first: neither the publisher's own
+                    // Ack nor an Error is a delivery.
+                    match client::frame_type(bytes) {
+                        Some(b"Ack") => continue,
+                        Some(b"Error") => {
+                            counters.errors.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        _ => {}
                     }
                     if let Some(sampler) = &sampler
                         && let Some(sent) = client::stamp_of(bytes)
