@@ -40,6 +40,14 @@ struct Args {
     /// Measure natter alone.
     #[arg(long)]
     no_peer: bool,
+    /// How the peer drives libuv: uv (libuv's own loop, the default and its best), asyncio
+    /// (socketify's App.run()), or both (uv for every comparison; fanout also measures the
+    /// asyncio mode, for the record).
+    #[arg(long, value_name = "MODE", default_value = "uv", value_parser = ["uv", "asyncio", "both"])]
+    peer_loop: String,
+    /// uWS's max_backpressure in the peer, bytes per socket (uWS's default).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    peer_max_backpressure: u64,
     /// Where the JSON goes.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -109,8 +117,31 @@ async fn suite(args: Args) -> anyhow::Result<()> {
         scenarios::Settings::full()
     };
     let peer = match (&args.python, args.no_peer) {
-        (Some(python), false) => Some((python.clone(), args.peer_script.clone())),
+        (Some(python), false) => Some(servers::Peer {
+            python: python.clone(),
+            script: args.peer_script.clone(),
+            loop_mode: if args.peer_loop == "asyncio" {
+                servers::PeerLoop::Asyncio
+            } else {
+                servers::PeerLoop::Uv
+            },
+            compare_loops: args.peer_loop == "both",
+            max_backpressure: args.peer_max_backpressure,
+        }),
         _ => None,
+    };
+    let peer_description = match &peer {
+        Some(p) => format!(
+            "uWS (socketify 0.0.31, tests/bench/peer_uws.py), loop {}{}, max_backpressure {} B",
+            p.loop_mode.arg(),
+            if p.compare_loops {
+                " (fanout also with the other loop)"
+            } else {
+                ""
+            },
+            p.max_backpressure
+        ),
+        None => "none".to_owned(),
     };
     let programs = servers::Programs {
         natter: args.natter.clone(),
@@ -142,7 +173,7 @@ async fn suite(args: Args) -> anyhow::Result<()> {
     let rows = report::medians(&all_runs);
     let machine = machine();
     println!(
-        "natter-bench: {} run(s){}, median shown; machine: {} x {} , kernel {}; load average at start {}, at end {}",
+        "natter-bench: {} run(s){}, median shown; machine: {} x {} , kernel {}; load average at start {}, at end {}; peer: {}",
         runs,
         if args.smoke { " (smoke sizes)" } else { "" },
         machine["nproc"],
@@ -150,6 +181,7 @@ async fn suite(args: Args) -> anyhow::Result<()> {
         machine["kernel"].as_str().unwrap_or(""),
         load_start,
         load_end,
+        peer_description,
     );
     println!("{}", report::table(&rows));
     let document = json!({
@@ -161,7 +193,8 @@ async fn suite(args: Args) -> anyhow::Result<()> {
         "loadavg_start": load_start,
         "loadavg_end": load_end,
         "seconds": started.elapsed().as_secs_f64(),
-        "peer": programs.peer.is_some(),
+        "peer": peer_description,
+        "peer_loop": programs.peer.as_ref().map(|p| p.loop_mode),
         "rows": rows,
         "per_run": all_runs,
     });

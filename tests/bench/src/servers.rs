@@ -46,12 +46,44 @@ impl Kind {
     }
 }
 
+/// How socketify drives libuv in the peer (see tests/bench/peer_uws.py).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerLoop {
+    /// `app.loop.uv_loop.run()`: libuv's own loop, asleep in epoll_wait when idle.
+    Uv,
+    /// socketify's `App.run()`: asyncio polling libuv without sleeping while traffic flows.
+    Asyncio,
+}
+
+impl PeerLoop {
+    pub fn arg(self) -> &'static str {
+        match self {
+            PeerLoop::Uv => "uv",
+            PeerLoop::Asyncio => "asyncio",
+        }
+    }
+}
+
+/// The uWS peer: the venv's python, peer_uws.py and how it runs.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub python: PathBuf,
+    pub script: PathBuf,
+    /// The loop of the peer every comparison uses.
+    pub loop_mode: PeerLoop,
+    /// Also measure the other loop mode in the fanout scenario (`--peer-loop both`).
+    pub compare_loops: bool,
+    /// uWS's max_backpressure, bytes per socket.
+    pub max_backpressure: u64,
+}
+
 /// Where the programs are.
 #[derive(Debug, Clone)]
 pub struct Programs {
     pub natter: PathBuf,
-    /// The venv's python and peer_uws.py; `None`: no peer in this run.
-    pub peer: Option<(PathBuf, PathBuf)>,
+    /// `None`: no peer in this run.
+    pub peer: Option<Peer>,
 }
 
 /// A running server; killed when dropped.
@@ -180,13 +212,18 @@ pub fn spawn_natter(
     ))
 }
 
-/// Spawns the uWS peer on a free loopback port (without waiting).
-pub fn spawn_peer(python: &Path, script: &Path) -> anyhow::Result<Server> {
+/// Spawns the uWS peer on a free loopback port (without waiting), its loop driven `loop_mode`.
+pub fn spawn_peer(peer: &Peer, loop_mode: PeerLoop) -> anyhow::Result<Server> {
     let port = free_port()?;
     let spawned = Instant::now();
-    let child = Command::new(python)
-        .arg(script)
+    // The venv's python is a symlink to the interpreter: the child's pid is the peer's own, so
+    // /proc/PID/stat counts the peer's CPU.
+    let child = Command::new(&peer.python)
+        .arg(&peer.script)
         .arg(port.to_string())
+        .args(["--loop", loop_mode.arg()])
+        .arg("--max-backpressure")
+        .arg(peer.max_backpressure.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -204,7 +241,8 @@ pub fn spawn_peer(python: &Path, script: &Path) -> anyhow::Result<Server> {
     })
 }
 
-/// Starts a server of `kind` and waits until it serves (natter: logged in as the bench user).
+/// Starts a server of `kind` and waits until it serves (natter: logged in as the bench user;
+/// the peer: in the run's loop mode).
 pub async fn start(kind: Kind, programs: &Programs) -> anyhow::Result<Server> {
     let mut server = match kind {
         Kind::Natter => {
@@ -212,14 +250,19 @@ pub async fn start(kind: Kind, programs: &Programs) -> anyhow::Result<Server> {
             spawn_natter(&programs.natter, dir)?.0
         }
         Kind::Uws => {
-            let (python, script) = programs.peer.as_ref().context("no peer configured")?;
-            spawn_peer(python, script)?
+            let peer = programs.peer.as_ref().context("no peer configured")?;
+            return start_peer(peer, peer.loop_mode).await;
         }
     };
     wait_listening(&mut server, Duration::from_secs(30)).await?;
-    if kind == Kind::Natter {
-        server.token = login(server.addr).await?;
-    }
+    server.token = login(server.addr).await?;
+    Ok(server)
+}
+
+/// Starts the peer with `loop_mode` and waits until it listens.
+pub async fn start_peer(peer: &Peer, loop_mode: PeerLoop) -> anyhow::Result<Server> {
+    let mut server = spawn_peer(peer, loop_mode)?;
+    wait_listening(&mut server, Duration::from_secs(30)).await?;
     Ok(server)
 }
 
