@@ -1,6 +1,7 @@
-//! natter-bench: runs natter's benchmark suite (issue #6) side by side with the uWebSockets peer
-//! and raw sled in the same run, and prints the table (natter, peer, natter/peer) and writes it
-//! as JSON. `tests/bench/run` builds everything, installs the peer and calls this.
+//! natter-bench: runs natter's benchmark suite (issues #6 and #16) side by side with the
+//! uWebSockets peer and raw sled in the same run, and prints the table (natter, peer,
+//! natter/peer), then issue #16's goal table with each goal met or not, and writes both as JSON.
+//! `tests/bench/run` builds everything, installs the peer and calls this.
 
 mod client;
 mod pubsub;
@@ -184,6 +185,16 @@ async fn suite(args: Args) -> anyhow::Result<()> {
         peer_description,
     );
     println!("{}", report::table(&rows));
+    println!();
+    println!(
+        "natter-bench: issue #16's goals{}:",
+        if args.smoke {
+            " (smoke sizes: not the goals' sizes)"
+        } else {
+            ""
+        }
+    );
+    println!("{}", report::goals_table(&rows));
     let document = json!({
         "command": std::env::args().collect::<Vec<_>>(),
         "smoke": args.smoke,

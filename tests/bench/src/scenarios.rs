@@ -169,10 +169,17 @@ async fn fanout(settings: &Settings, programs: &Programs) -> anyhow::Result<Vec<
         let mut deliveries = fig("deliveries/s", "1/s", |p| p.deliveries_per_sec);
         let mut p99 = fig("p99 latency", "ms", |p| p.p99_ms);
         let mut loss = fig("loss", "%", |p| p.loss * 100.0);
+        let mut cpu = fig("server CPU per delivery", "µs", |p| p.cpu_s_per_million);
         match rate {
-            None => deliveries = deliveries.target(Target::RatioAtLeast(0.75)),
+            None => {
+                deliveries = deliveries
+                    .target(Target::RatioAtLeast(1.0))
+                    .goal("fanout-saturation");
+                cpu = cpu.target(Target::RatioAtMost(1.0)).goal("fanout-p99-cpu");
+            }
             Some(200) => {
-                p99 = p99.target(Target::RatioAtMost(1.25));
+                p99 = p99.target(Target::RatioAtMost(1.0)).goal("fanout-p99-cpu");
+                cpu = cpu.target(Target::RatioAtMost(1.0)).goal("fanout-p99-cpu");
                 loss = loss.target(Target::AtMost(0.0));
             }
             Some(_) => {}
@@ -183,9 +190,7 @@ async fn fanout(settings: &Settings, programs: &Programs) -> anyhow::Result<Vec<
         figures.push(p99);
         figures.push(fig("max latency", "ms", |p| p.max_ms));
         figures.push(loss);
-        figures.push(fig("server CPU per 1M deliveries", "s", |p| {
-            p.cpu_s_per_million
-        }));
+        figures.push(cpu);
         figures.push(fig("server RSS", "MiB", |p| p.rss_mib));
         figures.push(fig("subscribers connected at start", "", |p| {
             p.subscribers as f64
@@ -211,8 +216,8 @@ async fn fanout(settings: &Settings, programs: &Programs) -> anyhow::Result<Vec<
             figures.push(fig("p99 latency", "ms", phase.p99_ms));
             figures.push(fig("loss", "%", phase.loss * 100.0));
             figures.push(fig(
-                "server CPU per 1M deliveries",
-                "s",
+                "server CPU per delivery",
+                "µs",
                 phase.cpu_s_per_million,
             ));
         }
@@ -266,13 +271,9 @@ async fn rooms(settings: &Settings, programs: &Programs) -> anyhow::Result<Vec<F
                 .peer("uWS", other.map(|o| o.phase.loss * 100.0)),
         );
         figures.push(
-            Figure::new(
-                "rooms",
-                format!("{label}: server CPU per 1M deliveries"),
-                "s",
-            )
-            .natter(step.phase.cpu_s_per_million)
-            .peer("uWS", other.map(|o| o.phase.cpu_s_per_million)),
+            Figure::new("rooms", format!("{label}: server CPU per delivery"), "µs")
+                .natter(step.phase.cpu_s_per_million)
+                .peer("uWS", other.map(|o| o.phase.cpu_s_per_million)),
         );
     }
     Ok(figures)
@@ -312,7 +313,8 @@ async fn idle(settings: &Settings, programs: &Programs) -> anyhow::Result<Vec<Fi
         Figure::new("idle", format!("RSS per idle connection ({n})"), "KiB")
             .natter(natter.per_connection_kib)
             .peer("uWS", peer_value(&peer, |p| p.per_connection_kib))
-            .target(Target::AtMost(8.0)),
+            .target(Target::AtMost(4.0))
+            .goal("idle-memory"),
         Figure::new(
             "idle",
             format!("server RSS with {n} idle connections"),
