@@ -3,8 +3,11 @@
 //! natter/peer), then issue #16's goal table with each goal met or not, and writes both as JSON.
 //! `tests/bench/run` builds everything, installs the peer and calls this.
 
+mod chat;
 mod client;
+mod provision;
 mod pubsub;
+mod rawws;
 mod report;
 mod scenarios;
 mod servers;
@@ -20,7 +23,8 @@ use serde_json::json;
 #[derive(Debug, Parser)]
 #[command(name = "natter-bench")]
 struct Args {
-    /// Run only this scenario (repeatable): fanout, rooms, idle, durable, startup, logins, storm.
+    /// Run only this scenario (repeatable): fanout, rooms, chat-rooms, idle, idle-100k, durable,
+    /// durable-users, busy-room, startup, logins, storm, resume-storm.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// Seconds-long sizes (CI): proves the harness works, measures nothing worth quoting.
@@ -49,6 +53,12 @@ struct Args {
     /// uWS's max_backpressure in the peer, bytes per socket (uWS's default).
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     peer_max_backpressure: u64,
+    /// Connections of idle-100k (default 100000; smoke 2000).
+    #[arg(long, value_name = "N")]
+    many_connections: Option<usize>,
+    /// Clients of resume-storm (default 10000; smoke 200).
+    #[arg(long, value_name = "N")]
+    resume_clients: Option<usize>,
     /// Where the JSON goes.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -112,11 +122,17 @@ async fn suite(args: Args) -> anyhow::Result<()> {
             );
         }
     }
-    let settings = if args.smoke {
+    let mut settings = if args.smoke {
         scenarios::Settings::smoke()
     } else {
         scenarios::Settings::full()
     };
+    if let Some(n) = args.many_connections {
+        settings.many.connections = n;
+    }
+    if let Some(n) = args.resume_clients {
+        settings.resume.clients = n;
+    }
     let peer = match (&args.python, args.no_peer) {
         (Some(python), false) => Some(servers::Peer {
             python: python.clone(),
