@@ -15,11 +15,28 @@ Every frame is parsed and every event serialized, as natter does, so the peer do
 work per message; fan-out (one serialized frame to N sockets) is uWS's C++ pub/sub.
 No authentication: a ?token= in the URL is ignored.
 
-Usage: peer_uws.py PORT   (listens on 127.0.0.1:PORT, prints "ready PORT" once listening)
+How it runs (the peer at its best, issue #16): socketify's App.run() drives libuv from asyncio,
+calling uv_run(NOWAIT) from a call_soon loop that never sleeps while traffic flows, so the peer
+takes a whole core even when uWS has nothing to do; on a 2-core machine that starves the load
+generator and slows the peer itself. By default the peer drives libuv directly instead
+(`--loop uv`: app.loop.started = True, then app.loop.uv_loop.run(), i.e. uv_run(DEFAULT), which
+sleeps in epoll_wait when idle). Nothing here needs asyncio: every handler is synchronous, and
+uWS's own timers and the listen callback are libuv's (the listen callback runs inside listen()).
+`--loop asyncio` keeps socketify's App.run(), to compare the two modes.
+
+Backpressure: uWS's default max_backpressure, 64 KiB per socket (`--max-backpressure` to try
+others). natter's bound is ws.outbound_queue, 256 frames per connection: at the fanout's
+~250-byte Broadcast frames that is about the same 64 KiB. Both disconnect a subscriber that
+passes its bound (natter: close 4008; here close_on_backpressure_limit), so a lost delivery
+means the same thing on both sides.
+
+Usage: peer_uws.py PORT [--loop uv|asyncio] [--max-backpressure BYTES]
+       (listens on 127.0.0.1:PORT, prints "ready PORT LOOP" once listening)
 """
 
+import argparse
 import json
-import sys
+import signal
 import time
 
 from socketify import App, CompressOptions, OpCode
@@ -141,14 +158,46 @@ def on_message(ws, message, opcode):
         reply(ws, "Error", {"code": 400, "message": "unknown message type %r" % kind}, request_id)
 
 
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description="natter's uWebSockets peer", epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("port", type=int)
+    parser.add_argument(
+        "--loop", choices=["uv", "asyncio"], default="uv",
+        help="uv: libuv's own loop (default); asyncio: socketify's App.run()",
+    )
+    parser.add_argument(
+        "--max-backpressure", type=int, default=64 * 1024,
+        help="bytes buffered per socket before it is closed (uWS's default, 65536)",
+    )
+    return parser.parse_args()
+
+
+def serve_forever(mode):
+    if mode == "asyncio":
+        app.run()
+        return
+    # What App.run() does before its asyncio loop, then libuv itself: uv_run(UV_RUN_DEFAULT)
+    # blocks in epoll_wait while no socket or timer is ready. `started` is only read by the
+    # asyncio glue (its keep-alive and stop()); set it as run() does.
+    if getattr(app, "_factory", None) is not None:
+        app._factory.populate()
+    if getattr(app, "_ws_factory", None) is not None:
+        app._ws_factory.populate()
+    # Python's SIGINT handler would only run between callbacks; let Ctrl-C end the process.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    app.loop.started = True
+    app.loop.uv_loop.run()
+
+
 def main():
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    port = int(sys.argv[1])
+    args = parse_args()
+    port = args.port
 
     def listening(config):
-        print("ready %d" % config.port, flush=True)
+        print("ready %d %s" % (config.port, args.loop), flush=True)
 
     app.ws(
         "/*",
@@ -156,15 +205,15 @@ def main():
             "compression": CompressOptions.DISABLED,
             "max_payload_length": 1024 * 1024,
             "idle_timeout": 0,
-            # natter disconnects a subscriber 256 frames behind; uWS's bound is in bytes.
-            "max_backpressure": 256 * 1024,
+            # uWS's default (64 KiB); natter's 256-frame queue is about as much (see above).
+            "max_backpressure": args.max_backpressure,
             "close_on_backpressure_limit": True,
             "open": on_open,
             "message": on_message,
         },
     )
     app.listen({"port": port, "host": "127.0.0.1"}, listening)
-    app.run()
+    serve_forever(args.loop)
 
 
 app = App()

@@ -1,9 +1,13 @@
-//! natter-bench: runs natter's benchmark suite (issue #6) side by side with the uWebSockets peer
-//! and raw sled in the same run, and prints the table (natter, peer, natter/peer) and writes it
-//! as JSON. `tests/bench/run` builds everything, installs the peer and calls this.
+//! natter-bench: runs natter's benchmark suite (issues #6 and #16) side by side with the
+//! uWebSockets peer and raw sled in the same run, and prints the table (natter, peer,
+//! natter/peer), then issue #16's goal table with each goal met or not, and writes both as JSON.
+//! `tests/bench/run` builds everything, installs the peer and calls this.
 
+mod chat;
 mod client;
+mod provision;
 mod pubsub;
+mod rawws;
 mod report;
 mod scenarios;
 mod servers;
@@ -19,7 +23,8 @@ use serde_json::json;
 #[derive(Debug, Parser)]
 #[command(name = "natter-bench")]
 struct Args {
-    /// Run only this scenario (repeatable): fanout, rooms, idle, durable, startup, logins, storm.
+    /// Run only this scenario (repeatable): fanout, rooms, chat-rooms, idle, idle-100k, durable,
+    /// durable-users, busy-room, startup, logins, storm, resume-storm.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// Seconds-long sizes (CI): proves the harness works, measures nothing worth quoting.
@@ -40,6 +45,20 @@ struct Args {
     /// Measure natter alone.
     #[arg(long)]
     no_peer: bool,
+    /// How the peer drives libuv: uv (libuv's own loop, the default and its best), asyncio
+    /// (socketify's App.run()), or both (uv for every comparison; fanout also measures the
+    /// asyncio mode, for the record).
+    #[arg(long, value_name = "MODE", default_value = "uv", value_parser = ["uv", "asyncio", "both"])]
+    peer_loop: String,
+    /// uWS's max_backpressure in the peer, bytes per socket (uWS's default).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    peer_max_backpressure: u64,
+    /// Connections of idle-100k (default 100000; smoke 2000).
+    #[arg(long, value_name = "N")]
+    many_connections: Option<usize>,
+    /// Clients of resume-storm (default 10000; smoke 200).
+    #[arg(long, value_name = "N")]
+    resume_clients: Option<usize>,
     /// Where the JSON goes.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -103,14 +122,43 @@ async fn suite(args: Args) -> anyhow::Result<()> {
             );
         }
     }
-    let settings = if args.smoke {
+    let mut settings = if args.smoke {
         scenarios::Settings::smoke()
     } else {
         scenarios::Settings::full()
     };
+    if let Some(n) = args.many_connections {
+        settings.many.connections = n;
+    }
+    if let Some(n) = args.resume_clients {
+        settings.resume.clients = n;
+    }
     let peer = match (&args.python, args.no_peer) {
-        (Some(python), false) => Some((python.clone(), args.peer_script.clone())),
+        (Some(python), false) => Some(servers::Peer {
+            python: python.clone(),
+            script: args.peer_script.clone(),
+            loop_mode: if args.peer_loop == "asyncio" {
+                servers::PeerLoop::Asyncio
+            } else {
+                servers::PeerLoop::Uv
+            },
+            compare_loops: args.peer_loop == "both",
+            max_backpressure: args.peer_max_backpressure,
+        }),
         _ => None,
+    };
+    let peer_description = match &peer {
+        Some(p) => format!(
+            "uWS (socketify 0.0.31, tests/bench/peer_uws.py), loop {}{}, max_backpressure {} B",
+            p.loop_mode.arg(),
+            if p.compare_loops {
+                " (fanout also with the other loop)"
+            } else {
+                ""
+            },
+            p.max_backpressure
+        ),
+        None => "none".to_owned(),
     };
     let programs = servers::Programs {
         natter: args.natter.clone(),
@@ -142,7 +190,7 @@ async fn suite(args: Args) -> anyhow::Result<()> {
     let rows = report::medians(&all_runs);
     let machine = machine();
     println!(
-        "natter-bench: {} run(s){}, median shown; machine: {} x {} , kernel {}; load average at start {}, at end {}",
+        "natter-bench: {} run(s){}, median shown; machine: {} x {} , kernel {}; load average at start {}, at end {}; peer: {}",
         runs,
         if args.smoke { " (smoke sizes)" } else { "" },
         machine["nproc"],
@@ -150,8 +198,19 @@ async fn suite(args: Args) -> anyhow::Result<()> {
         machine["kernel"].as_str().unwrap_or(""),
         load_start,
         load_end,
+        peer_description,
     );
     println!("{}", report::table(&rows));
+    println!();
+    println!(
+        "natter-bench: issue #16's goals{}:",
+        if args.smoke {
+            " (smoke sizes: not the goals' sizes)"
+        } else {
+            ""
+        }
+    );
+    println!("{}", report::goals_table(&rows));
     let document = json!({
         "command": std::env::args().collect::<Vec<_>>(),
         "smoke": args.smoke,
@@ -161,7 +220,8 @@ async fn suite(args: Args) -> anyhow::Result<()> {
         "loadavg_start": load_start,
         "loadavg_end": load_end,
         "seconds": started.elapsed().as_secs_f64(),
-        "peer": programs.peer.is_some(),
+        "peer": peer_description,
+        "peer_loop": programs.peer.as_ref().map(|p| p.loop_mode),
         "rows": rows,
         "per_run": all_runs,
     });

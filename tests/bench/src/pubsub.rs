@@ -22,14 +22,14 @@ pub fn histogram() -> Histogram<u64> {
 
 pub type SharedHistogram = Arc<Mutex<Histogram<u64>>>;
 
-fn record(histogram: &SharedHistogram, micros: u64) {
+pub fn record(histogram: &SharedHistogram, micros: u64) {
     if let Ok(mut h) = histogram.lock() {
         h.saturating_record(micros.max(1));
     }
 }
 
 /// Takes (and resets) the merged histogram of the samplers.
-fn take_merged(samplers: &[SharedHistogram]) -> Histogram<u64> {
+pub fn take_merged(samplers: &[SharedHistogram]) -> Histogram<u64> {
     let mut merged = histogram();
     for sampler in samplers {
         if let Ok(mut h) = sampler.lock() {
@@ -65,6 +65,7 @@ pub struct Phase {
     pub max_ms: f64,
     /// Fraction of the expected deliveries that never arrived.
     pub loss: f64,
+    /// Server CPU seconds per million deliveries: microseconds per delivery.
     pub cpu_s_per_million: f64,
     pub rss_mib: f64,
     /// Subscribers still connected when the phase began.
@@ -74,7 +75,7 @@ pub struct Phase {
 impl Phase {
     /// The figures of a phase: `received` of `expected` deliveries over `seconds`, with the
     /// sampled latencies and the server's CPU seconds spent meanwhile.
-    fn measured(
+    pub fn measured(
         received: u64,
         expected: u64,
         seconds: f64,
@@ -102,7 +103,7 @@ impl Phase {
     }
 }
 
-fn ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+pub fn ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
     if histogram.is_empty() {
         return f64::NAN;
     }
@@ -121,14 +122,29 @@ where
     F: Fn(usize, Ws) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = anyhow::Result<Ws>> + Send,
 {
+    let paths = vec![server.ws_path(); count];
+    open_many_paths(server, paths, concurrency, setup).await
+}
+
+/// [`open_many`] with a path (and so a token) of its own for each connection.
+pub async fn open_many_paths<F, Fut>(
+    server: &Server,
+    paths: Vec<String>,
+    concurrency: usize,
+    setup: F,
+) -> anyhow::Result<(Vec<(usize, Ws)>, f64)>
+where
+    F: Fn(usize, Ws) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<Ws>> + Send,
+{
+    let count = paths.len();
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for index in 0..count {
+    for (index, path) in paths.into_iter().enumerate() {
         let permits = permits.clone();
         let setup = setup.clone();
         let addr = server.addr;
-        let path = server.ws_path();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await?;
             let ws = client::connect_to(addr, &path).await?;
@@ -197,7 +213,7 @@ async fn drain(
 
 /// Waits until `expected` deliveries have arrived (or no more are coming), up to `limit`;
 /// returns when the last one came.
-async fn await_deliveries(counters: &Counters, expected: u64, limit: Duration) -> Instant {
+pub async fn await_deliveries(counters: &Counters, expected: u64, limit: Duration) -> Instant {
     let deadline = Instant::now() + limit;
     let mut last_count = counters.received.load(Ordering::Relaxed);
     let mut last_change = Instant::now();
@@ -270,7 +286,7 @@ pub async fn fanout(
     let ack_reader = tokio::spawn(async move {
         while let Some(Ok(frame)) = acks.next().await {
             if let Message::Text(text) = frame
-                && text.as_str().starts_with("{\"type\":\"Error\"")
+                && client::frame_type(text.as_bytes()) == Some(b"Error")
             {
                 ack_counters.errors.fetch_add(1, Ordering::Relaxed);
             }
@@ -381,11 +397,11 @@ pub struct RoomsSettings {
 
 /// A phase of the many-rooms scenario, as the members see it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Schedule {
+pub struct Schedule {
     /// Each member publishes every `interval`, from `start + offset` until `until`.
-    interval: Duration,
-    start: Instant,
-    until: Instant,
+    pub interval: Duration,
+    pub start: Instant,
+    pub until: Instant,
 }
 
 /// One member: publishes on the schedule and drains its room.
@@ -432,12 +448,15 @@ async fn member(
             frame = ws.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     let bytes = text.as_bytes();
-                    if bytes.starts_with(b"{\"type\":\"Ack\"") {
-                        continue;
-                    }
-                    if bytes.starts_with(b"{\"type\":\"Error\"") {
-                        counters.errors.fetch_add(1, Ordering::Relaxed);
-                        continue;
+                    // natter writes `type` last, the peer first: neither the publisher's own
+                    // Ack nor an Error is a delivery.
+                    match client::frame_type(bytes) {
+                        Some(b"Ack") => continue,
+                        Some(b"Error") => {
+                            counters.errors.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        _ => {}
                     }
                     if let Some(sampler) = &sampler
                         && let Some(sent) = client::stamp_of(bytes)
@@ -456,7 +475,7 @@ async fn member(
     }
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
+pub async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,

@@ -14,6 +14,8 @@ use tokio::net::TcpStream;
 /// The bench user's name and password (one user holds every connection; see `BENCH_ENV`).
 pub const BENCH_USER: &str = "bench";
 pub const BENCH_PASSWORD: &str = "bench-password-1";
+/// An admin, created only for the scenarios that create users over the admin API.
+pub const BENCH_ADMIN: &str = "bench-admin";
 
 /// natter's limits for the bench, raised through the environment (defaults are not changed):
 /// one user opens up to 10,000 connections, publishes far above the per-connection rate limit,
@@ -46,12 +48,53 @@ impl Kind {
     }
 }
 
+/// How socketify drives libuv in the peer (see tests/bench/peer_uws.py).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerLoop {
+    /// `app.loop.uv_loop.run()`: libuv's own loop, asleep in epoll_wait when idle.
+    Uv,
+    /// socketify's `App.run()`: asyncio polling libuv without sleeping while traffic flows.
+    Asyncio,
+}
+
+impl PeerLoop {
+    pub fn arg(self) -> &'static str {
+        match self {
+            PeerLoop::Uv => "uv",
+            PeerLoop::Asyncio => "asyncio",
+        }
+    }
+}
+
+/// The uWS peer: the venv's python, peer_uws.py and how it runs.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub python: PathBuf,
+    pub script: PathBuf,
+    /// The loop of the peer every comparison uses.
+    pub loop_mode: PeerLoop,
+    /// Also measure the other loop mode in the fanout scenario (`--peer-loop both`).
+    pub compare_loops: bool,
+    /// uWS's max_backpressure, bytes per socket.
+    pub max_backpressure: u64,
+}
+
 /// Where the programs are.
 #[derive(Debug, Clone)]
 pub struct Programs {
     pub natter: PathBuf,
-    /// The venv's python and peer_uws.py; `None`: no peer in this run.
-    pub peer: Option<(PathBuf, PathBuf)>,
+    /// `None`: no peer in this run.
+    pub peer: Option<Peer>,
+}
+
+/// How a natter under test is set up beyond the defaults and `BENCH_ENV`.
+#[derive(Debug, Clone, Default)]
+pub struct NatterOptions {
+    /// Also create `BENCH_ADMIN` and log it in (`Server::admin_token`).
+    pub admin: bool,
+    /// More `NATTER_*` variables, after `BENCH_ENV` (so they win).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running server; killed when dropped.
@@ -64,6 +107,8 @@ pub struct Server {
     pub data_dir: Option<tempfile::TempDir>,
     /// An access token of the bench user (natter), or empty (uWS takes none).
     pub token: String,
+    /// An access token of `BENCH_ADMIN`, when [`NatterOptions::admin`] asked for one.
+    pub admin_token: Option<String>,
     /// When the process was spawned.
     pub spawned: Instant,
 }
@@ -93,6 +138,16 @@ impl Server {
         rss_bytes(self.pid).unwrap_or(f64::NAN)
     }
 
+    /// The WebSocket path with another user's access token.
+    pub fn ws_path_with(&self, token: &str) -> String {
+        format!("/ws?token={token}")
+    }
+
+    /// Whether the server process still runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Stops the server and waits for it (SIGKILL: the data dir is thrown away).
     pub async fn stop(self) {
         // Drop kills and reaps; a killed process is reaped at once.
@@ -110,14 +165,21 @@ pub fn free_port() -> anyhow::Result<u16> {
 /// creates no bootstrap admin.
 pub async fn natter_data_dir(natter: &Path) -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new().prefix("natter-bench-").tempdir()?;
+    add_user(natter, dir.path(), BENCH_USER, "user").await?;
+    Ok(dir)
+}
+
+/// `natter user add NAME --role ROLE` on a data dir no daemon serves.
+async fn add_user(natter: &Path, data_dir: &Path, name: &str, role: &str) -> anyhow::Result<()> {
     let natter = natter.to_path_buf();
-    let path = dir.path().to_path_buf();
+    let path = data_dir.to_path_buf();
+    let (name, role) = (name.to_owned(), role.to_owned());
     let output = tokio::task::spawn_blocking(move || {
         use std::io::Write as _;
         let mut child = Command::new(natter)
             .arg("--data-dir")
             .arg(path)
-            .args(["user", "add", BENCH_USER, "--password-stdin"])
+            .args(["user", "add", &name, "--role", &role, "--password-stdin"])
             .env_remove("NATTER_CONFIG")
             .env("NATTER_LOG", "warn")
             .stdin(Stdio::piped())
@@ -137,13 +199,22 @@ pub async fn natter_data_dir(natter: &Path) -> anyhow::Result<tempfile::TempDir>
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// Spawns `natter serve` on a free loopback port over `data_dir` (without waiting).
 pub fn spawn_natter(
     natter: &Path,
     data_dir: tempfile::TempDir,
+) -> anyhow::Result<(Server, SocketAddr)> {
+    spawn_natter_with(natter, data_dir, &[])
+}
+
+/// [`spawn_natter`] with more `NATTER_*` variables (after `BENCH_ENV`, so they win).
+pub fn spawn_natter_with(
+    natter: &Path,
+    data_dir: tempfile::TempDir,
+    env: &[(String, String)],
 ) -> anyhow::Result<(Server, SocketAddr)> {
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -160,6 +231,7 @@ pub fn spawn_natter(
         .env_remove("NATTER_CONFIG")
         .env("NATTER_LOG", filter)
         .envs(BENCH_ENV.iter().copied())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -174,19 +246,25 @@ pub fn spawn_natter(
             child,
             data_dir: Some(data_dir),
             token: String::new(),
+            admin_token: None,
             spawned,
         },
         addr,
     ))
 }
 
-/// Spawns the uWS peer on a free loopback port (without waiting).
-pub fn spawn_peer(python: &Path, script: &Path) -> anyhow::Result<Server> {
+/// Spawns the uWS peer on a free loopback port (without waiting), its loop driven `loop_mode`.
+pub fn spawn_peer(peer: &Peer, loop_mode: PeerLoop) -> anyhow::Result<Server> {
     let port = free_port()?;
     let spawned = Instant::now();
-    let child = Command::new(python)
-        .arg(script)
+    // The venv's python is a symlink to the interpreter: the child's pid is the peer's own, so
+    // /proc/PID/stat counts the peer's CPU.
+    let child = Command::new(&peer.python)
+        .arg(&peer.script)
         .arg(port.to_string())
+        .args(["--loop", loop_mode.arg()])
+        .arg("--max-backpressure")
+        .arg(peer.max_backpressure.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -200,25 +278,42 @@ pub fn spawn_peer(python: &Path, script: &Path) -> anyhow::Result<Server> {
         child,
         data_dir: None,
         token: String::new(),
+        admin_token: None,
         spawned,
     })
 }
 
-/// Starts a server of `kind` and waits until it serves (natter: logged in as the bench user).
+/// Starts a server of `kind` and waits until it serves (natter: logged in as the bench user;
+/// the peer: in the run's loop mode).
 pub async fn start(kind: Kind, programs: &Programs) -> anyhow::Result<Server> {
-    let mut server = match kind {
-        Kind::Natter => {
-            let dir = natter_data_dir(&programs.natter).await?;
-            spawn_natter(&programs.natter, dir)?.0
-        }
+    match kind {
+        Kind::Natter => start_natter(programs, &NatterOptions::default()).await,
         Kind::Uws => {
-            let (python, script) = programs.peer.as_ref().context("no peer configured")?;
-            spawn_peer(python, script)?
+            let peer = programs.peer.as_ref().context("no peer configured")?;
+            start_peer(peer, peer.loop_mode).await
         }
-    };
+    }
+}
+
+/// Starts the peer with `loop_mode` and waits until it listens.
+pub async fn start_peer(peer: &Peer, loop_mode: PeerLoop) -> anyhow::Result<Server> {
+    let mut server = spawn_peer(peer, loop_mode)?;
     wait_listening(&mut server, Duration::from_secs(30)).await?;
-    if kind == Kind::Natter {
-        server.token = login(server.addr).await?;
+    Ok(server)
+}
+
+/// Starts natter with `options` and waits until it serves, logged in as the bench user (and
+/// the admin, if asked).
+pub async fn start_natter(programs: &Programs, options: &NatterOptions) -> anyhow::Result<Server> {
+    let dir = natter_data_dir(&programs.natter).await?;
+    if options.admin {
+        add_user(&programs.natter, dir.path(), BENCH_ADMIN, "admin").await?;
+    }
+    let mut server = spawn_natter_with(&programs.natter, dir, &options.env)?.0;
+    wait_listening(&mut server, Duration::from_secs(30)).await?;
+    server.token = login(server.addr).await?;
+    if options.admin {
+        server.admin_token = Some(login_as(server.addr, BENCH_ADMIN, BENCH_PASSWORD).await?);
     }
     Ok(server)
 }
@@ -242,10 +337,15 @@ pub async fn wait_listening(server: &mut Server, limit: Duration) -> anyhow::Res
 
 /// Logs the bench user in and returns the access token.
 pub async fn login(addr: SocketAddr) -> anyhow::Result<String> {
-    let body = serde_json::json!({"username": BENCH_USER, "password": BENCH_PASSWORD});
+    login_as(addr, BENCH_USER, BENCH_PASSWORD).await
+}
+
+/// Logs `username` in and returns the access token.
+pub async fn login_as(addr: SocketAddr, username: &str, password: &str) -> anyhow::Result<String> {
+    let body = serde_json::json!({"username": username, "password": password});
     let (status, text) = http(addr, "POST", "/api/token/", None, Some(&body.to_string())).await?;
     if status != 200 {
-        bail!("login answered {status}: {text}");
+        bail!("login of {username} answered {status}: {text}");
     }
     let value: serde_json::Value = serde_json::from_str(&text)?;
     value["access"]
@@ -307,8 +407,41 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 
 /// Resident set size of a process, in bytes.
 pub fn rss_bytes(pid: u32) -> Option<f64> {
+    status_kib(pid, "VmRSS:").map(|kib| kib * 1024.0)
+}
+
+/// Peak resident set size of a process (VmHWM), in bytes.
+pub fn peak_rss_bytes(pid: u32) -> Option<f64> {
+    status_kib(pid, "VmHWM:").map(|kib| kib * 1024.0)
+}
+
+/// Resets a process's peak RSS to its current RSS (`5` to /proc/PID/clear_refs, which our own
+/// child allows); false when the kernel refused.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// This process's open-file limit (soft), from /proc/self/limits.
+pub fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line.split_whitespace().nth(3)?;
+    if soft == "unlimited" {
+        return Some(u64::MAX);
+    }
+    soft.parse().ok()
+}
+
+/// MemAvailable of the machine, in bytes.
+pub fn mem_available_bytes() -> Option<f64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024.0)
 }
