@@ -249,9 +249,9 @@ async fn logout_closes_the_sessions_sockets_within_a_second() {
     // Each is set up once it answers.
     native.request("Ping", json!({}), "p").await;
     status.send(json!({"type": "sync"})).await;
-    status.recv_where(|f| f["type"] == "error").await;
+    status.recv_type("error").await;
     rooms.send(json!({"type": "ping"})).await;
-    rooms.recv_where(|f| f["type"] == "pong").await;
+    rooms.recv_type("pong").await;
 
     let revoke = server
         .post_json(

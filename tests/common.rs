@@ -1,7 +1,11 @@
-//! Test support: the real server in-process on 127.0.0.1:0, and a minimal HTTP/1.1 client.
+//! Test support: the real server in-process on 127.0.0.1:0, a minimal HTTP/1.1 client, and the
+//! [`Deadline`] every wait for frames is bounded by.
 
+use std::collections::VecDeque;
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
@@ -123,8 +127,20 @@ pub struct Response {
     pub json: Value,
 }
 
-/// One HTTP/1.1 request on a fresh connection.
+/// One HTTP/1.1 request on a fresh connection, answered within [`WAIT`].
 pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Response {
+    Deadline::new(format!("the response to {method} {path}"))
+        .bound(exchange(addr, method, path, headers, body))
+        .await
+}
+
+async fn exchange(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -335,5 +351,98 @@ impl TestServer {
             None => Vec::new(),
         };
         http(self.addr, method, path, &headers, bytes).await
+    }
+}
+
+/// How long a test waits, in all, for what it expects: one frame, or the one a loop reading
+/// many is after. Generous, so a slow (emulated, loaded) machine passes; bounded, so a frame
+/// that never comes fails the test instead of hanging it.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// How many of the frames a wait read it shows when it gives up.
+const SHOWN: usize = 5;
+
+/// An overall deadline for one wait, however many frames it reads on the way, and the last
+/// frames it read: a wait that gives up says what it waited for and what came instead. Every
+/// receive loop of the tests runs under one (through the clients in `wsclient` and `rawws`).
+pub struct Deadline {
+    what: String,
+    wait: Duration,
+    at: tokio::time::Instant,
+    read: usize,
+    last: VecDeque<String>,
+}
+
+impl Deadline {
+    /// [`WAIT`] from now, for `what` (as the panic message should name it).
+    pub fn new(what: impl Into<String>) -> Deadline {
+        Self::within(WAIT, what)
+    }
+
+    pub fn within(wait: Duration, what: impl Into<String>) -> Deadline {
+        Deadline {
+            what: what.into(),
+            wait,
+            at: tokio::time::Instant::now() + wait,
+            read: 0,
+            last: VecDeque::with_capacity(SHOWN),
+        }
+    }
+
+    /// `step`, unless the deadline passes first: then the test fails, saying so.
+    pub async fn bound<F: Future>(&self, step: F) -> F::Output {
+        match tokio::time::timeout_at(self.at, step).await {
+            Ok(output) => output,
+            Err(_) => self.give_up(),
+        }
+    }
+
+    /// Notes a frame the wait read (shown when it gives up).
+    pub fn saw(&mut self, frame: impl Display) {
+        let mut shown = frame.to_string();
+        if shown.len() > 300 {
+            let end = (0..=300)
+                .rev()
+                .find(|&i| shown.is_char_boundary(i))
+                .unwrap_or(0);
+            shown.truncate(end);
+            shown.push_str("...");
+        }
+        if self.last.len() == SHOWN {
+            self.last.pop_front();
+        }
+        self.last.push_back(shown);
+        self.read += 1;
+    }
+
+    /// Fails the test: nothing satisfied the wait in time.
+    pub fn give_up(&self) -> ! {
+        panic!(
+            "gave up waiting for {} after {:?}: {}",
+            self.what,
+            self.wait,
+            self.frames_read()
+        );
+    }
+
+    /// Fails the test, for a connection that ended (or broke) while the wait read it.
+    pub fn ended(&self, how: impl Display) -> ! {
+        panic!(
+            "{how} while waiting for {}: {}",
+            self.what,
+            self.frames_read()
+        );
+    }
+
+    fn frames_read(&self) -> String {
+        let mut text = format!("{} frame(s) read meanwhile", self.read);
+        if !self.last.is_empty() {
+            text.push_str(", the last ones:");
+            for frame in &self.last {
+                text.push_str("\n    ");
+                text.push_str(frame);
+            }
+        }
+        text
     }
 }

@@ -59,21 +59,21 @@ async fn negotiated(t: &Team, path: &str) -> RawWs {
     raw
 }
 
-/// The next frame that passes `select`.
-async fn frame_where(raw: &mut RawWs, select: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let frame = raw.next_json().await.expect("a frame");
-        if select(&frame) {
-            return frame;
-        }
-    }
+/// The next frame that passes `select` (`what` names it).
+async fn frame_where(raw: &mut RawWs, what: &str, select: impl Fn(&Value) -> bool) -> Value {
+    raw.json_until(what, |frame| select(frame).then(|| frame.clone()))
+        .await
+        .expect("a frame")
 }
 
 /// A native request as a compressed frame, and its reply.
 async fn deflated_request(raw: &mut RawWs, kind: &str, data: Value, id: &str) -> Value {
     let request = json!({"type": kind, "id": id, "data": data}).to_string();
     assert!(raw.send(&RawFrame::deflated_text(&request)).await);
-    frame_where(raw, |f| f["id"] == id).await
+    frame_where(raw, &format!("the reply to {kind} {id:?}"), |f| {
+        f["id"] == id
+    })
+    .await
 }
 
 #[tokio::test]
@@ -105,7 +105,7 @@ async fn compressed_and_plain_clients_share_a_room() {
     let reply = format!("{long} Indeed.");
     bob.request("Send", json!({"room": "room", "content": reply}), "b")
         .await;
-    let message = frame_where(&mut alice, |f| {
+    let message = frame_where(&mut alice, "bob's Message", |f| {
         f["type"] == "Message" && f["data"]["author"] == "bob"
     })
     .await;
@@ -122,10 +122,15 @@ async fn compressed_and_plain_clients_share_a_room() {
     first.rsv = 0b100;
     assert!(alice.send(&first).await);
     assert!(alice.send(&RawFrame::new(OP_CONTINUATION, tail)).await);
-    let ack = frame_where(&mut alice, |f| f["id"] == "f").await;
+    let ack = frame_where(&mut alice, "the reply to the fragmented Send", |f| {
+        f["id"] == "f"
+    })
+    .await;
     assert!(ack["data"]["seq"].as_u64().is_some(), "{ack}");
     let message = bob
-        .recv_where(|f| f["type"] == "Message" && f["data"]["author"] == "alice")
+        .recv_where("alice's Message", |f| {
+            f["type"] == "Message" && f["data"]["author"] == "alice"
+        })
         .await;
     assert_eq!(message["data"]["content"], format!("{long} Fragmented."));
     t.server.stop().await;
@@ -138,7 +143,10 @@ async fn kibray_chat_is_compressed_both_ways() {
     let long = "A Kibray message long enough to be worth compressing. ".repeat(10);
     let frame = json!({"type": "chat_message", "message": long}).to_string();
     assert!(alice.send(&RawFrame::deflated_text(&frame)).await);
-    let echoed = frame_where(&mut alice, |f| f["type"] == "chat_message").await;
+    let echoed = frame_where(&mut alice, "a chat_message", |f| {
+        f["type"] == "chat_message"
+    })
+    .await;
     assert_eq!(echoed["message"]["content"], long.as_str(), "{echoed}");
     assert!(
         alice.compressed >= 1,

@@ -544,7 +544,9 @@ async fn edusphere_and_native_clients_share_a_room() {
         )
         .await;
     let seq = ack["data"]["seq"].as_u64().expect("seq");
-    let new = alice.recv_where(|f| f["action"] == "new").await;
+    let new = alice
+        .recv_where("a new message", |f| f["action"] == "new")
+        .await;
     assert_eq!(new["id"], message_id(room_id, seq));
     assert_eq!(new["user"], "bob");
     assert_eq!(new["body"], "from native");

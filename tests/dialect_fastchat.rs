@@ -139,18 +139,19 @@ async fn nothing_pending(ws: &mut Ws) {
 async fn presence_of(ws: &mut Ws, ids: &[&str]) -> Vec<Value> {
     let mut want: Vec<&str> = ids.to_vec();
     want.sort_unstable();
-    loop {
-        let frame = ws.recv_type("PRESENCE").await;
+    ws.recv_until(&format!("a PRESENCE listing {want:?}"), |frame| {
+        if frame["type"] != "PRESENCE" {
+            return None;
+        }
         let users = frame["data"]["users"].as_array().expect("users").clone();
         let mut listed: Vec<&str> = users
             .iter()
             .map(|u| u["user_id"].as_str().expect("user_id"))
             .collect();
         listed.sort_unstable();
-        if listed == want {
-            return users;
-        }
-    }
+        (listed == want).then_some(users)
+    })
+    .await
 }
 
 async fn open_chat(from: &mut Ws, to: &User) -> Value {
@@ -458,16 +459,17 @@ async fn fastchat_connections_get_websocket_pings_on_their_own_interval() {
     })
     .await;
     let mut alice = fastchat(&t, &t.alice, "Alice").await;
-    loop {
-        match alice.next_message().await {
-            Message::Ping(_) => break,
+    alice
+        .messages_until("a WebSocket Ping", |message| match message {
+            Message::Ping(_) => Some(()),
             Message::Text(text) => {
                 let frame: Value = serde_json::from_str(text.as_str()).expect("json");
                 assert_eq!(frame["type"], "PRESENCE", "no JSON heartbeat: {frame}");
+                None
             }
             other => panic!("unexpected {other:?}"),
-        }
-    }
+        })
+        .await;
     t.server.stop().await;
 }
 

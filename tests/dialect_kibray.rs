@@ -91,7 +91,7 @@ async fn ready(ws: &mut Ws) {
     ws.send(json!({"type": "sync"})).await;
     // Presence and status events of other connections (the test's earlier ones coming and
     // going) may come first: the set-up is done when the answer to this frame arrives.
-    let reply = ws.recv_where(|f| f["type"] == "error").await;
+    let reply = ws.recv_type("error").await;
     assert_eq!(reply["code"], "INVALID_MESSAGE", "{reply}");
 }
 
@@ -489,7 +489,9 @@ async fn status_as_documented() {
         .send(json!({"type": "status_update", "status": "online"}))
         .await;
     let status = bob
-        .recv_where(|f| f["type"] == "user_status" && f["user_id"] == alice_number)
+        .recv_where("alice's user_status", |f| {
+            f["type"] == "user_status" && f["user_id"] == alice_number
+        })
         .await;
     assert_eq!(keys(&status), ["last_seen", "status", "type", "user_id"]);
     assert_eq!(status["status"], "online");
@@ -502,30 +504,29 @@ async fn status_as_documented() {
         .send(json!({"type": "status_update", "status": "away"}))
         .await;
     let status = bob
-        .recv_where(|f| f["type"] == "user_status" && f["status"] != "online")
+        .recv_where("a user_status other than online", |f| {
+            f["type"] == "user_status" && f["status"] != "online"
+        })
         .await;
     assert_eq!(status["user_id"], alice_number);
     assert_eq!(status["status"], "away");
     alice
         .send(json!({"type": "status_update", "status": "asleep"}))
         .await;
-    assert_eq!(
-        alice.recv_where(|f| f["type"] == "error").await["code"],
-        "INVALID_MESSAGE"
-    );
+    assert_eq!(alice.recv_type("error").await["code"], "INVALID_MESSAGE");
 
     // Typing indicator, literally: there is no channel 123.
     alice
         .send(json!({"type": "typing", "channel_id": 123, "is_typing": true}))
         .await;
     assert_eq!(
-        alice.recv_where(|f| f["type"] == "error").await,
+        alice.recv_type("error").await,
         error("no room with id 123", "CHANNEL_NOT_FOUND")
     );
     alice
         .send(json!({"type": "typing", "channel_id": room_id, "is_typing": true}))
         .await;
-    let typing = bob.recv_where(|f| f["type"] == "typing").await;
+    let typing = bob.recv_type("typing").await;
     assert_eq!(typing["channel_id"], room_id);
     assert_eq!(typing["user_id"], alice_number);
     assert_eq!(typing["is_typing"], true);
@@ -533,7 +534,9 @@ async fn status_as_documented() {
     // Leaving: offline, with when.
     drop(alice);
     let status = bob
-        .recv_where(|f| f["type"] == "user_status" && f["status"] == "offline")
+        .recv_where("a user_status offline", |f| {
+            f["type"] == "user_status" && f["status"] == "offline"
+        })
         .await;
     assert_eq!(status["user_id"], alice_number);
     assert!(status["last_seen"].is_string());
@@ -583,7 +586,7 @@ async fn kibray_and_native_clients_share_a_room() {
         )
         .await;
     let seq = ack["data"]["seq"].as_u64().expect("seq");
-    let new = alice.recv_where(|f| f["type"] == "chat_message").await;
+    let new = alice.recv_type("chat_message").await;
     assert_eq!(new["message"]["id"], seq);
     assert_eq!(new["message"]["author"]["username"], "bob");
     assert_eq!(new["message"]["content"], "from native");
@@ -595,13 +598,13 @@ async fn kibray_and_native_clients_share_a_room() {
     )
     .await;
     assert_eq!(
-        alice.recv_where(|f| f["type"] == "edit_message").await,
+        alice.recv_type("edit_message").await,
         json!({"type": "edit_message", "message_id": seq, "new_content": "edited natively", "channel_id": room_id})
     );
     bob.request("Delete", json!({"room": "room", "seq": seq}), "d")
         .await;
     assert_eq!(
-        alice.recv_where(|f| f["type"] == "delete_message").await,
+        alice.recv_type("delete_message").await,
         json!({"type": "delete_message", "message_id": seq, "channel_id": room_id})
     );
     t.server.stop().await;

@@ -117,12 +117,18 @@ async fn open(addr: SocketAddr, endpoint: Endpoint, user: &User) -> RawWs {
 /// number of this dialect's error frames skipped on the way.
 async fn expect(ws: &mut RawWs, endpoint: Endpoint, wanted: fn(&Value) -> bool) -> u64 {
     let mut errors = 0;
-    loop {
-        match ws.next_json().await {
-            Ok(frame) if wanted(&frame) => return errors,
-            Ok(frame) => errors += u64::from(endpoint.is_error_frame(&frame)),
-            Err(ended) => panic!("{endpoint:?}: the connection ended ({ended:?}) on bad content"),
-        }
+    let found = ws
+        .json_until(&format!("{endpoint:?}: the expected answer"), |frame| {
+            if wanted(frame) {
+                return Some(());
+            }
+            errors += u64::from(endpoint.is_error_frame(frame));
+            None
+        })
+        .await;
+    match found {
+        Ok(()) => errors,
+        Err(ended) => panic!("{endpoint:?}: the connection ended ({ended:?}) on bad content"),
     }
 }
 

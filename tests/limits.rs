@@ -241,12 +241,11 @@ async fn a_subscriber_that_stops_reading_is_closed_within_2s_and_costs_at_most_t
     let subscribe = json!({"type": "Subscribe", "data": {"topics": ["firehose"]}, "id": "s"});
     slow.send(&crate::rawws::RawFrame::text(&subscribe.to_string()))
         .await;
-    loop {
-        let frame = slow.next_json().await.expect("subscribed");
-        if frame["id"] == "s" {
-            break;
-        }
-    }
+    slow.json_until("the reply to Subscribe", |frame| {
+        (frame["id"] == "s").then_some(())
+    })
+    .await
+    .expect("subscribed");
 
     let mut peak = baseline;
     let overflowed_at = loop {

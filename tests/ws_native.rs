@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{TestServer, add_user, http, test_config};
+use crate::common::{Deadline, TestServer, add_user, http, test_config};
 use crate::wsclient::{Ws, raw_connect, try_connect};
 
 /// A server with users boss (admin), alice and bob, and their access tokens.
@@ -122,7 +122,8 @@ async fn token_by_header_subprotocol_and_cookie() {
         request
             .headers_mut()
             .insert("sec-websocket-protocol", protocol.parse().expect("value"));
-        tokio_tungstenite::connect_async(request)
+        Deadline::new("the upgrade with a subprotocol")
+            .bound(tokio_tungstenite::connect_async(request))
             .await
             .expect("connect")
     };
@@ -420,7 +421,7 @@ async fn direct_message_online_offline_and_unknown() {
     // ...and delivered when bob connects again.
     let mut bob = Ws::connect(t.server.addr, &t.bob).await;
     let dm = bob
-        .recv_where(|f| {
+        .recv_where("the queued DirectMessage", |f| {
             f["type"] == "DirectMessage" && f["data"]["metadata"]["message_id"] == queued_id
         })
         .await;
@@ -487,7 +488,9 @@ async fn presence_example_reaches_room_members() {
         .await;
     assert_eq!(ack["type"], "Ack", "{ack}");
     let presence = alice
-        .recv_where(|f| f["type"] == "Presence" && f["data"]["status"] == "away")
+        .recv_where("bob's Presence away", |f| {
+            f["type"] == "Presence" && f["data"]["status"] == "away"
+        })
         .await;
     assert_eq!(presence["data"]["username"], "bob");
     assert!(presence["data"]["user_id"].as_str().is_some());
@@ -503,7 +506,9 @@ async fn presence_example_reaches_room_members() {
     // Bob leaves entirely: alice sees him go offline.
     bob.socket.close(None).await.expect("close");
     let offline = alice
-        .recv_where(|f| f["type"] == "Presence" && f["data"]["status"] == "offline")
+        .recv_where("bob's Presence offline", |f| {
+            f["type"] == "Presence" && f["data"]["status"] == "offline"
+        })
         .await;
     assert_eq!(offline["data"]["username"], "bob");
     t.server.stop().await;
@@ -602,11 +607,12 @@ async fn binary_frames_are_relayed_and_acknowledged_with_a_checksum() {
         status["data"]["details"]["checksum"],
         format!("sha256:{digest}")
     );
-    let relayed = loop {
-        if let Message::Binary(bytes) = bob.next_message().await {
-            break bytes;
-        }
-    };
+    let relayed = bob
+        .messages_until("the relayed binary frame", |message| match message {
+            Message::Binary(bytes) => Some(bytes),
+            _ => None,
+        })
+        .await;
     let mut expected_payload = vec![5u8];
     expected_payload.extend_from_slice(b"media");
     expected_payload.push(5);
@@ -736,7 +742,9 @@ async fn two_clients_chat_in_a_room() {
         .await;
     assert_eq!(reply["data"]["seq"], 2);
     let message = alice
-        .recv_where(|f| f["type"] == "Message" && f["data"]["seq"] == 2)
+        .recv_where("bob's reply, seq 2", |f| {
+            f["type"] == "Message" && f["data"]["seq"] == 2
+        })
         .await;
     assert_eq!(message["data"]["reply_to"], 1);
     assert_eq!(message["data"]["author"], "bob");
@@ -955,14 +963,16 @@ async fn reconnect_with_last_seq_replays_exactly_what_was_missed() {
     bob.send(json!({"type": "Join", "data": {"room": "general", "since": 2}, "id": "j"}))
         .await;
     let mut replayed = Vec::new();
-    let status = loop {
-        let frame = bob.recv().await;
-        match frame["type"].as_str() {
-            Some("Message") => replayed.push(frame["data"]["seq"].as_u64().expect("seq")),
-            Some("Status") if frame["id"] == "j" => break frame,
-            _ => {}
-        }
-    };
+    let status = bob
+        .recv_until("the replay and the reply to Join", |frame| {
+            match frame["type"].as_str() {
+                Some("Message") => replayed.push(frame["data"]["seq"].as_u64().expect("seq")),
+                Some("Status") if frame["id"] == "j" => return Some(frame.clone()),
+                _ => {}
+            }
+            None
+        })
+        .await;
     assert_eq!(replayed, vec![3, 4, 5]);
     assert_eq!(status["data"]["details"]["complete"], true);
     assert_eq!(status["data"]["details"]["replayed"], 3);
@@ -1018,8 +1028,7 @@ async fn replay_survives_a_daemon_restart() {
     bob.send(json!({"type": "Join", "data": {"room": "general", "since": 2}, "id": "j"}))
         .await;
     let mut replayed = Vec::new();
-    loop {
-        let frame = bob.recv().await;
+    bob.recv_until("the replay and the reply to Join", |frame| {
         if frame["type"] == "Message" {
             replayed.push((
                 frame["data"]["seq"].as_u64().expect("seq"),
@@ -1030,9 +1039,11 @@ async fn replay_survives_a_daemon_restart() {
             ));
         } else if frame["id"] == "j" {
             assert_eq!(frame["data"]["details"]["complete"], true);
-            break;
+            return Some(());
         }
-    }
+        None
+    })
+    .await;
     let expected: Vec<(u64, String)> = vec![
         (3, "before 3".into()),
         (4, "after 4".into()),
@@ -1108,17 +1119,18 @@ async fn silent_peer_is_closed_after_the_pong_timeout() {
     let mut polite = Ws::connect(t.server.addr, &t.bob).await;
     // The polite one answers two pings and is still there; the silent one is closed.
     for _ in 0..2 {
-        loop {
-            if let Message::Text(text) = polite.next_message().await {
+        let ping = polite
+            .messages_until("a heartbeat Ping", |message| {
+                let Message::Text(text) = message else {
+                    return None;
+                };
                 let frame: Value = serde_json::from_str(text.as_str()).expect("json");
-                if frame["type"] == "Ping" {
-                    polite
-                        .send(json!({"type": "Pong", "data": frame["data"]}))
-                        .await;
-                    break;
-                }
-            }
-        }
+                (frame["type"] == "Ping").then_some(frame)
+            })
+            .await;
+        polite
+            .send(json!({"type": "Pong", "data": ping["data"]}))
+            .await;
     }
     assert_eq!(silent.closed().await.0, 4000);
     let pong = polite.request("Ping", json!({"timestamp": 1}), "x").await;
@@ -1233,7 +1245,9 @@ async fn removal_from_a_private_room_cuts_the_live_subscription() {
     .await;
     assert_eq!(removed.status, 200, "{:?}", removed.json);
     let notice = bob
-        .recv_where(|f| f["type"] == "Status" && f["data"]["status"] == "removed")
+        .recv_where("the removed notice", |f| {
+            f["type"] == "Status" && f["data"]["status"] == "removed"
+        })
         .await;
     assert_eq!(notice["data"]["details"]["room"], "secret");
     let mut alice = Ws::connect(t.server.addr, &t.alice).await;
@@ -1247,13 +1261,11 @@ async fn removal_from_a_private_room_cuts_the_live_subscription() {
     // Had bob still been in the room, the message would be queued before this reply.
     bob.send(json!({"type": "Ping", "data": {}, "id": "p"}))
         .await;
-    loop {
-        let frame = bob.recv().await;
+    bob.recv_until("the reply to Ping", |frame| {
         assert_ne!(frame["type"], "Message", "removed member got {frame}");
-        if frame["id"] == "p" {
-            break;
-        }
-    }
+        (frame["id"] == "p").then_some(())
+    })
+    .await;
     let refused = bob.request("History", json!({"room": "secret"}), "h").await;
     assert_eq!(refused["data"]["code"], 403);
     t.server.stop().await;
@@ -1467,14 +1479,16 @@ async fn typing_is_rate_limited_and_long_messages_are_refused() {
     bob.request("Send", json!({"room": "general", "content": "done"}), "s")
         .await;
     let mut typing = 0;
-    loop {
-        let frame = alice.recv().await;
-        match frame["type"].as_str() {
-            Some("Typing") => typing += 1,
-            Some("Message") => break,
-            _ => {}
-        }
-    }
+    alice
+        .recv_until("bob's Message after his Typing", |frame| {
+            match frame["type"].as_str() {
+                Some("Typing") => typing += 1,
+                Some("Message") => return Some(()),
+                _ => {}
+            }
+            None
+        })
+        .await;
     assert_eq!(
         typing, 2,
         "the burst is the per-minute allowance (at most 5)"
@@ -1513,21 +1527,24 @@ async fn added_members_hear_of_the_room_without_joining_it() {
     boss.send(json!({"type": "Ping", "data": {}, "id": "sync"}))
         .await;
     let mut about_boss = 0;
-    loop {
-        let frame = boss.recv().await;
+    boss.recv_until("the reply to Ping", |frame| {
         if frame["id"] == "sync" {
-            break;
+            return Some(());
         }
         if frame["type"] == "Membership" && frame["data"]["user"] == "boss" {
             about_boss += 1;
         }
-    }
+        None
+    })
+    .await;
     assert_eq!(about_boss, 1);
     // A direct room bob opens reaches boss, who has not joined it.
     let opened = bob.request("Join", json!({"room": "@boss"}), "d").await;
     assert_eq!(opened["data"]["details"]["room"], "dm:bob:boss", "{opened}");
     let told = boss
-        .recv_where(|f| f["type"] == "Membership" && f["data"]["room"] == "dm:bob:boss")
+        .recv_where("the Membership of dm:bob:boss", |f| {
+            f["type"] == "Membership" && f["data"]["room"] == "dm:bob:boss"
+        })
         .await;
     assert_eq!(told["data"]["user"], "boss", "{told}");
     t.server.stop().await;
