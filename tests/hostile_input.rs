@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{add_user, http};
-use crate::daemon::{Daemon, token};
+use crate::common::{access_token, add_user, http};
+use crate::daemon::Daemon;
 use crate::rawws::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT, RawFrame, RawWs};
 
 /// The daemon's frame limit in these tests (small, so oversized frames are cheap to send).
@@ -272,7 +272,7 @@ async fn hostile_client(
 async fn setup(daemon: &Daemon) -> Vec<User> {
     let mut users = Vec::new();
     for (name, password) in [("alice", "alice-password"), ("bob", "bob-password")] {
-        let token = token(daemon.addr, name, password).await;
+        let token = access_token(daemon.addr, name, password).await;
         let me = http(
             daemon.addr,
             "GET",

@@ -1,94 +1,22 @@
 //! The native WebSocket protocol (seed 004 plus chat rooms) over real sockets: every example
 //! frame of the seed, every rule of the connection, rooms, replay and revocation.
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{Deadline, TestServer, add_user, http, test_config};
+use crate::common::{Deadline, Team};
 use crate::wsclient::{Ws, raw_connect, try_connect};
 
-/// A server with users boss (admin), alice and bob, and their access tokens.
-struct Team {
-    server: TestServer,
-    _dir: tempfile::TempDir,
-    boss: String,
-    alice: String,
-    bob: String,
-}
-
-async fn team_with(adjust: impl FnOnce(&mut natter::config::Config)) -> Team {
-    let dir = tempfile::tempdir().expect("tempdir");
-    add_users(dir.path());
-    let mut config = test_config(dir.path());
-    adjust(&mut config);
-    let server = TestServer::start_config(config).await.expect("start");
-    let boss = token(&server, "boss").await;
-    let alice = token(&server, "alice").await;
-    let bob = token(&server, "bob").await;
-    Team {
-        server,
-        _dir: dir,
-        boss,
-        alice,
-        bob,
-    }
-}
-
-async fn team() -> Team {
-    team_with(|_| {}).await
-}
-
-fn add_users(dir: &Path) {
-    add_user(dir, "boss", "boss-password", "admin");
-    add_user(dir, "alice", "alice-password", "user");
-    add_user(dir, "bob", "bob-password", "user");
-}
-
-async fn token(server: &TestServer, user: &str) -> String {
-    let response = server.login(user, &format!("{user}-password")).await;
-    assert_eq!(response.status, 200, "{:?}", response.json);
-    response.json["access"].as_str().expect("access").to_owned()
-}
-
-async fn post_as(
-    server: &TestServer,
-    token: &str,
-    path: &str,
-    body: Value,
-) -> crate::common::Response {
-    http(
-        server.addr,
-        "POST",
-        path,
-        &[
-            ("content-type", "application/json"),
-            ("authorization", &format!("Bearer {token}")),
-        ],
-        body.to_string().into_bytes(),
-    )
-    .await
-}
-
-async fn create_room(server: &TestServer, token: &str, name: &str, visibility: &str) {
-    let response = post_as(
-        server,
-        token,
-        "/api/v1/rooms",
-        json!({"name": name, "visibility": visibility}),
-    )
-    .await;
-    assert_eq!(response.status, 201, "{:?}", response.json);
-}
+/// boss (admin), alice and bob.
+const TEAM: &[(&str, &str)] = &[("boss", "admin"), ("alice", "user"), ("bob", "user")];
 
 // ----- connection and authentication ------------------------------------------------------
 
 #[tokio::test]
 async fn welcome_frame_is_as_documented() {
-    let t = team().await;
-    let ws = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start(TEAM).await;
+    let ws = Ws::connect(t.addr(), t.token("alice")).await;
     let details = &ws.welcome;
     assert!(uuid::Uuid::parse_str(details["connection_id"].as_str().expect("id")).is_ok());
     assert!(details["server_time"].as_i64().expect("server_time") > 1_700_000_000);
@@ -108,12 +36,12 @@ async fn welcome_frame_is_as_documented() {
 
 #[tokio::test]
 async fn token_by_header_subprotocol_and_cookie() {
-    let t = team().await;
-    let addr = t.server.addr;
-    let bearer = format!("Bearer {}", t.alice);
+    let t = Team::start(TEAM).await;
+    let addr = t.addr();
+    let bearer = format!("Bearer {}", t.token("alice"));
     Ws::welcomed(raw_connect(addr, "/ws", &[("authorization", &bearer)]).await).await;
 
-    let protocol = format!("access_token.{}", t.alice);
+    let protocol = format!("access_token.{}", t.token("alice"));
     let (socket, response) = {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
         let mut request = format!("ws://{addr}/ws")
@@ -159,12 +87,9 @@ async fn token_by_header_subprotocol_and_cookie() {
 
 #[tokio::test]
 async fn bad_or_missing_token_gets_error_401_and_close_4401() {
-    let t = team().await;
+    let t = Team::start(TEAM).await;
     for path in ["/ws", "/ws?token=not-a-jwt"] {
-        let mut ws = Ws {
-            socket: raw_connect(t.server.addr, path, &[]).await,
-            welcome: Value::Null,
-        };
+        let mut ws = Ws::open(t.addr(), path).await;
         let error = ws.recv().await;
         assert_eq!(error["type"], "Error", "{error}");
         assert_eq!(error["data"]["code"], 401, "{error}");
@@ -175,31 +100,28 @@ async fn bad_or_missing_token_gets_error_401_and_close_4401() {
 
 #[tokio::test]
 async fn foreign_origin_is_refused_before_the_upgrade() {
-    let t = team().await;
-    let path = format!("/ws?token={}", t.alice);
-    let refused = try_connect(t.server.addr, &path, &[("origin", "https://evil.example")]).await;
+    let t = Team::start(TEAM).await;
+    let path = format!("/ws?token={}", t.token("alice"));
+    let refused = try_connect(t.addr(), &path, &[("origin", "https://evil.example")]).await;
     match refused {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status().as_u16(), 403);
         }
         other => panic!("expected HTTP 403, got {other:?}"),
     }
-    let own = format!("http://{}", t.server.addr);
-    Ws::welcomed(raw_connect(t.server.addr, &path, &[("origin", &own)]).await).await;
+    let own = format!("http://{}", t.addr());
+    Ws::welcomed(raw_connect(t.addr(), &path, &[("origin", &own)]).await).await;
     t.server.stop().await;
 }
 
 #[tokio::test]
 async fn sixth_connection_of_a_user_is_refused_with_4429() {
-    let t = team().await;
+    let t = Team::start(TEAM).await;
     let mut open = Vec::new();
     for _ in 0..5 {
-        open.push(Ws::connect(t.server.addr, &t.alice).await);
+        open.push(Ws::connect(t.addr(), t.token("alice")).await);
     }
-    let mut sixth = Ws {
-        socket: raw_connect(t.server.addr, &format!("/ws?token={}", t.alice), &[]).await,
-        welcome: Value::Null,
-    };
+    let mut sixth = Ws::open(t.addr(), &format!("/ws?token={}", t.token("alice"))).await;
     let error = sixth.recv().await;
     assert_eq!(error["data"]["code"], 429, "{error}");
     assert_eq!(sixth.closed().await.0, 4429);
@@ -215,8 +137,8 @@ async fn sixth_connection_of_a_user_is_refused_with_4429() {
 
 #[tokio::test]
 async fn ping_pong_example() {
-    let t = team().await;
-    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start(TEAM).await;
+    let mut ws = Ws::connect(t.addr(), t.token("alice")).await;
     ws.send(json!({"type": "Ping", "data": {"timestamp": 1234567890}}))
         .await;
     let pong = ws.recv().await;
@@ -229,8 +151,8 @@ async fn ping_pong_example() {
 
 #[tokio::test]
 async fn subscribe_and_unsubscribe_examples() {
-    let t = team().await;
-    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start(TEAM).await;
+    let mut ws = Ws::connect(t.addr(), t.token("alice")).await;
     ws.send(json!({"type": "Subscribe", "data": {"topics": ["notifications", "chat.general", "updates.*"]}}))
         .await;
     assert_eq!(
@@ -250,12 +172,12 @@ async fn subscribe_and_unsubscribe_examples() {
 
 #[tokio::test]
 async fn broadcast_example_acks_and_delivers() {
-    let t = team().await;
-    let mut listener = Ws::connect(t.server.addr, &t.bob).await;
+    let t = Team::start(TEAM).await;
+    let mut listener = Ws::connect(t.addr(), t.token("bob")).await;
     listener
         .request("Subscribe", json!({"topics": ["chat.general"]}), "s")
         .await;
-    let mut sender = Ws::connect(t.server.addr, &t.alice).await;
+    let mut sender = Ws::connect(t.addr(), t.token("alice")).await;
     sender
         .send(json!({
             "type": "Broadcast",
@@ -287,8 +209,8 @@ async fn broadcast_example_acks_and_delivers() {
 
 #[tokio::test]
 async fn metadata_headers_are_accepted_on_any_message() {
-    let t = team().await;
-    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start(TEAM).await;
+    let mut ws = Ws::connect(t.addr(), t.token("alice")).await;
     ws.send(json!({
         "type": "Broadcast",
         "data": {"topic": "chat.general", "payload": {}},
@@ -304,8 +226,8 @@ async fn metadata_headers_are_accepted_on_any_message() {
 
 #[tokio::test]
 async fn wildcards_match_one_segment_and_never_reach_private_topics() {
-    let t = team().await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let t = Team::start(TEAM).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     let sub = bob
         .request("Subscribe", json!({"topics": ["updates.*", ">"]}), "s")
         .await;
@@ -319,7 +241,7 @@ async fn wildcards_match_one_segment_and_never_reach_private_topics() {
         .await;
     assert_eq!(own["data"]["status"], "subscribed", "{own}");
 
-    let mut boss = Ws::connect(t.server.addr, &t.boss).await;
+    let mut boss = Ws::connect(t.addr(), t.token("boss")).await;
     // `>` matches every public topic, but not another user's private topic.
     let private = boss
         .request(
@@ -354,7 +276,7 @@ async fn wildcards_match_one_segment_and_never_reach_private_topics() {
     ];
     assert_eq!(seen, vec![json!(2), json!(3)]);
     // A plain user may not publish into reserved namespaces.
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     let denied = alice
         .request(
             "Broadcast",
@@ -368,10 +290,10 @@ async fn wildcards_match_one_segment_and_never_reach_private_topics() {
 
 #[tokio::test]
 async fn direct_message_online_offline_and_unknown() {
-    let t = team().await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let t = Team::start(TEAM).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     let bob_conn = bob.welcome["connection_id"].clone();
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     alice
         .send(json!({
             "type": "DirectMessage",
@@ -419,7 +341,7 @@ async fn direct_message_online_offline_and_unknown() {
     assert_eq!(queued["data"]["details"]["queued"], true);
     let queued_id = queued["data"]["details"]["message_id"].clone();
     // ...and delivered when bob connects again.
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     let dm = bob
         .recv_where("the queued DirectMessage", |f| {
             f["type"] == "DirectMessage" && f["data"]["metadata"]["message_id"] == queued_id
@@ -441,21 +363,21 @@ async fn direct_message_online_offline_and_unknown() {
 
 #[tokio::test]
 async fn notification_example_is_delivered_live_and_kept_in_the_inbox() {
-    let t = team().await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
-    let response = post_as(
-        &t.server,
-        &t.boss,
-        "/api/v1/notifications",
-        json!({
-            "username": "bob",
-            "level": "info",
-            "title": "Maintenance Notice",
-            "message": "System will undergo maintenance in 1 hour",
-            "actions": [{"label": "Learn More", "url": "https://status.example.com"}]
-        }),
-    )
-    .await;
+    let t = Team::start(TEAM).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
+    let response = t
+        .post(
+            "boss",
+            "/api/v1/notifications",
+            json!({
+                "username": "bob",
+                "level": "info",
+                "title": "Maintenance Notice",
+                "message": "System will undergo maintenance in 1 hour",
+                "actions": [{"label": "Learn More", "url": "https://status.example.com"}]
+            }),
+        )
+        .await;
     assert_eq!(response.status, 201, "{:?}", response.json);
     let notification = bob.recv_type("Notification").await;
     assert_eq!(notification["data"]["level"], "info");
@@ -473,11 +395,11 @@ async fn notification_example_is_delivered_live_and_kept_in_the_inbox() {
 
 #[tokio::test]
 async fn presence_example_reaches_room_members() {
-    let t = team().await;
-    create_room(&t.server, &t.alice, "general", "public").await;
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start(TEAM).await;
+    t.create_room("alice", "general", "public").await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     alice.request("Join", json!({"room": "general"}), "j").await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     bob.request("Join", json!({"room": "general"}), "j").await;
     let ack = bob
         .request(
@@ -516,8 +438,8 @@ async fn presence_example_reaches_room_members() {
 
 #[tokio::test]
 async fn bad_frames_get_error_400_and_the_connection_stays() {
-    let t = team().await;
-    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start(TEAM).await;
+    let mut ws = Ws::connect(t.addr(), t.token("alice")).await;
     for (frame, needle) in [
         ("{not json", "malformed JSON"),
         ("[1,2]", "JSON object"),
@@ -552,11 +474,11 @@ async fn bad_frames_get_error_400_and_the_connection_stays() {
 
 #[tokio::test]
 async fn custom_x_types_are_relayed_on_a_topic_or_acked_as_ignored() {
-    let t = team().await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let t = Team::start(TEAM).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     bob.request("Subscribe", json!({"topics": ["ops"]}), "s")
         .await;
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     let ignored = alice
         .request(
             "X-CustomAction",
@@ -581,11 +503,11 @@ async fn custom_x_types_are_relayed_on_a_topic_or_acked_as_ignored() {
 
 #[tokio::test]
 async fn binary_frames_are_relayed_and_acknowledged_with_a_checksum() {
-    let t = team().await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let t = Team::start(TEAM).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     bob.request("Subscribe", json!({"topics": ["media"]}), "s")
         .await;
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
 
     let data = b"\x00\x01binary payload\xff";
     let mut payload = vec![5u8];
@@ -665,8 +587,8 @@ fn short_tokens(config: &mut natter::config::Config) {
 
 #[tokio::test]
 async fn token_expiring_then_closed_4401_without_renewal() {
-    let t = team_with(short_tokens).await;
-    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start_with(TEAM, short_tokens).await;
+    let mut ws = Ws::connect(t.addr(), t.token("alice")).await;
     let warning = ws.recv().await;
     assert_eq!(warning["type"], "AuthStatus", "{warning}");
     assert_eq!(warning["data"]["status"], "token_expiring");
@@ -678,11 +600,14 @@ async fn token_expiring_then_closed_4401_without_renewal() {
 
 #[tokio::test]
 async fn authenticate_in_band_renews_a_live_connection() {
-    let t = team_with(short_tokens).await;
-    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start_with(TEAM, short_tokens).await;
+    let mut ws = Ws::connect(t.addr(), t.token("alice")).await;
     let first = ws.recv_type("AuthStatus").await;
     let old_expiry = first["data"]["expires_at"].as_i64().expect("exp");
-    let fresh = token(&t.server, "alice").await;
+    let fresh = t
+        .server
+        .access_token("alice", &Team::password("alice"))
+        .await;
     let renewed = ws
         .request("Authenticate", json!({"token": fresh}), "auth")
         .await;
@@ -695,7 +620,7 @@ async fn authenticate_in_band_renews_a_live_connection() {
     let second = ws.recv_type("AuthStatus").await;
     assert_eq!(second["data"]["expires_at"].as_i64(), Some(new_expiry));
     // Someone else's token cannot take the connection over.
-    let other = token(&t.server, "bob").await;
+    let other = t.server.access_token("bob", &Team::password("bob")).await;
     let refused = ws
         .request("Authenticate", json!({"token": other}), "auth2")
         .await;
@@ -707,14 +632,14 @@ async fn authenticate_in_band_renews_a_live_connection() {
 
 #[tokio::test]
 async fn two_clients_chat_in_a_room() {
-    let t = team().await;
-    create_room(&t.server, &t.alice, "general", "public").await;
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start(TEAM).await;
+    t.create_room("alice", "general", "public").await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     let joined = alice
         .request("Join", json!({"room": "general"}), "j1")
         .await;
     assert_eq!(joined["data"]["status"], "joined", "{joined}");
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     bob.request("Join", json!({"room": "general"}), "j2").await;
 
     let ack = alice
@@ -753,14 +678,14 @@ async fn two_clients_chat_in_a_room() {
 
 #[tokio::test]
 async fn two_clients_chat_in_a_direct_room() {
-    let t = team().await;
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start(TEAM).await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     let joined = alice.request("Join", json!({"room": "@bob"}), "j").await;
     assert_eq!(
         joined["data"]["details"]["room"], "dm:alice:bob",
         "{joined}"
     );
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     let joined = bob.request("Join", json!({"room": "@alice"}), "j").await;
     assert_eq!(joined["data"]["details"]["room"], "dm:alice:bob");
     alice
@@ -770,7 +695,7 @@ async fn two_clients_chat_in_a_direct_room() {
     assert_eq!(message["data"]["content"], "psst");
     assert_eq!(message["data"]["room"], "dm:alice:bob");
     // A third user cannot read it.
-    let mut boss_less = Ws::connect(t.server.addr, &t.boss).await;
+    let mut boss_less = Ws::connect(t.addr(), t.token("boss")).await;
     let admin_view = boss_less
         .request("History", json!({"room": "dm:alice:bob"}), "h")
         .await;
@@ -780,9 +705,9 @@ async fn two_clients_chat_in_a_direct_room() {
 
 #[tokio::test]
 async fn private_rooms_refuse_non_members() {
-    let t = team().await;
-    create_room(&t.server, &t.alice, "secret", "private").await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let t = Team::start(TEAM).await;
+    t.create_room("alice", "secret", "private").await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     for (kind, data) in [
         ("Join", json!({"room": "secret"})),
         ("Send", json!({"room": "secret", "content": "let me in"})),
@@ -798,9 +723,9 @@ async fn private_rooms_refuse_non_members() {
 
 #[tokio::test]
 async fn resend_with_the_same_client_msg_id_stores_once() {
-    let t = team().await;
-    create_room(&t.server, &t.alice, "general", "public").await;
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start(TEAM).await;
+    t.create_room("alice", "general", "public").await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     let send = json!({"room": "general", "content": "once", "client_msg_id": "abc"});
     let first = alice.request("Send", send.clone(), "1").await;
     let second = alice.request("Send", send, "2").await;
@@ -819,10 +744,10 @@ async fn resend_with_the_same_client_msg_id_stores_once() {
 
 #[tokio::test]
 async fn edit_and_delete_are_for_author_owner_or_admin() {
-    let t = team().await;
-    create_room(&t.server, &t.boss, "general", "public").await;
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let t = Team::start(TEAM).await;
+    t.create_room("boss", "general", "public").await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     alice.request("Join", json!({"room": "general"}), "j").await;
     bob.request("Join", json!({"room": "general"}), "j").await;
     alice
@@ -852,7 +777,7 @@ async fn edit_and_delete_are_for_author_owner_or_admin() {
     assert_eq!(event["data"]["content"], "fixed");
     assert_eq!(event["data"]["seq"], 1);
     // The room owner (boss, also admin) deletes it.
-    let mut boss = Ws::connect(t.server.addr, &t.boss).await;
+    let mut boss = Ws::connect(t.addr(), t.token("boss")).await;
     let deleted = boss
         .request("Delete", json!({"room": "general", "seq": 1}), "d2")
         .await;
@@ -872,10 +797,10 @@ async fn edit_and_delete_are_for_author_owner_or_admin() {
 
 #[tokio::test]
 async fn history_pages_typing_and_read_receipts() {
-    let t = team().await;
-    create_room(&t.server, &t.alice, "general", "public").await;
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let t = Team::start(TEAM).await;
+    t.create_room("alice", "general", "public").await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     alice.request("Join", json!({"room": "general"}), "j").await;
     bob.request("Join", json!({"room": "general"}), "j").await;
     for i in 1..=5 {
@@ -925,14 +850,7 @@ async fn history_pages_typing_and_read_receipts() {
     let receipt = alice.recv_type("Read").await;
     assert_eq!(receipt["data"]["user"], "bob");
     assert_eq!(receipt["data"]["seq"], 3);
-    let rooms = http(
-        t.server.addr,
-        "GET",
-        "/api/v1/rooms",
-        &[("authorization", &format!("Bearer {}", t.bob))],
-        Vec::new(),
-    )
-    .await;
+    let rooms = t.get("bob", "/api/v1/rooms").await;
     let general = rooms.json["rooms"]
         .as_array()
         .expect("rooms")
@@ -946,9 +864,9 @@ async fn history_pages_typing_and_read_receipts() {
 
 #[tokio::test]
 async fn reconnect_with_last_seq_replays_exactly_what_was_missed() {
-    let t = team().await;
-    create_room(&t.server, &t.alice, "general", "public").await;
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start(TEAM).await;
+    t.create_room("alice", "general", "public").await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     alice.request("Join", json!({"room": "general"}), "j").await;
     for i in 1..=5 {
         alice
@@ -959,7 +877,7 @@ async fn reconnect_with_last_seq_replays_exactly_what_was_missed() {
             )
             .await;
     }
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     bob.send(json!({"type": "Join", "data": {"room": "general", "since": 2}, "id": "j"}))
         .await;
     let mut replayed = Vec::new();
@@ -988,14 +906,9 @@ async fn reconnect_with_last_seq_replays_exactly_what_was_missed() {
 
 #[tokio::test]
 async fn replay_survives_a_daemon_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    add_users(dir.path());
-    let server = TestServer::start_config(test_config(dir.path()))
-        .await
-        .expect("start");
-    let alice_token = token(&server, "alice").await;
-    create_room(&server, &alice_token, "general", "public").await;
-    let mut alice = Ws::connect(server.addr, &alice_token).await;
+    let t = Team::start(TEAM).await;
+    t.create_room("alice", "general", "public").await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     for i in 1..=3 {
         alice
             .request(
@@ -1006,14 +919,9 @@ async fn replay_survives_a_daemon_restart() {
             .await;
     }
     drop(alice);
-    server.stop().await;
 
-    let server = TestServer::start_config(test_config(dir.path()))
-        .await
-        .expect("restart");
-    let alice_token = token(&server, "alice").await;
-    let bob_token = token(&server, "bob").await;
-    let mut alice = Ws::connect(server.addr, &alice_token).await;
+    let t = t.restart().await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     for i in 4..=6 {
         let ack = alice
             .request(
@@ -1024,7 +932,7 @@ async fn replay_survives_a_daemon_restart() {
             .await;
         assert_eq!(ack["data"]["seq"], i, "sequence continues after restart");
     }
-    let mut bob = Ws::connect(server.addr, &bob_token).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     bob.send(json!({"type": "Join", "data": {"room": "general", "since": 2}, "id": "j"}))
         .await;
     let mut replayed = Vec::new();
@@ -1051,19 +959,19 @@ async fn replay_survives_a_daemon_restart() {
         (6, "after 6".into()),
     ];
     assert_eq!(replayed, expected);
-    server.stop().await;
+    t.server.stop().await;
 }
 
 // ----- limits, slow consumers and revocation ------------------------------------------------
 
 #[tokio::test]
 async fn message_rate_limit_then_close_on_sustained_abuse() {
-    let t = team_with(|c| {
+    let t = Team::start_with(TEAM, |c| {
         c.ws.messages_per_minute = 60;
         c.ws.message_burst = 3;
     })
     .await;
-    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let mut ws = Ws::connect(t.addr(), t.token("alice")).await;
     for i in 0..3 {
         let ack = ws
             .request(
@@ -1088,8 +996,8 @@ async fn message_rate_limit_then_close_on_sustained_abuse() {
 
 #[tokio::test]
 async fn oversized_frame_closes_with_1009() {
-    let t = team_with(|c| c.ws.max_frame_bytes = 4096).await;
-    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start_with(TEAM, |c| c.ws.max_frame_bytes = 4096).await;
+    let mut ws = Ws::connect(t.addr(), t.token("alice")).await;
     ws.send_raw(Message::text("x".repeat(5000))).await;
     assert_eq!(ws.closed().await.0, 1009);
     t.server.stop().await;
@@ -1097,8 +1005,8 @@ async fn oversized_frame_closes_with_1009() {
 
 #[tokio::test]
 async fn subscription_limit_is_enforced() {
-    let t = team_with(|c| c.ws.max_subscriptions = 2).await;
-    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start_with(TEAM, |c| c.ws.max_subscriptions = 2).await;
+    let mut ws = Ws::connect(t.addr(), t.token("alice")).await;
     let ok = ws
         .request("Subscribe", json!({"topics": ["a", "b"]}), "1")
         .await;
@@ -1110,13 +1018,13 @@ async fn subscription_limit_is_enforced() {
 
 #[tokio::test]
 async fn silent_peer_is_closed_after_the_pong_timeout() {
-    let t = team_with(|c| {
+    let t = Team::start_with(TEAM, |c| {
         c.ws.ping_interval_secs = 1;
         c.ws.pong_timeout_secs = 1;
     })
     .await;
-    let mut silent = Ws::connect(t.server.addr, &t.alice).await;
-    let mut polite = Ws::connect(t.server.addr, &t.bob).await;
+    let mut silent = Ws::connect(t.addr(), t.token("alice")).await;
+    let mut polite = Ws::connect(t.addr(), t.token("bob")).await;
     // The polite one answers two pings and is still there; the silent one is closed.
     for _ in 0..2 {
         let ping = polite
@@ -1140,19 +1048,19 @@ async fn silent_peer_is_closed_after_the_pong_timeout() {
 
 #[tokio::test]
 async fn slow_consumer_is_dropped_and_others_get_everything_in_order() {
-    let t = team_with(|c| {
+    let t = Team::start_with(TEAM, |c| {
         c.ws.outbound_queue = 8;
         c.ws.messages_per_minute = 100_000;
         c.ws.message_burst = 10_000;
     })
     .await;
-    let mut slow = Ws::connect(t.server.addr, &t.bob).await;
+    let mut slow = Ws::connect(t.addr(), t.token("bob")).await;
     slow.request("Subscribe", json!({"topics": ["firehose"]}), "s")
         .await;
-    let mut fast = Ws::connect(t.server.addr, &t.boss).await;
+    let mut fast = Ws::connect(t.addr(), t.token("boss")).await;
     fast.request("Subscribe", json!({"topics": ["firehose"]}), "s")
         .await;
-    let mut publisher = Ws::connect(t.server.addr, &t.alice).await;
+    let mut publisher = Ws::connect(t.addr(), t.token("alice")).await;
     let blob = "x".repeat(64 * 1024);
     // Publish until the hub stops counting the slow subscriber (its queue is full and it is
     // being dropped); the fast one must see every message, in order, all along.
@@ -1194,11 +1102,11 @@ async fn slow_consumer_is_dropped_and_others_get_everything_in_order() {
 
 #[tokio::test]
 async fn logout_closes_the_sessions_sockets() {
-    let t = team().await;
+    let t = Team::start(TEAM).await;
     let login = t.server.login("alice", "alice-password").await;
     let access = login.json["access"].as_str().expect("access").to_owned();
-    let mut ws = Ws::connect(t.server.addr, &access).await;
-    let mut other_session = Ws::connect(t.server.addr, &t.alice).await;
+    let mut ws = Ws::connect(t.addr(), &access).await;
+    let mut other_session = Ws::connect(t.addr(), t.token("alice")).await;
     let revoke = t
         .server
         .post_json(
@@ -1212,37 +1120,20 @@ async fn logout_closes_the_sessions_sockets() {
     let pong = other_session.request("Ping", json!({}), "p").await;
     assert_eq!(pong["type"], "Pong");
     // And the revoked token no longer connects.
-    let mut again = Ws {
-        socket: raw_connect(t.server.addr, &format!("/ws?token={access}"), &[]).await,
-        welcome: Value::Null,
-    };
+    let mut again = Ws::open(t.addr(), &format!("/ws?token={access}")).await;
     assert_eq!(again.recv().await["data"]["code"], 401);
     t.server.stop().await;
 }
 
 #[tokio::test]
 async fn removal_from_a_private_room_cuts_the_live_subscription() {
-    let t = team().await;
-    create_room(&t.server, &t.alice, "secret", "private").await;
-    let added = post_as(
-        &t.server,
-        &t.alice,
-        "/api/v1/rooms/secret/members/bob",
-        json!({}),
-    )
-    .await;
-    assert_eq!(added.status, 200, "{:?}", added.json);
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let t = Team::start(TEAM).await;
+    t.create_room("alice", "secret", "private").await;
+    t.add_member("alice", "secret", "bob").await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     let joined = bob.request("Join", json!({"room": "secret"}), "j").await;
     assert_eq!(joined["data"]["status"], "joined", "{joined}");
-    let removed = http(
-        t.server.addr,
-        "DELETE",
-        "/api/v1/rooms/secret/members/bob",
-        &[("authorization", &format!("Bearer {}", t.alice))],
-        Vec::new(),
-    )
-    .await;
+    let removed = t.delete("alice", "/api/v1/rooms/secret/members/bob").await;
     assert_eq!(removed.status, 200, "{:?}", removed.json);
     let notice = bob
         .recv_where("the removed notice", |f| {
@@ -1250,7 +1141,7 @@ async fn removal_from_a_private_room_cuts_the_live_subscription() {
         })
         .await;
     assert_eq!(notice["data"]["details"]["room"], "secret");
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     alice
         .request(
             "Send",
@@ -1273,7 +1164,7 @@ async fn removal_from_a_private_room_cuts_the_live_subscription() {
 
 #[tokio::test]
 async fn plain_http_to_the_websocket_endpoint_gets_426() {
-    let t = team().await;
+    let t = Team::start(TEAM).await;
     let response = t.server.get("/ws", &[]).await;
     assert_eq!(response.status, 426);
     assert_eq!(response.json["code"], "bad_request");
@@ -1282,13 +1173,13 @@ async fn plain_http_to_the_websocket_endpoint_gets_426() {
 
 #[tokio::test]
 async fn direct_rooms_have_no_owner_powers() {
-    let t = team().await;
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start(TEAM).await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     // alice opens the direct room first, so she is its nominal owner...
     alice
         .request("Send", json!({"room": "@bob", "content": "hi"}), "s")
         .await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     let ack = bob
         .request(
             "Send",
@@ -1306,13 +1197,9 @@ async fn direct_rooms_have_no_owner_powers() {
         )
         .await;
     assert_eq!(edit["data"]["code"], 403, "{edit}");
-    let add = post_as(
-        &t.server,
-        &t.alice,
-        "/api/v1/rooms/@bob/members/boss",
-        json!({}),
-    )
-    .await;
+    let add = t
+        .post("alice", "/api/v1/rooms/@bob/members/boss", json!({}))
+        .await;
     assert_eq!(add.status, 403, "{:?}", add.json);
     // Reading a direct room that does not exist yet does not create it.
     let none = alice
@@ -1324,8 +1211,8 @@ async fn direct_rooms_have_no_owner_powers() {
 
 #[tokio::test]
 async fn subscribe_is_all_or_nothing_at_the_limit() {
-    let t = team_with(|c| c.ws.max_subscriptions = 2).await;
-    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start_with(TEAM, |c| c.ws.max_subscriptions = 2).await;
+    let mut ws = Ws::connect(t.addr(), t.token("alice")).await;
     ws.request("Subscribe", json!({"topics": ["a"]}), "1").await;
     let over = ws
         .request("Subscribe", json!({"topics": ["b", "c"]}), "2")
@@ -1342,8 +1229,8 @@ async fn subscribe_is_all_or_nothing_at_the_limit() {
 #[tokio::test]
 async fn a_client_close_is_answered_with_a_close_frame() {
     use futures_util::SinkExt as _;
-    let t = team().await;
-    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start(TEAM).await;
+    let mut ws = Ws::connect(t.addr(), t.token("alice")).await;
     ws.socket
         .send(Message::Close(Some(
             tokio_tungstenite::tungstenite::protocol::CloseFrame {
@@ -1363,12 +1250,9 @@ async fn a_client_close_is_answered_with_a_close_frame() {
 
 #[tokio::test]
 async fn a_full_server_says_so_and_closes_1013() {
-    let t = team_with(|c| c.ws.max_connections = 1).await;
-    let _first = Ws::connect(t.server.addr, &t.alice).await;
-    let mut second = Ws {
-        socket: raw_connect(t.server.addr, &format!("/ws?token={}", t.bob), &[]).await,
-        welcome: Value::Null,
-    };
+    let t = Team::start_with(TEAM, |c| c.ws.max_connections = 1).await;
+    let _first = Ws::connect(t.addr(), t.token("alice")).await;
+    let mut second = Ws::open(t.addr(), &format!("/ws?token={}", t.token("bob"))).await;
     let error = second.recv().await;
     assert_eq!(error["data"]["code"], 503, "{error}");
     assert!(
@@ -1383,35 +1267,27 @@ async fn a_full_server_says_so_and_closes_1013() {
 
 #[tokio::test]
 async fn disabling_or_removing_a_user_closes_their_sockets() {
-    let t = team().await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
-    let denied = post_as(&t.server, &t.alice, "/api/v1/users/bob/disable", json!({})).await;
+    let t = Team::start(TEAM).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
+    let denied = t
+        .post("alice", "/api/v1/users/bob/disable", json!({}))
+        .await;
     assert_eq!(denied.status, 403, "{:?}", denied.json);
 
-    let disabled = post_as(&t.server, &t.boss, "/api/v1/users/bob/disable", json!({})).await;
+    let disabled = t.post("boss", "/api/v1/users/bob/disable", json!({})).await;
     assert_eq!(disabled.status, 200, "{:?}", disabled.json);
     assert_eq!(disabled.json["disabled"], true);
     assert_eq!(bob.closed().await.0, 4403);
-    let mut again = Ws {
-        socket: raw_connect(t.server.addr, &format!("/ws?token={}", t.bob), &[]).await,
-        welcome: Value::Null,
-    };
+    let mut again = Ws::open(t.addr(), &format!("/ws?token={}", t.token("bob"))).await;
     assert_eq!(again.recv().await["data"]["code"], 403);
     assert_eq!(again.closed().await.0, 4403);
     assert_eq!(t.server.login("bob", "bob-password").await.status, 403);
-    let enabled = post_as(&t.server, &t.boss, "/api/v1/users/bob/enable", json!({})).await;
+    let enabled = t.post("boss", "/api/v1/users/bob/enable", json!({})).await;
     assert_eq!(enabled.status, 200, "{:?}", enabled.json);
     assert_eq!(t.server.login("bob", "bob-password").await.status, 200);
 
-    let removed = http(
-        t.server.addr,
-        "DELETE",
-        "/api/v1/users/alice",
-        &[("authorization", &format!("Bearer {}", t.boss))],
-        Vec::new(),
-    )
-    .await;
+    let removed = t.delete("boss", "/api/v1/users/alice").await;
     assert_eq!(removed.status, 200, "{:?}", removed.json);
     assert_eq!(alice.closed().await.0, 4403);
     assert_eq!(t.server.login("alice", "alice-password").await.status, 401);
@@ -1422,8 +1298,8 @@ async fn disabling_or_removing_a_user_closes_their_sockets() {
 /// Ack carrying it; natter answers with the documented Status / Error and that Ack.
 #[tokio::test]
 async fn the_seed_example_client_gets_its_acks() {
-    let t = team().await;
-    let mut ws = Ws::connect(t.server.addr, &t.alice).await;
+    let t = Team::start(TEAM).await;
+    let mut ws = Ws::connect(t.addr(), t.token("alice")).await;
     ws.send(
         json!({"type": "Subscribe", "data": {"topics": ["chat.general", "notifications"]},
                    "id": "msg_1", "timestamp": 1_700_000_000_000_i64}),
@@ -1447,14 +1323,14 @@ async fn the_seed_example_client_gets_its_acks() {
 
 #[tokio::test]
 async fn typing_is_rate_limited_and_long_messages_are_refused() {
-    let t = team_with(|c| {
+    let t = Team::start_with(TEAM, |c| {
         c.ws.typing_per_minute = 2;
         c.ws.max_message_chars = 10;
     })
     .await;
-    create_room(&t.server, &t.alice, "general", "public").await;
-    let mut alice = Ws::connect(t.server.addr, &t.alice).await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    t.create_room("alice", "general", "public").await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     alice.request("Join", json!({"room": "general"}), "j").await;
     bob.request("Join", json!({"room": "general"}), "j").await;
     for _ in 0..5 {
@@ -1500,24 +1376,15 @@ async fn typing_is_rate_limited_and_long_messages_are_refused() {
 /// were added to (or a direct room the other side opened), once per connection.
 #[tokio::test]
 async fn added_members_hear_of_the_room_without_joining_it() {
-    let t = team().await;
-    create_room(&t.server, &t.alice, "secret", "private").await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
-    let mut boss = Ws::connect(t.server.addr, &t.boss).await;
+    let t = Team::start(TEAM).await;
+    t.create_room("alice", "secret", "private").await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
+    let mut boss = Ws::connect(t.addr(), t.token("boss")).await;
     // An admin may join a private room without being a member.
     let joined = boss.request("Join", json!({"room": "secret"}), "j").await;
     assert_eq!(joined["data"]["status"], "joined", "{joined}");
     for user in ["bob", "boss"] {
-        let added = t
-            .server
-            .api(
-                "POST",
-                &format!("/api/v1/rooms/secret/members/{user}"),
-                Some(&t.alice),
-                None,
-            )
-            .await;
-        assert_eq!(added.status, 200, "{:?}", added.json);
+        t.add_member("alice", "secret", user).await;
     }
     let told = bob.recv_type("Membership").await;
     assert_eq!(told["data"]["room"], "secret", "{told}");
