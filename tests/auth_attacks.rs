@@ -4,7 +4,7 @@
 //! WebSocket endpoints; logout closes the session's sockets within 1 s; password spraying from
 //! one address is locked out; a foreign Origin is refused on every WebSocket endpoint; and no
 //! token (nor password) appears in any log line, even at `trace`. (Expiry + grace and in-band
-//! renewal are in `ws_native`, per-username lockout in `http_auth`.)
+//! renewal are in `ws_session`, per-username lockout in `http_auth`.)
 
 use std::time::{Duration, Instant};
 

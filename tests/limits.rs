@@ -3,7 +3,7 @@
 //! without token or HELLO) are closed on time; a subscriber that stops reading is closed within
 //! 2 s of overflowing its queue while the server's memory stays within twice that queue's bytes
 //! and every other subscriber gets everything in order. (The per-user connection cap, 1009 for
-//! oversized frames and the heartbeat are in `ws_native` and `hostile_input`.)
+//! oversized frames and the heartbeat are in `ws_session` and `hostile_input`.)
 
 use std::time::{Duration, Instant};
 
@@ -137,7 +137,7 @@ async fn unauthenticated_peers_are_closed_on_time() {
         "an idle keep-alive connection was kept"
     );
 
-    // No token: refused at once with 4401 when guests are off (ws_native covers that); with
+    // No token: refused at once with 4401 when guests are off (ws_session covers that); with
     // guests on, after the HELLO deadline.
     let mut quiet = RawWs::connect(server.addr, "/ws").await.expect("upgrade");
     let refusal = quiet.next_json().await.expect("an error frame");
