@@ -11,6 +11,15 @@ use crate::wsclient::Ws;
 /// boss (admin), alice and bob.
 const TEAM: &[(&str, &str)] = &[("boss", "admin"), ("alice", "user"), ("bob", "user")];
 
+/// alice and bob connected, in that order, and joined to the room "general", in that order.
+async fn alice_and_bob_in_general(t: &Team) -> (Ws, Ws) {
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
+    alice.request("Join", json!({"room": "general"}), "j").await;
+    bob.request("Join", json!({"room": "general"}), "j").await;
+    (alice, bob)
+}
+
 // ----- Join, Send, Edit, Delete, History, Typing and Read ---------------------------------------
 
 #[tokio::test]
@@ -129,10 +138,7 @@ async fn resend_with_the_same_client_msg_id_stores_once() {
 async fn edit_and_delete_are_for_author_owner_or_admin() {
     let t = Team::start(TEAM).await;
     t.create_room("boss", "general", "public").await;
-    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
-    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
-    alice.request("Join", json!({"room": "general"}), "j").await;
-    bob.request("Join", json!({"room": "general"}), "j").await;
+    let (mut alice, mut bob) = alice_and_bob_in_general(&t).await;
     alice
         .request("Send", json!({"room": "general", "content": "typo"}), "s")
         .await;
@@ -182,10 +188,7 @@ async fn edit_and_delete_are_for_author_owner_or_admin() {
 async fn history_pages_typing_and_read_receipts() {
     let t = Team::start(TEAM).await;
     t.create_room("alice", "general", "public").await;
-    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
-    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
-    alice.request("Join", json!({"room": "general"}), "j").await;
-    bob.request("Join", json!({"room": "general"}), "j").await;
+    let (mut alice, mut bob) = alice_and_bob_in_general(&t).await;
     for i in 1..=5 {
         alice
             .request(
@@ -253,10 +256,7 @@ async fn typing_is_rate_limited_and_long_messages_are_refused() {
     })
     .await;
     t.create_room("alice", "general", "public").await;
-    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
-    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
-    alice.request("Join", json!({"room": "general"}), "j").await;
-    bob.request("Join", json!({"room": "general"}), "j").await;
+    let (mut alice, mut bob) = alice_and_bob_in_general(&t).await;
     for _ in 0..5 {
         bob.send(json!({"type": "Typing", "data": {"room": "general", "is_typing": true}}))
             .await;
