@@ -1,5 +1,5 @@
-//! permessage-deflate (RFC 7692) over real sockets: the negotiation answer, compressed frames
-//! both ways (whole and fragmented) on the native endpoint and on Kibray's (seed 002 promises
+//! permessage-deflate (RFC 7692) over real sockets: the negotiation answer, compressed frames both
+//! ways (whole and fragmented) on the native endpoint and on Kibray's (whose documentation promises
 //! compression), a compressed and a plain client in one room, the inflate bound (1009), bad
 //! compressed data and RSV1 where it does not belong (1002), and the config switch.
 

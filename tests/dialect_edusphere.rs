@@ -1,13 +1,13 @@
-//! The EduSphere dialect (seed 000) at `/ws/chat/{host}/{room}/`: every example frame of the
-//! seed sent literally, its documented replies and error strings, the connection rules, and the
-//! same room seen from a native client.
+//! The EduSphere dialect at `/ws/chat/{host}/{room}/`: every example frame of EduSphere's
+//! documentation sent literally, its documented replies and error strings, the connection rules,
+//! and the same room seen from a native client.
 
 use serde_json::{Value, json};
 
 use crate::common::{Team, TestServer};
 use crate::wsclient::Ws;
 
-/// The fields of each `chat_message` action, exactly as the seed documents them.
+/// The fields of each `chat_message` action, exactly as EduSphere documents them.
 const NEW_FIELDS: &[&str] = &[
     "action",
     "body",
@@ -38,8 +38,8 @@ async fn math_class(s: &Team) -> u64 {
     id
 }
 
-/// Connects to the EduSphere endpoint as the seed's client does (trailing slash, token in the
-/// query) and waits until the connection is in the room: the seed has no welcome frame, so it
+/// Connects to the EduSphere endpoint as EduSphere's client does (trailing slash, token in the
+/// query) and waits until the connection is in the room: EduSphere has no welcome frame, so it
 /// sends a frame of no known type and waits for the error reply, which comes after the join.
 async fn edu(s: &Team, token: &str, host: &str, room: &str) -> Ws {
     let mut ws = Ws::open(s.addr(), &format!("/ws/chat/{host}/{room}/?token={token}")).await;
@@ -90,7 +90,7 @@ fn message_id(room_id: u64, seq: u64) -> String {
     natter::ws::dialect::message_uuid(room_id, seq).to_string()
 }
 
-// ----- the seed's examples ----------------------------------------------------------------
+// ----- the documented examples -------------------------------------------------------------
 
 #[tokio::test]
 async fn document_examples_new_update_delete() {
@@ -120,7 +120,7 @@ async fn document_examples_new_update_delete() {
     assert_eq!(new["userAvatar"], Value::Null, "alice has no avatar");
     assert_eq!(alice.recv().await, new, "the sender gets the same event");
 
-    // The seed's own update and delete examples name a message that does not exist here.
+    // EduSphere's own update and delete examples name a message that does not exist here.
     for example in [
         r#"{
   "type": "delete", 
@@ -291,7 +291,7 @@ async fn documented_error_strings() {
 }
 
 /// The core's one rule set: the room's host (its owner) may edit and delete participants'
-/// messages, on every dialect (the seed says only authors may; natter rooms are shared).
+/// messages, on every dialect (EduSphere says only authors may; natter rooms are shared).
 #[tokio::test]
 async fn the_host_may_moderate_as_the_core_allows() {
     let s = Team::start(TEAM).await;

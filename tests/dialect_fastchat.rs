@@ -1,5 +1,5 @@
-//! The FastChat dialect (seed 003) at `/ws`: every example frame of the seed, its error codes and
-//! limits, the switch from the native protocol on a first HELLO, guests, and chats shared with
+//! The FastChat dialect at `/ws`: every example frame of FastChat's documentation, its error codes
+//! and limits, the switch from the native protocol on a first HELLO, guests, and chats shared with
 //! native clients through the direct rooms.
 
 use serde_json::{Value, json};
@@ -129,7 +129,7 @@ fn is_rfc3339(text: &str) -> bool {
 #[tokio::test]
 async fn hello_example_gets_hello_ack_then_presence_and_presence_follows_arrivals() {
     let t = Team::start(TEAM).await;
-    // The seed's HELLO, with a real user id.
+    // FastChat's documented HELLO, with a real user id.
     let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     assert_eq!(
         alice.welcome["user"]["username"], "alice",
@@ -317,7 +317,7 @@ async fn msg_example_is_stored_acked_and_delivered_both_ways() {
     nothing_pending(&mut alice).await;
 
     // Bob was told of the chat, so he may answer without an OPEN_CHAT of his own; the
-    // receipt his client sends (the seed's flow shows one) is accepted quietly.
+    // receipt his client sends (FastChat's documented flow shows one) is accepted quietly.
     bob.send(fc(
         "MSG_ACK",
         json!({"message_id": "optional-message-id", "status": "delivered"}),
@@ -443,7 +443,7 @@ async fn error_codes_for_bad_frames_unknown_users_and_unopened_chats() {
     alice.send(fc("TYPING", json!({"is_typing": "yes"}))).await;
     error(&mut alice, "VALIDATION").await;
 
-    // The seed's own example target, and a well-formed id of nobody.
+    // FastChat's own example target, and a well-formed id of nobody.
     alice
         .send(json!({"type": "MSG", "data": {"to": "user-456", "content": "Hello!"}}))
         .await;
@@ -621,7 +621,7 @@ async fn without_guests_no_token_is_refused_as_before() {
 async fn guests_say_hello_without_a_token_and_chat_live() {
     let t = Team::start_with(TEAM, |c| c.fastchat.guests = true).await;
     let mut alice = fastchat(&t, t.member("alice"), "Alice").await;
-    // The seed's wscat example: "test-123" is no UUID v4, so the guest gets one.
+    // FastChat's wscat example: "test-123" is no UUID v4, so the guest gets one.
     let mut first = no_token(&t).await;
     first
         .send(

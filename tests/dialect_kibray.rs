@@ -1,6 +1,6 @@
-//! The Kibray dialect (seed 002) at `/ws/chat/{room}/`, `/ws/notifications/` and
-//! `/ws/status/`: every example frame of the seed sent literally to its endpoint with the
-//! documented replies, the rate limit, the refusals, and one room shared with a native client.
+//! The Kibray dialect at `/ws/chat/{room}/`, `/ws/notifications/` and `/ws/status/`: every example
+//! frame of Kibray's documentation sent literally to its endpoint with the documented replies, the
+//! rate limit, the refusals, and one room shared with a native client.
 
 use serde_json::{Value, json};
 
@@ -15,7 +15,7 @@ const TEAM: &[(&str, &str)] = &[
     ("carol", "user"),
 ];
 
-/// The seed's message object's fields.
+/// The fields of Kibray's message object.
 const MESSAGE_FIELDS: &[&str] = &[
     "attachments",
     "author",
@@ -26,7 +26,7 @@ const MESSAGE_FIELDS: &[&str] = &[
     "timestamp",
 ];
 
-/// Waits until a connection is set up (joined, for the chat endpoint): the seed has no welcome
+/// Waits until a connection is set up (joined, for the chat endpoint): Kibray has no welcome
 /// frame, so it sends a frame of no known type and waits for the error, which comes after the
 /// set-up. Costs one frame of the rate limit.
 async fn ready(ws: &mut Ws) {
@@ -65,7 +65,7 @@ async fn chat_examples_as_documented() {
     let room_id = t.create_room("boss", "room", "public").await;
     let alice_number = t.number("boss", "alice").await;
     let mut alice = kibray(&t, "/ws/chat/room/", t.token("alice")).await;
-    // The seed's "Session Authentication": the Django session cookie.
+    // Kibray's "Session Authentication": the Django session cookie.
     let cookie = format!("sessionid={}", t.token("bob"));
     let mut bob = Ws {
         socket: raw_connect(t.addr(), "/ws/chat/room/", &[("cookie", &cookie)]).await,
@@ -578,7 +578,7 @@ async fn files_are_uploaded_in_chunks_listed_and_downloadable_by_readers() {
     let mut alice = kibray(&t, "/ws/chat/secret/", t.token("alice")).await;
     let mut boss = kibray(&t, "/ws/chat/secret/", t.token("boss")).await;
 
-    // The seed's examples, literally: the chunk names no upload in progress; the file is
+    // Kibray's examples, literally: the chunk names no upload in progress; the file is
     // accepted (1024000 bytes is within the limit) and gets an upload id.
     alice
         .send(json!({"type": "upload_chunk", "upload_id": "abc123", "chunk_index": 0, "chunk_data": "base64_encoded_data"}))

@@ -1,6 +1,7 @@
-//! The rooms dialect (seed 001) at `/api/v1/ws/connect?token=`: every example frame of the seed
-//! sent literally, the welcome and ping, room identifiers and their access rules, server-side
-//! events (publish, notifications, membership), and a channel shared with native clients.
+//! The rooms dialect at `/api/v1/ws/connect?token=`: every example frame of the rooms protocol's
+//! documentation sent literally, the welcome and ping, room identifiers and their access rules,
+//! server-side events (publish, notifications, membership), and a channel shared with native
+//! clients.
 
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -20,7 +21,7 @@ async fn publish(o: &Team, room: &str, kind: &str, data: Value) -> Response {
     .await
 }
 
-/// Connects as the seed's client does and reads the welcome event.
+/// Connects as the rooms protocol's client does and reads the welcome event.
 async fn connect(o: &Team, token: &str) -> (Ws, Value) {
     let mut ws = Ws::open(o.addr(), &format!("/api/v1/ws/connect?token={token}")).await;
     let welcome = ws.recv().await;
@@ -28,7 +29,8 @@ async fn connect(o: &Team, token: &str) -> (Ws, Value) {
     (ws, welcome)
 }
 
-/// Sends the seed's ping and waits for the pong: every frame sent before it has been handled.
+/// Sends the rooms protocol's ping and waits for the pong: every frame sent before it has been
+/// handled.
 async fn sync(ws: &mut Ws) {
     ws.send(json!({"type": "ping"})).await;
     let pong = ws.recv().await;
@@ -77,7 +79,7 @@ fn assert_error_event(event: &Value) {
     assert_timestamp(&event["timestamp"]);
 }
 
-// ----- the seed's examples ----------------------------------------------------------------
+// ----- the documented examples -------------------------------------------------------------
 
 #[tokio::test]
 async fn welcome_and_ping_are_as_documented() {

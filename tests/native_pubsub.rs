@@ -294,8 +294,9 @@ async fn direct_message_online_offline_and_unknown() {
     t.server.stop().await;
 }
 
-/// Seed 004's TypeScript client sends Subscribe and DirectMessage with an id and waits for an
-/// Ack carrying it; natter answers with the documented Status / Error and that Ack.
+/// The native protocol's TypeScript example client sends Subscribe and DirectMessage with an id
+/// and waits for an Ack carrying it; natter answers with the documented Status / Error and that
+/// Ack.
 #[tokio::test]
 async fn the_seed_example_client_gets_its_acks() {
     let t = Team::start(TEAM).await;
