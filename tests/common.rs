@@ -443,7 +443,7 @@ impl Team {
             .unwrap_or_else(|| panic!("no {name} in the team"))
     }
 
-    /// The access token `name` got when the team started.
+    /// The access token `name` got when the team started (or restarted).
     pub fn token(&self, name: &str) -> &str {
         &self.member(name).token
     }
