@@ -86,13 +86,17 @@ impl Ws {
         }
     }
 
-    /// The next JSON frame before `deadline`, skipping server heartbeats.
+    /// The next JSON frame before `deadline`, skipping server heartbeats. A heartbeat is
+    /// answered, as a client does: a test that outlives `ws.ping_interval_secs` plus
+    /// `ws.pong_timeout_secs` (a slow machine) would otherwise lose its connection (4000).
     async fn recv_before(&mut self, deadline: &mut Deadline) -> Value {
         loop {
             match self.next_before(deadline).await {
                 Message::Text(text) => {
                     let value: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
                     if value["type"] == "Ping" {
+                        self.send(json!({"type": "Pong", "data": value["data"]}))
+                            .await;
                         continue;
                     }
                     return value;
@@ -104,7 +108,7 @@ impl Ws {
         }
     }
 
-    /// The next JSON frame, skipping server heartbeats.
+    /// The next JSON frame, skipping (and answering) server heartbeats.
     pub async fn recv(&mut self) -> Value {
         self.recv_before(&mut Deadline::new("a JSON frame")).await
     }
