@@ -87,7 +87,9 @@ async fn admin_commands_reach_a_running_daemon_through_its_socket() {
     let deleted = natter_json(&dir, &["room", "delete", "ops"], None).await;
     assert_eq!(deleted["deleted"], true, "{deleted}");
     let closed = ws
-        .recv_where(|f| f["type"] == "Status" && f["data"]["status"] == "removed")
+        .recv_where("the removed notice", |f| {
+            f["type"] == "Status" && f["data"]["status"] == "removed"
+        })
         .await;
     assert_eq!(closed["data"]["details"]["room"], "ops", "{closed}");
 

@@ -4,7 +4,7 @@
 //! WebSocket endpoints; logout closes the session's sockets within 1 s; password spraying from
 //! one address is locked out; a foreign Origin is refused on every WebSocket endpoint; and no
 //! token (nor password) appears in any log line, even at `trace`. (Expiry + grace and in-band
-//! renewal are in `ws_native`, per-username lockout in `http_auth`.)
+//! renewal are in `ws_session`, per-username lockout in `http_auth`.)
 
 use std::time::{Duration, Instant};
 
@@ -249,9 +249,9 @@ async fn logout_closes_the_sessions_sockets_within_a_second() {
     // Each is set up once it answers.
     native.request("Ping", json!({}), "p").await;
     status.send(json!({"type": "sync"})).await;
-    status.recv_where(|f| f["type"] == "error").await;
+    status.recv_type("error").await;
     rooms.send(json!({"type": "ping"})).await;
-    rooms.recv_where(|f| f["type"] == "pong").await;
+    rooms.recv_type("pong").await;
 
     let revoke = server
         .post_json(

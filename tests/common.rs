@@ -1,7 +1,12 @@
-//! Test support: the real server in-process on 127.0.0.1:0, and a minimal HTTP/1.1 client.
+//! Test support: the real server in-process on 127.0.0.1:0, a minimal HTTP/1.1 client, the
+//! [`Team`] fixture (a server with accounts, their tokens, and rooms made through the API) and the
+//! [`Deadline`] every wait for frames is bounded by.
 
+use std::collections::VecDeque;
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
@@ -101,11 +106,7 @@ impl TestServer {
 
     /// Logs in and returns the token response.
     pub async fn login(&self, username: &str, password: &str) -> Response {
-        self.post_json(
-            "/api/token/",
-            &serde_json::json!({"username": username, "password": password}),
-        )
-        .await
+        login(self.addr, username, password).await
     }
 
     /// Logs in as the initial admin; panics unless it works.
@@ -123,8 +124,20 @@ pub struct Response {
     pub json: Value,
 }
 
-/// One HTTP/1.1 request on a fresh connection.
+/// One HTTP/1.1 request on a fresh connection, answered within [`WAIT`].
 pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Response {
+    Deadline::new(format!("the response to {method} {path}"))
+        .bound(exchange(addr, method, path, headers, body))
+        .await
+}
+
+async fn exchange(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -165,6 +178,34 @@ pub async fn http(
         headers,
         json,
     }
+}
+
+/// Logs in at `addr` (a server in-process or the daemon) and returns the token response.
+pub async fn login(addr: SocketAddr, username: &str, password: &str) -> Response {
+    http(
+        addr,
+        "POST",
+        "/api/token/",
+        &[("content-type", "application/json")],
+        serde_json::json!({"username": username, "password": password})
+            .to_string()
+            .into_bytes(),
+    )
+    .await
+}
+
+/// Logs in at `addr` and returns the access token; panics unless it works.
+pub async fn access_token(addr: SocketAddr, username: &str, password: &str) -> String {
+    let response = login(addr, username, password).await;
+    assert_eq!(
+        response.status, 200,
+        "login {username}: {:?}",
+        response.json
+    );
+    response.json["access"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
 }
 
 /// Decodes the claims of a JWT without verifying it (to look at what the server put in).
@@ -289,29 +330,28 @@ impl TestServer {
     /// Starts a server on a fresh temporary data dir that already holds `users` (name, password,
     /// role), added with `natter user add`; so no bootstrap admin is created.
     pub async fn start_with_users(users: &[(&str, &str, &str)]) -> TestServer {
+        Self::start_with_users_and(users, |_| {}).await
+    }
+
+    /// [`TestServer::start_with_users`] after `adjust` tweaks the config.
+    pub async fn start_with_users_and(
+        users: &[(&str, &str, &str)],
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let tmp = tempfile::tempdir().expect("tempdir");
         for (name, password, role) in users {
             add_user(tmp.path(), name, password, role);
         }
-        let mut server = Self::start_config(test_config(tmp.path()))
-            .await
-            .expect("server starts");
+        let mut config = test_config(tmp.path());
+        adjust(&mut config);
+        let mut server = Self::start_config(config).await.expect("server starts");
         server._tmp = Some(tmp);
         server
     }
 
     /// Logs in and returns the access token; panics unless it works.
     pub async fn access_token(&self, username: &str, password: &str) -> String {
-        let response = self.login(username, password).await;
-        assert_eq!(
-            response.status, 200,
-            "login {username}: {:?}",
-            response.json
-        );
-        response.json["access"]
-            .as_str()
-            .expect("access token")
-            .to_owned()
+        access_token(self.addr, username, password).await
     }
 
     /// A request with `Authorization: Bearer <token>` (when given) and a JSON body (when given).
@@ -335,5 +375,258 @@ impl TestServer {
             None => Vec::new(),
         };
         http(self.addr, method, path, &headers, bytes).await
+    }
+}
+
+/// One account of a [`Team`]: its name, an access token, and its user id (the token's `sub`).
+pub struct Member {
+    pub name: String,
+    pub token: String,
+    pub id: String,
+}
+
+/// A server on a fresh data dir that holds the team's accounts (added with `natter user add`
+/// before it starts, so there is no bootstrap admin), logged in once each. Every account's
+/// password is [`Team::password`] of its name. Rooms and memberships are made through the HTTP
+/// API, as a client makes them.
+pub struct Team {
+    pub server: TestServer,
+    members: Vec<Member>,
+}
+
+impl Team {
+    /// `users` are (name, role) pairs, e.g. `&[("boss", "admin"), ("alice", "user")]`.
+    pub async fn start(users: &[(&str, &str)]) -> Team {
+        Self::start_with(users, |_| {}).await
+    }
+
+    /// [`Team::start`] after `adjust` tweaks the server's config.
+    pub async fn start_with(users: &[(&str, &str)], adjust: impl FnOnce(&mut Config)) -> Team {
+        let passwords: Vec<String> = users.iter().map(|(name, _)| Self::password(name)).collect();
+        let accounts: Vec<(&str, &str, &str)> = users
+            .iter()
+            .zip(&passwords)
+            .map(|((name, role), password)| (*name, password.as_str(), *role))
+            .collect();
+        let server = TestServer::start_with_users_and(&accounts, adjust).await;
+        let names: Vec<&str> = users.iter().map(|(name, _)| *name).collect();
+        Self::log_in(server, &names).await
+    }
+
+    async fn log_in(server: TestServer, names: &[&str]) -> Team {
+        let mut members = Vec::new();
+        for name in names {
+            let token = server.access_token(name, &Self::password(name)).await;
+            let id = jwt_claims(&token)["sub"].as_str().expect("sub").to_owned();
+            members.push(Member {
+                name: (*name).to_owned(),
+                token,
+                id,
+            });
+        }
+        Team { server, members }
+    }
+
+    /// The password of a team account.
+    pub fn password(name: &str) -> String {
+        format!("{name}-password")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    pub fn member(&self, name: &str) -> &Member {
+        self.members
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no {name} in the team"))
+    }
+
+    /// The access token `name` got when the team started (or restarted).
+    pub fn token(&self, name: &str) -> &str {
+        &self.member(name).token
+    }
+
+    /// The user id of `name`.
+    pub fn id(&self, name: &str) -> &str {
+        &self.member(name).id
+    }
+
+    /// A GET as `user` (with their token).
+    pub async fn get(&self, user: &str, path: &str) -> Response {
+        self.server
+            .api("GET", path, Some(self.token(user)), None)
+            .await
+    }
+
+    /// A POST of a JSON body as `user`.
+    pub async fn post(&self, user: &str, path: &str, body: Value) -> Response {
+        self.server
+            .api("POST", path, Some(self.token(user)), Some(&body))
+            .await
+    }
+
+    /// A POST without a body as `user` (membership, mark-read).
+    pub async fn post_empty(&self, user: &str, path: &str) -> Response {
+        self.server
+            .api("POST", path, Some(self.token(user)), None)
+            .await
+    }
+
+    pub async fn delete(&self, user: &str, path: &str) -> Response {
+        self.server
+            .api("DELETE", path, Some(self.token(user)), None)
+            .await
+    }
+
+    /// Creates a room as `owner` with `visibility` ("public" or "private"); panics unless it
+    /// is created. Returns its id.
+    pub async fn create_room(&self, owner: &str, name: &str, visibility: &str) -> u64 {
+        let room = self
+            .create_room_from(
+                owner,
+                serde_json::json!({"name": name, "visibility": visibility}),
+            )
+            .await;
+        room["id"].as_u64().expect("room id")
+    }
+
+    /// Creates a room as `owner` from a request body of the API's own (persistent, retention,
+    /// or nothing but a name); panics unless it is created. Returns the room as the API shows
+    /// it.
+    pub async fn create_room_from(&self, owner: &str, body: Value) -> Value {
+        let response = self.post(owner, "/api/v1/rooms", body).await;
+        assert_eq!(response.status, 201, "{:?}", response.json);
+        response.json
+    }
+
+    /// `by` adds `username` to `room` (a `/` in its name is percent-encoded); panics unless it
+    /// works.
+    pub async fn add_member(&self, by: &str, room: &str, username: &str) {
+        let path = format!(
+            "/api/v1/rooms/{}/members/{username}",
+            room.replace('/', "%2F")
+        );
+        let response = self.post_empty(by, &path).await;
+        assert_eq!(response.status, 200, "{:?}", response.json);
+    }
+
+    /// A user's number (the integer user id some protocols show), from the user list as seen
+    /// by `admin`.
+    pub async fn number(&self, admin: &str, username: &str) -> u64 {
+        let response = self.get(admin, "/api/v1/users").await;
+        assert_eq!(response.status, 200, "{:?}", response.json);
+        response.json["users"]
+            .as_array()
+            .and_then(|users| users.iter().find(|u| u["username"] == username))
+            .and_then(|user| user["number"].as_u64())
+            .expect("number")
+    }
+
+    /// Stops the server gracefully and starts a new one on the same data dir (with the default
+    /// test config), every account logged in again.
+    pub async fn restart(self) -> Team {
+        let names: Vec<String> = self.members.iter().map(|m| m.name.clone()).collect();
+        let tmp = self.server.stop().await.expect("the team's own data dir");
+        let mut server = TestServer::start_config(test_config(tmp.path()))
+            .await
+            .expect("server restarts");
+        server._tmp = Some(tmp);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        Self::log_in(server, &names).await
+    }
+}
+
+/// How long a test waits, in all, for what it expects: one frame, or the one a loop reading
+/// many is after. Generous, so a slow (emulated, loaded) machine passes; bounded, so a frame
+/// that never comes fails the test instead of hanging it.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// How many of the frames a wait read it shows when it gives up.
+const SHOWN: usize = 5;
+
+/// An overall deadline for one wait, however many frames it reads on the way, and the last
+/// frames it read: a wait that gives up says what it waited for and what came instead. Every
+/// receive loop of the tests runs under one (through the clients in `wsclient` and `rawws`).
+pub struct Deadline {
+    what: String,
+    wait: Duration,
+    at: tokio::time::Instant,
+    read: usize,
+    last: VecDeque<String>,
+}
+
+impl Deadline {
+    /// [`WAIT`] from now, for `what` (as the panic message should name it).
+    pub fn new(what: impl Into<String>) -> Deadline {
+        Self::within(WAIT, what)
+    }
+
+    pub fn within(wait: Duration, what: impl Into<String>) -> Deadline {
+        Deadline {
+            what: what.into(),
+            wait,
+            at: tokio::time::Instant::now() + wait,
+            read: 0,
+            last: VecDeque::with_capacity(SHOWN),
+        }
+    }
+
+    /// `step`, unless the deadline passes first: then the test fails, saying so.
+    pub async fn bound<F: Future>(&self, step: F) -> F::Output {
+        match tokio::time::timeout_at(self.at, step).await {
+            Ok(output) => output,
+            Err(_) => self.give_up(),
+        }
+    }
+
+    /// Notes a frame the wait read (shown when it gives up).
+    pub fn saw(&mut self, frame: impl Display) {
+        let mut shown = frame.to_string();
+        if shown.len() > 300 {
+            let end = (0..=300)
+                .rev()
+                .find(|&i| shown.is_char_boundary(i))
+                .unwrap_or(0);
+            shown.truncate(end);
+            shown.push_str("...");
+        }
+        if self.last.len() == SHOWN {
+            self.last.pop_front();
+        }
+        self.last.push_back(shown);
+        self.read += 1;
+    }
+
+    /// Fails the test: nothing satisfied the wait in time.
+    pub fn give_up(&self) -> ! {
+        panic!(
+            "gave up waiting for {} after {:?}: {}",
+            self.what,
+            self.wait,
+            self.frames_read()
+        );
+    }
+
+    /// Fails the test, for a connection that ended (or broke) while the wait read it.
+    pub fn ended(&self, how: impl Display) -> ! {
+        panic!(
+            "{how} while waiting for {}: {}",
+            self.what,
+            self.frames_read()
+        );
+    }
+
+    fn frames_read(&self) -> String {
+        let mut text = format!("{} frame(s) read meanwhile", self.read);
+        if !self.last.is_empty() {
+            text.push_str(", the last ones:");
+            for frame in &self.last {
+                text.push_str("\n    ");
+                text.push_str(frame);
+            }
+        }
+        text
     }
 }

@@ -142,26 +142,3 @@ impl Drop for Daemon {
         }
     }
 }
-
-/// Logs in over HTTP and returns the access token.
-pub async fn token(addr: SocketAddr, username: &str, password: &str) -> String {
-    let response = crate::common::http(
-        addr,
-        "POST",
-        "/api/token/",
-        &[("content-type", "application/json")],
-        serde_json::json!({"username": username, "password": password})
-            .to_string()
-            .into_bytes(),
-    )
-    .await;
-    assert_eq!(
-        response.status, 200,
-        "login {username}: {:?}",
-        response.json
-    );
-    response.json["access"]
-        .as_str()
-        .expect("access token")
-        .to_owned()
-}

@@ -1,11 +1,11 @@
-//! permessage-deflate (RFC 7692) over real sockets: the negotiation answer, compressed frames
-//! both ways (whole and fragmented) on the native endpoint and on Kibray's (seed 002 promises
+//! permessage-deflate (RFC 7692) over real sockets: the negotiation answer, compressed frames both
+//! ways (whole and fragmented) on the native endpoint and on Kibray's (whose documentation promises
 //! compression), a compressed and a plain client in one room, the inflate bound (1009), bad
 //! compressed data and RSV1 where it does not belong (1002), and the config switch.
 
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, add_user, test_config};
+use crate::common::Team;
 use crate::rawws::{OP_CONTINUATION, OP_TEXT, RawFrame, RawWs, deflate};
 use crate::wsclient::Ws;
 
@@ -13,42 +13,19 @@ const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_wi
 const ANSWER: &str = "sec-websocket-extensions: permessage-deflate; server_no_context_takeover; \
                       client_no_context_takeover";
 
-struct Team {
-    server: TestServer,
-    alice: String,
-    bob: String,
-    _dir: tempfile::TempDir,
-}
+/// alice (admin) and bob.
+const TEAM: &[(&str, &str)] = &[("alice", "admin"), ("bob", "user")];
 
+/// The team, and the public room "room" made by alice.
 async fn team(adjust: impl FnOnce(&mut natter::config::Config)) -> Team {
-    let dir = tempfile::tempdir().expect("tempdir");
-    add_user(dir.path(), "alice", "alice-password", "admin");
-    add_user(dir.path(), "bob", "bob-password", "user");
-    let mut config = test_config(dir.path());
-    adjust(&mut config);
-    let server = TestServer::start_config(config).await.expect("start");
-    let alice = server.access_token("alice", "alice-password").await;
-    let bob = server.access_token("bob", "bob-password").await;
-    let created = server
-        .api(
-            "POST",
-            "/api/v1/rooms",
-            Some(&alice),
-            Some(&json!({"name": "room", "visibility": "public"})),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{:?}", created.json);
-    Team {
-        server,
-        alice,
-        bob,
-        _dir: dir,
-    }
+    let t = Team::start_with(TEAM, adjust).await;
+    t.create_room("alice", "room", "public").await;
+    t
 }
 
 /// Connects to `path` offering permessage-deflate and checks the server's answer.
 async fn negotiated(t: &Team, path: &str) -> RawWs {
-    let raw = RawWs::connect_with(t.server.addr, path, OFFER)
+    let raw = RawWs::connect_with(t.addr(), path, OFFER)
         .await
         .expect("upgrade");
     assert!(
@@ -59,31 +36,31 @@ async fn negotiated(t: &Team, path: &str) -> RawWs {
     raw
 }
 
-/// The next frame that passes `select`.
-async fn frame_where(raw: &mut RawWs, select: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let frame = raw.next_json().await.expect("a frame");
-        if select(&frame) {
-            return frame;
-        }
-    }
+/// The next frame that passes `select` (`what` names it).
+async fn frame_where(raw: &mut RawWs, what: &str, select: impl Fn(&Value) -> bool) -> Value {
+    raw.json_until(what, |frame| select(frame).then(|| frame.clone()))
+        .await
+        .expect("a frame")
 }
 
 /// A native request as a compressed frame, and its reply.
 async fn deflated_request(raw: &mut RawWs, kind: &str, data: Value, id: &str) -> Value {
     let request = json!({"type": kind, "id": id, "data": data}).to_string();
     assert!(raw.send(&RawFrame::deflated_text(&request)).await);
-    frame_where(raw, |f| f["id"] == id).await
+    frame_where(raw, &format!("the reply to {kind} {id:?}"), |f| {
+        f["id"] == id
+    })
+    .await
 }
 
 #[tokio::test]
 async fn compressed_and_plain_clients_share_a_room() {
     let t = team(|_| {}).await;
-    let mut alice = negotiated(&t, &format!("/ws?token={}", t.alice)).await;
+    let mut alice = negotiated(&t, &format!("/ws?token={}", t.token("alice"))).await;
     // A short request, compressed anyway: the client decides, the server inflates.
     let joined = deflated_request(&mut alice, "Join", json!({"room": "room"}), "j").await;
     assert_eq!(joined["data"]["status"], "joined", "{joined}");
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     let joined = bob.request("Join", json!({"room": "room"}), "j").await;
     assert_eq!(joined["data"]["status"], "joined", "{joined}");
 
@@ -105,7 +82,7 @@ async fn compressed_and_plain_clients_share_a_room() {
     let reply = format!("{long} Indeed.");
     bob.request("Send", json!({"room": "room", "content": reply}), "b")
         .await;
-    let message = frame_where(&mut alice, |f| {
+    let message = frame_where(&mut alice, "bob's Message", |f| {
         f["type"] == "Message" && f["data"]["author"] == "bob"
     })
     .await;
@@ -122,10 +99,15 @@ async fn compressed_and_plain_clients_share_a_room() {
     first.rsv = 0b100;
     assert!(alice.send(&first).await);
     assert!(alice.send(&RawFrame::new(OP_CONTINUATION, tail)).await);
-    let ack = frame_where(&mut alice, |f| f["id"] == "f").await;
+    let ack = frame_where(&mut alice, "the reply to the fragmented Send", |f| {
+        f["id"] == "f"
+    })
+    .await;
     assert!(ack["data"]["seq"].as_u64().is_some(), "{ack}");
     let message = bob
-        .recv_where(|f| f["type"] == "Message" && f["data"]["author"] == "alice")
+        .recv_where("alice's Message", |f| {
+            f["type"] == "Message" && f["data"]["author"] == "alice"
+        })
         .await;
     assert_eq!(message["data"]["content"], format!("{long} Fragmented."));
     t.server.stop().await;
@@ -134,11 +116,14 @@ async fn compressed_and_plain_clients_share_a_room() {
 #[tokio::test]
 async fn kibray_chat_is_compressed_both_ways() {
     let t = team(|_| {}).await;
-    let mut alice = negotiated(&t, &format!("/ws/chat/room/?token={}", t.alice)).await;
+    let mut alice = negotiated(&t, &format!("/ws/chat/room/?token={}", t.token("alice"))).await;
     let long = "A Kibray message long enough to be worth compressing. ".repeat(10);
     let frame = json!({"type": "chat_message", "message": long}).to_string();
     assert!(alice.send(&RawFrame::deflated_text(&frame)).await);
-    let echoed = frame_where(&mut alice, |f| f["type"] == "chat_message").await;
+    let echoed = frame_where(&mut alice, "a chat_message", |f| {
+        f["type"] == "chat_message"
+    })
+    .await;
     assert_eq!(echoed["message"]["content"], long.as_str(), "{echoed}");
     assert!(
         alice.compressed >= 1,
@@ -150,8 +135,8 @@ async fn kibray_chat_is_compressed_both_ways() {
 #[tokio::test]
 async fn compressed_input_is_bounded_and_checked() {
     let t = team(|c| c.ws.max_frame_bytes = 64 * 1024).await;
-    let path = format!("/ws?token={}", t.alice);
-    let connect = || RawWs::connect_with(t.server.addr, &path, OFFER);
+    let path = format!("/ws?token={}", t.token("alice"));
+    let connect = || RawWs::connect_with(t.addr(), &path, OFFER);
 
     // 1 MiB of spaces in a frame of about a kilobyte: refused once past 64 KiB (1009).
     let mut bomb = connect().await.expect("upgrade");
@@ -187,7 +172,7 @@ async fn compressed_input_is_bounded_and_checked() {
     assert_eq!(invalid.closed().await, Some(1007));
 
     // The server is still there.
-    let mut ws = Ws::connect(t.server.addr, &t.bob).await;
+    let mut ws = Ws::connect(t.addr(), t.token("bob")).await;
     let pong = ws.request("Ping", json!({}), "p").await;
     assert_eq!(pong["type"], "Pong", "{pong}");
     t.server.stop().await;
@@ -196,9 +181,10 @@ async fn compressed_input_is_bounded_and_checked() {
 #[tokio::test]
 async fn switched_off_it_is_not_negotiated() {
     let t = team(|c| c.ws.permessage_deflate = false).await;
-    let mut alice = RawWs::connect_with(t.server.addr, &format!("/ws?token={}", t.alice), OFFER)
-        .await
-        .expect("upgrade");
+    let mut alice =
+        RawWs::connect_with(t.addr(), &format!("/ws?token={}", t.token("alice")), OFFER)
+            .await
+            .expect("upgrade");
     assert!(
         !alice
             .head

@@ -1,13 +1,13 @@
-//! The EduSphere dialect (seed 000) at `/ws/chat/{host}/{room}/`: every example frame of the
-//! seed sent literally, its documented replies and error strings, the connection rules, and the
-//! same room seen from a native client.
+//! The EduSphere dialect at `/ws/chat/{host}/{room}/`: every example frame of EduSphere's
+//! documentation sent literally, its documented replies and error strings, the connection rules,
+//! and the same room seen from a native client.
 
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, add_user, test_config};
+use crate::common::{Team, TestServer};
 use crate::wsclient::Ws;
 
-/// The fields of each `chat_message` action, exactly as the seed documents them.
+/// The fields of each `chat_message` action, exactly as EduSphere documents them.
 const NEW_FIELDS: &[&str] = &[
     "action",
     "body",
@@ -23,93 +23,26 @@ const NEW_FIELDS: &[&str] = &[
 const UPDATE_FIELDS: &[&str] = &["action", "body", "edited", "id", "type", "updated"];
 const DELETE_FIELDS: &[&str] = &["action", "id", "type"];
 
-/// boss (admin), alice, bob and carol, with their access tokens.
-struct School {
-    server: TestServer,
-    boss: String,
-    alice: String,
-    bob: String,
-    carol: String,
-}
-
-const USERS: &[(&str, &str, &str)] = &[
-    ("boss", "boss-password", "admin"),
-    ("alice", "alice-password", "user"),
-    ("bob", "bob-password", "user"),
-    ("carol", "carol-password", "user"),
+/// boss (admin), alice, bob and carol.
+const TEAM: &[(&str, &str)] = &[
+    ("boss", "admin"),
+    ("alice", "user"),
+    ("bob", "user"),
+    ("carol", "user"),
 ];
 
-async fn school() -> School {
-    tokens(TestServer::start_with_users(USERS).await).await
-}
-
-/// A school whose server runs with an adjusted config.
-async fn school_with(
-    adjust: impl FnOnce(&mut natter::config::Config),
-) -> (School, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for (name, password, role) in USERS {
-        add_user(dir.path(), name, password, role);
-    }
-    let mut config = test_config(dir.path());
-    adjust(&mut config);
-    let server = TestServer::start_config(config).await.expect("start");
-    (tokens(server).await, dir)
-}
-
-async fn tokens(server: TestServer) -> School {
-    let boss = server.access_token("boss", "boss-password").await;
-    let alice = server.access_token("alice", "alice-password").await;
-    let bob = server.access_token("bob", "bob-password").await;
-    let carol = server.access_token("carol", "carol-password").await;
-    School {
-        server,
-        boss,
-        alice,
-        bob,
-        carol,
-    }
-}
-
-/// Creates `name` as `owner` and returns its room id.
-async fn create_room(server: &TestServer, owner: &str, name: &str, visibility: &str) -> u64 {
-    let response = server
-        .api(
-            "POST",
-            "/api/v1/rooms",
-            Some(owner),
-            Some(&json!({"name": name, "visibility": visibility})),
-        )
-        .await;
-    assert_eq!(response.status, 201, "{:?}", response.json);
-    response.json["id"].as_u64().expect("room id")
-}
-
-async fn add_member(server: &TestServer, owner: &str, room: &str, username: &str) {
-    let path = format!(
-        "/api/v1/rooms/{}/members/{username}",
-        room.replace('/', "%2F")
-    );
-    let response = server.api("POST", &path, Some(owner), None).await;
-    assert_eq!(response.status, 200, "{:?}", response.json);
-}
-
 /// `alice/math`, hosted by alice, with bob as a participant; returns its room id.
-async fn math_class(s: &School) -> u64 {
-    let id = create_room(&s.server, &s.alice, "alice/math", "public").await;
-    add_member(&s.server, &s.alice, "alice/math", "bob").await;
+async fn math_class(s: &Team) -> u64 {
+    let id = s.create_room("alice", "alice/math", "public").await;
+    s.add_member("alice", "alice/math", "bob").await;
     id
 }
 
-/// Connects to the EduSphere endpoint as the seed's client does (trailing slash, token in the
-/// query) and waits until the connection is in the room: the seed has no welcome frame, so it
+/// Connects to the EduSphere endpoint as EduSphere's client does (trailing slash, token in the
+/// query) and waits until the connection is in the room: EduSphere has no welcome frame, so it
 /// sends a frame of no known type and waits for the error reply, which comes after the join.
-async fn edu(s: &School, token: &str, host: &str, room: &str) -> Ws {
-    let mut ws = Ws::open(
-        s.server.addr,
-        &format!("/ws/chat/{host}/{room}/?token={token}"),
-    )
-    .await;
+async fn edu(s: &Team, token: &str, host: &str, room: &str) -> Ws {
+    let mut ws = Ws::open(s.addr(), &format!("/ws/chat/{host}/{room}/?token={token}")).await;
     ws.send(json!({"type": "sync"})).await;
     let reply = ws.recv().await;
     assert_eq!(reply, json!({"error": "Unknown message type \"sync\"."}));
@@ -157,14 +90,14 @@ fn message_id(room_id: u64, seq: u64) -> String {
     natter::ws::dialect::message_uuid(room_id, seq).to_string()
 }
 
-// ----- the seed's examples ----------------------------------------------------------------
+// ----- the documented examples -------------------------------------------------------------
 
 #[tokio::test]
 async fn document_examples_new_update_delete() {
-    let s = school().await;
+    let s = Team::start(TEAM).await;
     let room_id = math_class(&s).await;
-    let mut alice = edu(&s, &s.alice, "alice", "math").await;
-    let mut bob = edu(&s, &s.bob, "alice", "math").await;
+    let mut alice = edu(&s, s.token("alice"), "alice", "math").await;
+    let mut bob = edu(&s, s.token("bob"), "alice", "math").await;
 
     alice
         .send(json!({
@@ -179,7 +112,7 @@ async fn document_examples_new_update_delete() {
     assert_eq!(new["action"], "new");
     assert_eq!(new["id"], message_id(room_id, 1));
     assert_eq!(new["user"], "alice");
-    assert_eq!(new["user_id"], user_id(&s.server, &s.alice).await);
+    assert_eq!(new["user_id"], user_id(&s.server, s.token("alice")).await);
     assert_eq!(new["body"], "Hello world!");
     assert_timestamp(&new["created"]);
     assert_eq!(new["edited"], false);
@@ -187,7 +120,7 @@ async fn document_examples_new_update_delete() {
     assert_eq!(new["userAvatar"], Value::Null, "alice has no avatar");
     assert_eq!(alice.recv().await, new, "the sender gets the same event");
 
-    // The seed's own update and delete examples name a message that does not exist here.
+    // EduSphere's own update and delete examples name a message that does not exist here.
     for example in [
         r#"{
   "type": "delete", 
@@ -256,14 +189,14 @@ async fn document_examples_new_update_delete() {
 
 #[tokio::test]
 async fn user_avatar_is_the_authors_avatar_url() {
-    let s = school().await;
+    let s = Team::start(TEAM).await;
     math_class(&s).await;
     let created = s
         .server
         .api(
             "POST",
             "/api/v1/users",
-            Some(&s.boss),
+            Some(s.token("boss")),
             Some(&json!({
                 "username": "dora",
                 "password": "dora-password",
@@ -272,9 +205,9 @@ async fn user_avatar_is_the_authors_avatar_url() {
         )
         .await;
     assert_eq!(created.status, 201, "{:?}", created.json);
-    add_member(&s.server, &s.alice, "alice/math", "dora").await;
+    s.add_member("alice", "alice/math", "dora").await;
     let dora_token = s.server.access_token("dora", "dora-password").await;
-    let mut bob = edu(&s, &s.bob, "alice", "math").await;
+    let mut bob = edu(&s, s.token("bob"), "alice", "math").await;
     let mut dora = edu(&s, &dora_token, "alice", "math").await;
     dora.send(json!({"type": "text", "message": "hi"})).await;
     let new = bob.recv().await;
@@ -287,11 +220,11 @@ async fn user_avatar_is_the_authors_avatar_url() {
 
 #[tokio::test]
 async fn documented_error_strings() {
-    let s = school().await;
+    let s = Team::start(TEAM).await;
     math_class(&s).await;
-    let other_room = create_room(&s.server, &s.alice, "alice/physics", "public").await;
-    let mut alice = edu(&s, &s.alice, "alice", "math").await;
-    let mut bob = edu(&s, &s.bob, "alice", "math").await;
+    let other_room = s.create_room("alice", "alice/physics", "public").await;
+    let mut alice = edu(&s, s.token("alice"), "alice", "math").await;
+    let mut bob = edu(&s, s.token("bob"), "alice", "math").await;
 
     alice
         .send(json!({"type": "text", "message": "x".repeat(501)}))
@@ -358,13 +291,13 @@ async fn documented_error_strings() {
 }
 
 /// The core's one rule set: the room's host (its owner) may edit and delete participants'
-/// messages, on every dialect (the seed says only authors may; natter rooms are shared).
+/// messages, on every dialect (EduSphere says only authors may; natter rooms are shared).
 #[tokio::test]
 async fn the_host_may_moderate_as_the_core_allows() {
-    let s = school().await;
+    let s = Team::start(TEAM).await;
     math_class(&s).await;
-    let mut alice = edu(&s, &s.alice, "alice", "math").await;
-    let mut bob = edu(&s, &s.bob, "alice", "math").await;
+    let mut alice = edu(&s, s.token("alice"), "alice", "math").await;
+    let mut bob = edu(&s, s.token("bob"), "alice", "math").await;
     bob.send(json!({"type": "text", "message": "spam"})).await;
     let id = alice.recv().await["id"].clone();
     bob.recv().await;
@@ -378,9 +311,9 @@ async fn the_host_may_moderate_as_the_core_allows() {
 
 #[tokio::test]
 async fn the_limit_is_the_dialects_config_field_and_native_keeps_its_own() {
-    let (s, _dir) = school_with(|c| c.dialects.edusphere_max_message_chars = 10).await;
+    let s = Team::start_with(TEAM, |c| c.dialects.edusphere_max_message_chars = 10).await;
     math_class(&s).await;
-    let mut alice = edu(&s, &s.alice, "alice", "math").await;
+    let mut alice = edu(&s, s.token("alice"), "alice", "math").await;
     alice
         .send(json!({"type": "text", "message": "eleven char"}))
         .await;
@@ -388,7 +321,7 @@ async fn the_limit_is_the_dialects_config_field_and_native_keeps_its_own() {
         alice.recv().await,
         json!({"error": "Message exceeds 10 characters."})
     );
-    let mut native = Ws::connect(s.server.addr, &s.bob).await;
+    let mut native = Ws::connect(s.addr(), s.token("bob")).await;
     let ack = native
         .request(
             "Send",
@@ -403,13 +336,13 @@ async fn the_limit_is_the_dialects_config_field_and_native_keeps_its_own() {
 
 #[tokio::test]
 async fn rate_limit_is_reported_as_an_error() {
-    let (s, _dir) = school_with(|c| {
+    let s = Team::start_with(TEAM, |c| {
         c.ws.messages_per_minute = 1;
         c.ws.message_burst = 2;
     })
     .await;
     math_class(&s).await;
-    let mut alice = edu(&s, &s.alice, "alice", "math").await;
+    let mut alice = edu(&s, s.token("alice"), "alice", "math").await;
     for i in 0..2 {
         alice
             .send(json!({"type": "text", "message": format!("m{i}")}))
@@ -428,36 +361,44 @@ async fn rate_limit_is_reported_as_an_error() {
 
 #[tokio::test]
 async fn refusals_close_with_4403_or_4401() {
-    let s = school().await;
+    let s = Team::start(TEAM).await;
     math_class(&s).await;
     // A room named like bob's but hosted by alice.
-    create_room(&s.server, &s.alice, "bob/physics", "public").await;
+    s.create_room("alice", "bob/physics", "public").await;
     for (who, token, path) in [
-        ("not a participant", &s.carol, "/ws/chat/alice/math/"),
         (
-            "an admin is no participant",
-            &s.boss,
+            "not a participant",
+            s.token("carol"),
             "/ws/chat/alice/math/",
         ),
-        ("wrong host", &s.bob, "/ws/chat/bob/math/"),
-        ("host is not the owner", &s.alice, "/ws/chat/bob/physics/"),
-        ("missing room", &s.alice, "/ws/chat/alice/history/"),
-        ("missing host", &s.alice, "/ws/chat/nobody/math/"),
+        (
+            "an admin is no participant",
+            s.token("boss"),
+            "/ws/chat/alice/math/",
+        ),
+        ("wrong host", s.token("bob"), "/ws/chat/bob/math/"),
+        (
+            "host is not the owner",
+            s.token("alice"),
+            "/ws/chat/bob/physics/",
+        ),
+        ("missing room", s.token("alice"), "/ws/chat/alice/history/"),
+        ("missing host", s.token("alice"), "/ws/chat/nobody/math/"),
     ] {
-        let mut ws = Ws::open(s.server.addr, &format!("{path}?token={token}")).await;
+        let mut ws = Ws::open(s.addr(), &format!("{path}?token={token}")).await;
         let (frames, code) = ws.frames_until_close().await;
         assert_eq!(code, 4403, "{who}");
         assert_eq!(frames.len(), 1, "{who}: {frames:?}");
         assert_eq!(keys(&frames[0]), ["error"], "{who}");
     }
     // Joining a public room over another protocol makes carol a participant.
-    let mut native = Ws::connect(s.server.addr, &s.carol).await;
+    let mut native = Ws::connect(s.addr(), s.token("carol")).await;
     native
         .request("Join", json!({"room": "alice/math"}), "j")
         .await;
-    edu(&s, &s.carol, "alice", "math").await;
+    edu(&s, s.token("carol"), "alice", "math").await;
 
-    let mut ws = Ws::open(s.server.addr, "/ws/chat/alice/math/?token=not-a-jwt").await;
+    let mut ws = Ws::open(s.addr(), "/ws/chat/alice/math/?token=not-a-jwt").await;
     let (frames, code) = ws.frames_until_close().await;
     assert_eq!(code, 4401);
     assert_eq!(keys(&frames[0]), ["error"], "{frames:?}");
@@ -466,11 +407,11 @@ async fn refusals_close_with_4403_or_4401() {
 
 #[tokio::test]
 async fn percent_encoded_path_and_no_trailing_slash() {
-    let s = school().await;
+    let s = Team::start(TEAM).await;
     math_class(&s).await;
     let mut ws = Ws::open(
-        s.server.addr,
-        &format!("/ws/chat/%61lice/math?token={}", s.bob),
+        s.addr(),
+        &format!("/ws/chat/%61lice/math?token={}", s.token("bob")),
     )
     .await;
     ws.send(json!({"type": "text", "message": "hi"})).await;
@@ -480,16 +421,16 @@ async fn percent_encoded_path_and_no_trailing_slash() {
 
 #[tokio::test]
 async fn removal_from_a_private_room_closes_with_4403() {
-    let s = school().await;
-    create_room(&s.server, &s.alice, "alice/secret", "private").await;
-    add_member(&s.server, &s.alice, "alice/secret", "bob").await;
-    let mut bob = edu(&s, &s.bob, "alice", "secret").await;
+    let s = Team::start(TEAM).await;
+    s.create_room("alice", "alice/secret", "private").await;
+    s.add_member("alice", "alice/secret", "bob").await;
+    let mut bob = edu(&s, s.token("bob"), "alice", "secret").await;
     let removed = s
         .server
         .api(
             "DELETE",
             "/api/v1/rooms/alice%2Fsecret/members/bob",
-            Some(&s.alice),
+            Some(s.token("alice")),
             None,
         )
         .await;
@@ -503,10 +444,10 @@ async fn removal_from_a_private_room_closes_with_4403() {
 
 #[tokio::test]
 async fn edusphere_and_native_clients_share_a_room() {
-    let s = school().await;
+    let s = Team::start(TEAM).await;
     let room_id = math_class(&s).await;
-    let mut alice = edu(&s, &s.alice, "alice", "math").await;
-    let mut bob = Ws::connect(s.server.addr, &s.bob).await;
+    let mut alice = edu(&s, s.token("alice"), "alice", "math").await;
+    let mut bob = Ws::connect(s.addr(), s.token("bob")).await;
     let joined = bob
         .request("Join", json!({"room": "alice/math"}), "j")
         .await;
@@ -544,7 +485,9 @@ async fn edusphere_and_native_clients_share_a_room() {
         )
         .await;
     let seq = ack["data"]["seq"].as_u64().expect("seq");
-    let new = alice.recv_where(|f| f["action"] == "new").await;
+    let new = alice
+        .recv_where("a new message", |f| f["action"] == "new")
+        .await;
     assert_eq!(new["id"], message_id(room_id, seq));
     assert_eq!(new["user"], "bob");
     assert_eq!(new["body"], "from native");

@@ -1,67 +1,15 @@
-//! The FastChat dialect (seed 003) at `/ws`: every example frame of the seed, its error codes and
-//! limits, the switch from the native protocol on a first HELLO, guests, and chats shared with
+//! The FastChat dialect at `/ws`: every example frame of FastChat's documentation, its error codes
+//! and limits, the switch from the native protocol on a first HELLO, guests, and chats shared with
 //! native clients through the direct rooms.
-
-use std::path::Path;
 
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{TestServer, add_user, jwt_claims, test_config};
+use crate::common::{Member, Team};
 use crate::wsclient::{Ws, raw_connect};
 
-/// A user with an account: access token and user id (the token's `sub`).
-struct User {
-    token: String,
-    id: String,
-}
-
-/// A server with users alice, bob and carol.
-struct Team {
-    server: TestServer,
-    _dir: tempfile::TempDir,
-    alice: User,
-    bob: User,
-    carol: User,
-}
-
-async fn team_with(adjust: impl FnOnce(&mut natter::config::Config)) -> Team {
-    let dir = tempfile::tempdir().expect("tempdir");
-    add_users(dir.path());
-    let mut config = test_config(dir.path());
-    adjust(&mut config);
-    let server = TestServer::start_config(config).await.expect("start");
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
-    let carol = user(&server, "carol").await;
-    Team {
-        server,
-        _dir: dir,
-        alice,
-        bob,
-        carol,
-    }
-}
-
-async fn team() -> Team {
-    team_with(|_| {}).await
-}
-
-async fn team_with_guests() -> Team {
-    team_with(|c| c.fastchat.guests = true).await
-}
-
-fn add_users(dir: &Path) {
-    for name in ["alice", "bob", "carol"] {
-        add_user(dir, name, &format!("{name}-password"), "user");
-    }
-}
-
-async fn user(server: &TestServer, name: &str) -> User {
-    let token = server.access_token(name, &format!("{name}-password")).await;
-    let id = jwt_claims(&token)["sub"].as_str().expect("sub").to_owned();
-    User { token, id }
-}
+/// alice, bob and carol.
+const TEAM: &[(&str, &str)] = &[("alice", "user"), ("bob", "user"), ("carol", "user")];
 
 /// A FastChat frame.
 fn fc(kind: &str, data: Value) -> Value {
@@ -70,8 +18,8 @@ fn fc(kind: &str, data: Value) -> Value {
 
 /// Connects with a token (the native welcome comes first), says HELLO, and reads HELLO_ACK and
 /// the PRESENCE that follows it.
-async fn fastchat(t: &Team, user: &User, display_name: &str) -> Ws {
-    let mut ws = Ws::connect(t.server.addr, &user.token).await;
+async fn fastchat(t: &Team, user: &Member, display_name: &str) -> Ws {
+    let mut ws = Ws::connect(t.addr(), &user.token).await;
     ws.send(fc(
         "HELLO",
         json!({"user_id": user.id, "display_name": display_name}),
@@ -109,10 +57,7 @@ async fn guest(t: &Team, user_id: &str, display_name: &str) -> (Ws, String) {
 }
 
 async fn no_token(t: &Team) -> Ws {
-    Ws {
-        socket: raw_connect(t.server.addr, "/ws", &[]).await,
-        welcome: Value::Null,
-    }
+    Ws::open(t.addr(), "/ws").await
 }
 
 /// The next frame, which must be an ERROR with `code`.
@@ -139,21 +84,22 @@ async fn nothing_pending(ws: &mut Ws) {
 async fn presence_of(ws: &mut Ws, ids: &[&str]) -> Vec<Value> {
     let mut want: Vec<&str> = ids.to_vec();
     want.sort_unstable();
-    loop {
-        let frame = ws.recv_type("PRESENCE").await;
+    ws.recv_until(&format!("a PRESENCE listing {want:?}"), |frame| {
+        if frame["type"] != "PRESENCE" {
+            return None;
+        }
         let users = frame["data"]["users"].as_array().expect("users").clone();
         let mut listed: Vec<&str> = users
             .iter()
             .map(|u| u["user_id"].as_str().expect("user_id"))
             .collect();
         listed.sort_unstable();
-        if listed == want {
-            return users;
-        }
-    }
+        (listed == want).then_some(users)
+    })
+    .await
 }
 
-async fn open_chat(from: &mut Ws, to: &User) -> Value {
+async fn open_chat(from: &mut Ws, to: &Member) -> Value {
     from.send(fc(
         "OPEN_CHAT",
         json!({"target_user_id": to.id, "target_display_name": "Target User Name"}),
@@ -182,9 +128,9 @@ fn is_rfc3339(text: &str) -> bool {
 
 #[tokio::test]
 async fn hello_example_gets_hello_ack_then_presence_and_presence_follows_arrivals() {
-    let t = team().await;
-    // The seed's HELLO, with a real user id.
-    let mut alice = Ws::connect(t.server.addr, &t.alice.token).await;
+    let t = Team::start(TEAM).await;
+    // FastChat's documented HELLO, with a real user id.
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     assert_eq!(
         alice.welcome["user"]["username"], "alice",
         "FastChat clients with a token see the native welcome first"
@@ -192,42 +138,43 @@ async fn hello_example_gets_hello_ack_then_presence_and_presence_follows_arrival
     alice
         .send(json!({
             "type": "HELLO",
-            "data": {"user_id": t.alice.id, "display_name": "User Display Name"}
+            "data": {"user_id": t.id("alice"), "display_name": "User Display Name"}
         }))
         .await;
     assert_eq!(
         alice.recv().await,
-        json!({"type": "HELLO_ACK", "data": {"user_id": t.alice.id, "status": "connected"}})
+        json!({"type": "HELLO_ACK", "data": {"user_id": t.id("alice"), "status": "connected"}})
     );
     assert_eq!(
         alice.recv().await,
         json!({"type": "PRESENCE", "data": {"users": [
-            {"user_id": t.alice.id, "display_name": "User Display Name", "online": true}
+            {"user_id": t.id("alice"), "display_name": "User Display Name", "online": true}
         ]}})
     );
 
-    let bob = fastchat(&t, &t.bob, "Bob Builder").await;
-    let users = presence_of(&mut alice, &[&t.alice.id, &t.bob.id]).await;
+    let bob = fastchat(&t, t.member("bob"), "Bob Builder").await;
+    let users = presence_of(&mut alice, &[t.id("alice"), t.id("bob")]).await;
     assert!(
-        users
-            .contains(&json!({"user_id": t.bob.id, "display_name": "Bob Builder", "online": true})),
+        users.contains(
+            &json!({"user_id": t.id("bob"), "display_name": "Bob Builder", "online": true})
+        ),
         "{users:?}"
     );
     drop(bob);
-    presence_of(&mut alice, &[&t.alice.id]).await;
+    presence_of(&mut alice, &[t.id("alice")]).await;
     t.server.stop().await;
 }
 
 #[tokio::test]
 async fn only_the_first_frame_switches_to_fastchat() {
-    let t = team().await;
-    let mut native = Ws::connect(t.server.addr, &t.alice.token).await;
+    let t = Team::start(TEAM).await;
+    let mut native = Ws::connect(t.addr(), t.token("alice")).await;
     let pong = native.request("Ping", json!({"timestamp": 1}), "p").await;
     assert_eq!(pong["type"], "Pong", "{pong}");
     native
         .send(fc(
             "HELLO",
-            json!({"user_id": t.alice.id, "display_name": "Alice"}),
+            json!({"user_id": t.id("alice"), "display_name": "Alice"}),
         ))
         .await;
     let refused = native.recv().await;
@@ -238,23 +185,23 @@ async fn only_the_first_frame_switches_to_fastchat() {
 
 #[tokio::test]
 async fn token_by_header_works_and_a_hello_for_another_user_is_unauthorized() {
-    let t = team().await;
-    let bearer = format!("Bearer {}", t.carol.token);
+    let t = Team::start(TEAM).await;
+    let bearer = format!("Bearer {}", t.token("carol"));
     let mut carol =
-        Ws::welcomed(raw_connect(t.server.addr, "/ws", &[("authorization", &bearer)]).await).await;
+        Ws::welcomed(raw_connect(t.addr(), "/ws", &[("authorization", &bearer)]).await).await;
     carol
         .send(fc(
             "HELLO",
-            json!({"user_id": t.carol.id, "display_name": "Carol"}),
+            json!({"user_id": t.id("carol"), "display_name": "Carol"}),
         ))
         .await;
     assert_eq!(carol.recv().await["type"], "HELLO_ACK");
 
-    let mut alice = Ws::connect(t.server.addr, &t.alice.token).await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     alice
         .send(fc(
             "HELLO",
-            json!({"user_id": t.bob.id, "display_name": "Not Bob"}),
+            json!({"user_id": t.id("bob"), "display_name": "Not Bob"}),
         ))
         .await;
     error(&mut alice, "UNAUTHORIZED").await;
@@ -264,24 +211,24 @@ async fn token_by_header_works_and_a_hello_for_another_user_is_unauthorized() {
 
 #[tokio::test]
 async fn requests_before_an_accepted_hello_are_unauthorized() {
-    let t = team().await;
-    let mut alice = Ws::connect(t.server.addr, &t.alice.token).await;
+    let t = Team::start(TEAM).await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     // A HELLO (so FastChat) whose display name is too short: VALIDATION, not yet accepted.
     alice
         .send(fc(
             "HELLO",
-            json!({"user_id": t.alice.id, "display_name": "Al"}),
+            json!({"user_id": t.id("alice"), "display_name": "Al"}),
         ))
         .await;
     error(&mut alice, "VALIDATION").await;
     alice
-        .send(fc("OPEN_CHAT", json!({"target_user_id": t.bob.id})))
+        .send(fc("OPEN_CHAT", json!({"target_user_id": t.id("bob")})))
         .await;
     error(&mut alice, "UNAUTHORIZED").await;
     alice
         .send(fc(
             "HELLO",
-            json!({"user_id": t.alice.id, "display_name": "Alice"}),
+            json!({"user_id": t.id("alice"), "display_name": "Alice"}),
         ))
         .await;
     assert_eq!(alice.recv().await["type"], "HELLO_ACK");
@@ -289,7 +236,7 @@ async fn requests_before_an_accepted_hello_are_unauthorized() {
     alice
         .send(fc(
             "HELLO",
-            json!({"user_id": t.alice.id, "display_name": "Alice"}),
+            json!({"user_id": t.id("alice"), "display_name": "Alice"}),
         ))
         .await;
     error(&mut alice, "VALIDATION").await;
@@ -300,13 +247,13 @@ async fn requests_before_an_accepted_hello_are_unauthorized() {
 
 #[tokio::test]
 async fn open_chat_example_reaches_both_participants() {
-    let t = team().await;
-    let mut alice = fastchat(&t, &t.alice, "Alice Liddell").await;
-    let mut bob = fastchat(&t, &t.bob, "Bob Builder").await;
+    let t = Team::start(TEAM).await;
+    let mut alice = fastchat(&t, t.member("alice"), "Alice Liddell").await;
+    let mut bob = fastchat(&t, t.member("bob"), "Bob Builder").await;
     alice
         .send(json!({
             "type": "OPEN_CHAT",
-            "data": {"target_user_id": t.bob.id, "target_display_name": "Target User Name"}
+            "data": {"target_user_id": t.id("bob"), "target_display_name": "Target User Name"}
         }))
         .await;
     let opened = alice.recv_type("CHAT_OPENED").await;
@@ -316,8 +263,8 @@ async fn open_chat_example_reaches_both_participants() {
             "CHAT_OPENED",
             json!({
                 "chat_id": "dm:alice:bob",
-                "participants": [t.alice.id, t.bob.id],
-                "target_user_id": t.bob.id,
+                "participants": [t.id("alice"), t.id("bob")],
+                "target_user_id": t.id("bob"),
                 "target_display_name": "Bob Builder",
             })
         )
@@ -329,8 +276,8 @@ async fn open_chat_example_reaches_both_participants() {
             "CHAT_OPENED",
             json!({
                 "chat_id": "dm:alice:bob",
-                "participants": [t.alice.id, t.bob.id],
-                "target_user_id": t.alice.id,
+                "participants": [t.id("alice"), t.id("bob")],
+                "target_user_id": t.id("alice"),
                 "target_display_name": "Alice Liddell",
             })
         )
@@ -340,16 +287,16 @@ async fn open_chat_example_reaches_both_participants() {
 
 #[tokio::test]
 async fn msg_example_is_stored_acked_and_delivered_both_ways() {
-    let t = team().await;
-    let mut alice = fastchat(&t, &t.alice, "Alice").await;
-    let mut bob = fastchat(&t, &t.bob, "Bob Builder").await;
-    open_chat(&mut alice, &t.bob).await;
+    let t = Team::start(TEAM).await;
+    let mut alice = fastchat(&t, t.member("alice"), "Alice").await;
+    let mut bob = fastchat(&t, t.member("bob"), "Bob Builder").await;
+    open_chat(&mut alice, t.member("bob")).await;
     bob.recv_type("CHAT_OPENED").await;
 
     alice
         .send(json!({
             "type": "MSG",
-            "data": {"to": t.bob.id, "content": "Message content", "message_id": "optional-message-id"}
+            "data": {"to": t.id("bob"), "content": "Message content", "message_id": "optional-message-id"}
         }))
         .await;
     assert_eq!(
@@ -360,8 +307,8 @@ async fn msg_example_is_stored_acked_and_delivered_both_ways() {
         )
     );
     let incoming = bob.recv_type("MSG").await;
-    assert_eq!(incoming["data"]["from"], t.alice.id.as_str());
-    assert_eq!(incoming["data"]["to"], t.bob.id.as_str());
+    assert_eq!(incoming["data"]["from"], t.id("alice"));
+    assert_eq!(incoming["data"]["to"], t.id("bob"));
     assert_eq!(incoming["data"]["content"], "Message content");
     assert_eq!(incoming["data"]["message_id"], "optional-message-id");
     let timestamp = incoming["data"]["timestamp"].as_str().expect("timestamp");
@@ -370,34 +317,37 @@ async fn msg_example_is_stored_acked_and_delivered_both_ways() {
     nothing_pending(&mut alice).await;
 
     // Bob was told of the chat, so he may answer without an OPEN_CHAT of his own; the
-    // receipt his client sends (the seed's flow shows one) is accepted quietly.
+    // receipt his client sends (FastChat's documented flow shows one) is accepted quietly.
     bob.send(fc(
         "MSG_ACK",
         json!({"message_id": "optional-message-id", "status": "delivered"}),
     ))
     .await;
-    bob.send(fc("MSG", json!({"to": t.alice.id, "content": "Hi Alice!"})))
-        .await;
+    bob.send(fc(
+        "MSG",
+        json!({"to": t.id("alice"), "content": "Hi Alice!"}),
+    ))
+    .await;
     let ack = bob.recv_type("MSG_ACK").await;
     let generated = ack["data"]["message_id"].as_str().expect("message_id");
     assert!(uuid::Uuid::parse_str(generated).is_ok(), "{ack}");
     let reply = alice.recv_type("MSG").await;
     assert_eq!(reply["data"]["content"], "Hi Alice!");
     assert_eq!(reply["data"]["message_id"], generated);
-    assert_eq!(reply["data"]["from"], t.bob.id.as_str());
+    assert_eq!(reply["data"]["from"], t.id("bob"));
 
     // A repeated message_id stores nothing new: it is the message's client_msg_id.
     alice
         .send(fc(
             "MSG",
-            json!({"to": t.bob.id, "content": "Message content", "message_id": "optional-message-id"}),
+            json!({"to": t.id("bob"), "content": "Message content", "message_id": "optional-message-id"}),
         ))
         .await;
     assert_eq!(
         alice.recv_type("MSG_ACK").await["data"]["message_id"],
         "optional-message-id"
     );
-    let mut native = Ws::connect(t.server.addr, &t.alice.token).await;
+    let mut native = Ws::connect(t.addr(), t.token("alice")).await;
     let history = native
         .request("History", json!({"room": "@bob"}), "h")
         .await;
@@ -413,23 +363,29 @@ async fn msg_example_is_stored_acked_and_delivered_both_ways() {
 
 #[tokio::test]
 async fn typing_example_reaches_the_peers_of_open_chats() {
-    let t = team().await;
-    let mut alice = fastchat(&t, &t.alice, "Alice").await;
-    let mut bob = fastchat(&t, &t.bob, "Bob Builder").await;
-    let mut carol = fastchat(&t, &t.carol, "Carol").await;
-    open_chat(&mut alice, &t.bob).await;
+    let t = Team::start(TEAM).await;
+    let mut alice = fastchat(&t, t.member("alice"), "Alice").await;
+    let mut bob = fastchat(&t, t.member("bob"), "Bob Builder").await;
+    let mut carol = fastchat(&t, t.member("carol"), "Carol").await;
+    open_chat(&mut alice, t.member("bob")).await;
     bob.recv_type("CHAT_OPENED").await;
     alice
         .send(json!({"type": "TYPING", "data": {"is_typing": true}}))
         .await;
     assert_eq!(
         bob.recv_type("TYPING").await,
-        fc("TYPING", json!({"user_id": t.alice.id, "is_typing": true}))
+        fc(
+            "TYPING",
+            json!({"user_id": t.id("alice"), "is_typing": true})
+        )
     );
     alice.send(fc("TYPING", json!({"is_typing": false}))).await;
     assert_eq!(
         bob.recv_type("TYPING").await,
-        fc("TYPING", json!({"user_id": t.alice.id, "is_typing": false}))
+        fc(
+            "TYPING",
+            json!({"user_id": t.id("alice"), "is_typing": false})
+        )
     );
     // Neither the typist nor a user without a chat with her hears it.
     nothing_pending(&mut alice).await;
@@ -439,8 +395,8 @@ async fn typing_example_reaches_the_peers_of_open_chats() {
 
 #[tokio::test]
 async fn ping_example_gets_pong_with_an_rfc3339_timestamp() {
-    let t = team().await;
-    let mut alice = fastchat(&t, &t.alice, "Alice").await;
+    let t = Team::start(TEAM).await;
+    let mut alice = fastchat(&t, t.member("alice"), "Alice").await;
     alice.send(json!({"type": "PING", "data": {}})).await;
     let pong = alice.recv().await;
     assert_eq!(pong["type"], "PONG", "{pong}");
@@ -452,22 +408,23 @@ async fn ping_example_gets_pong_with_an_rfc3339_timestamp() {
 
 #[tokio::test]
 async fn fastchat_connections_get_websocket_pings_on_their_own_interval() {
-    let t = team_with(|c| {
+    let t = Team::start_with(TEAM, |c| {
         c.ws.ping_interval_secs = 3600;
         c.fastchat.ping_interval_secs = 1;
     })
     .await;
-    let mut alice = fastchat(&t, &t.alice, "Alice").await;
-    loop {
-        match alice.next_message().await {
-            Message::Ping(_) => break,
+    let mut alice = fastchat(&t, t.member("alice"), "Alice").await;
+    alice
+        .messages_until("a WebSocket Ping", |message| match message {
+            Message::Ping(_) => Some(()),
             Message::Text(text) => {
                 let frame: Value = serde_json::from_str(text.as_str()).expect("json");
                 assert_eq!(frame["type"], "PRESENCE", "no JSON heartbeat: {frame}");
+                None
             }
             other => panic!("unexpected {other:?}"),
-        }
-    }
+        })
+        .await;
     t.server.stop().await;
 }
 
@@ -475,18 +432,18 @@ async fn fastchat_connections_get_websocket_pings_on_their_own_interval() {
 
 #[tokio::test]
 async fn error_codes_for_bad_frames_unknown_users_and_unopened_chats() {
-    let t = team().await;
-    let mut alice = fastchat(&t, &t.alice, "Alice").await;
+    let t = Team::start(TEAM).await;
+    let mut alice = fastchat(&t, t.member("alice"), "Alice").await;
     alice.send_raw(Message::text("{not json")).await;
     error(&mut alice, "VALIDATION").await;
     alice.send(fc("NO_SUCH_TYPE", json!({}))).await;
     error(&mut alice, "VALIDATION").await;
-    alice.send(fc("MSG", json!({"to": t.bob.id}))).await;
+    alice.send(fc("MSG", json!({"to": t.id("bob")}))).await;
     error(&mut alice, "VALIDATION").await;
     alice.send(fc("TYPING", json!({"is_typing": "yes"}))).await;
     error(&mut alice, "VALIDATION").await;
 
-    // The seed's own example target, and a well-formed id of nobody.
+    // FastChat's own example target, and a well-formed id of nobody.
     alice
         .send(json!({"type": "MSG", "data": {"to": "user-456", "content": "Hello!"}}))
         .await;
@@ -502,12 +459,12 @@ async fn error_codes_for_bad_frames_unknown_users_and_unopened_chats() {
 
     // Carol exists, but no chat with her is open on this connection.
     alice
-        .send(fc("MSG", json!({"to": t.carol.id, "content": "psst"})))
+        .send(fc("MSG", json!({"to": t.id("carol"), "content": "psst"})))
         .await;
     let not_opened = error(&mut alice, "CHAT_NOT_OPENED").await;
-    assert_eq!(not_opened["data"]["details"]["to"], t.carol.id.as_str());
+    assert_eq!(not_opened["data"]["details"]["to"], t.id("carol"));
     alice
-        .send(fc("OPEN_CHAT", json!({"target_user_id": t.alice.id})))
+        .send(fc("OPEN_CHAT", json!({"target_user_id": t.id("alice")})))
         .await;
     error(&mut alice, "VALIDATION").await;
     // Errors cost nothing else: the connection is still there.
@@ -517,21 +474,21 @@ async fn error_codes_for_bad_frames_unknown_users_and_unopened_chats() {
 
 #[tokio::test]
 async fn content_is_1_to_1000_characters_without_markup() {
-    let t = team().await;
-    let mut alice = fastchat(&t, &t.alice, "Alice").await;
-    let mut bob = fastchat(&t, &t.bob, "Bob Builder").await;
-    open_chat(&mut alice, &t.bob).await;
+    let t = Team::start(TEAM).await;
+    let mut alice = fastchat(&t, t.member("alice"), "Alice").await;
+    let mut bob = fastchat(&t, t.member("bob"), "Bob Builder").await;
+    open_chat(&mut alice, t.member("bob")).await;
     bob.recv_type("CHAT_OPENED").await;
 
     let longest = "é".repeat(1000);
     alice
-        .send(fc("MSG", json!({"to": t.bob.id, "content": longest})))
+        .send(fc("MSG", json!({"to": t.id("bob"), "content": longest})))
         .await;
     assert_eq!(alice.recv().await["type"], "MSG_ACK");
     assert_eq!(bob.recv_type("MSG").await["data"]["content"], longest);
     for content in ["x".repeat(1001), String::new(), "   ".to_owned()] {
         alice
-            .send(fc("MSG", json!({"to": t.bob.id, "content": content})))
+            .send(fc("MSG", json!({"to": t.id("bob"), "content": content})))
             .await;
         error(&mut alice, "VALIDATION").await;
     }
@@ -540,7 +497,7 @@ async fn content_is_1_to_1000_characters_without_markup() {
     alice
         .send(fc(
             "MSG",
-            json!({"to": t.bob.id, "content": format!("<b>{}</b>", "y".repeat(1000))}),
+            json!({"to": t.id("bob"), "content": format!("<b>{}</b>", "y".repeat(1000))}),
         ))
         .await;
     assert_eq!(alice.recv().await["type"], "MSG_ACK");
@@ -551,14 +508,14 @@ async fn content_is_1_to_1000_characters_without_markup() {
     alice
         .send(fc(
             "MSG",
-            json!({"to": t.bob.id, "content": "<script>alert('x')</script>"}),
+            json!({"to": t.id("bob"), "content": "<script>alert('x')</script>"}),
         ))
         .await;
     error(&mut alice, "VALIDATION").await;
     alice
         .send(fc(
             "MSG",
-            json!({"to": t.bob.id, "content": "<b>hi</b><script>alert('x')</script> Tom & Jerry <img src=x onerror=alert(1)>"}),
+            json!({"to": t.id("bob"), "content": "<b>hi</b><script>alert('x')</script> Tom & Jerry <img src=x onerror=alert(1)>"}),
         ))
         .await;
     assert_eq!(alice.recv().await["type"], "MSG_ACK");
@@ -571,13 +528,13 @@ async fn content_is_1_to_1000_characters_without_markup() {
 
 #[tokio::test]
 async fn display_names_are_3_to_50_characters_without_markup() {
-    let t = team().await;
-    let mut alice = Ws::connect(t.server.addr, &t.alice.token).await;
+    let t = Team::start(TEAM).await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
     for bad in ["ab", "<b>ab</b>", "n".repeat(51).as_str()] {
         alice
             .send(fc(
                 "HELLO",
-                json!({"user_id": t.alice.id, "display_name": bad}),
+                json!({"user_id": t.id("alice"), "display_name": bad}),
             ))
             .await;
         error(&mut alice, "VALIDATION").await;
@@ -585,17 +542,17 @@ async fn display_names_are_3_to_50_characters_without_markup() {
     alice
         .send(fc(
             "HELLO",
-            json!({"user_id": t.alice.id, "display_name": "<i>Alice</i><script>x()</script>"}),
+            json!({"user_id": t.id("alice"), "display_name": "<i>Alice</i><script>x()</script>"}),
         ))
         .await;
     assert_eq!(alice.recv().await["type"], "HELLO_ACK");
-    let users = presence_of(&mut alice, &[&t.alice.id]).await;
+    let users = presence_of(&mut alice, &[t.id("alice")]).await;
     assert_eq!(users[0]["display_name"], "Alice");
     let fifty = "n".repeat(50);
-    let mut bob = Ws::connect(t.server.addr, &t.bob.token).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     bob.send(fc(
         "HELLO",
-        json!({"user_id": t.bob.id, "display_name": fifty}),
+        json!({"user_id": t.id("bob"), "display_name": fifty}),
     ))
     .await;
     assert_eq!(bob.recv().await["type"], "HELLO_ACK");
@@ -606,7 +563,7 @@ async fn display_names_are_3_to_50_characters_without_markup() {
 async fn rate_limits_allow_exactly_the_burst_then_rate_limited() {
     // Defaults: 60 MSG and 10 TYPING per minute, a minute's worth at once. The chat is a
     // guest's (relayed live), so 61 messages take far less than the second one token takes.
-    let t = team_with_guests().await;
+    let t = Team::start_with(TEAM, |c| c.fastchat.guests = true).await;
     let (mut sender, _) = guest(&t, &uuid::Uuid::new_v4().to_string(), "Speedy Sender").await;
     let (mut receiver, receiver_id) =
         guest(&t, &uuid::Uuid::new_v4().to_string(), "Patient Reader").await;
@@ -651,7 +608,7 @@ async fn rate_limits_allow_exactly_the_burst_then_rate_limited() {
 
 #[tokio::test]
 async fn without_guests_no_token_is_refused_as_before() {
-    let t = team().await;
+    let t = Team::start(TEAM).await;
     let mut ws = no_token(&t).await;
     let refused = ws.recv().await;
     assert_eq!(refused["type"], "Error", "{refused}");
@@ -662,9 +619,9 @@ async fn without_guests_no_token_is_refused_as_before() {
 
 #[tokio::test]
 async fn guests_say_hello_without_a_token_and_chat_live() {
-    let t = team_with_guests().await;
-    let mut alice = fastchat(&t, &t.alice, "Alice").await;
-    // The seed's wscat example: "test-123" is no UUID v4, so the guest gets one.
+    let t = Team::start_with(TEAM, |c| c.fastchat.guests = true).await;
+    let mut alice = fastchat(&t, t.member("alice"), "Alice").await;
+    // FastChat's wscat example: "test-123" is no UUID v4, so the guest gets one.
     let mut first = no_token(&t).await;
     first
         .send(
@@ -676,13 +633,13 @@ async fn guests_say_hello_without_a_token_and_chat_live() {
     let assigned = ack["data"]["user_id"].as_str().expect("user_id").to_owned();
     let parsed = uuid::Uuid::parse_str(&assigned).expect("uuid");
     assert_eq!(parsed.get_version_num(), 4);
-    presence_of(&mut alice, &[&t.alice.id, &assigned]).await;
+    presence_of(&mut alice, &[t.id("alice"), &assigned]).await;
 
     // A valid UUID v4 is kept.
     let chosen = uuid::Uuid::new_v4().to_string();
     let (mut guest_ws, guest_id) = guest(&t, &chosen, "Guest Gus").await;
     assert_eq!(guest_id, chosen);
-    let users = presence_of(&mut alice, &[&t.alice.id, &assigned, &chosen]).await;
+    let users = presence_of(&mut alice, &[t.id("alice"), &assigned, &chosen]).await;
     assert!(
         users.contains(&json!({"user_id": chosen, "display_name": "Guest Gus", "online": true}))
     );
@@ -691,7 +648,7 @@ async fn guests_say_hello_without_a_token_and_chat_live() {
     guest_ws
         .send(fc(
             "OPEN_CHAT",
-            json!({"target_user_id": t.alice.id, "target_display_name": "Alice"}),
+            json!({"target_user_id": t.id("alice"), "target_display_name": "Alice"}),
         ))
         .await;
     let opened = guest_ws.recv_type("CHAT_OPENED").await;
@@ -708,7 +665,7 @@ async fn guests_say_hello_without_a_token_and_chat_live() {
     guest_ws
         .send(fc(
             "MSG",
-            json!({"to": t.alice.id, "content": "hello <b>there</b>"}),
+            json!({"to": t.id("alice"), "content": "hello <b>there</b>"}),
         ))
         .await;
     assert_eq!(guest_ws.recv().await["data"]["status"], "delivered");
@@ -734,7 +691,7 @@ async fn guests_say_hello_without_a_token_and_chat_live() {
     );
     let rooms = t
         .server
-        .api("GET", "/api/v1/rooms", Some(&t.alice.token), None)
+        .api("GET", "/api/v1/rooms", Some(t.token("alice")), None)
         .await;
     assert_eq!(rooms.status, 200, "{:?}", rooms.json);
     assert!(
@@ -745,7 +702,7 @@ async fn guests_say_hello_without_a_token_and_chat_live() {
 
     // The guest leaves: gone from the roster, and the chat cannot deliver any more.
     drop(guest_ws);
-    presence_of(&mut alice, &[&t.alice.id, &assigned]).await;
+    presence_of(&mut alice, &[t.id("alice"), &assigned]).await;
     alice
         .send(fc("MSG", json!({"to": chosen, "content": "still there?"})))
         .await;
@@ -756,7 +713,7 @@ async fn guests_say_hello_without_a_token_and_chat_live() {
 
 #[tokio::test]
 async fn guests_cannot_claim_accounts_or_skip_hello() {
-    let t = team_with(|c| {
+    let t = Team::start_with(TEAM, |c| {
         c.fastchat.guests = true;
         c.fastchat.hello_timeout_secs = 1;
     })
@@ -766,7 +723,7 @@ async fn guests_cannot_claim_accounts_or_skip_hello() {
     impostor
         .send(fc(
             "HELLO",
-            json!({"user_id": t.alice.id, "display_name": "Alice"}),
+            json!({"user_id": t.id("alice"), "display_name": "Alice"}),
         ))
         .await;
     error(&mut impostor, "UNAUTHORIZED").await;
@@ -795,7 +752,7 @@ async fn guests_cannot_claim_accounts_or_skip_hello() {
     // Guests have no stored chats: an offline account is not there for them.
     let (mut guest_ws, _) = guest(&t, "not-a-uuid", "Visitor").await;
     guest_ws
-        .send(fc("OPEN_CHAT", json!({"target_user_id": t.carol.id})))
+        .send(fc("OPEN_CHAT", json!({"target_user_id": t.id("carol")})))
         .await;
     error(&mut guest_ws, "USER_NOT_FOUND").await;
     t.server.stop().await;
@@ -805,15 +762,15 @@ async fn guests_cannot_claim_accounts_or_skip_hello() {
 
 #[tokio::test]
 async fn fastchat_and_native_clients_share_the_direct_room() {
-    let t = team().await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob.token).await;
+    let t = Team::start(TEAM).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     let joined = bob.request("Join", json!({"room": "@alice"}), "j").await;
     assert_eq!(
         joined["data"]["details"]["room"], "dm:alice:bob",
         "{joined}"
     );
-    let mut alice = fastchat(&t, &t.alice, "Alice").await;
-    let opened = open_chat(&mut alice, &t.bob).await;
+    let mut alice = fastchat(&t, t.member("alice"), "Alice").await;
+    let opened = open_chat(&mut alice, t.member("bob")).await;
     assert_eq!(opened["data"]["chat_id"], "dm:alice:bob");
     // Bob is not on FastChat: his name is his username.
     assert_eq!(opened["data"]["target_display_name"], "bob");
@@ -821,7 +778,7 @@ async fn fastchat_and_native_clients_share_the_direct_room() {
     alice
         .send(fc(
             "MSG",
-            json!({"to": t.bob.id, "content": "from FastChat", "message_id": "fc-1"}),
+            json!({"to": t.id("bob"), "content": "from FastChat", "message_id": "fc-1"}),
         ))
         .await;
     assert_eq!(
@@ -843,8 +800,8 @@ async fn fastchat_and_native_clients_share_the_direct_room() {
         .await;
     assert_eq!(ack["type"], "Ack", "{ack}");
     let incoming = alice.recv_type("MSG").await;
-    assert_eq!(incoming["data"]["from"], t.bob.id.as_str());
-    assert_eq!(incoming["data"]["to"], t.alice.id.as_str());
+    assert_eq!(incoming["data"]["from"], t.id("bob"));
+    assert_eq!(incoming["data"]["to"], t.id("alice"));
     assert_eq!(incoming["data"]["content"], "from native");
     assert!(
         uuid::Uuid::parse_str(incoming["data"]["message_id"].as_str().expect("id")).is_ok(),
@@ -855,7 +812,7 @@ async fn fastchat_and_native_clients_share_the_direct_room() {
         .await;
     assert_eq!(
         alice.recv_type("TYPING").await,
-        fc("TYPING", json!({"user_id": t.bob.id, "is_typing": true}))
+        fc("TYPING", json!({"user_id": t.id("bob"), "is_typing": true}))
     );
     alice.send(fc("TYPING", json!({"is_typing": true}))).await;
     let typing = bob.recv_type("Typing").await;

@@ -1,20 +1,21 @@
-//! The Kibray dialect (seed 002) at `/ws/chat/{room}/`, `/ws/notifications/` and
-//! `/ws/status/`: every example frame of the seed sent literally to its endpoint with the
-//! documented replies, the rate limit, the refusals, and one room shared with a native client.
+//! The Kibray dialect at `/ws/chat/{room}/`, `/ws/notifications/` and `/ws/status/`: every example
+//! frame of Kibray's documentation sent literally to its endpoint with the documented replies, the
+//! rate limit, the refusals, and one room shared with a native client.
 
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, add_user, test_config};
+use crate::common::Team;
 use crate::wsclient::{Ws, raw_connect};
 
-const USERS: &[(&str, &str, &str)] = &[
-    ("boss", "boss-password", "admin"),
-    ("alice", "alice-password", "user"),
-    ("bob", "bob-password", "user"),
-    ("carol", "carol-password", "user"),
+/// boss (admin), alice, bob and carol.
+const TEAM: &[(&str, &str)] = &[
+    ("boss", "admin"),
+    ("alice", "user"),
+    ("bob", "user"),
+    ("carol", "user"),
 ];
 
-/// The seed's message object's fields.
+/// The fields of Kibray's message object.
 const MESSAGE_FIELDS: &[&str] = &[
     "attachments",
     "author",
@@ -25,79 +26,20 @@ const MESSAGE_FIELDS: &[&str] = &[
     "timestamp",
 ];
 
-struct Team {
-    server: TestServer,
-    boss: String,
-    alice: String,
-    bob: String,
-    carol: String,
-    _dir: tempfile::TempDir,
-}
-
-async fn team() -> Team {
-    team_with(|_| {}).await
-}
-
-async fn team_with(adjust: impl FnOnce(&mut natter::config::Config)) -> Team {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for (name, password, role) in USERS {
-        add_user(dir.path(), name, password, role);
-    }
-    let mut config = test_config(dir.path());
-    adjust(&mut config);
-    let server = TestServer::start_config(config).await.expect("start");
-    Team {
-        boss: server.access_token("boss", "boss-password").await,
-        alice: server.access_token("alice", "alice-password").await,
-        bob: server.access_token("bob", "bob-password").await,
-        carol: server.access_token("carol", "carol-password").await,
-        server,
-        _dir: dir,
-    }
-}
-
-/// Creates `name` as `owner` and returns its room id.
-async fn create_room(server: &TestServer, owner: &str, name: &str, visibility: &str) -> u64 {
-    let response = server
-        .api(
-            "POST",
-            "/api/v1/rooms",
-            Some(owner),
-            Some(&json!({"name": name, "visibility": visibility})),
-        )
-        .await;
-    assert_eq!(response.status, 201, "{:?}", response.json);
-    response.json["id"].as_u64().expect("room id")
-}
-
-/// A user's number (the Kibray user id).
-async fn number(t: &Team, username: &str) -> u64 {
-    let response = t
-        .server
-        .api("GET", "/api/v1/users", Some(&t.boss), None)
-        .await;
-    assert_eq!(response.status, 200, "{:?}", response.json);
-    response.json["users"]
-        .as_array()
-        .and_then(|users| users.iter().find(|u| u["username"] == username))
-        .and_then(|user| user["number"].as_u64())
-        .expect("number")
-}
-
-/// Waits until a connection is set up (joined, for the chat endpoint): the seed has no welcome
+/// Waits until a connection is set up (joined, for the chat endpoint): Kibray has no welcome
 /// frame, so it sends a frame of no known type and waits for the error, which comes after the
 /// set-up. Costs one frame of the rate limit.
 async fn ready(ws: &mut Ws) {
     ws.send(json!({"type": "sync"})).await;
     // Presence and status events of other connections (the test's earlier ones coming and
     // going) may come first: the set-up is done when the answer to this frame arrives.
-    let reply = ws.recv_where(|f| f["type"] == "error").await;
+    let reply = ws.recv_type("error").await;
     assert_eq!(reply["code"], "INVALID_MESSAGE", "{reply}");
 }
 
 /// Connects to `path` with `?token=` and waits until it is set up.
 async fn kibray(t: &Team, path: &str, token: &str) -> Ws {
-    let mut ws = Ws::open(t.server.addr, &format!("{path}?token={token}")).await;
+    let mut ws = Ws::open(t.addr(), &format!("{path}?token={token}")).await;
     ready(&mut ws).await;
     ws
 }
@@ -119,14 +61,14 @@ fn error(message: &str, code: &str) -> Value {
 
 #[tokio::test]
 async fn chat_examples_as_documented() {
-    let t = team().await;
-    let room_id = create_room(&t.server, &t.boss, "room", "public").await;
-    let alice_number = number(&t, "alice").await;
-    let mut alice = kibray(&t, "/ws/chat/room/", &t.alice).await;
-    // The seed's "Session Authentication": the Django session cookie.
-    let cookie = format!("sessionid={}", t.bob);
+    let t = Team::start(TEAM).await;
+    let room_id = t.create_room("boss", "room", "public").await;
+    let alice_number = t.number("boss", "alice").await;
+    let mut alice = kibray(&t, "/ws/chat/room/", t.token("alice")).await;
+    // Kibray's "Session Authentication": the Django session cookie.
+    let cookie = format!("sessionid={}", t.token("bob"));
     let mut bob = Ws {
-        socket: raw_connect(t.server.addr, "/ws/chat/room/", &[("cookie", &cookie)]).await,
+        socket: raw_connect(t.addr(), "/ws/chat/room/", &[("cookie", &cookie)]).await,
         welcome: Value::Null,
     };
     ready(&mut bob).await;
@@ -241,9 +183,9 @@ async fn chat_examples_as_documented() {
 
 #[tokio::test]
 async fn markup_is_stripped_before_storage() {
-    let t = team().await;
-    create_room(&t.server, &t.boss, "room", "public").await;
-    let mut alice = kibray(&t, "/ws/chat/room/", &t.alice).await;
+    let t = Team::start(TEAM).await;
+    t.create_room("boss", "room", "public").await;
+    let mut alice = kibray(&t, "/ws/chat/room/", t.token("alice")).await;
     alice
         .send(json!({"type": "chat_message", "message": "<script>alert(1)</script>Hi <b>there</b><img src=x onerror=alert(1)><iframe src=\"javascript:alert(1)\"></iframe>"}))
         .await;
@@ -252,7 +194,12 @@ async fn markup_is_stripped_before_storage() {
     // Stored that way: the native history shows the same.
     let history = t
         .server
-        .api("GET", "/api/v1/rooms/room/messages", Some(&t.alice), None)
+        .api(
+            "GET",
+            "/api/v1/rooms/room/messages",
+            Some(t.token("alice")),
+            None,
+        )
         .await;
     assert!(
         history.json.to_string().contains("\"Hi there\""),
@@ -276,10 +223,10 @@ async fn markup_is_stripped_before_storage() {
 
 #[tokio::test]
 async fn rate_limit_is_sixty_frames_a_minute_per_connection() {
-    let t = team().await;
-    create_room(&t.server, &t.boss, "room", "public").await;
+    let t = Team::start(TEAM).await;
+    t.create_room("boss", "room", "public").await;
     // One frame spent by `ready`.
-    let mut alice = kibray(&t, "/ws/chat/room/", &t.alice).await;
+    let mut alice = kibray(&t, "/ws/chat/room/", t.token("alice")).await;
     for n in 2..=60 {
         alice.send(json!({"type": "nonsense", "n": n})).await;
         let reply = alice.recv().await;
@@ -298,7 +245,7 @@ async fn rate_limit_is_sixty_frames_a_minute_per_connection() {
         );
     }
     // Per connection: another one of the same user is not limited.
-    let mut again = kibray(&t, "/ws/chat/room/", &t.alice).await;
+    let mut again = kibray(&t, "/ws/chat/room/", t.token("alice")).await;
     again
         .send(json!({"type": "chat_message", "message": "fine"}))
         .await;
@@ -308,9 +255,9 @@ async fn rate_limit_is_sixty_frames_a_minute_per_connection() {
 
 #[tokio::test]
 async fn sustained_flooding_closes_the_connection() {
-    let t = team_with(|c| c.kibray.messages_per_minute = 3).await;
-    create_room(&t.server, &t.boss, "room", "public").await;
-    let mut alice = kibray(&t, "/ws/chat/room/", &t.alice).await;
+    let t = Team::start_with(TEAM, |c| c.kibray.messages_per_minute = 3).await;
+    t.create_room("boss", "room", "public").await;
+    let mut alice = kibray(&t, "/ws/chat/room/", t.token("alice")).await;
     for _ in 0..8 {
         alice.send(json!({"type": "sync"})).await;
     }
@@ -326,13 +273,13 @@ async fn sustained_flooding_closes_the_connection() {
 
 #[tokio::test]
 async fn refusals_and_error_codes() {
-    let t = team_with(|c| c.kibray.max_message_chars = 10).await;
-    create_room(&t.server, &t.boss, "room", "public").await;
-    create_room(&t.server, &t.boss, "secret", "private").await;
+    let t = Team::start_with(TEAM, |c| c.kibray.max_message_chars = 10).await;
+    t.create_room("boss", "room", "public").await;
+    t.create_room("boss", "secret", "private").await;
 
     // No token, a bad token: AUTHENTICATION_FAILED, then 4401.
     for path in ["/ws/chat/room/", "/ws/notifications/?token=nope"] {
-        let mut ws = Ws::open(t.server.addr, path).await;
+        let mut ws = Ws::open(t.addr(), path).await;
         let (frames, code) = ws.frames_until_close().await;
         assert_eq!(code, 4401, "{path}");
         assert_eq!(frames.len(), 1, "{frames:?}");
@@ -345,8 +292,8 @@ async fn refusals_and_error_codes() {
         ("nowhere", "CHANNEL_NOT_FOUND"),
     ] {
         let mut ws = Ws::open(
-            t.server.addr,
-            &format!("/ws/chat/{room}/?token={}", t.carol),
+            t.addr(),
+            &format!("/ws/chat/{room}/?token={}", t.token("carol")),
         )
         .await;
         let (frames, close) = ws.frames_until_close().await;
@@ -355,10 +302,10 @@ async fn refusals_and_error_codes() {
         assert_eq!(frames[0]["code"], code, "{frames:?}");
     }
     // The owner of the private room enters it.
-    let mut boss = kibray(&t, "/ws/chat/secret/", &t.boss).await;
+    let mut boss = kibray(&t, "/ws/chat/secret/", t.token("boss")).await;
 
     // Bad input gets an error and the connection stays open.
-    let mut carol = kibray(&t, "/ws/chat/room/", &t.carol).await;
+    let mut carol = kibray(&t, "/ws/chat/room/", t.token("carol")).await;
     carol
         .send_raw(tokio_tungstenite::tungstenite::Message::text("{not json"))
         .await;
@@ -395,10 +342,10 @@ async fn refusals_and_error_codes() {
 
 #[tokio::test]
 async fn notifications_as_documented() {
-    let t = team().await;
+    let t = Team::start(TEAM).await;
     let mut alice = Ws::open(
-        t.server.addr,
-        &format!("/ws/notifications/?token={}", t.alice),
+        t.addr(),
+        &format!("/ws/notifications/?token={}", t.token("alice")),
     )
     .await;
     assert_eq!(
@@ -410,7 +357,7 @@ async fn notifications_as_documented() {
         .api(
             "POST",
             "/api/v1/notifications",
-            Some(&t.boss),
+            Some(t.token("boss")),
             Some(&json!({
                 "username": "alice",
                 "title": "New Task Assigned",
@@ -455,8 +402,8 @@ async fn notifications_as_documented() {
     );
     // Read for good: a new connection starts at 0 too.
     let mut again = Ws::open(
-        t.server.addr,
-        &format!("/ws/notifications/?token={}", t.alice),
+        t.addr(),
+        &format!("/ws/notifications/?token={}", t.token("alice")),
     )
     .await;
     assert_eq!(
@@ -475,21 +422,23 @@ async fn notifications_as_documented() {
 
 #[tokio::test]
 async fn status_as_documented() {
-    let t = team().await;
-    let room_id = create_room(&t.server, &t.boss, "room", "public").await;
-    let alice_number = number(&t, "alice").await;
+    let t = Team::start(TEAM).await;
+    let room_id = t.create_room("boss", "room", "public").await;
+    let alice_number = t.number("boss", "alice").await;
     // Both become members of `room` by entering it.
-    drop(kibray(&t, "/ws/chat/room/", &t.alice).await);
-    drop(kibray(&t, "/ws/chat/room/", &t.bob).await);
-    let mut bob = kibray(&t, "/ws/status/", &t.bob).await;
-    let mut alice = kibray(&t, "/ws/status/", &t.alice).await;
+    drop(kibray(&t, "/ws/chat/room/", t.token("alice")).await);
+    drop(kibray(&t, "/ws/chat/room/", t.token("bob")).await);
+    let mut bob = kibray(&t, "/ws/status/", t.token("bob")).await;
+    let mut alice = kibray(&t, "/ws/status/", t.token("alice")).await;
 
     // status_update, literally ("away" too, so it cannot be the connect's "online").
     alice
         .send(json!({"type": "status_update", "status": "online"}))
         .await;
     let status = bob
-        .recv_where(|f| f["type"] == "user_status" && f["user_id"] == alice_number)
+        .recv_where("alice's user_status", |f| {
+            f["type"] == "user_status" && f["user_id"] == alice_number
+        })
         .await;
     assert_eq!(keys(&status), ["last_seen", "status", "type", "user_id"]);
     assert_eq!(status["status"], "online");
@@ -502,30 +451,29 @@ async fn status_as_documented() {
         .send(json!({"type": "status_update", "status": "away"}))
         .await;
     let status = bob
-        .recv_where(|f| f["type"] == "user_status" && f["status"] != "online")
+        .recv_where("a user_status other than online", |f| {
+            f["type"] == "user_status" && f["status"] != "online"
+        })
         .await;
     assert_eq!(status["user_id"], alice_number);
     assert_eq!(status["status"], "away");
     alice
         .send(json!({"type": "status_update", "status": "asleep"}))
         .await;
-    assert_eq!(
-        alice.recv_where(|f| f["type"] == "error").await["code"],
-        "INVALID_MESSAGE"
-    );
+    assert_eq!(alice.recv_type("error").await["code"], "INVALID_MESSAGE");
 
     // Typing indicator, literally: there is no channel 123.
     alice
         .send(json!({"type": "typing", "channel_id": 123, "is_typing": true}))
         .await;
     assert_eq!(
-        alice.recv_where(|f| f["type"] == "error").await,
+        alice.recv_type("error").await,
         error("no room with id 123", "CHANNEL_NOT_FOUND")
     );
     alice
         .send(json!({"type": "typing", "channel_id": room_id, "is_typing": true}))
         .await;
-    let typing = bob.recv_where(|f| f["type"] == "typing").await;
+    let typing = bob.recv_type("typing").await;
     assert_eq!(typing["channel_id"], room_id);
     assert_eq!(typing["user_id"], alice_number);
     assert_eq!(typing["is_typing"], true);
@@ -533,7 +481,9 @@ async fn status_as_documented() {
     // Leaving: offline, with when.
     drop(alice);
     let status = bob
-        .recv_where(|f| f["type"] == "user_status" && f["status"] == "offline")
+        .recv_where("a user_status offline", |f| {
+            f["type"] == "user_status" && f["status"] == "offline"
+        })
         .await;
     assert_eq!(status["user_id"], alice_number);
     assert!(status["last_seen"].is_string());
@@ -544,10 +494,10 @@ async fn status_as_documented() {
 
 #[tokio::test]
 async fn kibray_and_native_clients_share_a_room() {
-    let t = team().await;
-    let room_id = create_room(&t.server, &t.boss, "room", "public").await;
-    let mut alice = kibray(&t, "/ws/chat/room/", &t.alice).await;
-    let mut bob = Ws::connect(t.server.addr, &t.bob).await;
+    let t = Team::start(TEAM).await;
+    let room_id = t.create_room("boss", "room", "public").await;
+    let mut alice = kibray(&t, "/ws/chat/room/", t.token("alice")).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
     let joined = bob.request("Join", json!({"room": "room"}), "j").await;
     assert_eq!(joined["data"]["status"], "joined", "{joined}");
 
@@ -583,7 +533,7 @@ async fn kibray_and_native_clients_share_a_room() {
         )
         .await;
     let seq = ack["data"]["seq"].as_u64().expect("seq");
-    let new = alice.recv_where(|f| f["type"] == "chat_message").await;
+    let new = alice.recv_type("chat_message").await;
     assert_eq!(new["message"]["id"], seq);
     assert_eq!(new["message"]["author"]["username"], "bob");
     assert_eq!(new["message"]["content"], "from native");
@@ -595,13 +545,13 @@ async fn kibray_and_native_clients_share_a_room() {
     )
     .await;
     assert_eq!(
-        alice.recv_where(|f| f["type"] == "edit_message").await,
+        alice.recv_type("edit_message").await,
         json!({"type": "edit_message", "message_id": seq, "new_content": "edited natively", "channel_id": room_id})
     );
     bob.request("Delete", json!({"room": "room", "seq": seq}), "d")
         .await;
     assert_eq!(
-        alice.recv_where(|f| f["type"] == "delete_message").await,
+        alice.recv_type("delete_message").await,
         json!({"type": "delete_message", "message_id": seq, "channel_id": room_id})
     );
     t.server.stop().await;
@@ -613,22 +563,22 @@ async fn kibray_and_native_clients_share_a_room() {
 async fn files_are_uploaded_in_chunks_listed_and_downloadable_by_readers() {
     use base64::Engine as _;
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let t = team_with(|c| c.kibray.max_upload_bytes = 2_000_000).await;
-    let room_id = create_room(&t.server, &t.boss, "secret", "private").await;
+    let t = Team::start_with(TEAM, |c| c.kibray.max_upload_bytes = 2_000_000).await;
+    let room_id = t.create_room("boss", "secret", "private").await;
     let added = t
         .server
         .api(
             "POST",
             "/api/v1/rooms/secret/members/alice",
-            Some(&t.boss),
+            Some(t.token("boss")),
             None,
         )
         .await;
     assert_eq!(added.status, 200, "{:?}", added.json);
-    let mut alice = kibray(&t, "/ws/chat/secret/", &t.alice).await;
-    let mut boss = kibray(&t, "/ws/chat/secret/", &t.boss).await;
+    let mut alice = kibray(&t, "/ws/chat/secret/", t.token("alice")).await;
+    let mut boss = kibray(&t, "/ws/chat/secret/", t.token("boss")).await;
 
-    // The seed's examples, literally: the chunk names no upload in progress; the file is
+    // Kibray's examples, literally: the chunk names no upload in progress; the file is
     // accepted (1024000 bytes is within the limit) and gets an upload id.
     alice
         .send(json!({"type": "upload_chunk", "upload_id": "abc123", "chunk_index": 0, "chunk_data": "base64_encoded_data"}))
@@ -699,17 +649,17 @@ async fn files_are_uploaded_in_chunks_listed_and_downloadable_by_readers() {
 
     // Download: readers of the room only.
     let url = file["url"].as_str().expect("url");
-    let download = t.server.api("GET", url, Some(&t.alice), None).await;
+    let download = t.server.api("GET", url, Some(t.token("alice")), None).await;
     assert_eq!(download.status, 200);
     assert_eq!(download.json, json!("hello world"));
     assert_eq!(download.headers["content-type"], "text/plain");
-    let denied = t.server.api("GET", url, Some(&t.carol), None).await;
+    let denied = t.server.api("GET", url, Some(t.token("carol")), None).await;
     assert_eq!(denied.status, 403, "{:?}", denied.json);
     let anonymous = t.server.api("GET", url, None, None).await;
     assert_eq!(anonymous.status, 401);
     let missing = t
         .server
-        .api("GET", "/api/v1/files/999", Some(&t.alice), None)
+        .api("GET", "/api/v1/files/999", Some(t.token("alice")), None)
         .await;
     assert_eq!(missing.status, 404);
 

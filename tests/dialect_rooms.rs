@@ -1,87 +1,36 @@
-//! The rooms dialect (seed 001) at `/api/v1/ws/connect?token=`: every example frame of the seed
-//! sent literally, the welcome and ping, room identifiers and their access rules, server-side
-//! events (publish, notifications, membership), and a channel shared with native clients.
+//! The rooms dialect at `/api/v1/ws/connect?token=`: every example frame of the rooms protocol's
+//! documentation sent literally, the welcome and ping, room identifiers and their access rules,
+//! server-side events (publish, notifications, membership), and a channel shared with native
+//! clients.
 
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{Response, TestServer};
+use crate::common::{Response, Team};
 use crate::wsclient::Ws;
 
-/// boss (admin, the "backend"), alice and bob, with their access tokens.
-struct Org {
-    server: TestServer,
-    boss: String,
-    alice: String,
-    bob: String,
+/// boss (admin, the "backend"), alice and bob.
+const TEAM: &[(&str, &str)] = &[("boss", "admin"), ("alice", "user"), ("bob", "user")];
+
+async fn publish(o: &Team, room: &str, kind: &str, data: Value) -> Response {
+    o.post(
+        "boss",
+        "/api/v1/publish",
+        json!({"room": room, "type": kind, "data": data}),
+    )
+    .await
 }
 
-async fn org() -> Org {
-    let server = TestServer::start_with_users(&[
-        ("boss", "boss-password", "admin"),
-        ("alice", "alice-password", "user"),
-        ("bob", "bob-password", "user"),
-    ])
-    .await;
-    let boss = server.access_token("boss", "boss-password").await;
-    let alice = server.access_token("alice", "alice-password").await;
-    let bob = server.access_token("bob", "bob-password").await;
-    Org {
-        server,
-        boss,
-        alice,
-        bob,
-    }
-}
-
-async fn create_room(o: &Org, name: &str, visibility: &str) {
-    let response = o
-        .server
-        .api(
-            "POST",
-            "/api/v1/rooms",
-            Some(&o.boss),
-            Some(&json!({"name": name, "visibility": visibility})),
-        )
-        .await;
-    assert_eq!(response.status, 201, "{:?}", response.json);
-}
-
-async fn publish(o: &Org, room: &str, kind: &str, data: Value) -> Response {
-    o.server
-        .api(
-            "POST",
-            "/api/v1/publish",
-            Some(&o.boss),
-            Some(&json!({"room": room, "type": kind, "data": data})),
-        )
-        .await
-}
-
-/// The user's number (the seed's integer user id), from the admin user list.
-async fn number_of(o: &Org, username: &str) -> u64 {
-    let users = o
-        .server
-        .api("GET", "/api/v1/users", Some(&o.boss), None)
-        .await;
-    users.json["users"]
-        .as_array()
-        .expect("users")
-        .iter()
-        .find(|u| u["username"] == username)
-        .and_then(|u| u["number"].as_u64())
-        .expect("number")
-}
-
-/// Connects as the seed's client does and reads the welcome event.
-async fn connect(o: &Org, token: &str) -> (Ws, Value) {
-    let mut ws = Ws::open(o.server.addr, &format!("/api/v1/ws/connect?token={token}")).await;
+/// Connects as the rooms protocol's client does and reads the welcome event.
+async fn connect(o: &Team, token: &str) -> (Ws, Value) {
+    let mut ws = Ws::open(o.addr(), &format!("/api/v1/ws/connect?token={token}")).await;
     let welcome = ws.recv().await;
     assert_eq!(welcome["type"], "connected", "{welcome}");
     (ws, welcome)
 }
 
-/// Sends the seed's ping and waits for the pong: every frame sent before it has been handled.
+/// Sends the rooms protocol's ping and waits for the pong: every frame sent before it has been
+/// handled.
 async fn sync(ws: &mut Ws) {
     ws.send(json!({"type": "ping"})).await;
     let pong = ws.recv().await;
@@ -130,14 +79,14 @@ fn assert_error_event(event: &Value) {
     assert_timestamp(&event["timestamp"]);
 }
 
-// ----- the seed's examples ----------------------------------------------------------------
+// ----- the documented examples -------------------------------------------------------------
 
 #[tokio::test]
 async fn welcome_and_ping_are_as_documented() {
-    let o = org().await;
-    let (mut ws, welcome) = connect(&o, &o.alice).await;
+    let o = Team::start(TEAM).await;
+    let (mut ws, welcome) = connect(&o, o.token("alice")).await;
     assert_eq!(welcome["data"]["message"], "Connected successfully");
-    assert_eq!(welcome["data"]["user_id"], number_of(&o, "alice").await);
+    assert_eq!(welcome["data"]["user_id"], o.number("boss", "alice").await);
     assert!(welcome["data"]["user_id"].is_u64(), "{welcome}");
     assert_eq!(welcome["data"]["username"], "alice");
     assert_timestamp(&welcome["timestamp"]);
@@ -151,10 +100,10 @@ async fn welcome_and_ping_are_as_documented() {
 
 #[tokio::test]
 async fn document_examples_join_send_and_leave() {
-    let o = org().await;
-    create_room(&o, "channel:456", "public").await;
-    create_room(&o, "project:123", "public").await;
-    let (mut ws, _) = connect(&o, &o.alice).await;
+    let o = Team::start(TEAM).await;
+    o.create_room("boss", "channel:456", "public").await;
+    o.create_room("boss", "project:123", "public").await;
+    let (mut ws, _) = connect(&o, o.token("alice")).await;
 
     ws.send_raw(Message::text(
         r#"{"type": "join_room", "room": "project:123", "data": {"extra":"value"}}"#,
@@ -206,10 +155,10 @@ async fn document_examples_join_send_and_leave() {
 
 #[tokio::test]
 async fn published_task_and_project_events_pass_through() {
-    let o = org().await;
-    create_room(&o, "project:123", "public").await;
-    create_room(&o, "task:789", "public").await;
-    let (mut ws, _) = connect(&o, &o.alice).await;
+    let o = Team::start(TEAM).await;
+    o.create_room("boss", "project:123", "public").await;
+    o.create_room("boss", "task:789", "public").await;
+    let (mut ws, _) = connect(&o, o.token("alice")).await;
     for room in ["project:123", "task:789"] {
         ws.send(json!({"type": "join_room", "room": room})).await;
         assert_eq!(ws.recv().await["type"], "user_joined");
@@ -249,14 +198,14 @@ async fn published_task_and_project_events_pass_through() {
 
 #[tokio::test]
 async fn notifications_arrive_as_notification_new() {
-    let o = org().await;
-    let (mut ws, welcome) = connect(&o, &o.alice).await;
+    let o = Team::start(TEAM).await;
+    let (mut ws, welcome) = connect(&o, o.token("alice")).await;
     let response = o
         .server
         .api(
             "POST",
             "/api/v1/notifications",
-            Some(&o.boss),
+            Some(o.token("boss")),
             Some(&json!({"username": "alice", "title": "Task assigned", "message": "task:789 is yours"})),
         )
         .await;
@@ -279,8 +228,8 @@ async fn notifications_arrive_as_notification_new() {
 
 #[tokio::test]
 async fn malformed_identifiers_get_an_error_event_and_the_connection_stays() {
-    let o = org().await;
-    let (mut ws, _) = connect(&o, &o.alice).await;
+    let o = Team::start(TEAM).await;
+    let (mut ws, _) = connect(&o, o.token("alice")).await;
     for frame in [
         json!({"type": "join_room", "room": "channel:abc"}),
         json!({"type": "join_room", "room": "room:1"}),
@@ -315,10 +264,10 @@ async fn malformed_identifiers_get_an_error_event_and_the_connection_stays() {
 
 #[tokio::test]
 async fn forbidden_and_missing_rooms_close_with_4403() {
-    let o = org().await;
-    create_room(&o, "project:9", "private").await;
+    let o = Team::start(TEAM).await;
+    o.create_room("boss", "project:9", "private").await;
     for room in ["project:9", "channel:999"] {
-        let (mut ws, _) = connect(&o, &o.alice).await;
+        let (mut ws, _) = connect(&o, o.token("alice")).await;
         ws.send(json!({"type": "join_room", "room": room})).await;
         let (frames, code) = ws.frames_until_close().await;
         assert_eq!(code, 4403, "{room}: {frames:?}");
@@ -327,24 +276,15 @@ async fn forbidden_and_missing_rooms_close_with_4403() {
         assert_eq!(frames[0]["room"], room);
     }
     // A member may join the private room.
-    let added = o
-        .server
-        .api(
-            "POST",
-            "/api/v1/rooms/project:9/members/alice",
-            Some(&o.boss),
-            None,
-        )
-        .await;
-    assert_eq!(added.status, 200, "{:?}", added.json);
-    let (mut ws, _) = connect(&o, &o.alice).await;
+    o.add_member("boss", "project:9", "alice").await;
+    let (mut ws, _) = connect(&o, o.token("alice")).await;
     ws.send(json!({"type": "join_room", "room": "project:9"}))
         .await;
     sync(&mut ws).await;
     publish(&o, "project:9", "project.updated", json!({})).await;
     assert_eq!(ws.recv().await["room"], "project:9");
     // Sending to a room one may not post in is an error event, not a close.
-    create_room(&o, "channel:8", "private").await;
+    o.create_room("boss", "channel:8", "private").await;
     ws.send(json!({"type": "send_message", "room": "channel:8", "data": {"content": "hi"}}))
         .await;
     assert_error_event(&ws.recv().await);
@@ -354,11 +294,11 @@ async fn forbidden_and_missing_rooms_close_with_4403() {
 
 #[tokio::test]
 async fn personal_rooms_are_their_users_own() {
-    let o = org().await;
-    let alice_number = number_of(&o, "alice").await;
-    let bob_number = number_of(&o, "bob").await;
+    let o = Team::start(TEAM).await;
+    let alice_number = o.number("boss", "alice").await;
+    let bob_number = o.number("boss", "bob").await;
     let personal = format!("user:{alice_number}");
-    let (mut ws, _) = connect(&o, &o.alice).await;
+    let (mut ws, _) = connect(&o, o.token("alice")).await;
     ws.send(json!({"type": "join_room", "room": personal}))
         .await;
     sync(&mut ws).await;
@@ -381,7 +321,7 @@ async fn personal_rooms_are_their_users_own() {
         .api(
             "POST",
             "/api/v1/rooms",
-            Some(&o.boss),
+            Some(o.token("boss")),
             Some(&json!({"name": format!("user:{bob_number}")})),
         )
         .await;
@@ -398,8 +338,8 @@ async fn personal_rooms_are_their_users_own() {
 
 #[tokio::test]
 async fn refusals_before_the_welcome_are_error_events() {
-    let o = org().await;
-    let mut ws = Ws::open(o.server.addr, "/api/v1/ws/connect?token=not-a-jwt").await;
+    let o = Team::start(TEAM).await;
+    let mut ws = Ws::open(o.addr(), "/api/v1/ws/connect?token=not-a-jwt").await;
     let (frames, code) = ws.frames_until_close().await;
     assert_eq!(code, 4401);
     assert_eq!(frames.len(), 1, "{frames:?}");
@@ -407,11 +347,11 @@ async fn refusals_before_the_welcome_are_error_events() {
 
     let mut open = Vec::new();
     for _ in 0..5 {
-        open.push(connect(&o, &o.alice).await.0);
+        open.push(connect(&o, o.token("alice")).await.0);
     }
     let mut sixth = Ws::open(
-        o.server.addr,
-        &format!("/api/v1/ws/connect?token={}", o.alice),
+        o.addr(),
+        &format!("/api/v1/ws/connect?token={}", o.token("alice")),
     )
     .await;
     let (frames, code) = sixth.frames_until_close().await;
@@ -422,21 +362,13 @@ async fn refusals_before_the_welcome_are_error_events() {
 
 #[tokio::test]
 async fn rate_limit_is_an_error_event() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    crate::common::add_user(dir.path(), "boss", "boss-password", "admin");
-    crate::common::add_user(dir.path(), "alice", "alice-password", "user");
-    let mut config = crate::common::test_config(dir.path());
-    config.ws.messages_per_minute = 1;
-    config.ws.message_burst = 1;
-    let server = TestServer::start_config(config).await.expect("start");
-    let o = Org {
-        boss: server.access_token("boss", "boss-password").await,
-        alice: server.access_token("alice", "alice-password").await,
-        bob: String::new(),
-        server,
-    };
-    create_room(&o, "channel:1", "public").await;
-    let (mut ws, _) = connect(&o, &o.alice).await;
+    let o = Team::start_with(&[("boss", "admin"), ("alice", "user")], |c| {
+        c.ws.messages_per_minute = 1;
+        c.ws.message_burst = 1;
+    })
+    .await;
+    o.create_room("boss", "channel:1", "public").await;
+    let (mut ws, _) = connect(&o, o.token("alice")).await;
     ws.send(json!({"type": "join_room", "room": "channel:1"}))
         .await;
     assert_eq!(ws.recv().await["type"], "user_joined");
@@ -459,15 +391,15 @@ async fn rate_limit_is_an_error_event() {
 
 #[tokio::test]
 async fn rooms_and_native_clients_share_a_channel() {
-    let o = org().await;
-    create_room(&o, "channel:7", "public").await;
-    let (mut alice, _) = connect(&o, &o.alice).await;
+    let o = Team::start(TEAM).await;
+    o.create_room("boss", "channel:7", "public").await;
+    let (mut alice, _) = connect(&o, o.token("alice")).await;
     alice
         .send(json!({"type": "join_room", "room": "channel:7"}))
         .await;
     assert_eq!(alice.recv().await["type"], "user_joined");
 
-    let mut bob = Ws::connect(o.server.addr, &o.bob).await;
+    let mut bob = Ws::connect(o.addr(), o.token("bob")).await;
     let joined = bob.request("Join", json!({"room": "channel:7"}), "j").await;
     assert_eq!(joined["data"]["status"], "joined", "{joined}");
     // bob became a member by joining natively: the rooms client is told.
@@ -527,7 +459,7 @@ async fn rooms_and_native_clients_share_a_channel() {
         .api(
             "DELETE",
             "/api/v1/rooms/channel:7/members/bob",
-            Some(&o.bob),
+            Some(o.token("bob")),
             None,
         )
         .await;

@@ -7,13 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::SinkExt as _;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{add_user, http};
-use crate::daemon::{Daemon, token};
-use crate::wsclient::try_connect;
+use crate::common::{access_token, add_user, http};
+use crate::daemon::Daemon;
+use crate::wsclient::{Ws, try_connect};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs {
@@ -101,7 +101,7 @@ async fn a_full_disk_fails_writes_clearly_and_the_store_reopens() {
     let data_dir: PathBuf = tmpfs.path().join("data");
     add_user(&data_dir, "alice", "alice-password", "user");
     let mut daemon = Daemon::start(&data_dir, &[]).expect("starts on the small filesystem");
-    let token = token(daemon.addr, "alice", "alice-password").await;
+    let token = access_token(daemon.addr, "alice", "alice-password").await;
     let created = http(
         daemon.addr,
         "POST",
@@ -143,19 +143,13 @@ async fn a_full_disk_fails_writes_clearly_and_the_store_reopens() {
     ws.send(Message::text(send.to_string()))
         .await
         .expect("send");
-    let reply = loop {
-        let frame = tokio::time::timeout(crate::wsclient::WAIT, ws.next())
-            .await
-            .expect("a reply in time")
-            .expect("open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            let value: Value = serde_json::from_str(text.as_str()).expect("json");
-            if value["id"] == "s1" {
-                break value;
-            }
-        }
+    let mut ws = Ws {
+        socket: ws,
+        welcome: Value::Null,
     };
+    let reply = ws
+        .recv_where("the reply to Send s1", |f| f["id"] == "s1")
+        .await;
     assert_eq!(reply["type"], "Error", "{reply}");
     assert_eq!(reply["data"]["code"], 500, "{reply}");
     assert_eq!(
@@ -184,7 +178,7 @@ async fn a_full_disk_fails_writes_clearly_and_the_store_reopens() {
     // Room again: the store reopens with every acknowledged message, and takes new ones.
     tmpfs.resize("64m");
     let daemon = Daemon::start(&data_dir, &[]).unwrap_or_else(|log| panic!("no reopen:\n{log}"));
-    let token = crate::daemon::token(daemon.addr, "alice", "alice-password").await;
+    let token = access_token(daemon.addr, "alice", "alice-password").await;
     let mut stored = Vec::new();
     let mut after = 0;
     loop {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{add_user, http};
-use crate::daemon::{Daemon, token};
+use crate::common::{access_token, add_user, http};
+use crate::daemon::Daemon;
 use crate::rawws::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT, RawFrame, RawWs};
 
 /// The daemon's frame limit in these tests (small, so oversized frames are cheap to send).
@@ -117,12 +117,18 @@ async fn open(addr: SocketAddr, endpoint: Endpoint, user: &User) -> RawWs {
 /// number of this dialect's error frames skipped on the way.
 async fn expect(ws: &mut RawWs, endpoint: Endpoint, wanted: fn(&Value) -> bool) -> u64 {
     let mut errors = 0;
-    loop {
-        match ws.next_json().await {
-            Ok(frame) if wanted(&frame) => return errors,
-            Ok(frame) => errors += u64::from(endpoint.is_error_frame(&frame)),
-            Err(ended) => panic!("{endpoint:?}: the connection ended ({ended:?}) on bad content"),
-        }
+    let found = ws
+        .json_until(&format!("{endpoint:?}: the expected answer"), |frame| {
+            if wanted(frame) {
+                return Some(());
+            }
+            errors += u64::from(endpoint.is_error_frame(frame));
+            None
+        })
+        .await;
+    match found {
+        Ok(()) => errors,
+        Err(ended) => panic!("{endpoint:?}: the connection ended ({ended:?}) on bad content"),
     }
 }
 
@@ -266,7 +272,7 @@ async fn hostile_client(
 async fn setup(daemon: &Daemon) -> Vec<User> {
     let mut users = Vec::new();
     for (name, password) in [("alice", "alice-password"), ("bob", "bob-password")] {
-        let token = token(daemon.addr, name, password).await;
+        let token = access_token(daemon.addr, name, password).await;
         let me = http(
             daemon.addr,
             "GET",

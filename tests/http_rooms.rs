@@ -4,79 +4,30 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Response, TestServer, http};
+use crate::common::{Response, Team, TestServer, http};
 
-const ROOT: (&str, &str, &str) = ("root", "root-password-1", "admin");
-const ALICE: (&str, &str, &str) = ("alice", "alice-password-1", "user");
-const BOB: (&str, &str, &str) = ("bob", "bob-password-1", "user");
-const CAROL: (&str, &str, &str) = ("carol", "carol-password-1", "user");
+/// root (admin), alice, bob and carol.
+const TEAM: &[(&str, &str)] = &[
+    ("root", "admin"),
+    ("alice", "user"),
+    ("bob", "user"),
+    ("carol", "user"),
+];
 
-/// A server with root (admin), alice, bob and carol, and an access token for each.
-struct Fixture {
-    server: TestServer,
-    root: String,
-    alice: String,
-    bob: String,
-    carol: String,
+/// Posts a message as `user`; panics unless it is accepted. Returns the response body.
+async fn send(f: &Team, user: &str, room_path: &str, body: Value) -> Value {
+    let path = format!("/api/v1/rooms/{room_path}/messages");
+    let response = f.post(user, &path, body).await;
+    assert_eq!(response.status, 201, "{path}: {:?}", response.json);
+    response.json
 }
 
-impl Fixture {
-    async fn start() -> Fixture {
-        let server = TestServer::start_with_users(&[ROOT, ALICE, BOB, CAROL]).await;
-        let root = server.access_token(ROOT.0, ROOT.1).await;
-        let alice = server.access_token(ALICE.0, ALICE.1).await;
-        let bob = server.access_token(BOB.0, BOB.1).await;
-        let carol = server.access_token(CAROL.0, CAROL.1).await;
-        Fixture {
-            server,
-            root,
-            alice,
-            bob,
-            carol,
-        }
-    }
-
-    async fn get(&self, token: &str, path: &str) -> Response {
-        self.server.api("GET", path, Some(token), None).await
-    }
-
-    async fn post(&self, token: &str, path: &str, body: Value) -> Response {
-        self.server
-            .api("POST", path, Some(token), Some(&body))
-            .await
-    }
-
-    /// POST without a body (membership, mark-read).
-    async fn post_empty(&self, token: &str, path: &str) -> Response {
-        self.server.api("POST", path, Some(token), None).await
-    }
-
-    async fn delete(&self, token: &str, path: &str) -> Response {
-        self.server.api("DELETE", path, Some(token), None).await
-    }
-
-    /// Creates a room; panics unless it is created.
-    async fn create_room(&self, token: &str, body: Value) -> Value {
-        let response = self.post(token, "/api/v1/rooms", body).await;
-        assert_eq!(response.status, 201, "{:?}", response.json);
-        response.json
-    }
-
-    /// Posts a message; panics unless it is accepted. Returns the response body.
-    async fn send(&self, token: &str, room_path: &str, body: Value) -> Value {
-        let path = format!("/api/v1/rooms/{room_path}/messages");
-        let response = self.post(token, &path, body).await;
-        assert_eq!(response.status, 201, "{path}: {:?}", response.json);
-        response.json
-    }
-
-    /// A page of history; panics unless it is a 200.
-    async fn history(&self, token: &str, room_path: &str, query: &str) -> Value {
-        let path = format!("/api/v1/rooms/{room_path}/messages{query}");
-        let response = self.get(token, &path).await;
-        assert_eq!(response.status, 200, "{path}: {:?}", response.json);
-        response.json
-    }
+/// A page of history as `user`; panics unless it is a 200.
+async fn history(f: &Team, user: &str, room_path: &str, query: &str) -> Value {
+    let path = format!("/api/v1/rooms/{room_path}/messages{query}");
+    let response = f.get(user, &path).await;
+    assert_eq!(response.status, 200, "{path}: {:?}", response.json);
+    response.json
 }
 
 fn room_names(body: &Value) -> Vec<&str> {
@@ -111,7 +62,7 @@ fn assert_error(response: &Response, status: u16, code: &str) {
 
 #[tokio::test]
 async fn the_api_needs_a_valid_bearer_token() {
-    let f = Fixture::start().await;
+    let f = Team::start(TEAM).await;
     let server = &f.server;
     for (method, path) in [
         ("GET", "/api/v1/me"),
@@ -140,14 +91,14 @@ async fn the_api_needs_a_valid_bearer_token() {
         .get("/api/v1/me", &[("authorization", "Basic YWxpY2U6eA==")])
         .await;
     assert_error(&basic, 401, "invalid_token");
-    let refresh = server.login(ALICE.0, ALICE.1).await.json["refresh"]
+    let refresh = server.login("alice", &Team::password("alice")).await.json["refresh"]
         .as_str()
         .expect("refresh")
         .to_owned();
     let response = server.api("GET", "/api/v1/me", Some(&refresh), None).await;
     assert_error(&response, 401, "invalid_token");
     // The scheme is case-insensitive.
-    let lower = format!("bearer {}", f.alice);
+    let lower = format!("bearer {}", f.token("alice"));
     let ok = server
         .get("/api/v1/me", &[("authorization", lower.as_str())])
         .await;
@@ -160,9 +111,10 @@ async fn the_api_needs_a_valid_bearer_token() {
 
 #[tokio::test]
 async fn me_shows_the_account_and_its_rooms() {
-    let f = Fixture::start().await;
-    f.create_room(&f.alice, json!({"name": "general"})).await;
-    let me = f.get(&f.alice, "/api/v1/me").await;
+    let f = Team::start(TEAM).await;
+    f.create_room_from("alice", json!({"name": "general"}))
+        .await;
+    let me = f.get("alice", "/api/v1/me").await;
     assert_eq!(me.status, 200, "{:?}", me.json);
     assert_eq!(me.json["username"], "alice");
     assert_eq!(me.json["display_name"], "alice");
@@ -177,7 +129,7 @@ async fn me_shows_the_account_and_its_rooms() {
     );
     assert_eq!(room_names(&me.json), ["general"]);
     assert_eq!(me.json["rooms"][0]["member"], true);
-    let root = f.get(&f.root, "/api/v1/me").await;
+    let root = f.get("root", "/api/v1/me").await;
     assert_eq!(root.json["role"], "admin");
     assert_ne!(root.json["id"], me.json["id"]);
     f.server.stop().await;
@@ -189,8 +141,10 @@ fn uuid_like(text: &str) -> bool {
 
 #[tokio::test]
 async fn rooms_are_created_listed_and_shown() {
-    let f = Fixture::start().await;
-    let room = f.create_room(&f.alice, json!({"name": "general"})).await;
+    let f = Team::start(TEAM).await;
+    let room = f
+        .create_room_from("alice", json!({"name": "general"}))
+        .await;
     assert!(room["id"].as_u64().is_some_and(|id| id > 0), "{room}");
     assert_eq!(room["name"], "general");
     assert_eq!(room["visibility"], "public");
@@ -201,8 +155,8 @@ async fn rooms_are_created_listed_and_shown() {
     assert!(room["created_at"].as_i64().is_some_and(|t| t > 0), "{room}");
 
     let custom = f
-        .create_room(
-            &f.bob,
+        .create_room_from(
+            "bob",
             json!({"name": "ephemeral", "persistent": false, "retention_secs": 3600}),
         )
         .await;
@@ -212,24 +166,24 @@ async fn rooms_are_created_listed_and_shown() {
 
     // The core's rules: names are unique and well-formed, dm: is reserved.
     let duplicate = f
-        .post(&f.bob, "/api/v1/rooms", json!({"name": "general"}))
+        .post("bob", "/api/v1/rooms", json!({"name": "general"}))
         .await;
     assert_error(&duplicate, 409, "conflict");
     for name in ["Has Spaces", "", "dm:alice:bob"] {
-        let bad = f.post(&f.bob, "/api/v1/rooms", json!({"name": name})).await;
+        let bad = f.post("bob", "/api/v1/rooms", json!({"name": name})).await;
         assert_error(&bad, 400, "bad_request");
     }
     let bad_visibility = f
         .post(
-            &f.bob,
+            "bob",
             "/api/v1/rooms",
             json!({"name": "x", "visibility": "secret"}),
         )
         .await;
     assert_error(&bad_visibility, 400, "bad_request");
-    let authorization = format!("Bearer {}", f.bob);
+    let authorization = format!("Bearer {}", f.token("bob"));
     let not_json = http(
-        f.server.addr,
+        f.addr(),
         "POST",
         "/api/v1/rooms",
         &[
@@ -241,134 +195,140 @@ async fn rooms_are_created_listed_and_shown() {
     .await;
     assert_error(&not_json, 415, "unsupported_media_type");
 
-    let list = f.get(&f.bob, "/api/v1/rooms").await;
+    let list = f.get("bob", "/api/v1/rooms").await;
     assert_eq!(list.status, 200, "{:?}", list.json);
     assert_eq!(room_names(&list.json), ["general", "ephemeral"]);
     let general = &list.json["rooms"][0];
     assert_eq!(general["member"], false, "{general}");
     assert_eq!(general["owner"], "alice");
 
-    let shown = f.get(&f.bob, "/api/v1/rooms/general").await;
+    let shown = f.get("bob", "/api/v1/rooms/general").await;
     assert_eq!(shown.status, 200, "{:?}", shown.json);
     assert_eq!(shown.json["name"], "general");
     assert_eq!(shown.json["id"], room["id"]);
     assert_eq!(shown.json["owner"], "alice");
     assert_eq!(shown.json["members"], json!(["alice"]));
     // Posting in a public room makes bob a member.
-    f.send(&f.bob, "general", json!({"content": "hello"})).await;
-    let shown = f.get(&f.carol, "/api/v1/rooms/general").await;
+    send(&f, "bob", "general", json!({"content": "hello"})).await;
+    let shown = f.get("carol", "/api/v1/rooms/general").await;
     assert_eq!(shown.json["members"], json!(["alice", "bob"]));
     assert_eq!(shown.json["last_seq"], 1);
 
-    let missing = f.get(&f.bob, "/api/v1/rooms/nowhere").await;
+    let missing = f.get("bob", "/api/v1/rooms/nowhere").await;
     assert_error(&missing, 404, "not_found");
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn private_rooms_are_for_members() {
-    let f = Fixture::start().await;
+    let f = Team::start(TEAM).await;
     let room = f
-        .create_room(&f.alice, json!({"name": "secret", "visibility": "private"}))
+        .create_room_from("alice", json!({"name": "secret", "visibility": "private"}))
         .await;
     assert_eq!(room["visibility"], "private");
-    f.send(&f.alice, "secret", json!({"content": "for members only"}))
-        .await;
+    send(
+        &f,
+        "alice",
+        "secret",
+        json!({"content": "for members only"}),
+    )
+    .await;
 
     // Bob is not a member: nothing of the room is his to read or write.
     assert_error(
-        &f.get(&f.bob, "/api/v1/rooms/secret").await,
+        &f.get("bob", "/api/v1/rooms/secret").await,
         403,
         "forbidden",
     );
     assert_error(
-        &f.get(&f.bob, "/api/v1/rooms/secret/messages").await,
+        &f.get("bob", "/api/v1/rooms/secret/messages").await,
         403,
         "forbidden",
     );
     let post = f
         .post(
-            &f.bob,
+            "bob",
             "/api/v1/rooms/secret/messages",
             json!({"content": "let me in"}),
         )
         .await;
     assert_error(&post, 403, "forbidden");
-    assert!(!room_names(&f.get(&f.bob, "/api/v1/rooms").await.json).contains(&"secret"));
+    assert!(!room_names(&f.get("bob", "/api/v1/rooms").await.json).contains(&"secret"));
     // Nor may he add himself.
     let self_add = f
-        .post_empty(&f.bob, "/api/v1/rooms/secret/members/bob")
+        .post_empty("bob", "/api/v1/rooms/secret/members/bob")
         .await;
     assert_error(&self_add, 403, "forbidden");
     // An admin may read it.
-    assert_eq!(f.get(&f.root, "/api/v1/rooms/secret").await.status, 200);
+    assert_eq!(f.get("root", "/api/v1/rooms/secret").await.status, 200);
 
     // The owner adds him.
     let added = f
-        .post_empty(&f.alice, "/api/v1/rooms/secret/members/bob")
+        .post_empty("alice", "/api/v1/rooms/secret/members/bob")
         .await;
     assert_eq!(added.status, 200, "{:?}", added.json);
     assert_eq!(added.json["room"], "secret");
     assert_eq!(added.json["member"], "bob");
     assert_eq!(added.json["added"], true);
-    let shown = f.get(&f.bob, "/api/v1/rooms/secret").await;
+    let shown = f.get("bob", "/api/v1/rooms/secret").await;
     assert_eq!(shown.status, 200, "{:?}", shown.json);
     assert_eq!(shown.json["members"], json!(["alice", "bob"]));
-    let list = f.get(&f.bob, "/api/v1/rooms").await;
+    let list = f.get("bob", "/api/v1/rooms").await;
     assert!(
         room_names(&list.json).contains(&"secret"),
         "{:?}",
         list.json
     );
-    let history = f.history(&f.bob, "secret", "").await;
+    let history = history(&f, "bob", "secret", "").await;
     assert_eq!(history["messages"][0]["content"], "for members only");
-    f.send(&f.bob, "secret", json!({"content": "thanks"})).await;
+    send(&f, "bob", "secret", json!({"content": "thanks"})).await;
     // Bob, not the owner, cannot add carol.
     let by_member = f
-        .post_empty(&f.bob, "/api/v1/rooms/secret/members/carol")
+        .post_empty("bob", "/api/v1/rooms/secret/members/carol")
         .await;
     assert_error(&by_member, 403, "forbidden");
     let unknown_user = f
-        .post_empty(&f.alice, "/api/v1/rooms/secret/members/nobody")
+        .post_empty("alice", "/api/v1/rooms/secret/members/nobody")
         .await;
     assert_error(&unknown_user, 404, "not_found");
 
     // Removed again, he is out.
-    let removed = f.delete(&f.alice, "/api/v1/rooms/secret/members/bob").await;
+    let removed = f.delete("alice", "/api/v1/rooms/secret/members/bob").await;
     assert_eq!(removed.status, 200, "{:?}", removed.json);
     assert_eq!(removed.json["member"], "bob");
     assert_eq!(removed.json["removed"], true);
     assert_error(
-        &f.get(&f.bob, "/api/v1/rooms/secret").await,
+        &f.get("bob", "/api/v1/rooms/secret").await,
         403,
         "forbidden",
     );
     // Nor may he post, though he posted a moment ago (the server remembers members).
     let post = f
         .post(
-            &f.bob,
+            "bob",
             "/api/v1/rooms/secret/messages",
             json!({"content": "still here?"}),
         )
         .await;
     assert_error(&post, 403, "forbidden");
-    let again = f.delete(&f.alice, "/api/v1/rooms/secret/members/bob").await;
+    let again = f.delete("alice", "/api/v1/rooms/secret/members/bob").await;
     assert_error(&again, 404, "not_found");
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn messages_are_posted_and_paged() {
-    let f = Fixture::start().await;
-    f.create_room(&f.alice, json!({"name": "general"})).await;
+    let f = Team::start(TEAM).await;
+    f.create_room_from("alice", json!({"name": "general"}))
+        .await;
     for n in 1..=5u64 {
-        let sent = f
-            .send(
-                &f.alice,
-                "general",
-                json!({"content": format!("message {n}")}),
-            )
-            .await;
+        let sent = send(
+            &f,
+            "alice",
+            "general",
+            json!({"content": format!("message {n}")}),
+        )
+        .await;
         assert_eq!(sent["seq"], n, "{sent}");
         assert_eq!(sent["room"], "general");
         assert_eq!(sent["duplicate"], false);
@@ -376,13 +336,13 @@ async fn messages_are_posted_and_paged() {
         assert_eq!(sent["message"]["seq"], n);
         assert_eq!(sent["message"]["content"], format!("message {n}"));
     }
-    let reply = f
-        .send(
-            &f.bob,
-            "general",
-            json!({"content": "re: 2", "reply_to": 2}),
-        )
-        .await;
+    let reply = send(
+        &f,
+        "bob",
+        "general",
+        json!({"content": "re: 2", "reply_to": 2}),
+    )
+    .await;
     assert_eq!(reply["seq"], 6);
     let message = &reply["message"];
     assert_eq!(message["room"], "general");
@@ -400,7 +360,7 @@ async fn messages_are_posted_and_paged() {
     assert_eq!(message["created_at"].as_i64(), Some(ms / 1000));
 
     // Newest first page, then older pages with `before`.
-    let page = f.history(&f.carol, "general", "?limit=2").await;
+    let page = history(&f, "carol", "general", "?limit=2").await;
     assert_eq!(page["room"], "general");
     assert_eq!(page["last_seq"], 6);
     assert_eq!(seqs(&page), [5, 6]);
@@ -409,28 +369,28 @@ async fn messages_are_posted_and_paged() {
         page["messages"][1], *message,
         "history shows what the post returned"
     );
-    let page = f.history(&f.carol, "general", "?before=5&limit=2").await;
+    let page = history(&f, "carol", "general", "?before=5&limit=2").await;
     assert_eq!(seqs(&page), [3, 4]);
     assert_eq!(page["has_more"], true);
-    let page = f.history(&f.carol, "general", "?before=3&limit=2").await;
+    let page = history(&f, "carol", "general", "?before=3&limit=2").await;
     assert_eq!(seqs(&page), [1, 2]);
     assert_eq!(page["has_more"], false);
     // Forward from a sequence with `after`.
-    let page = f.history(&f.carol, "general", "?after=1&limit=3").await;
+    let page = history(&f, "carol", "general", "?after=1&limit=3").await;
     assert_eq!(seqs(&page), [2, 3, 4]);
     assert_eq!(page["has_more"], true);
-    let page = f.history(&f.carol, "general", "?after=4").await;
+    let page = history(&f, "carol", "general", "?after=4").await;
     assert_eq!(seqs(&page), [5, 6]);
     assert_eq!(page["has_more"], false);
-    let page = f.history(&f.carol, "general", "?after=1&before=4").await;
+    let page = history(&f, "carol", "general", "?after=1&before=4").await;
     assert_eq!(seqs(&page), [2, 3]);
-    let page = f.history(&f.carol, "general", "").await;
+    let page = history(&f, "carol", "general", "").await;
     assert_eq!(seqs(&page), [1, 2, 3, 4, 5, 6]);
     assert_eq!(page["has_more"], false);
 
     for query in ["?before=abc", "?after=-1", "?limit=1.5", "?limit="] {
         let path = format!("/api/v1/rooms/general/messages{query}");
-        assert_error(&f.get(&f.carol, &path).await, 400, "bad_request");
+        assert_error(&f.get("carol", &path).await, 400, "bad_request");
     }
     // The core's message rules hold here too.
     for body in [
@@ -440,81 +400,80 @@ async fn messages_are_posted_and_paged() {
         json!({"text": "wrong field"}),
     ] {
         let response = f
-            .post(&f.alice, "/api/v1/rooms/general/messages", body.clone())
+            .post("alice", "/api/v1/rooms/general/messages", body.clone())
             .await;
         assert_error(&response, 400, "bad_request");
     }
     let missing = f
         .post(
-            &f.alice,
+            "alice",
             "/api/v1/rooms/nowhere/messages",
             json!({"content": "x"}),
         )
         .await;
     assert_error(&missing, 404, "not_found");
-    assert_eq!(f.history(&f.carol, "general", "").await["last_seq"], 6);
+    assert_eq!(history(&f, "carol", "general", "").await["last_seq"], 6);
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn client_msg_id_makes_posting_idempotent() {
-    let f = Fixture::start().await;
-    f.create_room(&f.alice, json!({"name": "general"})).await;
+    let f = Team::start(TEAM).await;
+    f.create_room_from("alice", json!({"name": "general"}))
+        .await;
     let body = json!({"content": "only once", "client_msg_id": "retry-1"});
-    let first = f.send(&f.alice, "general", body.clone()).await;
+    let first = send(&f, "alice", "general", body.clone()).await;
     assert_eq!(first["seq"], 1);
     assert_eq!(first["duplicate"], false);
     assert_eq!(first["message"]["client_msg_id"], "retry-1");
-    let second = f.send(&f.alice, "general", body).await;
+    let second = send(&f, "alice", "general", body).await;
     assert_eq!(second["duplicate"], true, "{second}");
     assert_eq!(second["seq"], 1);
     assert_eq!(second["message"], first["message"]);
-    let other = f
-        .send(
-            &f.alice,
-            "general",
-            json!({"content": "another", "client_msg_id": "retry-2"}),
-        )
-        .await;
+    let other = send(
+        &f,
+        "alice",
+        "general",
+        json!({"content": "another", "client_msg_id": "retry-2"}),
+    )
+    .await;
     assert_eq!(other["seq"], 2);
     assert_eq!(other["duplicate"], false);
-    let page = f.history(&f.alice, "general", "").await;
+    let page = history(&f, "alice", "general", "").await;
     assert_eq!(seqs(&page), [1, 2]);
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn at_username_is_the_direct_room() {
-    let f = Fixture::start().await;
-    let sent = f
-        .send(&f.alice, "@bob", json!({"content": "psst, bob"}))
-        .await;
+    let f = Team::start(TEAM).await;
+    let sent = send(&f, "alice", "@bob", json!({"content": "psst, bob"})).await;
     assert_eq!(sent["room"], "dm:alice:bob");
     assert_eq!(sent["seq"], 1);
     // Bob reaches the same room as @alice, percent-encoded or not, and by its name.
     for path in ["@alice", "%40alice", "dm:alice:bob"] {
-        let page = f.history(&f.bob, path, "").await;
+        let page = history(&f, "bob", path, "").await;
         assert_eq!(page["room"], "dm:alice:bob", "{path}");
         assert_eq!(page["room_id"], sent["room_id"], "{path}");
         assert_eq!(page["messages"][0]["content"], "psst, bob", "{path}");
     }
-    let room = f.get(&f.bob, "/api/v1/rooms/@alice").await;
+    let room = f.get("bob", "/api/v1/rooms/@alice").await;
     assert_eq!(room.status, 200, "{:?}", room.json);
     assert_eq!(room.json["visibility"], "private");
     assert_eq!(room.json["members"], json!(["alice", "bob"]));
     // Nobody else reads it.
     assert_error(
-        &f.get(&f.carol, "/api/v1/rooms/dm:alice:bob/messages").await,
+        &f.get("carol", "/api/v1/rooms/dm:alice:bob/messages").await,
         403,
         "forbidden",
     );
     assert_error(
-        &f.get(&f.alice, "/api/v1/rooms/@nobody/messages").await,
+        &f.get("alice", "/api/v1/rooms/@nobody/messages").await,
         404,
         "not_found",
     );
     assert_error(
-        &f.get(&f.alice, "/api/v1/rooms/@alice/messages").await,
+        &f.get("alice", "/api/v1/rooms/@alice/messages").await,
         400,
         "bad_request",
     );
@@ -523,36 +482,37 @@ async fn at_username_is_the_direct_room() {
 
 #[tokio::test]
 async fn room_names_with_slashes_are_percent_encoded() {
-    let f = Fixture::start().await;
-    let room = f.create_room(&f.alice, json!({"name": "alice/math"})).await;
+    let f = Team::start(TEAM).await;
+    let room = f
+        .create_room_from("alice", json!({"name": "alice/math"}))
+        .await;
     assert_eq!(room["name"], "alice/math");
-    f.create_room(&f.alice, json!({"name": "team:ops"})).await;
+    f.create_room_from("alice", json!({"name": "team:ops"}))
+        .await;
     for path in ["alice%2Fmath", "alice%2fmath"] {
-        let shown = f.get(&f.bob, &format!("/api/v1/rooms/{path}")).await;
+        let shown = f.get("bob", &format!("/api/v1/rooms/{path}")).await;
         assert_eq!(shown.status, 200, "{path}: {:?}", shown.json);
         assert_eq!(shown.json["name"], "alice/math");
         assert_eq!(shown.json["id"], room["id"]);
     }
-    let sent = f
-        .send(&f.bob, "alice%2Fmath", json!({"content": "2+2=4"}))
-        .await;
+    let sent = send(&f, "bob", "alice%2Fmath", json!({"content": "2+2=4"})).await;
     assert_eq!(sent["room"], "alice/math");
-    let page = f.history(&f.alice, "alice%2Fmath", "").await;
+    let page = history(&f, "alice", "alice%2Fmath", "").await;
     assert_eq!(page["messages"][0]["room"], "alice/math");
     assert_eq!(page["messages"][0]["content"], "2+2=4");
     let added = f
-        .post_empty(&f.alice, "/api/v1/rooms/alice%2Fmath/members/carol")
+        .post_empty("alice", "/api/v1/rooms/alice%2Fmath/members/carol")
         .await;
     assert_eq!(added.status, 200, "{:?}", added.json);
     assert_eq!(added.json["room"], "alice/math");
     // Unencoded, the slash splits the path: no such route.
     assert_error(
-        &f.get(&f.bob, "/api/v1/rooms/alice/math").await,
+        &f.get("bob", "/api/v1/rooms/alice/math").await,
         404,
         "not_found",
     );
     // ':' needs no encoding.
-    let ops = f.get(&f.bob, "/api/v1/rooms/team:ops").await;
+    let ops = f.get("bob", "/api/v1/rooms/team:ops").await;
     assert_eq!(ops.status, 200, "{:?}", ops.json);
     assert_eq!(ops.json["name"], "team:ops");
     f.server.stop().await;
@@ -560,21 +520,22 @@ async fn room_names_with_slashes_are_percent_encoded() {
 
 #[tokio::test]
 async fn publishing_and_notifying_need_an_admin() {
-    let f = Fixture::start().await;
-    f.create_room(&f.alice, json!({"name": "general"})).await;
+    let f = Team::start(TEAM).await;
+    f.create_room_from("alice", json!({"name": "general"}))
+        .await;
     let event = json!({"room": "general", "type": "task.created", "data": {"id": 7}});
     assert_error(
-        &f.post(&f.alice, "/api/v1/publish", event.clone()).await,
+        &f.post("alice", "/api/v1/publish", event.clone()).await,
         403,
         "forbidden",
     );
-    let published = f.post(&f.root, "/api/v1/publish", event).await;
+    let published = f.post("root", "/api/v1/publish", event).await;
     assert_eq!(published.status, 200, "{:?}", published.json);
     // Nobody is connected to the room over WebSocket.
     assert_eq!(published.json, json!({"delivered": 0}));
     let nowhere = f
         .post(
-            &f.root,
+            "root",
             "/api/v1/publish",
             json!({"room": "nowhere", "type": "x", "data": null}),
         )
@@ -582,7 +543,7 @@ async fn publishing_and_notifying_need_an_admin() {
     assert_error(&nowhere, 404, "not_found");
     let untyped = f
         .post(
-            &f.root,
+            "root",
             "/api/v1/publish",
             json!({"room": "general", "type": ""}),
         )
@@ -591,12 +552,12 @@ async fn publishing_and_notifying_need_an_admin() {
 
     let notification = json!({"username": "bob", "title": "Hi", "message": "Welcome"});
     assert_error(
-        &f.post(&f.alice, "/api/v1/notifications", notification.clone())
+        &f.post("alice", "/api/v1/notifications", notification.clone())
             .await,
         403,
         "forbidden",
     );
-    let created = f.post(&f.root, "/api/v1/notifications", notification).await;
+    let created = f.post("root", "/api/v1/notifications", notification).await;
     assert_eq!(created.status, 201, "{:?}", created.json);
     assert!(created.json["id"].as_u64().is_some(), "{:?}", created.json);
     assert_eq!(created.json["title"], "Hi");
@@ -606,19 +567,19 @@ async fn publishing_and_notifying_need_an_admin() {
     assert!(created.json["category"].is_null());
     assert_eq!(created.json["read"], false);
     // Alice's refused attempt stored nothing.
-    let inbox = f.get(&f.bob, "/api/v1/notifications").await;
+    let inbox = f.get("bob", "/api/v1/notifications").await;
     assert_eq!(inbox.json["unread"], 1, "{:?}", inbox.json);
     for bad in [
         json!({"username": "bob", "title": "t", "message": "m", "level": "shouting"}),
         json!({"username": "bob", "title": "t", "message": "m", "actions": {"a": 1}}),
         json!({"username": "bob", "title": "t"}),
     ] {
-        let response = f.post(&f.root, "/api/v1/notifications", bad.clone()).await;
+        let response = f.post("root", "/api/v1/notifications", bad.clone()).await;
         assert_error(&response, 400, "bad_request");
     }
     let nobody = f
         .post(
-            &f.root,
+            "root",
             "/api/v1/notifications",
             json!({"username": "nobody", "title": "t", "message": "m"}),
         )
@@ -629,12 +590,12 @@ async fn publishing_and_notifying_need_an_admin() {
 
 #[tokio::test]
 async fn notifications_are_listed_counted_and_marked_read() {
-    let f = Fixture::start().await;
+    let f = Team::start(TEAM).await;
     let mut ids = Vec::new();
     for (n, level) in ["info", "warning", "error"].iter().enumerate() {
         let created = f
             .post(
-                &f.root,
+                "root",
                 "/api/v1/notifications",
                 json!({
                     "username": "bob",
@@ -650,7 +611,7 @@ async fn notifications_are_listed_counted_and_marked_read() {
         assert_eq!(created.status, 201, "{:?}", created.json);
         ids.push(created.json["id"].as_u64().expect("id"));
     }
-    let inbox = f.get(&f.bob, "/api/v1/notifications").await;
+    let inbox = f.get("bob", "/api/v1/notifications").await;
     assert_eq!(inbox.status, 200, "{:?}", inbox.json);
     assert_eq!(inbox.json["unread"], 3);
     let listed = inbox.json["notifications"].as_array().expect("array");
@@ -661,7 +622,7 @@ async fn notifications_are_listed_counted_and_marked_read() {
     assert_eq!(listed[0]["url"], "https://example.org/build/1");
     assert_eq!(listed[0]["actions"], json!([{"label": "Open"}]));
 
-    let limited = f.get(&f.bob, "/api/v1/notifications?limit=1").await;
+    let limited = f.get("bob", "/api/v1/notifications?limit=1").await;
     assert_eq!(
         limited.json["notifications"].as_array().map(Vec::len),
         Some(1)
@@ -671,13 +632,13 @@ async fn notifications_are_listed_counted_and_marked_read() {
         "the count is of all, not the page"
     );
     assert_error(
-        &f.get(&f.bob, "/api/v1/notifications?limit=many").await,
+        &f.get("bob", "/api/v1/notifications?limit=many").await,
         400,
         "bad_request",
     );
 
     // Others neither see nor mark bob's notifications.
-    let alice = f.get(&f.alice, "/api/v1/notifications").await;
+    let alice = f.get("alice", "/api/v1/notifications").await;
     assert_eq!(
         alice.json,
         json!({"notifications": [], "unread": 0}),
@@ -685,25 +646,25 @@ async fn notifications_are_listed_counted_and_marked_read() {
         alice.json
     );
     let path = format!("/api/v1/notifications/{}/read", ids[0]);
-    assert_error(&f.post_empty(&f.alice, &path).await, 404, "not_found");
+    assert_error(&f.post_empty("alice", &path).await, 404, "not_found");
 
-    let marked = f.post_empty(&f.bob, &path).await;
+    let marked = f.post_empty("bob", &path).await;
     assert_eq!(marked.status, 200, "{:?}", marked.json);
     assert_eq!(marked.json["id"], ids[0]);
     assert_eq!(marked.json["read"], true);
     assert_eq!(marked.json["title"], "n0");
-    let inbox = f.get(&f.bob, "/api/v1/notifications").await;
+    let inbox = f.get("bob", "/api/v1/notifications").await;
     assert_eq!(inbox.json["unread"], 2);
     assert_eq!(inbox.json["notifications"][2]["read"], true);
     assert_eq!(inbox.json["notifications"][0]["read"], false);
     // Marking again is harmless.
-    assert_eq!(f.post_empty(&f.bob, &path).await.status, 200);
+    assert_eq!(f.post_empty("bob", &path).await.status, 200);
     assert_eq!(
-        f.get(&f.bob, "/api/v1/notifications").await.json["unread"],
+        f.get("bob", "/api/v1/notifications").await.json["unread"],
         2
     );
     assert_error(
-        &f.post_empty(&f.bob, "/api/v1/notifications/999999/read")
+        &f.post_empty("bob", "/api/v1/notifications/999999/read")
             .await,
         404,
         "not_found",

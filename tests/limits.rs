@@ -3,7 +3,7 @@
 //! without token or HELLO) are closed on time; a subscriber that stops reading is closed within
 //! 2 s of overflowing its queue while the server's memory stays within twice that queue's bytes
 //! and every other subscriber gets everything in order. (The per-user connection cap, 1009 for
-//! oversized frames and the heartbeat are in `ws_native` and `hostile_input`.)
+//! oversized frames and the heartbeat are in `ws_session` and `hostile_input`.)
 
 use std::time::{Duration, Instant};
 
@@ -12,21 +12,13 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{TestServer, add_user, test_config};
-use crate::daemon::{Daemon, token};
+use crate::common::{TestServer, access_token, add_user};
+use crate::daemon::Daemon;
 use crate::rawws::RawWs;
 use crate::wsclient::{Ws, try_connect};
 
-async fn server_with(
-    adjust: impl FnOnce(&mut natter::config::Config),
-) -> (TestServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    add_user(dir.path(), "alice", "alice-password", "user");
-    let mut config = test_config(dir.path());
-    adjust(&mut config);
-    let server = TestServer::start_config(config).await.expect("start");
-    (server, dir)
-}
+/// The one account the in-process servers here need.
+const ALICE: &[(&str, &str, &str)] = &[("alice", "alice-password", "user")];
 
 /// GCRA admits the burst at once, then one per interval: over a window of length w measured
 /// by the server, exactly burst + floor(w / interval). The client brackets w between what it
@@ -36,7 +28,7 @@ async fn rate_limit_admits_exactly_rate_times_time_plus_burst() {
     const PER_MINUTE: u32 = 120;
     const BURST: u32 = 4;
     let interval = Duration::from_secs(60) / PER_MINUTE;
-    let (server, _dir) = server_with(|c| {
+    let server = TestServer::start_with_users_and(ALICE, |c| {
         c.ws.messages_per_minute = PER_MINUTE;
         c.ws.message_burst = BURST;
     })
@@ -103,7 +95,7 @@ async fn ends_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bo
 /// come within `fastchat.hello_timeout_secs`.
 #[tokio::test]
 async fn unauthenticated_peers_are_closed_on_time() {
-    let (server, _dir) = server_with(|c| {
+    let server = TestServer::start_with_users_and(ALICE, |c| {
         c.server.header_read_timeout_secs = 1;
         c.fastchat.guests = true;
         c.fastchat.hello_timeout_secs = 1;
@@ -145,7 +137,7 @@ async fn unauthenticated_peers_are_closed_on_time() {
         "an idle keep-alive connection was kept"
     );
 
-    // No token: refused at once with 4401 when guests are off (ws_native covers that); with
+    // No token: refused at once with 4401 when guests are off (ws_session covers that); with
     // guests on, after the HELLO deadline.
     let mut quiet = RawWs::connect(server.addr, "/ws").await.expect("upgrade");
     let refusal = quiet.next_json().await.expect("an error frame");
@@ -195,9 +187,9 @@ async fn a_subscriber_that_stops_reading_is_closed_within_2s_and_costs_at_most_t
     )
     .expect("start");
     let addr = daemon.addr;
-    let publisher_token = token(addr, "alice", "alice-password").await;
-    let fast_token = token(addr, "bob", "bob-password").await;
-    let slow_token = token(addr, "carol", "carol-password").await;
+    let publisher_token = access_token(addr, "alice", "alice-password").await;
+    let fast_token = access_token(addr, "bob", "bob-password").await;
+    let slow_token = access_token(addr, "carol", "carol-password").await;
 
     let mut publisher = Ws::connect(addr, &publisher_token).await;
     let mut fast = Ws::connect(addr, &fast_token).await;
@@ -241,12 +233,11 @@ async fn a_subscriber_that_stops_reading_is_closed_within_2s_and_costs_at_most_t
     let subscribe = json!({"type": "Subscribe", "data": {"topics": ["firehose"]}, "id": "s"});
     slow.send(&crate::rawws::RawFrame::text(&subscribe.to_string()))
         .await;
-    loop {
-        let frame = slow.next_json().await.expect("subscribed");
-        if frame["id"] == "s" {
-            break;
-        }
-    }
+    slow.json_until("the reply to Subscribe", |frame| {
+        (frame["id"] == "s").then_some(())
+    })
+    .await
+    .expect("subscribed");
 
     let mut peak = baseline;
     let overflowed_at = loop {

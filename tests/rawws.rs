@@ -12,6 +12,8 @@ use std::io::{Read as _, Write as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+use crate::common::Deadline;
+
 /// How long a raw client waits for the server before it counts as gone.
 pub const RAW_WAIT: Duration = Duration::from_secs(10);
 
@@ -296,8 +298,19 @@ impl RawWs {
     /// The next text frame as JSON, skipping pings and heartbeats; `Err` with what ended the
     /// wait otherwise.
     pub async fn next_json(&mut self) -> Result<serde_json::Value, Incoming> {
+        self.next_json_before(&mut Deadline::new("a JSON frame"))
+            .await
+    }
+
+    /// [`RawWs::next_json`], every frame read before `deadline` and noted in it.
+    async fn next_json_before(
+        &mut self,
+        deadline: &mut Deadline,
+    ) -> Result<serde_json::Value, Incoming> {
         loop {
-            match self.next().await {
+            let incoming = deadline.bound(self.next()).await;
+            deadline.saw(format_args!("{incoming:?}"));
+            match incoming {
                 Incoming::Text(text) => {
                     let value: serde_json::Value =
                         serde_json::from_str(&text).expect("server frames are JSON");
@@ -315,10 +328,30 @@ impl RawWs {
         }
     }
 
+    /// Reads JSON frames (pings and heartbeats skipped) until `step` makes something of one,
+    /// all before one deadline (`what` names what it waits for); `Err` with what ended the
+    /// connection first.
+    pub async fn json_until<T>(
+        &mut self,
+        what: &str,
+        mut step: impl FnMut(&serde_json::Value) -> Option<T>,
+    ) -> Result<T, Incoming> {
+        let mut deadline = Deadline::new(what);
+        loop {
+            let frame = self.next_json_before(&mut deadline).await?;
+            if let Some(found) = step(&frame) {
+                return Ok(found);
+            }
+        }
+    }
+
     /// Reads until the server closes: the close code, or `None` when the connection just ended.
     pub async fn closed(&mut self) -> Option<u16> {
+        let mut deadline = Deadline::new("the server's close frame");
         loop {
-            match self.next().await {
+            let incoming = deadline.bound(self.next()).await;
+            deadline.saw(format_args!("{incoming:?}"));
+            match incoming {
                 Incoming::Close(code) => {
                     // Complete the closing handshake, as a well-behaved peer does.
                     let _ = self

@@ -14,8 +14,8 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{add_user, http};
-use crate::daemon::{Daemon, token};
+use crate::common::{access_token, add_user, http};
+use crate::daemon::Daemon;
 use crate::wsclient::try_connect;
 
 const ROOMS: [&str; 2] = ["crash-a", "crash-b"];
@@ -284,8 +284,8 @@ async fn crash_suite(trials: usize, cycles: usize) -> (Figures, usize) {
         add_user(dir.path(), "bob", "bob-password", "user");
         let setup = Daemon::start(dir.path(), STORM_ENV).expect("first start");
         let tokens = vec![
-            token(setup.addr, "alice", "alice-password").await,
-            token(setup.addr, "bob", "bob-password").await,
+            access_token(setup.addr, "alice", "alice-password").await,
+            access_token(setup.addr, "bob", "bob-password").await,
         ];
         for room in ROOMS {
             let response = http(

@@ -1,8 +1,8 @@
-//! A WebSocket test client for the native protocol: JSON frames in and out, with a bound on
-//! every wait so a missing frame fails the test instead of hanging it.
+//! A WebSocket test client for the native protocol: JSON frames in and out. Every wait runs
+//! under one [`Deadline`] however many frames it reads, so a missing frame fails the test (with
+//! what was awaited and what came instead) instead of hanging it.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
@@ -11,8 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
 
-/// Longest a test waits for a frame it expects.
-pub const WAIT: Duration = Duration::from_secs(10);
+use crate::common::Deadline;
 
 pub struct Ws {
     pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -55,81 +54,153 @@ impl Ws {
     pub async fn request(&mut self, kind: &str, data: Value, id: &str) -> Value {
         self.send(json!({"type": kind, "data": data, "id": id}))
             .await;
-        self.recv_where(|f| f["id"] == id).await
+        self.recv_where(&format!("the reply to {kind} {id:?}"), |f| f["id"] == id)
+            .await
     }
 
-    /// The next message, text parsed as JSON (binary as {"binary": [bytes]}).
-    pub async fn next_message(&mut self) -> Message {
-        match tokio::time::timeout(WAIT, self.socket.next()).await {
-            Ok(Some(Ok(message))) => message,
-            Ok(Some(Err(e))) => panic!("read error: {e}"),
-            Ok(None) => panic!("connection ended"),
-            Err(_) => panic!("no frame within {WAIT:?}"),
+    /// The next message of the socket before `deadline`, noted in it; a read error or the end
+    /// of the connection fails the test.
+    async fn next_before(&mut self, deadline: &mut Deadline) -> Message {
+        match deadline.bound(self.socket.next()).await {
+            Some(Ok(message)) => {
+                deadline.saw(shown(&message));
+                message
+            }
+            Some(Err(e)) => deadline.ended(format_args!("read error {e}")),
+            None => deadline.ended("the connection ended"),
         }
     }
 
-    /// The next JSON frame, skipping server heartbeats.
-    pub async fn recv(&mut self) -> Value {
+    /// Reads messages until `step` makes something of one, all before one deadline: for waits
+    /// on binary frames or on the heartbeat. `what` names what it waits for.
+    pub async fn messages_until<T>(
+        &mut self,
+        what: &str,
+        mut step: impl FnMut(Message) -> Option<T>,
+    ) -> T {
+        let mut deadline = Deadline::new(what);
         loop {
-            match self.next_message().await {
+            if let Some(found) = step(self.next_before(&mut deadline).await) {
+                return found;
+            }
+        }
+    }
+
+    /// The next JSON frame before `deadline`, skipping server heartbeats. A heartbeat is
+    /// answered, as a client does: a test that outlives `ws.ping_interval_secs` plus
+    /// `ws.pong_timeout_secs` (a slow machine) would otherwise lose its connection (4000).
+    async fn recv_before(&mut self, deadline: &mut Deadline) -> Value {
+        loop {
+            match self.next_before(deadline).await {
                 Message::Text(text) => {
                     let value: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
                     if value["type"] == "Ping" {
+                        self.send(json!({"type": "Pong", "data": value["data"]}))
+                            .await;
                         continue;
                     }
                     return value;
                 }
-                Message::Close(frame) => panic!("closed: {frame:?}"),
+                Message::Close(frame) => deadline.ended(format_args!("closed: {frame:?}")),
                 Message::Binary(b) => panic!("unexpected binary frame of {} bytes", b.len()),
                 _ => {}
             }
         }
     }
 
-    /// Skips frames until one satisfies `select`.
-    pub async fn recv_where(&mut self, select: impl Fn(&Value) -> bool) -> Value {
+    /// The next JSON frame, skipping (and answering) server heartbeats.
+    pub async fn recv(&mut self) -> Value {
+        self.recv_before(&mut Deadline::new("a JSON frame")).await
+    }
+
+    /// Reads JSON frames (heartbeats skipped) until `step` makes something of one, all before
+    /// one deadline. `what` names what it waits for, for the message when it gives up.
+    pub async fn recv_until<T>(
+        &mut self,
+        what: &str,
+        mut step: impl FnMut(&Value) -> Option<T>,
+    ) -> T {
+        let mut deadline = Deadline::new(what);
         loop {
-            let frame = self.recv().await;
-            if select(&frame) {
-                return frame;
+            let frame = self.recv_before(&mut deadline).await;
+            if let Some(found) = step(&frame) {
+                return found;
             }
         }
+    }
+
+    /// Skips frames until one satisfies `select` (`what` names it).
+    pub async fn recv_where(&mut self, what: &str, select: impl Fn(&Value) -> bool) -> Value {
+        self.recv_until(what, |frame| select(frame).then(|| frame.clone()))
+            .await
     }
 
     /// Skips frames until one of `kind`.
     pub async fn recv_type(&mut self, kind: &str) -> Value {
-        self.recv_where(|f| f["type"] == kind).await
+        self.recv_where(&format!("a {kind} frame"), |f| f["type"] == kind)
+            .await
     }
 
     /// Reads until the server closes; returns the close code and reason.
     pub async fn closed(&mut self) -> (u16, String) {
+        let mut deadline = Deadline::new("the server's close frame");
         loop {
-            match tokio::time::timeout(WAIT, self.socket.next()).await {
-                Ok(Some(Ok(Message::Close(Some(frame))))) => {
+            match self.next_before(&mut deadline).await {
+                Message::Close(Some(frame)) => {
                     return (u16::from(frame.code), frame.reason.to_string());
                 }
-                Ok(Some(Ok(Message::Close(None)))) => return (1005, String::new()),
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(e))) => panic!("read error before close: {e}"),
-                Ok(None) => panic!("connection ended without a close frame"),
-                Err(_) => panic!("not closed within {WAIT:?}"),
+                Message::Close(None) => return (1005, String::new()),
+                _ => {}
             }
+        }
+    }
+
+    /// Reads until the connection ends: `Some(code)` for a close frame, `None` when it was cut
+    /// (reset or EOF) without one.
+    pub async fn ends(&mut self) -> Option<u16> {
+        let mut deadline = Deadline::new("the end of the connection");
+        loop {
+            match deadline.bound(self.socket.next()).await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(message)) => deadline.saw(shown(&message)),
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// Reads the frames the server sends before it closes, and the close code.
+    pub async fn frames_until_close(&mut self) -> (Vec<Value>, u16) {
+        let mut frames = Vec::new();
+        let mut deadline = Deadline::new("the server's close frame");
+        loop {
+            match self.next_before(&mut deadline).await {
+                Message::Text(text) => {
+                    frames.push(serde_json::from_str(text.as_str()).expect("JSON frame"));
+                }
+                Message::Close(frame) => {
+                    return (frames, frame.map_or(1005, |f| u16::from(f.code)));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Opens a WebSocket to `path` (token and all) without reading anything: for dialects whose
+    /// first frame is not the native welcome, or that send none.
+    pub async fn open(addr: SocketAddr, path: &str) -> Ws {
+        Ws {
+            socket: raw_connect(addr, path, &[]).await,
+            welcome: Value::Null,
         }
     }
 }
 
-impl Ws {
-    /// Reads until the connection ends: `Some(code)` for a close frame, `None` when it was cut
-    /// (reset or EOF) without one.
-    pub async fn ends(&mut self) -> Option<u16> {
-        loop {
-            match tokio::time::timeout(WAIT, self.socket.next()).await {
-                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(_)) | None) => return None,
-                Err(_) => panic!("connection did not end within {WAIT:?}"),
-            }
-        }
+/// A message as a wait that gives up shows it.
+fn shown(message: &Message) -> String {
+    match message {
+        Message::Text(text) => text.to_string(),
+        Message::Binary(bytes) => format!("<binary, {} bytes>", bytes.len()),
+        other => format!("{other:?}"),
     }
 }
 
@@ -144,6 +215,7 @@ pub async fn raw_connect(
         .unwrap_or_else(|e| panic!("connect {path}: {e}"))
 }
 
+/// Opens a WebSocket to `path`; the handshake too is bounded by a deadline.
 pub async fn try_connect(
     addr: SocketAddr,
     path: &str,
@@ -158,37 +230,8 @@ pub async fn try_connect(
             value.parse().expect("header value"),
         );
     }
-    tokio_tungstenite::connect_async(request)
+    Deadline::new(format!("the upgrade of {path}"))
+        .bound(tokio_tungstenite::connect_async(request))
         .await
         .map(|(socket, _)| socket)
-}
-
-impl Ws {
-    /// Opens a WebSocket to `path` (token and all) without reading anything: for dialects whose
-    /// first frame is not the native welcome, or that send none.
-    pub async fn open(addr: SocketAddr, path: &str) -> Ws {
-        Ws {
-            socket: raw_connect(addr, path, &[]).await,
-            welcome: Value::Null,
-        }
-    }
-
-    /// Reads the frames the server sends before it closes, and the close code.
-    pub async fn frames_until_close(&mut self) -> (Vec<Value>, u16) {
-        let mut frames = Vec::new();
-        loop {
-            match tokio::time::timeout(WAIT, self.socket.next()).await {
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    frames.push(serde_json::from_str(text.as_str()).expect("JSON frame"));
-                }
-                Ok(Some(Ok(Message::Close(frame)))) => {
-                    return (frames, frame.map_or(1005, |f| u16::from(f.code)));
-                }
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(e))) => panic!("read error before close: {e}"),
-                Ok(None) => panic!("connection ended without a close frame"),
-                Err(_) => panic!("not closed within {WAIT:?}"),
-            }
-        }
-    }
 }
