@@ -87,7 +87,17 @@ pub enum Event {
         kind: String,
         data: Value,
     },
-    /// Someone joined or left a room.
+    /// A user's first connection entered a room, or their last one left it (live presence in
+    /// the room; see `Membership` for who belongs to it).
+    RoomPresence {
+        room: String,
+        room_id: u64,
+        user_id: Uuid,
+        user_number: u64,
+        username: String,
+        entered: bool,
+    },
+    /// Someone became, or stopped being, a member of a room.
     Membership {
         room: String,
         room_id: u64,

@@ -172,13 +172,17 @@ pub fn check_room_identifier(identifier: &str) {
 }
 
 /// The native binary frame decoder: a header is accepted exactly when it is at least 5 bytes,
-/// names a defined type and declares the payload's real length; an address exactly when its
-/// length byte is followed by that many bytes of non-empty UTF-8.
+/// names a defined type (0x01 to 0x04, or 0x81 to 0x84 with an address) and declares the
+/// payload's real length; an address exactly when its length byte is followed by that many
+/// bytes of non-empty UTF-8.
 pub fn check_binary(frame: &[u8]) {
     let frame = Bytes::copy_from_slice(frame);
+    let defined = |byte: u8| (1..=4).contains(&(byte & 0x7f));
     match native::binary_header(&frame) {
-        Ok((_, _, payload)) => {
-            assert!((1..=4).contains(&frame[0]));
+        Ok(header) => {
+            assert!(defined(frame[0]));
+            assert_eq!(header.addressed, frame[0] & 0x80 != 0);
+            let payload = header.payload;
             assert_eq!(payload.len() + 5, frame.len());
             let declared = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]);
             assert_eq!(usize::try_from(declared).ok(), Some(payload.len()));
@@ -194,7 +198,7 @@ pub fn check_binary(frame: &[u8]) {
         Err(error) => {
             assert!(matches!(error, Error::BadRequest(_)), "{error:?}");
             let well_formed = frame.len() >= 5
-                && (1..=4).contains(&frame[0])
+                && defined(frame[0])
                 && u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]])
                     == u32::try_from(frame.len() - 5).unwrap_or(u32::MAX);
             assert!(!well_formed, "a well-formed header refused: {error}");

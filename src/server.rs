@@ -407,7 +407,24 @@ where
         async move {
             let response = match crate::ws::endpoint(&path) {
                 Some(endpoint) => crate::ws::upgrade(state, endpoint, request, peer),
-                None => routes.call(request).await?,
+                None => {
+                    let allowed = &state.config.ws.allowed_origins;
+                    let headers = request.headers();
+                    match crate::http::cors::preflight(&method, headers, &path, allowed) {
+                        Some(answer) => answer,
+                        None => {
+                            let origin = crate::http::cors::request_origin(headers);
+                            let mut response = routes.call(request).await?;
+                            crate::http::cors::decorate(
+                                origin.as_deref(),
+                                &path,
+                                allowed,
+                                &mut response,
+                            );
+                            response
+                        }
+                    }
+                }
             };
             tracing::info!(
                 target: "natter::access",

@@ -109,19 +109,14 @@ async fn document_examples_join_send_and_leave() {
         r#"{"type": "join_room", "room": "project:123", "data": {"extra":"value"}}"#,
     ))
     .await;
-    // Joining a public room makes alice a member: the core tells the room, alice included.
-    let joined = ws.recv().await;
-    assert_envelope(&joined);
-    assert_eq!(joined["type"], "user_joined");
-    assert_eq!(joined["room"], "project:123");
-    assert_eq!(joined["data"]["username"], "alice");
-    assert_eq!(joined["sender"], "alice");
+    // Alice is the first in the room: nobody else to tell.
+    sync(&mut ws).await;
 
     ws.send_raw(Message::text(
         r#"{ "type": "join_room", "room": "channel:456" }"#,
     ))
     .await;
-    assert_eq!(ws.recv().await["type"], "user_joined");
+    sync(&mut ws).await;
     ws.send_raw(Message::text(
         r#"{ "type": "send_message", "room":"channel:456", "data": {"content":"Hello"} }"#,
     ))
@@ -161,7 +156,7 @@ async fn published_task_and_project_events_pass_through() {
     let (mut ws, _) = connect(&o, o.token("alice")).await;
     for room in ["project:123", "task:789"] {
         ws.send(json!({"type": "join_room", "room": room})).await;
-        assert_eq!(ws.recv().await["type"], "user_joined");
+        sync(&mut ws).await;
     }
     for (room, kind, data) in [
         (
@@ -371,7 +366,6 @@ async fn rate_limit_is_an_error_event() {
     let (mut ws, _) = connect(&o, o.token("alice")).await;
     ws.send(json!({"type": "join_room", "room": "channel:1"}))
         .await;
-    assert_eq!(ws.recv().await["type"], "user_joined");
     let send = json!({"type": "send_message", "room": "channel:1", "data": {"content": "hi"}});
     ws.send(send.clone()).await;
     assert_eq!(ws.recv().await["type"], "message");
@@ -397,17 +391,18 @@ async fn rooms_and_native_clients_share_a_channel() {
     alice
         .send(json!({"type": "join_room", "room": "channel:7"}))
         .await;
-    assert_eq!(alice.recv().await["type"], "user_joined");
+    sync(&mut alice).await;
 
     let mut bob = Ws::connect(o.addr(), o.token("bob")).await;
     let joined = bob.request("Join", json!({"room": "channel:7"}), "j").await;
     assert_eq!(joined["data"]["status"], "joined", "{joined}");
-    // bob became a member by joining natively: the rooms client is told.
+    // bob entered the room natively: the rooms client is told, with bob's number.
     let event = alice.recv().await;
     assert_envelope(&event);
     assert_eq!(event["type"], "user_joined");
     assert_eq!(event["room"], "channel:7");
     assert_eq!(event["data"]["username"], "bob");
+    assert_eq!(event["data"]["user_id"], o.number("boss", "bob").await);
 
     // Rooms -> native.
     alice
@@ -453,17 +448,11 @@ async fn rooms_and_native_clients_share_a_channel() {
     assert_eq!(event["type"], "message.deleted");
     assert_eq!(event["data"]["seq"], seq);
 
-    // bob leaves the channel (membership): user_left.
-    let left = o
-        .server
-        .api(
-            "DELETE",
-            "/api/v1/rooms/channel:7/members/bob",
-            Some(o.token("bob")),
-            None,
-        )
+    // bob leaves the channel (his only connection in it): user_left.
+    let left = bob
+        .request("Leave", json!({"room": "channel:7"}), "l")
         .await;
-    assert_eq!(left.status, 200, "{:?}", left.json);
+    assert_eq!(left["data"]["status"], "left", "{left}");
     let event = alice.recv().await;
     assert_envelope(&event);
     assert_eq!(event["type"], "user_left");

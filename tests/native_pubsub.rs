@@ -472,11 +472,12 @@ async fn binary_frames_are_relayed_and_acknowledged_with_a_checksum() {
         .await;
     let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
 
+    // natter's routing extension: the type's high bit says the payload starts with an address.
     let data = b"\x00\x01binary payload\xff";
     let mut payload = vec![5u8];
     payload.extend_from_slice(b"media");
     payload.extend_from_slice(data);
-    let mut frame = vec![0x01];
+    let mut frame = vec![0x81];
     frame.extend_from_slice(&u32::try_from(payload.len()).expect("len").to_be_bytes());
     frame.extend_from_slice(&payload);
     alice.send_raw(Message::binary(frame)).await;
@@ -503,7 +504,7 @@ async fn binary_frames_are_relayed_and_acknowledged_with_a_checksum() {
     expected_payload.push(5);
     expected_payload.extend_from_slice(b"alice");
     expected_payload.extend_from_slice(data);
-    let mut expected = vec![0x01];
+    let mut expected = vec![0x81];
     expected.extend_from_slice(
         &u32::try_from(expected_payload.len())
             .expect("len")
@@ -512,11 +513,11 @@ async fn binary_frames_are_relayed_and_acknowledged_with_a_checksum() {
     expected.extend_from_slice(&expected_payload);
     assert_eq!(relayed.as_ref(), expected.as_slice());
 
-    // Direct binary to bob (0x02).
+    // Direct binary to bob (0x02, addressed).
     let mut payload = vec![3u8];
     payload.extend_from_slice(b"bob");
     payload.extend_from_slice(b"hi");
-    let mut frame = vec![0x02];
+    let mut frame = vec![0x82];
     frame.extend_from_slice(&u32::try_from(payload.len()).expect("len").to_be_bytes());
     frame.extend_from_slice(&payload);
     alice.send_raw(Message::binary(frame)).await;
@@ -526,9 +527,15 @@ async fn binary_frames_are_relayed_and_acknowledged_with_a_checksum() {
         "{status}"
     );
 
-    // A length field that disagrees with the frame, and an unknown type.
+    // A length field that disagrees with the frame, an address that is not there, and an
+    // unknown type.
     alice
         .send_raw(Message::binary(vec![0x01, 0, 0, 0, 9, 1, b'a']))
+        .await;
+    let error = alice.recv().await;
+    assert_eq!(error["data"]["code"], 400, "{error}");
+    alice
+        .send_raw(Message::binary(vec![0x81, 0, 0, 0, 2, 9, b'a']))
         .await;
     let error = alice.recv().await;
     assert_eq!(error["data"]["code"], 400, "{error}");

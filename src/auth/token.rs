@@ -23,6 +23,10 @@ pub(crate) const MIN_SECRET_BYTES: usize = 32;
 pub struct AccessClaims {
     /// User id.
     pub sub: String,
+    /// The account's number ([`User::number`]): the `user_id` claim Django REST Framework
+    /// SimpleJWT clients read, and the id the protocols with integer user ids show.
+    #[serde(default)]
+    pub user_id: u64,
     pub username: String,
     pub role: Role,
     pub iat: i64,
@@ -90,6 +94,7 @@ impl TokenKeys {
         let now = now_secs();
         let claims = AccessClaims {
             sub: user.id.to_string(),
+            user_id: user.number,
             username: user.username.clone(),
             role: user.role,
             iat: now,
@@ -113,6 +118,7 @@ impl TokenKeys {
     ) -> Result<String, Error> {
         let claims = AccessClaims {
             sub: user.id.to_string(),
+            user_id: user.number,
             username: user.username.clone(),
             role: user.role,
             iat: now_secs(),

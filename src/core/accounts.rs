@@ -53,6 +53,9 @@ pub fn validate_password(password: &str, min_len: usize) -> Result<(), Error> {
 pub struct UserView {
     pub id: Uuid,
     pub number: u64,
+    /// The same number under the name clients of the integer-id protocols (and SimpleJWT's
+    /// claim) use for it.
+    pub user_id: u64,
     pub username: String,
     pub display_name: String,
     pub avatar_url: Option<String>,
@@ -67,6 +70,7 @@ impl From<&User> for UserView {
         UserView {
             id: user.id,
             number: user.number,
+            user_id: user.number,
             username: user.username.clone(),
             display_name: user.display_name.clone(),
             avatar_url: user.avatar_url.clone(),

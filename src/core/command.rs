@@ -28,6 +28,9 @@ pub enum RoomRef {
     Name(String),
     /// By the core's room id.
     Id(u64),
+    /// By name, or, when no room has that name and it is a number, by that id (a protocol
+    /// whose path names a room that clients know by its id).
+    NameOrId(String),
     /// The personal room `user:<number>` of the user with that number (created on first use,
     /// for its own user only).
     Personal(u64),
@@ -83,6 +86,9 @@ pub struct SendMessage {
     /// Makes retries idempotent: a repeated id returns the original message.
     pub client_msg_id: Option<String>,
     pub policy: ContentPolicy,
+    /// Files to attach: the sender's own, not attached anywhere yet (a binary file transfer),
+    /// or attached in this room already.
+    pub attachments: Vec<u64>,
 }
 
 impl SendMessage {
@@ -94,6 +100,7 @@ impl SendMessage {
             reply_to: None,
             client_msg_id: None,
             policy: ContentPolicy::default(),
+            attachments: Vec::new(),
         }
     }
 }
@@ -187,11 +194,12 @@ pub enum Command {
         topic: String,
         data: Value,
     },
-    /// A binary frame to a topic's subscribers (broadcast, stream) or a user's connections
-    /// (direct, file).
+    /// A binary frame: with an address, to a topic's subscribers (broadcast, stream) or a
+    /// user's connections (direct, file); without one, acknowledged, and a file transfer kept
+    /// as a file of the sender's.
     Binary {
         kind: BinaryKind,
-        address: String,
+        address: Option<String>,
         data: Bytes,
     },
     DirectMessage {
@@ -210,10 +218,12 @@ pub enum Command {
     ReadNotification {
         id: u64,
     },
-    /// Lists the connection in the live roster.
+    /// Lists the connection in the live roster. `claimed`: an id the client says it is, which
+    /// may not be another account's.
     EnterRoster {
         display_name: String,
         policy: NamePolicy,
+        claimed: Option<uuid::Uuid>,
     },
     /// Opens a one-to-one conversation with the user (or listed guest) whose id is `target`.
     OpenConversation {
@@ -273,9 +283,14 @@ pub enum Reply {
     Subscriptions {
         active: usize,
     },
-    /// How many connections a Broadcast, relay or binary frame reached.
+    /// How many connections a Broadcast or relay reached.
     Delivered {
         recipients: usize,
+    },
+    /// How many connections a binary frame reached, and the file it was kept as.
+    Binary {
+        recipients: usize,
+        file_id: Option<u64>,
     },
     Direct(DirectOutcome),
     /// Events for this connection only (queued direct messages).
@@ -379,9 +394,13 @@ impl Core {
                 kind,
                 address,
                 data,
-            } => Reply::Delivered {
-                recipients: chat.binary(who, conn, kind, address, data).await?,
-            },
+            } => {
+                let (recipients, file_id) = chat.binary(who, conn, kind, address, data).await?;
+                Reply::Binary {
+                    recipients,
+                    file_id,
+                }
+            }
             Command::DirectMessage {
                 target,
                 payload,
@@ -405,7 +424,18 @@ impl Core {
             Command::EnterRoster {
                 display_name,
                 policy,
-            } => Reply::Listed(chat.roster_enter(conn, &display_name, policy)?),
+                claimed,
+            } => {
+                if let Some(claimed) = claimed
+                    && claimed != who.user_id
+                    && chat.store().user(claimed).await?.is_some()
+                {
+                    return Err(Error::Forbidden(
+                        "user_id does not match the user of the access token".to_owned(),
+                    ));
+                }
+                Reply::Listed(chat.roster_enter(conn, &display_name, policy)?)
+            }
             Command::OpenConversation { target } => {
                 Reply::ConversationOpened(chat.open_conversation(who, conn, &target).await?)
             }

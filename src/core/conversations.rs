@@ -220,6 +220,7 @@ impl Chat {
                     reply_to: None,
                     client_msg_id: Some(message_id.clone()),
                     policy,
+                    attachments: Vec::new(),
                 },
             )
             .await?;

@@ -125,6 +125,23 @@ pub fn check_account(who: &Principal) -> Result<(), Error> {
     Ok(())
 }
 
+/// Longest link a notification may carry.
+const MAX_LINK_BYTES: usize = 2048;
+
+/// A link a client may follow: an absolute `http(s)` URL, or a path on the same origin
+/// (`/tasks/123`, but not `//host`, which a browser reads as another host, nor `/\host`), at
+/// most 2048 bytes, without control characters. Every other scheme (`javascript:`, `data:`,
+/// ...) is refused.
+pub fn is_safe_link(url: &str) -> bool {
+    if url.len() > MAX_LINK_BYTES || url.chars().any(char::is_control) {
+        return false;
+    }
+    let lower = url.to_ascii_lowercase();
+    let absolute = lower.starts_with("https://") || lower.starts_with("http://");
+    let path = url.starts_with('/') && !url.starts_with("//") && !url.starts_with("/\\");
+    absolute || path
+}
+
 /// Rounds of [`strip_markup`]: each removes one level of escaped markup.
 const STRIP_ROUNDS: usize = 4;
 
@@ -333,6 +350,31 @@ mod tests {
         assert_eq!(window.refused_in_a_row, 1);
         assert!(window.try_take_at(start + Duration::from_secs(60)));
         assert_eq!(window.refused_in_a_row, 0);
+    }
+
+    #[test]
+    fn links_are_http_urls_or_paths_on_this_server() {
+        for ok in [
+            "/tasks/123",
+            "/a?b=c#d",
+            "https://example.com/x",
+            "HTTP://example.com",
+        ] {
+            assert!(is_safe_link(ok), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "//evil.example",
+            "/\\evil.example",
+            "tasks/123",
+            "/tab\there",
+            "/new\nline",
+            "",
+            &format!("/{}", "x".repeat(2048)),
+        ] {
+            assert!(!is_safe_link(bad), "{bad}");
+        }
     }
 
     #[test]

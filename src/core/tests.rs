@@ -334,6 +334,7 @@ async fn content_policies_and_idempotency_keys() {
         reply_to: None,
         client_msg_id: client_msg_id.map(str::to_owned),
         policy,
+        attachments: Vec::new(),
     };
     assert!(matches!(
         f.chat

@@ -7,7 +7,7 @@ use serde_json::json;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::{Filter, Rejection, Reply};
 
-use super::{authenticated, collect_limited, json_reply, with_state};
+use super::{authenticated, authenticated_or_cookie, collect_limited, json_reply, with_state};
 use crate::app::AppState;
 use crate::core::command::RoomRef;
 use crate::error::Error;
@@ -75,13 +75,14 @@ pub fn files_upload(
         )
 }
 
-/// GET /api/v1/files/{id} — a file's content, for who may read the room it was attached in.
+/// GET /api/v1/files/{id} — a file's content, for who may read the room it was attached in (a
+/// bearer token, or the access cookie, as a browser link or image carries it).
 pub fn files_get(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "files" / u64)
         .and(warp::get())
-        .and(authenticated(state.clone()))
+        .and(authenticated_or_cookie(state.clone()))
         .and(with_state(state))
         .and_then(|id: u64, who: Principal, state: AppState| async move {
             let (file, path) = state.core.chat.file(&who, id).await?;

@@ -1,6 +1,7 @@
 //! The HTTP API (warp). Filters are named `<resource>_<verb>`; their doc line is the route.
 //! Every error leaves through `recover` as JSON `{"error": "...", "code": "..."}`.
 
+pub mod cors;
 mod files;
 mod health;
 mod notifications;
@@ -119,14 +120,38 @@ fn authenticated(
         let state = state.clone();
         async move {
             let token = bearer_token(header.as_deref())?;
-            state
-                .core
-                .accounts
-                .authenticate(token)
-                .await
-                .map_err(Rejection::from)
+            principal_of(&state, token).await
         }
     })
+}
+
+/// [`authenticated`], or the `natter_access` cookie when there is no Authorization header: for
+/// what a browser fetches by URL (file links and images), which cannot carry a bearer token.
+/// Only for reads (SameSite=Strict keeps other sites from sending the cookie at all).
+fn authenticated_or_cookie(
+    state: AppState,
+) -> impl Filter<Extract = (Principal,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(warp::cookie::optional::<String>(crate::wire::ACCESS_COOKIE))
+        .and_then(move |header: Option<String>, cookie: Option<String>| {
+            let state = state.clone();
+            async move {
+                let token = match (&header, &cookie) {
+                    (None, Some(cookie)) if !cookie.is_empty() => cookie.as_str(),
+                    _ => bearer_token(header.as_deref())?,
+                };
+                principal_of(&state, token).await
+            }
+        })
+}
+
+async fn principal_of(state: &AppState, token: &str) -> Result<Principal, Rejection> {
+    state
+        .core
+        .accounts
+        .authenticate(token)
+        .await
+        .map_err(Rejection::from)
 }
 
 /// An optional unsigned number from the query string; anything else there is a 400.

@@ -46,6 +46,9 @@ struct SendRequest {
     /// Makes retries idempotent: a repeated id returns the original message.
     #[serde(default)]
     client_msg_id: Option<String>,
+    /// Ids of files to attach (the sender's own, not attached anywhere yet).
+    #[serde(default)]
+    attachments: Vec<u64>,
 }
 
 /// A room with its owner's username.
@@ -73,6 +76,7 @@ pub fn me_get(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = R
             Ok::<_, Rejection>(json_reply(
                 &json!({
                     "id": user.id,
+                    "user_id": user.user_id,
                     "username": user.username,
                     "display_name": user.display_name,
                     "role": user.role,
@@ -147,15 +151,16 @@ pub fn rooms_get(
                 .await?;
             chat.check_read(&who, &room).await?;
             let members = chat.members_presence(&who, &room).await?;
-            let names: Vec<&str> = members.iter().map(|(name, _)| name.as_str()).collect();
+            let names: Vec<&str> = members.iter().map(|m| m.username.as_str()).collect();
             let presence: serde_json::Map<String, Value> = members
                 .iter()
-                .map(|(name, status)| (name.clone(), json!(status)))
+                .map(|m| (m.username.clone(), json!(m.presence)))
                 .collect();
             let mut body = room_json(&state, &room).await?;
             if let Some(map) = body.as_object_mut() {
                 map.insert("members".to_owned(), json!(names));
                 map.insert("presence".to_owned(), Value::Object(presence));
+                map.insert("member_users".to_owned(), json!(members));
             }
             Ok::<_, Rejection>(json_reply(&body, StatusCode::OK))
         })
@@ -223,6 +228,7 @@ pub fn messages_create(
                             reply_to: req.reply_to,
                             client_msg_id: req.client_msg_id,
                             policy: ContentPolicy::default(),
+                            attachments: req.attachments,
                         },
                     )
                     .await?;

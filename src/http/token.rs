@@ -3,24 +3,60 @@
 use std::net::IpAddr;
 
 use serde::Deserialize;
+use warp::http::HeaderValue;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::{client_ip, json_body, json_reply, with_state};
 use crate::app::AppState;
+use crate::auth::TokenPair;
 
 #[derive(Deserialize)]
 struct LoginRequest {
     username: String,
     password: String,
-    /// Also set the access token as an HttpOnly cookie (for browsers' WebSockets).
-    #[serde(default)]
+    /// Set the access token as an HttpOnly cookie too (for browsers' WebSockets and file
+    /// links), which a login and a refresh do unless this is `false`.
+    #[serde(default = "yes")]
     cookie: bool,
 }
 
 #[derive(Deserialize)]
 struct RefreshRequest {
     refresh: String,
+    /// As in a login.
+    #[serde(default = "yes")]
+    cookie: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The `natter_access` cookie of an access token (`max_age` 0 clears it): HttpOnly, SameSite
+/// Strict, `Secure` when natter serves TLS itself.
+fn access_cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
+    let secure = if state.config.tls.enabled() {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}",
+        crate::wire::ACCESS_COOKIE,
+    ))
+    .ok()
+}
+
+/// A token pair as the answer, with its access token as the cookie when asked.
+fn pair_reply(state: &AppState, pair: &TokenPair, cookie: bool) -> warp::reply::Response {
+    let mut response = json_reply(pair, StatusCode::OK);
+    if cookie && let Some(value) = access_cookie(state, &pair.access, pair.expires_in) {
+        response
+            .headers_mut()
+            .insert(warp::http::header::SET_COOKIE, value);
+    }
+    response
 }
 
 /// POST /api/token — username and password for an access and a refresh token.
@@ -40,21 +76,7 @@ pub fn token_create(
                     .auth
                     .login(&req.username, &req.password, client)
                     .await?;
-                let mut response = json_reply(&pair, StatusCode::OK);
-                if req.cookie {
-                    let cookie = format!(
-                        "{}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-                        crate::wire::ACCESS_COOKIE,
-                        pair.access,
-                        pair.expires_in
-                    );
-                    if let Ok(value) = warp::http::HeaderValue::from_str(&cookie) {
-                        response
-                            .headers_mut()
-                            .insert(warp::http::header::SET_COOKIE, value);
-                    }
-                }
-                Ok::<_, Rejection>(response)
+                Ok::<_, Rejection>(pair_reply(&state, &pair, req.cookie))
             },
         )
 }
@@ -71,7 +93,7 @@ pub fn token_refresh(
         .and(with_state(state))
         .and_then(|req: RefreshRequest, state: AppState| async move {
             let pair = state.auth.refresh(&req.refresh).await?;
-            Ok::<_, Rejection>(json_reply(&pair, StatusCode::OK))
+            Ok::<_, Rejection>(pair_reply(&state, &pair, req.cookie))
         })
 }
 
@@ -87,9 +109,13 @@ pub fn token_revoke(
         .and(with_state(state))
         .and_then(|req: RefreshRequest, state: AppState| async move {
             state.auth.revoke(&req.refresh).await?;
-            Ok::<_, Rejection>(json_reply(
-                &serde_json::json!({"revoked": true}),
-                StatusCode::OK,
-            ))
+            let mut response = json_reply(&serde_json::json!({"revoked": true}), StatusCode::OK);
+            // Logged out: the cookie goes too.
+            if let Some(value) = access_cookie(&state, "", 0) {
+                response
+                    .headers_mut()
+                    .insert(warp::http::header::SET_COOKIE, value);
+            }
+            Ok::<_, Rejection>(response)
         })
 }

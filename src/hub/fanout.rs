@@ -11,30 +11,80 @@ use super::topic::Subscription;
 use super::{Conn, ConnId, Delivery, State};
 use crate::events::KickReason;
 
-pub(super) fn join_room(state: &mut State, id: ConnId, room_id: u64, max: usize) -> bool {
-    let Some(conn) = state.conns.get_mut(&id) else {
-        return false;
-    };
+pub(super) fn join_room(
+    state: &mut State,
+    id: ConnId,
+    room_id: u64,
+    max: usize,
+    present: bool,
+) -> Option<bool> {
+    let conn = state.conns.get_mut(&id)?;
     if !conn.rooms.contains(&room_id) && conn.rooms.len() >= max {
-        return false;
+        return None;
     }
     conn.rooms.insert(room_id);
+    let user_id = conn.info.user_id;
+    let entered = present && conn.present.insert(room_id);
     state.rooms.entry(room_id).or_default().insert(id);
-    true
+    if !entered {
+        return Some(false);
+    }
+    let count = state
+        .present
+        .entry(room_id)
+        .or_default()
+        .entry(user_id)
+        .or_insert(0);
+    *count += 1;
+    Some(*count == 1)
 }
 
-pub(super) fn leave_room(state: &mut State, id: ConnId, room_id: u64) {
+pub(super) fn leave_room(state: &mut State, id: ConnId, room_id: u64) -> bool {
+    let mut last = false;
     if let Some(conn) = state.conns.get_mut(&id) {
         conn.rooms.remove(&room_id);
+        if conn.present.remove(&room_id) {
+            let user_id = conn.info.user_id;
+            last = leave_presence(&mut state.present, room_id, user_id);
+        }
     }
     remove_member(&mut state.rooms, &room_id, id);
+    last
+}
+
+/// One present connection of `user_id` fewer in `room_id`; true when it was the last.
+pub(super) fn leave_presence(
+    present: &mut HashMap<u64, HashMap<Uuid, u32>>,
+    room_id: u64,
+    user_id: Uuid,
+) -> bool {
+    let Some(users) = present.get_mut(&room_id) else {
+        return false;
+    };
+    let last = match users.get_mut(&user_id) {
+        Some(count) if *count > 1 => {
+            *count -= 1;
+            false
+        }
+        Some(_) => {
+            users.remove(&user_id);
+            true
+        }
+        None => false,
+    };
+    if users.is_empty() {
+        present.remove(&room_id);
+    }
+    last
 }
 
 pub(super) fn close_room(state: &mut State, room_id: u64, delivery: &Arc<Delivery>) -> usize {
     let ids = state.rooms.remove(&room_id).unwrap_or_default();
+    state.present.remove(&room_id);
     for id in &ids {
         if let Some(conn) = state.conns.get_mut(id) {
             conn.rooms.remove(&room_id);
+            conn.present.remove(&room_id);
             deliver(conn, delivery);
         }
     }
@@ -46,7 +96,7 @@ pub(super) fn remove_user_from_room(
     user_id: Uuid,
     room_id: u64,
     delivery: &Arc<Delivery>,
-) -> usize {
+) -> (usize, bool) {
     let ids: Vec<ConnId> = state
         .rooms
         .get(&room_id)
@@ -63,14 +113,22 @@ pub(super) fn remove_user_from_room(
                 .collect()
         })
         .unwrap_or_default();
+    let was_present = state
+        .present
+        .get_mut(&room_id)
+        .is_some_and(|users| users.remove(&user_id).is_some());
+    if state.present.get(&room_id).is_some_and(HashMap::is_empty) {
+        state.present.remove(&room_id);
+    }
     for id in &ids {
         remove_member(&mut state.rooms, &room_id, *id);
         if let Some(conn) = state.conns.get_mut(id) {
             conn.rooms.remove(&room_id);
+            conn.present.remove(&room_id);
             deliver(conn, delivery);
         }
     }
-    ids.len()
+    (ids.len(), was_present)
 }
 
 pub(super) fn subscribe_all(

@@ -38,8 +38,9 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Adds a connection, refused beyond the per-user or the total cap.
     fn register(&self, info: ConnInfo, caps: ConnCaps) -> Result<Registration, RegisterError>;
-    /// Removes a connection and all its subscriptions. True if it was its user's last.
-    fn unregister(&self, conn: ConnId) -> bool;
+    /// Removes a connection and all its subscriptions: whether it was its user's last, and the
+    /// rooms it was the user's last connection in.
+    fn unregister(&self, conn: ConnId) -> Unregistered;
     /// Records the protocol a connection speaks (it may change once, from `/ws` to FastChat).
     fn set_dialect(&self, conn: ConnId, dialect: &'static str);
     /// Records a connection's new session after an in-band token renewal.
@@ -62,13 +63,18 @@ pub trait Broker: Send + Sync + 'static {
 
     // ----- rooms ---------------------------------------------------------------------------
 
-    /// Adds a connection to a room's audience; false (nothing done) beyond `max` rooms.
-    fn join_room(&self, conn: ConnId, room_id: u64, max: usize) -> bool;
-    fn leave_room(&self, conn: ConnId, room_id: u64);
+    /// Adds a connection to a room's audience; `None` (nothing done) beyond `max` rooms. With
+    /// `present`, the connection is in the room, not only listening to it (the live presence
+    /// of who is in a room counts it): `Some(true)` when it is its user's first there.
+    fn join_room(&self, conn: ConnId, room_id: u64, max: usize, present: bool) -> Option<bool>;
+    /// Takes a connection out of a room's audience; true when it was its user's last connection
+    /// in the room.
+    fn leave_room(&self, conn: ConnId, room_id: u64) -> bool;
     /// Ids of the rooms among `room_ids` that at least one connection joined.
     fn joined_rooms_of(&self, room_ids: &[u64]) -> Vec<u64>;
-    /// Takes a user's connections out of a room and tells each of them with `event`.
-    fn remove_user_from_room(&self, user_id: Uuid, room_id: u64, event: Event) -> usize;
+    /// Takes a user's connections out of a room and tells each of them with `event`; returns
+    /// how many, and whether the user was in the room (present).
+    fn remove_user_from_room(&self, user_id: Uuid, room_id: u64, event: Event) -> (usize, bool);
     /// Takes every connection out of a room (it was deleted) and tells each with `event`.
     fn close_room(&self, room_id: u64, event: Event) -> usize;
 
@@ -195,6 +201,15 @@ pub struct Registration {
     pub first_for_user: bool,
 }
 
+/// What unregistering a connection ended.
+#[derive(Debug, Default)]
+pub struct Unregistered {
+    /// It was its user's last connection (they went offline).
+    pub last_for_user: bool,
+    /// The rooms it was its user's last connection in.
+    pub rooms_left: Vec<u64>,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum RegisterError {
     /// The user has `per_user` connections already.
@@ -210,6 +225,8 @@ struct Conn {
     topics: HashSet<String>,
     patterns: HashSet<String>,
     rooms: HashSet<u64>,
+    /// The rooms (among `rooms`) the connection is in, rather than only listening to.
+    present: HashSet<u64>,
     /// The name this connection is listed under in the live roster (a FastChat client after its
     /// HELLO); `None`: not listed.
     roster_name: Option<String>,
@@ -224,6 +241,8 @@ struct State {
     topics: HashMap<String, HashSet<ConnId>>,
     patterns: HashMap<String, (Pattern, HashSet<ConnId>)>,
     rooms: HashMap<u64, HashSet<ConnId>>,
+    /// Who is in each room: present connections per user.
+    present: HashMap<u64, HashMap<Uuid, u32>>,
     /// Connections listed in the live roster.
     roster: HashSet<ConnId>,
 }
@@ -265,7 +284,7 @@ impl Broker for Hub {
     fn register(&self, info: ConnInfo, caps: ConnCaps) -> Result<Registration, RegisterError> {
         registry::register(self, info, caps)
     }
-    fn unregister(&self, conn: ConnId) -> bool {
+    fn unregister(&self, conn: ConnId) -> Unregistered {
         registry::unregister(self, conn)
     }
     fn set_dialect(&self, conn: ConnId, dialect: &'static str) {
@@ -300,11 +319,11 @@ impl Broker for Hub {
     fn kick_all(&self, reason: KickReason) -> usize {
         registry::kick_where(&self.read(), |_| true, reason)
     }
-    fn join_room(&self, conn: ConnId, room_id: u64, max: usize) -> bool {
-        fanout::join_room(&mut self.write(), conn, room_id, max)
+    fn join_room(&self, conn: ConnId, room_id: u64, max: usize, present: bool) -> Option<bool> {
+        fanout::join_room(&mut self.write(), conn, room_id, max, present)
     }
-    fn leave_room(&self, conn: ConnId, room_id: u64) {
-        fanout::leave_room(&mut self.write(), conn, room_id);
+    fn leave_room(&self, conn: ConnId, room_id: u64) -> bool {
+        fanout::leave_room(&mut self.write(), conn, room_id)
     }
     fn joined_rooms_of(&self, room_ids: &[u64]) -> Vec<u64> {
         let state = self.read();
@@ -314,7 +333,7 @@ impl Broker for Hub {
             .filter(|id| state.rooms.contains_key(id))
             .collect()
     }
-    fn remove_user_from_room(&self, user_id: Uuid, room_id: u64, event: Event) -> usize {
+    fn remove_user_from_room(&self, user_id: Uuid, room_id: u64, event: Event) -> (usize, bool) {
         let delivery = self.delivery(event, None);
         fanout::remove_user_from_room(&mut self.write(), user_id, room_id, &delivery)
     }

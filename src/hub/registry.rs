@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::{
     Conn, ConnCaps, ConnId, ConnInfo, ConnSummary, Hub, Kick, RegisterError, Registration, State,
-    fanout, roster,
+    Unregistered, fanout, roster,
 };
 use crate::events::{Event, KickReason};
 
@@ -39,6 +39,7 @@ pub(super) fn register(
             topics: HashSet::new(),
             patterns: HashSet::new(),
             rooms: HashSet::new(),
+            present: HashSet::new(),
             roster_name: None,
             peers: std::collections::HashMap::new(),
         },
@@ -51,17 +52,16 @@ pub(super) fn register(
     })
 }
 
-/// Removes a connection and all its subscriptions. Returns true if it was its user's last. A
-/// connection listed in the live roster leaves it, and the other listed connections are told
-/// when that changed the roster.
-pub(super) fn unregister(hub: &Hub, id: ConnId) -> bool {
+/// Removes a connection and all its subscriptions. A connection listed in the live roster
+/// leaves it, and the other listed connections are told when that changed the roster.
+pub(super) fn unregister(hub: &Hub, id: ConnId) -> Unregistered {
     let mut state = hub.write();
     let roster_before = state
         .roster
         .contains(&id)
         .then(|| roster::roster_of(&state));
     let Some(conn) = state.conns.remove(&id) else {
-        return false;
+        return Unregistered::default();
     };
     if let Some(before) = roster_before {
         state.roster.remove(&id);
@@ -86,6 +86,12 @@ pub(super) fn unregister(hub: &Hub, id: ConnId) -> bool {
         fanout::remove_member(&mut state.rooms, room, id);
     }
     let user_id = conn.info.user_id;
+    let rooms_left = conn
+        .present
+        .iter()
+        .copied()
+        .filter(|room| fanout::leave_presence(&mut state.present, *room, user_id))
+        .collect();
     let last = match state.users.get_mut(&user_id) {
         Some(set) => {
             set.remove(&id);
@@ -96,7 +102,10 @@ pub(super) fn unregister(hub: &Hub, id: ConnId) -> bool {
     if last {
         state.users.remove(&user_id);
     }
-    last
+    Unregistered {
+        last_for_user: last,
+        rooms_left,
+    }
 }
 
 /// Every live connection, oldest first.

@@ -24,7 +24,8 @@ const FILE_COUNTER: &[u8] = b"counter:file";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredFile {
     pub id: u64,
-    /// The room it was attached in: who may read that room may download it.
+    /// The room it was attached in: who may read that room may download it. 0 for a file not
+    /// attached yet (a binary file transfer): its uploader's (and admins') only.
     pub room_id: u64,
     pub uploader: Uuid,
     pub name: String,
@@ -66,6 +67,39 @@ impl SledStore {
             file.id = trees.next_counter(FILE_COUNTER)?;
             tree.insert(file.id.to_be_bytes(), encode(&file)?)?;
             Ok(file)
+        })
+        .await
+    }
+
+    /// Attaches the files `ids` to the room `room_id`, for `uploader`: each must be one of
+    /// theirs not attached anywhere yet (room 0), or attached in that room already. Returns the
+    /// records as they now are.
+    pub async fn attach_files(
+        &self,
+        ids: Vec<u64>,
+        room_id: u64,
+        uploader: Uuid,
+    ) -> Result<Vec<StoredFile>, Error> {
+        let tree = self.files_tree()?;
+        self.write(move |_| {
+            let mut attached = Vec::with_capacity(ids.len());
+            for id in ids {
+                let mut file: StoredFile = tree
+                    .get(id.to_be_bytes())?
+                    .map(|raw| decode("files", &raw))
+                    .transpose()?
+                    .ok_or_else(|| Error::NotFound(format!("no file {id}")))?;
+                if file.room_id == 0 && file.uploader == uploader {
+                    file.room_id = room_id;
+                    tree.insert(id.to_be_bytes(), encode(&file)?)?;
+                } else if file.room_id != room_id {
+                    return Err(Error::Forbidden(format!(
+                        "file {id} is not yours to attach here"
+                    )));
+                }
+                attached.push(file);
+            }
+            Ok(attached)
         })
         .await
     }

@@ -170,6 +170,18 @@ impl Store {
         on_engine!(self, engine => engine.put_file(file, content).await)
     }
 
+    /// Attaches the files `ids` to the room `room_id`, for `uploader`: each must be one of
+    /// theirs not attached anywhere yet (room 0), or attached in that room already. Returns the
+    /// records as they now are.
+    pub async fn attach_files(
+        &self,
+        ids: Vec<u64>,
+        room_id: u64,
+        uploader: Uuid,
+    ) -> Result<Vec<StoredFile>, Error> {
+        on_engine!(self, engine => engine.attach_files(ids, room_id, uploader).await)
+    }
+
     /// A file's record.
     pub async fn file(&self, id: u64) -> Result<Option<StoredFile>, Error> {
         on_engine!(self, engine => engine.file(id))

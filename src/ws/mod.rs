@@ -198,7 +198,21 @@ pub fn upgrade(
         return response;
     }
     if !origin_allowed(headers, &state.config.ws.allowed_origins) {
-        tracing::info!(peer = %peer, "WebSocket refused: foreign origin");
+        let named = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        tracing::warn!(
+            peer = %peer,
+            origin = %named(header::ORIGIN),
+            host = %named(header::HOST),
+            "WebSocket refused: its Origin is neither this server's (the Host) nor listed in \
+             ws.allowed_origins; add it there to allow it (a page on 127.0.0.1 opening \
+             ws://localhost, or the other way round, is another origin)"
+        );
         return crate::http::error_response(&Error::Forbidden("origin not allowed".to_owned()));
     }
     let credentials = credentials(headers, request.uri().query());

@@ -148,7 +148,7 @@ impl Session {
         loop {
             let Request { meta, rate, step } = request;
             if let Err(error) = self.rates.check(rate, out) {
-                dialect.error(Some(meta), &error, out);
+                dialect.error(meta, &error, out);
                 return;
             }
             match step {
@@ -163,12 +163,12 @@ impl Session {
                             self.note(&reply);
                             dialect.reply(meta, reply, out);
                         }
-                        Err(error) => dialect.error(Some(meta), &error, out),
+                        Err(error) => dialect.error(meta, &error, out),
                     }
                     return;
                 }
                 Step::Invalid(error) => {
-                    dialect.error(Some(meta), &error, out);
+                    dialect.error(meta, &error, out);
                     return;
                 }
                 Step::Local => match dialect.local(meta, out) {
@@ -199,14 +199,8 @@ impl Session {
         }
     }
 
-    /// A text or binary frame of the client, counted (when its dialect counts every frame),
-    /// decoded and run.
+    /// A text or binary frame of the client, decoded and run.
     async fn frame<D: Dialect>(&mut self, dialect: &mut D, frame: Incoming, out: &mut Out) {
-        let rate = dialect.frame_rate();
-        if let Err(error) = self.rates.check(rate, out) {
-            dialect.error(None, &error, out);
-            return;
-        }
         let request = match frame {
             Incoming::Text(text) => dialect.decode_text(&text),
             Incoming::Binary(data) => dialect.decode_binary(data),
@@ -325,6 +319,20 @@ async fn await_guest_hello(
             None => return None,
         };
         let (claimed, display_name) = match fastchat::first_frame(text.as_str()) {
+            FirstFrame::Ping => {
+                if !send_within(socket, fastchat::pong()).await {
+                    return None;
+                }
+                continue;
+            }
+            FirstFrame::Early => {
+                let early =
+                    Error::Forbidden("send HELLO first to establish your identity".to_owned());
+                if !retry(socket, &early).await {
+                    return None;
+                }
+                continue;
+            }
             FirstFrame::NotHello => {
                 tracing::info!(peer = %peer, "WebSocket refused: no token");
                 refuse::<Root>(socket, &missing, close::UNAUTHORIZED).await;
@@ -369,7 +377,12 @@ async fn await_guest_hello(
 
 /// Tells a guest why its HELLO was not taken; false when the connection is gone.
 async fn retry(socket: &mut Socket, error: &Error) -> bool {
-    tokio::time::timeout(CLOSE_TIMEOUT, socket.send(fastchat::error_frame(error)))
+    send_within(socket, fastchat::error_frame(error)).await
+}
+
+/// Sends one frame before the connection is registered; false when the connection is gone.
+async fn send_within(socket: &mut Socket, frame: Message) -> bool {
+    tokio::time::timeout(CLOSE_TIMEOUT, socket.send(frame))
         .await
         .is_ok_and(|sent| sent.is_ok())
 }
@@ -477,7 +490,7 @@ async fn serve<D: Dialect>(
     let mut heartbeat = heartbeat_of(&dialect, config);
     let mut next_ping = Instant::now() + heartbeat.0;
     let mut pong_deadline: Option<Instant> = None;
-    let mut expiry = Expiry::new(&session.principal, config);
+    let mut expiry = Expiry::new(&session.principal, config, dialect.enforces_token_expiry());
     let mut close_timeout = CLOSE_TIMEOUT;
     let deflate = socket.deflate();
     // Deliveries encoded for this turn's write, with how each goes out compressed.
@@ -508,13 +521,14 @@ async fn serve<D: Dialect>(
             }
         }
         if expiry.expires_at != session.principal.expires_at {
-            expiry = Expiry::new(&session.principal, config);
+            expiry = Expiry::new(&session.principal, config, dialect.enforces_token_expiry());
         }
         let current = heartbeat_of(&dialect, config);
         if current != heartbeat {
-            // The connection changed protocol (/ws to FastChat): its heartbeat and rates start
-            // over.
+            // The connection changed protocol (/ws to FastChat): its heartbeat, rates and
+            // token expiry start over.
             heartbeat = current;
+            expiry = Expiry::new(&session.principal, config, dialect.enforces_token_expiry());
             state.broker.set_dialect(conn, dialect.name());
             session.rates = Rates::new(dialect.rate_limits(&state.config));
             next_ping = Instant::now() + heartbeat.0;
@@ -540,6 +554,13 @@ async fn serve<D: Dialect>(
                         break close_for_read_error(&e);
                     }
                 };
+                // What was queued for the connection before this frame came goes out before its
+                // answer: a client that sees the answer has seen every event that preceded it.
+                if let Ok(first) = outbound.try_recv() {
+                    oldest_pending.get_or_insert(first.created);
+                    let pending = Pending { outbound: &mut outbound, deflate: deflate.is_some() };
+                    pending.encode(first, &dialect, &session.replayed, &mut outgoing);
+                }
                 // Boxed: a request's future (the largest request's state) would otherwise be
                 // inlined into this loop's, and every idle connection would carry it.
                 Box::pin(session.frame(&mut dialect, incoming, &mut out)).await;
@@ -547,29 +568,8 @@ async fn serve<D: Dialect>(
             delivery = outbound.recv() => {
                 let Some(first) = delivery else { break None };
                 oldest_pending.get_or_insert(first.created);
-                let encoder = dialect.encoder();
-                let mut next = Some(first);
-                let mut taken = 0;
-                while let Some(delivery) = next.take() {
-                    if let Some((room, seq)) = delivery.event.room_seq()
-                        && session.replayed.get(&room).is_some_and(|done| seq <= *done)
-                    {
-                        // Already sent by the Join replay.
-                    } else if !dialect.wants(&delivery.event) {
-                        // Not for this client (e.g. FastChat does not echo the sender's own message).
-                    } else if let Some(frame) = fanout::encoded(&delivery, encoder.slot, encoder.encode) {
-                        // Compressed once per dialect for every receiver, when negotiated.
-                        let prepared = match deflate {
-                            Some(_) => Prepared::Deflated(fanout::deflated(&delivery, encoder.slot, &frame)),
-                            None => Prepared::Fresh,
-                        };
-                        outgoing.push((frame, prepared));
-                    }
-                    taken += 1;
-                    if taken < MAX_COALESCED {
-                        next = outbound.try_recv().ok();
-                    }
-                }
+                let pending = Pending { outbound: &mut outbound, deflate: deflate.is_some() };
+                pending.encode(first, &dialect, &session.replayed, &mut outgoing);
             }
             // One timer for the four deadlines: each `Sleep` is a timer entry of its own in
             // every idle connection's future.
@@ -604,10 +604,62 @@ async fn serve<D: Dialect>(
         }
         close_within(&mut socket, code, &reason, close_timeout).await;
     }
-    if state.broker.unregister(conn) && !session.principal.guest {
-        state.core.chat.disconnected(&session.principal).await;
+    let gone = state.broker.unregister(conn);
+    if !session.principal.guest {
+        state
+            .core
+            .chat
+            .left_rooms(&session.principal, &gone.rooms_left)
+            .await;
+        if gone.last_for_user {
+            state.core.chat.disconnected(&session.principal).await;
+        }
     }
     tracing::debug!(user = %session.principal.username, connection = %facts.public_id, "WebSocket closed");
+}
+
+/// A connection's queue of deliveries, as one turn takes them.
+struct Pending<'a> {
+    outbound: &'a mut tokio::sync::mpsc::Receiver<std::sync::Arc<crate::hub::Delivery>>,
+    /// permessage-deflate was negotiated.
+    deflate: bool,
+}
+
+impl Pending<'_> {
+    /// Encodes `first` and what is queued after it (at most `MAX_COALESCED` in all) into
+    /// `outgoing`, each shared with every receiver of the same dialect and compressed once when
+    /// deflate was negotiated.
+    fn encode<D: Dialect>(
+        self,
+        first: std::sync::Arc<crate::hub::Delivery>,
+        dialect: &D,
+        replayed: &HashMap<u64, u64>,
+        outgoing: &mut Vec<(Message, Prepared)>,
+    ) {
+        let encoder = dialect.encoder();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(delivery) = next.take() {
+            if let Some((room, seq)) = delivery.event.room_seq()
+                && replayed.get(&room).is_some_and(|done| seq <= *done)
+            {
+                // Already sent by the Join replay.
+            } else if !dialect.wants(&delivery.event) {
+                // Not for this client (e.g. FastChat does not echo the sender's own message).
+            } else if let Some(frame) = fanout::encoded(&delivery, encoder.slot, encoder.encode) {
+                let prepared = if self.deflate {
+                    Prepared::Deflated(fanout::deflated(&delivery, encoder.slot, &frame))
+                } else {
+                    Prepared::Fresh
+                };
+                outgoing.push((frame, prepared));
+            }
+            taken += 1;
+            if taken < MAX_COALESCED {
+                next = self.outbound.try_recv().ok();
+            }
+        }
+    }
 }
 
 /// The close frame of a connection the core asked to end.
@@ -684,8 +736,10 @@ struct Expiry {
 }
 
 impl Expiry {
-    fn new(principal: &Principal, config: &crate::config::WsConfig) -> Expiry {
-        if principal.guest {
+    /// `enforced`: the connection closes when its token expires (after a warning); else the
+    /// token was checked at connect, and only a revoked session or account ends it.
+    fn new(principal: &Principal, config: &crate::config::WsConfig, enforced: bool) -> Expiry {
+        if principal.guest || !enforced {
             return Expiry {
                 expires_at: principal.expires_at,
                 warn_at: None,

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::{Chat, NewNotification};
+use crate::core::policy;
 use crate::error::Error;
 use crate::events::Event;
 use crate::metrics::MessageKind;
@@ -90,10 +91,12 @@ impl Chat {
             ));
         }
         if let Some(url) = &new.url
-            && (url.len() > 2048 || !(url.starts_with("https://") || url.starts_with("http://")))
+            && !policy::is_safe_link(url)
         {
             return Err(Error::BadRequest(
-                "url must be an http(s) URL of at most 2048 bytes".to_owned(),
+                "url must be an http(s) URL or a path on this server (\"/tasks/123\") of at \
+                 most 2048 bytes, without control characters"
+                    .to_owned(),
             ));
         }
         let user = self

@@ -14,6 +14,9 @@ use crate::store::{Message, Room, StoredFile, now_secs};
 /// Longest `client_msg_id`, in bytes.
 pub const MAX_CLIENT_MSG_ID_BYTES: usize = 128;
 
+/// Most files one message attaches.
+const MAX_ATTACHMENTS: usize = 10;
+
 /// Longest content of a message that carries an uploaded file (its name).
 const FILE_MESSAGE_CHARS: usize = 255;
 
@@ -37,13 +40,27 @@ impl Chat {
     /// returns the original and delivers nothing.
     pub async fn send(&self, who: &Principal, message: SendMessage) -> Result<SendOutcome, Error> {
         let content = self.apply_policy(message.content, message.policy)?;
+        if message.attachments.len() > MAX_ATTACHMENTS {
+            return Err(Error::BadRequest(format!(
+                "a message may attach at most {MAX_ATTACHMENTS} files"
+            )));
+        }
+        let attachments = if message.attachments.is_empty() {
+            Vec::new()
+        } else {
+            let room = self.open_room(who, &message.room).await?;
+            self.ensure_member(who, &room).await?;
+            self.store
+                .attach_files(message.attachments, room.id, who.user_id)
+                .await?
+        };
         self.send_with(
             who,
             &message.room,
             content,
             message.reply_to,
             message.client_msg_id,
-            Vec::new(),
+            attachments,
         )
         .await
     }
@@ -400,6 +417,14 @@ impl Chat {
             .file(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no file {id}")))?;
+        if file.room_id == 0 {
+            // Not attached anywhere yet: its uploader's.
+            if file.uploader != who.user_id && !who.is_admin() {
+                return Err(Error::NotFound(format!("no file {id}")));
+            }
+            let path = self.store.file_path(&file.sha256);
+            return Ok((file, path));
+        }
         let room = self
             .store
             .room(file.room_id)

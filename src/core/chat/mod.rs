@@ -98,6 +98,16 @@ pub struct RoomView {
     pub created_at: i64,
 }
 
+/// A member of a room, with both of the account's ids and its presence now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MemberView {
+    pub id: Uuid,
+    /// The account's number (what the integer-id protocols show).
+    pub user_id: u64,
+    pub username: String,
+    pub presence: String,
+}
+
 /// What creating a room takes.
 #[derive(Debug, Clone)]
 pub struct CreateRoom {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::{Chat, CreateRoom, JoinOutcome, RoomSummary, RoomView, now_millis};
+use super::{Chat, CreateRoom, JoinOutcome, MemberView, RoomSummary, RoomView, now_millis};
 use crate::core::command::RoomRef;
 use crate::core::policy;
 use crate::error::Error;
@@ -55,6 +55,13 @@ impl Chat {
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("no room with id {id}"))),
             RoomRef::Personal(number) => self.personal_room(who, *number).await,
+            RoomRef::NameOrId(name) => match self.room_named(who, name).await {
+                Err(Error::NotFound(message)) => match name.parse::<u64>() {
+                    Ok(id) => self.store.room(id).await?.ok_or(Error::NotFound(message)),
+                    Err(_) => Err(Error::NotFound(message)),
+                },
+                found => found,
+            },
         }
     }
 
@@ -228,17 +235,20 @@ impl Chat {
         self.check_read(who, &room).await?;
         let max = self.limits.max_joined_rooms;
         // Capacity first, so a refused Join changes nothing.
-        if !self.broker.join_room(conn, room.id, max) {
+        let Some(first) = self.broker.join_room(conn, room.id, max, true) else {
             return Err(Error::RateLimited(format!(
                 "at most {max} rooms per connection"
             )));
-        }
+        };
         if room.visibility == Visibility::Public
             && !self.is_member(&room, who).await?
             && let Err(e) = self.ensure_member(who, &room).await
         {
             self.broker.leave_room(conn, room.id);
             return Err(e);
+        }
+        if first {
+            self.emit_room_presence(&room, who, Some(conn), true);
         }
         // Re-read: messages stored between resolve and subscribe are in the replay.
         let room = self.store.room_by_name(&room.name).await?.unwrap_or(room);
@@ -275,8 +285,44 @@ impl Chat {
         room: &RoomRef,
     ) -> Result<Room, Error> {
         let room = self.resolve_room(who, room).await?;
-        self.broker.leave_room(conn, room.id);
+        if self.broker.leave_room(conn, room.id) {
+            self.emit_room_presence(&room, who, None, false);
+        }
         Ok(room)
+    }
+
+    /// A connection that ended was its user's last one in `rooms`: the others in each are
+    /// told they left.
+    pub async fn left_rooms(&self, who: &Principal, rooms: &[u64]) {
+        for room_id in rooms {
+            match self.store.room(*room_id).await {
+                Ok(Some(room)) => self.emit_room_presence(&room, who, None, false),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read a room a connection left"),
+            }
+        }
+    }
+
+    /// Tells the others in a room that `who` entered it or left it (live presence).
+    fn emit_room_presence(
+        &self,
+        room: &Room,
+        who: &Principal,
+        skip: Option<ConnId>,
+        entered: bool,
+    ) {
+        self.broker.publish_room(
+            room.id,
+            Event::RoomPresence {
+                room: room.name.clone(),
+                room_id: room.id,
+                user_id: who.user_id,
+                user_number: who.number,
+                username: who.username.clone(),
+                entered,
+            },
+            skip,
+        );
     }
 
     /// Joins a connection to a room that only its members may enter, for protocols whose rooms
@@ -313,10 +359,13 @@ impl Chat {
             )));
         }
         let max = self.limits.max_joined_rooms;
-        if !self.broker.join_room(conn, room.id, max) {
+        let Some(first) = self.broker.join_room(conn, room.id, max, true) else {
             return Err(Error::RateLimited(format!(
                 "at most {max} rooms per connection"
             )));
+        };
+        if first {
+            self.emit_room_presence(&room, who, Some(conn), true);
         }
         Ok(room)
     }
@@ -329,7 +378,8 @@ impl Chat {
         let max = self.limits.max_joined_rooms;
         let mut joined = 0;
         for room_id in self.store.user_room_ids(who.user_id).await? {
-            if !self.broker.join_room(conn, room_id, max) {
+            // Listening, not entering: watching a room is not being in it.
+            if self.broker.join_room(conn, room_id, max, false).is_none() {
                 break;
             }
             joined += 1;
@@ -398,26 +448,31 @@ impl Chat {
             .members_presence(who, room)
             .await?
             .into_iter()
-            .map(|(name, _)| name)
+            .map(|member| member.username)
             .collect())
     }
 
-    /// Member usernames of a room with each one's presence now (`online`, `away`, `busy` or
-    /// `offline`), sorted by name (read access needed). Presence events only report changes, so
-    /// a client starts from this.
+    /// The members of a room with each one's presence now (`online`, `away`, `busy` or
+    /// `offline`), sorted by username (read access needed). Presence events only report
+    /// changes, so a client starts from this.
     pub async fn members_presence(
         &self,
         who: &Principal,
         room: &Room,
-    ) -> Result<Vec<(String, String)>, Error> {
+    ) -> Result<Vec<MemberView>, Error> {
         self.check_read(who, room).await?;
         let mut out = Vec::new();
         for id in self.store.room_member_ids(room.id).await? {
             if let Some(user) = self.store.user(id).await? {
-                out.push((user.username, self.status_of(id)));
+                out.push(MemberView {
+                    id,
+                    user_id: user.number,
+                    username: user.username,
+                    presence: self.status_of(id),
+                });
             }
         }
-        out.sort();
+        out.sort_by(|a, b| a.username.cmp(&b.username));
         Ok(out)
     }
 
@@ -503,7 +558,7 @@ impl Chat {
             )));
         }
         if room.visibility == Visibility::Private {
-            self.broker.remove_user_from_room(
+            let (_, was_present) = self.broker.remove_user_from_room(
                 user.id,
                 room.id,
                 Event::RoomClosed {
@@ -512,6 +567,15 @@ impl Chat {
                     reason: "removed from the room".to_owned(),
                 },
             );
+            if was_present {
+                let removed = Principal {
+                    user_id: user.id,
+                    number: user.number,
+                    username: user.username.clone(),
+                    ..who.clone()
+                };
+                self.emit_room_presence(&room, &removed, None, false);
+            }
         }
         self.emit_membership(&room, user.id, &user.username, false);
         Ok(room)

@@ -13,7 +13,7 @@ use crate::hub::ConnId;
 use crate::hub::topic;
 use crate::metrics::MessageKind;
 use crate::principal::Principal;
-use crate::store::{QueuedDirectMessage, now_secs};
+use crate::store::{QueuedDirectMessage, StoredFile, now_secs};
 
 impl Chat {
     /// Subscribes a connection to topics and patterns, all or nothing. Returns the active
@@ -84,17 +84,42 @@ impl Chat {
         Ok(self.broker.publish_topic(topic_name, event, origin))
     }
 
-    /// Relays a binary frame: a broadcast or stream frame to the subscribers of the topic
-    /// `address`, a direct or file frame to the live connections of the user `address`
-    /// (`NotFound` when they have none). Returns how many connections it reached.
+    /// A binary frame. With an address: a broadcast or stream frame to the subscribers of the
+    /// topic `address`, a direct or file frame to the live connections of the user `address`
+    /// (`NotFound` when they have none). Without one: only acknowledged, except that a file
+    /// transfer is kept as a file of the sender's, not attached anywhere yet (fetched and
+    /// attached later by its id). Returns how many connections it reached and the file's id.
     pub async fn binary(
         &self,
         who: &Principal,
         origin: ConnId,
         kind: BinaryKind,
-        address: String,
+        address: Option<String>,
         data: Bytes,
-    ) -> Result<usize, Error> {
+    ) -> Result<(usize, Option<u64>), Error> {
+        let Some(address) = address else {
+            if kind != BinaryKind::FileTransfer {
+                return Ok((0, None));
+            }
+            policy::check_account(who)?;
+            let file = self
+                .store
+                .put_file(
+                    StoredFile {
+                        id: 0,
+                        room_id: 0,
+                        uploader: who.user_id,
+                        name: "binary-file".to_owned(),
+                        content_type: "application/octet-stream".to_owned(),
+                        size: 0,
+                        sha256: String::new(),
+                        created_at: now_secs(),
+                    },
+                    data.to_vec(),
+                )
+                .await?;
+            return Ok((0, Some(file.id)));
+        };
         let to_topic = matches!(kind, BinaryKind::Broadcast | BinaryKind::StreamData);
         if to_topic {
             policy::check_publish(who, &address)?;
@@ -119,7 +144,10 @@ impl Chat {
             data,
         };
         match target {
-            None => Ok(self.broker.publish_topic(&address, event, Some(origin))),
+            None => Ok((
+                self.broker.publish_topic(&address, event, Some(origin)),
+                None,
+            )),
             Some(user_id) => {
                 let delivered = self.broker.publish_user(user_id, event).len();
                 if delivered == 0 {
@@ -127,7 +155,7 @@ impl Chat {
                         "User {address} not found or not connected"
                     )));
                 }
-                Ok(delivered)
+                Ok((delivered, None))
             }
         }
     }

@@ -164,8 +164,7 @@ impl Dialect for EduSphere {
         }
     }
 
-    fn error(&mut self, action: Option<Action>, error: &Error, out: &mut Out) {
-        let action = action.unwrap_or(Action::Other);
+    fn error(&mut self, action: Action, error: &Error, out: &mut Out) {
         if let Action::Enter = action {
             let code = match error {
                 Error::Store(_) | Error::Internal(_) => close::INTERNAL_ERROR,

@@ -122,6 +122,27 @@ pub fn strings(data: &Value, name: &'static str, max: usize) -> Result<Vec<Strin
         .collect()
 }
 
+/// The array-of-ids field `name` (non-negative integers), at most `max` long; absent or null as
+/// empty.
+pub fn ids(data: &Value, name: &'static str, max: usize) -> Result<Vec<u64>, FieldError> {
+    let wrong = FieldError::Wrong {
+        name,
+        expected: "an array of non-negative integers",
+    };
+    let items = match data.get(name) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(wrong),
+    };
+    if items.len() > max {
+        return Err(FieldError::TooMany { name, max });
+    }
+    items
+        .iter()
+        .map(|item| item.as_u64().ok_or(wrong.clone()))
+        .collect()
+}
+
 /// The field `name` as a string: a string as it is, a number in its decimal form (ids that
 /// clients send either way), absent or null as `None`.
 pub fn opt_id(data: &Value, name: &'static str) -> Result<Option<String>, FieldError> {

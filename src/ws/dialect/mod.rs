@@ -242,12 +242,6 @@ pub trait Dialect: Sized + Send + 'static {
     /// A binary frame from the client.
     fn decode_binary(&mut self, data: Bytes) -> Option<Request<Self::Meta>>;
 
-    /// The rate a frame counts against before it is decoded (a protocol that counts every
-    /// frame, valid or not); [`Rate::Free`] for the others.
-    fn frame_rate(&self) -> Rate {
-        Rate::Free
-    }
-
     /// Protocol work of a [`Step::Local`] request; may lead to a further request (counted
     /// against no rate).
     fn local(&mut self, _meta: Self::Meta, _out: &mut Out) -> Option<Request<Self::Meta>> {
@@ -257,9 +251,8 @@ pub trait Dialect: Sized + Send + 'static {
     /// The frames of a command's reply.
     fn reply(&mut self, meta: Self::Meta, reply: Reply, out: &mut Out);
 
-    /// The frames of a failed request (`meta` is `None` for a frame refused before it was
-    /// decoded).
-    fn error(&mut self, meta: Option<Self::Meta>, error: &Error, out: &mut Out);
+    /// The frames of a failed request.
+    fn error(&mut self, meta: Self::Meta, error: &Error, out: &mut Out);
 
     /// The rates of this protocol.
     fn rate_limits(&self, config: &Config) -> RateLimits {
@@ -271,6 +264,14 @@ pub trait Dialect: Sized + Send + 'static {
 
     /// Told `ws.expiry_warning_secs` before the access token expires.
     fn token_expiring(&self, expires_at: i64) -> Option<Message>;
+
+    /// Whether the connection ends when its access token expires (after
+    /// [`Dialect::token_expiring`]): so in a protocol that can renew a token in-band. The
+    /// others check the token at connect, as their documents' servers do; a revoked session or
+    /// account still ends their connections at once.
+    fn enforces_token_expiry(&self) -> bool {
+        false
+    }
 
     /// The server ping interval and pong timeout when the protocol documents its own; `None`:
     /// `ws.ping_interval_secs` and `ws.pong_timeout_secs`.

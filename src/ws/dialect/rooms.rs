@@ -190,7 +190,7 @@ impl Dialect for Rooms {
     /// A room the user may not read (or that does not exist) closes the connection with 4403,
     /// as the document says; an internal failure closes with 4500; anything else is an error
     /// event.
-    fn error(&mut self, meta: Option<Meta>, error: &Error, out: &mut Out) {
+    fn error(&mut self, meta: Meta, error: &Error, out: &mut Out) {
         let message = error.public_message();
         if matches!(error, Error::Store(_) | Error::Internal(_)) {
             tracing::warn!(error = %error, "closing with 4500");
@@ -203,11 +203,11 @@ impl Dialect for Rooms {
             _ if matches!(error, Error::Throttled { .. }) => {
                 out.send(error_event(&message, None));
             }
-            Some(Meta::Welcome) => {
+            Meta::Welcome => {
                 out.send(error_event(&message, None));
                 out.close(close::UNAUTHORIZED, &message);
             }
-            Some(Meta::Join(identifier))
+            Meta::Join(identifier)
                 if matches!(
                     error,
                     Error::Forbidden(_) | Error::NotFound(_) | Error::AccountDisabled
@@ -217,7 +217,7 @@ impl Dialect for Rooms {
                 out.send(error_event(&message, Some(&identifier)));
                 out.close(close::FORBIDDEN, &message);
             }
-            Some(Meta::Join(identifier) | Meta::About(Some(identifier))) => {
+            Meta::Join(identifier) | Meta::About(Some(identifier)) => {
                 out.send(error_event(&message, Some(&identifier)));
             }
             _ => out.send(error_event(&message, None)),
@@ -248,35 +248,39 @@ pub fn encode(event: &Event) -> Option<Message> {
         Event::Message(m) => (
             "message",
             json!(m.room),
-            crate::wire::message_json(&m.room, &m.message),
+            message_json(m),
             json!(m.message.author_name),
             rfc3339_micros(m.message.created_at_ms),
         ),
         // The core's edit and delete events do not say who edited or deleted (the author, the
-        // room's owner or an admin), so `sender` is null.
+        // room's owner or an admin): an edit's `sender` is the message's author, a deletion's
+        // the system (`sender` is always a string).
         Event::MessageEdited(m) => (
             "message.edited",
             json!(m.room),
-            crate::wire::message_json(&m.room, &m.message),
-            Value::Null,
+            message_json(m),
+            json!(m.message.author_name),
             m.message.edited_at_ms.map_or_else(now, rfc3339_micros),
         ),
         Event::MessageDeleted { room, room_id, seq } => (
             "message.deleted",
             json!(room),
             json!({"room": room, "room_id": room_id, "seq": seq}),
-            Value::Null,
+            json!(SYSTEM),
             now(),
         ),
-        Event::Membership {
+        // Who is in the room, live: a user's first connection entered it, or their last left.
+        // (Who belongs to it, `Membership`, has no event in this protocol.)
+        Event::RoomPresence {
             room,
+            user_number,
             username,
-            joined,
+            entered,
             ..
         } => (
-            if *joined { "user_joined" } else { "user_left" },
+            if *entered { "user_joined" } else { "user_left" },
             json!(room),
-            json!({"username": username}),
+            json!({"username": username, "user_id": user_number}),
             json!(username),
             now(),
         ),
@@ -310,6 +314,16 @@ pub fn encode(event: &Event) -> Option<Message> {
         "sender": sender,
         "timestamp": timestamp,
     })))
+}
+
+/// A message as this protocol shows it: the API's message, with `author_id` the author's
+/// number, the id the welcome's `user_id` gives (this protocol's users are numbers).
+fn message_json(m: &crate::events::RoomMessage) -> Value {
+    let mut data = crate::wire::message_json(&m.room, &m.message);
+    if let Some(map) = data.as_object_mut() {
+        map.insert("author_id".to_owned(), json!(m.author_number));
+    }
+    data
 }
 
 /// A client frame: its `type` and the whole value.

@@ -141,6 +141,13 @@ impl Dialect for Root {
 
     fn decode_text(&mut self, text: &str) -> Option<Request<Meta>> {
         if matches!(self.mode, Mode::Native { decided: false, .. }) {
+            // FastChat's PING is answered, and the protocol is still to be decided.
+            if fastchat::is_ping(text) {
+                return Some(Request::local(
+                    Meta::FastChat(fastchat::Meta::Ping),
+                    super::Rate::Free,
+                ));
+            }
             self.first_frame(fastchat::is_hello(text));
         }
         match &mut self.mode {
@@ -166,6 +173,10 @@ impl Dialect for Root {
                 fastchat.local(meta, out);
                 None
             }
+            (Mode::Native { .. }, Meta::FastChat(fastchat::Meta::Ping)) => {
+                out.send(fastchat::pong());
+                None
+            }
             _ => None,
         }
     }
@@ -180,16 +191,12 @@ impl Dialect for Root {
         }
     }
 
-    fn error(&mut self, meta: Option<Meta>, error: &Error, out: &mut Out) {
+    fn error(&mut self, meta: Meta, error: &Error, out: &mut Out) {
         match (&mut self.mode, meta) {
-            (Mode::Native { native, .. }, Some(Meta::Native(meta))) => {
-                native.error(Some(meta), error, out);
-            }
-            (Mode::Native { native, .. }, _) => native.error(None, error, out),
-            (Mode::FastChat(fastchat), Some(Meta::FastChat(meta))) => {
-                fastchat.error(Some(meta), error, out);
-            }
-            (Mode::FastChat(fastchat), _) => fastchat.error(None, error, out),
+            (Mode::Native { native, .. }, Meta::Native(meta)) => native.error(meta, error, out),
+            (Mode::FastChat(fastchat), Meta::FastChat(meta)) => fastchat.error(meta, error, out),
+            // As for replies: requests are answered in the turn that made them.
+            (Mode::FastChat(_), Meta::Native(_)) | (Mode::Native { .. }, Meta::FastChat(_)) => {}
         }
     }
 
@@ -215,6 +222,10 @@ impl Dialect for Root {
             Mode::Native { native, .. } => native.token_expiring(expires_at),
             Mode::FastChat(_) => None,
         }
+    }
+
+    fn enforces_token_expiry(&self) -> bool {
+        matches!(self.mode, Mode::Native { .. })
     }
 
     fn heartbeat(&self) -> Option<(Duration, Duration)> {

@@ -94,11 +94,36 @@ pub fn is_hello(text: &str) -> bool {
         .is_some_and(|v| v.get("type").and_then(Value::as_str) == Some(HELLO))
 }
 
-/// The first frame of a connection without a token, when guests are admitted.
+/// The frame types of FastChat that come after a HELLO.
+const AFTER_HELLO: &[&str] = &["OPEN_CHAT", "MSG", "TYPING", "MSG_ACK"];
+
+/// Whether a frame is a JSON object whose `type` is `kind`.
+fn is_type(text: &str, kind: &str) -> bool {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .is_some_and(|v| v.get("type").and_then(Value::as_str) == Some(kind))
+}
+
+/// Whether a frame is FastChat's `PING`, which is answered before a HELLO too (and does not
+/// yet decide a `/ws` connection's protocol).
+pub fn is_ping(text: &str) -> bool {
+    is_type(text, "PING")
+}
+
+/// FastChat's `PONG`.
+pub fn pong() -> Message {
+    frame("PONG", json!({"timestamp": rfc3339(now_secs())}))
+}
+
+/// The first frames of a connection without a token, when guests are admitted.
 #[derive(Debug)]
 pub enum FirstFrame {
-    /// Not a HELLO: refused like any connection without a token.
+    /// Not FastChat: refused like any connection without a token.
     NotHello,
+    /// A `PING`: answered, and the connection waits for its HELLO.
+    Ping,
+    /// Another FastChat request, before any HELLO: UNAUTHORIZED, and the connection waits.
+    Early,
     /// A HELLO that cannot be read (its error); the client may send another.
     Invalid(Error),
     /// A HELLO's claim: the user id it asks for and its display name.
@@ -110,6 +135,12 @@ pub enum FirstFrame {
 
 /// Reads the first frame of a connection without a token.
 pub fn first_frame(text: &str) -> FirstFrame {
+    if is_ping(text) {
+        return FirstFrame::Ping;
+    }
+    if AFTER_HELLO.iter().any(|kind| is_type(text, kind)) {
+        return FirstFrame::Early;
+    }
     if !is_hello(text) {
         return FirstFrame::NotHello;
     }
@@ -146,7 +177,8 @@ pub struct FastChat {
 pub enum Meta {
     /// A HELLO with a token.
     Hello,
-    /// A HELLO whose user id is not the token's: refused, and the connection closed.
+    /// A HELLO with a token whose user id is not the account's: taken (the token says who it
+    /// is), unless it is another account's, which is refused and closes the connection.
     HelloMismatch,
     /// A guest's HELLO, listed at connect: a refusal closes the connection.
     GuestHello,
@@ -200,6 +232,7 @@ impl FastChat {
                     Command::EnterRoster {
                         display_name,
                         policy: self.names,
+                        claimed: None,
                     },
                 )
             })
@@ -270,7 +303,7 @@ impl FastChat {
 
     pub fn local(&mut self, meta: Meta, out: &mut Out) {
         if let Meta::Ping = meta {
-            out.send(frame("PONG", json!({"timestamp": rfc3339(now_secs())})));
+            out.send(pong());
         }
     }
 
@@ -278,7 +311,7 @@ impl FastChat {
         match (meta, reply) {
             // Listed: the HELLO_ACK; the roster (PRESENCE) follows, as the session writes a
             // turn's replies before it reads deliveries.
-            (Meta::Hello | Meta::GuestHello, Reply::Listed(name)) => {
+            (Meta::Hello | Meta::HelloMismatch | Meta::GuestHello, Reply::Listed(name)) => {
                 out.send(frame(
                     "HELLO_ACK",
                     json!({"user_id": self.user_id, "status": "connected"}),
@@ -302,24 +335,24 @@ impl FastChat {
         }
     }
 
-    pub fn error(&mut self, meta: Option<Meta>, error: &Error, out: &mut Out) {
+    pub fn error(&mut self, meta: Meta, error: &Error, out: &mut Out) {
         match meta {
-            Some(Meta::HelloMismatch) => {
+            Meta::HelloMismatch => {
                 out.send(error_frame(error));
                 out.close(
                     close::UNAUTHORIZED,
                     "HELLO user_id does not match the token",
                 );
             }
-            Some(Meta::GuestHello) => {
+            Meta::GuestHello => {
                 out.send(error_frame(error));
                 out.close(close::UNAUTHORIZED, "HELLO not accepted");
             }
-            Some(Meta::OpenChat { target }) => {
+            Meta::OpenChat { target } => {
                 out.send(failure(error, json!({"target_user_id": target})));
             }
             // Over the rate, the MSG was not looked at: no details.
-            Some(Meta::Msg { details }) if !matches!(error, Error::Throttled { .. }) => {
+            Meta::Msg { details } if !matches!(error, Error::Throttled { .. }) => {
                 out.send(failure(error, details));
             }
             _ => out.send(error_frame(error)),
@@ -353,7 +386,9 @@ impl FastChat {
         }
     }
 
-    /// With a token, the HELLO must name the token's user (else UNAUTHORIZED and close 4401).
+    /// With a token, the token says who the connection is: a HELLO's `user_id` that is not the
+    /// account's is answered with the account's (HELLO_ACK), unless it is another account's,
+    /// which is UNAUTHORIZED and closes the connection (4401).
     fn hello(&mut self, data: &Value) -> Request<Meta> {
         if self.display_name.is_some() {
             return Request::invalid(
@@ -366,19 +401,18 @@ impl FastChat {
             Ok(hello) => hello,
             Err(e) => return Request::invalid(Meta::Other, Rate::Free, field(e)),
         };
-        if Uuid::parse_str(&hello.user_id).ok() != Some(self.user_id) {
-            return Request::invalid(
-                Meta::HelloMismatch,
-                Rate::Free,
-                Error::Forbidden("user_id does not match the user of the access token".to_owned()),
-            );
-        }
+        let claimed = Uuid::parse_str(&hello.user_id).ok();
+        let (meta, claimed) = match claimed {
+            Some(id) if id == self.user_id => (Meta::Hello, None),
+            other => (Meta::HelloMismatch, other),
+        };
         Request::core(
-            Meta::Hello,
+            meta,
             Rate::Free,
             Command::EnterRoster {
                 display_name: hello.display_name,
                 policy: self.names,
+                claimed,
             },
         )
     }
@@ -503,7 +537,7 @@ impl Dialect for FastChat {
         FastChat::reply(self, meta, reply, out);
     }
 
-    fn error(&mut self, meta: Option<Meta>, error: &Error, out: &mut Out) {
+    fn error(&mut self, meta: Meta, error: &Error, out: &mut Out) {
         FastChat::error(self, meta, error, out);
     }
 

@@ -32,8 +32,13 @@ impl Kibray {
         kind: &str,
         request: &Map<String, Value>,
     ) -> Result<Request<Meta>, Refused> {
-        let quiet =
-            |command| Request::core(Meta::new(Action::Quiet, Missing::Item), Rate::Free, command);
+        let quiet = |command| {
+            Request::core(
+                Meta::new(Action::Quiet, Missing::Item),
+                Rate::Message,
+                command,
+            )
+        };
         let chat = matches!(self.endpoint, KibrayEndpoint::Chat { .. });
         let status = matches!(self.endpoint, KibrayEndpoint::Status);
         Ok(match kind {
@@ -94,16 +99,36 @@ impl Kibray {
                 let name = string_field(request, "file_name")?.to_owned();
                 let size = id_field(request, "file_size")?;
                 let content_type = string_field(request, "file_type")?.to_owned();
+                // The document's chunks name an `upload_id` its `upload_file` does not show:
+                // the client may choose it, else natter does (`upload_started` says which).
+                let id = match request.get("upload_id") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(id))
+                        if (1..=64).contains(&id.len())
+                            && id
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+                    {
+                        Some(id.clone())
+                    }
+                    Some(_) => {
+                        return Err(bad(
+                            "upload_id must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"
+                                .to_owned(),
+                        ));
+                    }
+                };
                 Request::core(
                     Meta::new(
                         Action::UploadFile {
+                            id,
                             name,
                             content_type,
                             size,
                         },
                         Missing::Item,
                     ),
-                    Rate::Free,
+                    Rate::Message,
                     Command::StartUpload {
                         room: self.room()?,
                         size,
@@ -124,7 +149,7 @@ impl Kibray {
                         },
                         Missing::Item,
                     ),
-                    Rate::Free,
+                    Rate::Message,
                 )
             }
             // With a `notification_id` on the notifications endpoint: answered with the new
@@ -133,7 +158,7 @@ impl Kibray {
                 let id = id_field(request, "notification_id")?;
                 Request::core(
                     Meta::new(Action::Unread, Missing::Item),
-                    Rate::Free,
+                    Rate::Message,
                     Command::ReadNotification { id },
                 )
             }

@@ -99,8 +99,10 @@ pub(super) enum Action {
     Quiet,
     /// A typing indicator (dropped over its rate).
     Typing,
-    /// An `upload_file`: the upload it starts once the core allows it.
+    /// An `upload_file`: the upload it starts once the core allows it (with the client's own
+    /// id, when it chose one).
     UploadFile {
+        id: Option<String>,
         name: String,
         content_type: String,
         size: u64,
@@ -161,11 +163,13 @@ impl Dialect for Kibray {
 
     fn connect(&mut self, _facts: &Facts) -> Vec<Request<Meta>> {
         let (action, missing, command) = match &self.endpoint {
+            // `/ws/chat/123/`: the room named `123`, else the room whose id (`channel_id`) is
+            // 123, so that the path and the frames' `channel_id` agree.
             KibrayEndpoint::Chat { room } => (
                 Action::EnterRoom,
                 Missing::Channel,
                 Command::Join {
-                    room: RoomRef::Name(room.clone()),
+                    room: RoomRef::NameOrId(room.clone()),
                     since: None,
                 },
             ),
@@ -181,11 +185,6 @@ impl Dialect for Kibray {
         )]
     }
 
-    /// Every frame counts, valid or not (the document's "60 messages per minute").
-    fn frame_rate(&self) -> Rate {
-        Rate::Message
-    }
-
     fn decode_text(&mut self, text: &str) -> Option<Request<Meta>> {
         if matches!(self.endpoint, KibrayEndpoint::Chat { .. }) && self.room.is_none() {
             return None;
@@ -197,7 +196,7 @@ impl Dialect for Kibray {
         Some(
             self.decode(&kind, &request)
                 .unwrap_or_else(|(error, missing)| {
-                    Request::invalid(Meta::new(Action::Quiet, missing), Rate::Free, error)
+                    Request::invalid(Meta::new(Action::Quiet, missing), Rate::Message, error)
                 }),
         )
     }
@@ -232,13 +231,14 @@ impl Dialect for Kibray {
             (Action::Unread, Reply::Unread(count)) => out.send(unread_count(count)),
             (
                 Action::UploadFile {
+                    id,
                     name,
                     content_type,
                     size,
                 },
                 Reply::UploadReady(_),
             ) => {
-                let id = Uuid::new_v4().simple().to_string();
+                let id = id.unwrap_or_else(|| Uuid::new_v4().simple().to_string());
                 out.send(text(&json!({
                     "type": "upload_started",
                     "upload_id": id,
@@ -271,26 +271,14 @@ impl Dialect for Kibray {
         }
     }
 
-    fn error(&mut self, meta: Option<Meta>, error: &Error, out: &mut Out) {
-        let Some(meta) = meta else {
-            // Refused before it was decoded: the frame's rate.
-            out.send(error_frame(RATE_LIMIT_TEXT, codes::RATE_LIMIT_EXCEEDED));
-            return;
-        };
-        match meta.action {
-            Action::EnterRoom => {
-                let code = match error {
-                    Error::Store(_) | Error::Internal(_) => close::INTERNAL_ERROR,
-                    _ => close::FORBIDDEN,
-                };
-                tracing::info!(error = %error, "Kibray chat connection refused");
-                let message = error.public_message();
-                out.send(error_frame(&message, code_of(error, Missing::Channel)));
-                out.close(code, &message);
+    fn error(&mut self, meta: Meta, error: &Error, out: &mut Out) {
+        match (meta.action, error) {
+            // Typing over its own rate is dropped without a word.
+            (Action::Typing, Error::Throttled { .. }) => {}
+            (_, Error::Throttled { .. }) => {
+                out.send(error_frame(RATE_LIMIT_TEXT, codes::RATE_LIMIT_EXCEEDED));
             }
-            // Typing over its rate is dropped without a word.
-            Action::Typing if matches!(error, Error::Throttled { .. }) => {}
-            _ => send_error(out, error, meta.missing),
+            (action, _) => fail(action, meta.missing, error, out),
         }
     }
 
@@ -362,6 +350,23 @@ fn code_of(error: &Error, missing: Missing) -> &'static str {
     }
 }
 
+/// The frames of a failed request: entering the room at connect closes the connection.
+fn fail(action: Action, missing: Missing, error: &Error, out: &mut Out) {
+    match action {
+        Action::EnterRoom => {
+            let code = match error {
+                Error::Store(_) | Error::Internal(_) => close::INTERNAL_ERROR,
+                _ => close::FORBIDDEN,
+            };
+            tracing::info!(error = %error, "Kibray chat connection refused");
+            let message = error.public_message();
+            out.send(error_frame(&message, code_of(error, Missing::Channel)));
+            out.close(code, &message);
+        }
+        _ => send_error(out, error, missing),
+    }
+}
+
 fn send_error(out: &mut Out, error: &Error, missing: Missing) {
     let message = match error {
         Error::ContentTooLong { max } => format!("Message exceeds {max} characters."),
@@ -385,7 +390,7 @@ pub(crate) fn parse(text: &str) -> Result<(String, Map<String, Value>), String> 
 /// A malformed request: `INVALID_MESSAGE` with `message`.
 pub(super) fn invalid(message: String) -> Request<Meta> {
     let (error, missing) = bad(message);
-    Request::invalid(Meta::new(Action::Quiet, missing), Rate::Free, error)
+    Request::invalid(Meta::new(Action::Quiet, missing), Rate::Message, error)
 }
 
 pub(super) fn bad(message: String) -> Refused {

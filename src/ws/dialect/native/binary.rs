@@ -1,17 +1,20 @@
-//! Native binary frames: `[type: u8][length: u32 BE][payload]`, the payload an address and
-//! data.
+//! Native binary frames, as the document gives them: `[type: u8][length: u32 BE][payload]`,
+//! types 0x01 broadcast, 0x02 direct message, 0x03 file transfer, 0x04 stream data. natter's
+//! routing extension sets the type's high bit (0x81 to 0x84): its payload starts with an
+//! address, `[address length: u8][address][data]`, a topic (broadcast, stream) or a username
+//! (direct, file). A document frame is never read for an address, so the two cannot be
+//! mistaken for each other.
 
 use bytes::Bytes;
 
 use super::super::{Rate, Request};
-use super::{
-    BINARY_BROADCAST, BINARY_DIRECT, BINARY_FILE, BINARY_HEADER, BINARY_STREAM, Kind, Meta,
-};
+use super::{BINARY_ADDRESSED, BINARY_HEADER, Kind, Meta};
 use crate::core::command::{BinaryKind, Command};
 use crate::error::Error;
 use crate::sha256::Sha256;
 
-/// `[type: u8][length: u32 BE][payload]`, payload `[address length: u8][address][data]`.
+/// A binary frame's request: its payload (after the address, for an addressed one), relayed or
+/// stored by the core, and what its `binary_received` status will say.
 pub(super) fn decode_binary(frame: &Bytes) -> Request<Meta> {
     let binary = |size, type_name, checksum| {
         Meta::new(
@@ -23,23 +26,38 @@ pub(super) fn decode_binary(frame: &Bytes) -> Request<Meta> {
             },
         )
     };
-    let (kind, type_name, payload) = match binary_header(frame) {
+    let header = match binary_header(frame) {
         Ok(header) => header,
-        // Not one of ours: refused before it counts.
+        // Not a frame of the protocol: refused before it counts.
         Err(error) => return Request::invalid(binary(0, "", String::new()), Rate::Free, error),
     };
-    let hex: String = Sha256::digest(&payload)
+    let hex: String = Sha256::digest(&header.payload)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let meta = binary(payload.len(), type_name, format!("sha256:{hex}"));
-    match binary_address(&payload) {
+    let meta = binary(
+        header.payload.len(),
+        kind_name(header.kind),
+        format!("sha256:{hex}"),
+    );
+    if !header.addressed {
+        return Request::core(
+            meta,
+            Rate::Message,
+            Command::Binary {
+                kind: header.kind,
+                address: None,
+                data: header.payload,
+            },
+        );
+    }
+    match binary_address(&header.payload) {
         Ok((address, data)) => Request::core(
             meta,
             Rate::Message,
             Command::Binary {
-                kind,
-                address,
+                kind: header.kind,
+                address: Some(address),
                 data,
             },
         ),
@@ -47,16 +65,45 @@ pub(super) fn decode_binary(frame: &Bytes) -> Request<Meta> {
     }
 }
 
-/// A binary frame's header: its kind, that kind's name, and the payload, whose length must be
-/// the one the header declares.
-pub(crate) fn binary_header(frame: &Bytes) -> Result<(BinaryKind, &'static str, Bytes), Error> {
+/// A binary frame's header, read.
+pub(crate) struct Header {
+    pub(crate) kind: BinaryKind,
+    /// natter's routing extension: the payload starts with an address.
+    pub(crate) addressed: bool,
+    /// Everything after the 5-byte header; its length is the one the header declares.
+    pub(crate) payload: Bytes,
+}
+
+/// The name of a kind in `binary_received`.
+pub(crate) fn kind_name(kind: BinaryKind) -> &'static str {
+    match kind {
+        BinaryKind::Broadcast => "broadcast",
+        BinaryKind::DirectMessage => "direct_message",
+        BinaryKind::FileTransfer => "file_transfer",
+        BinaryKind::StreamData => "stream_data",
+    }
+}
+
+/// The type byte of a kind (the document's; `| BINARY_ADDRESSED` for the extension).
+pub(super) fn kind_byte(kind: BinaryKind) -> u8 {
+    match kind {
+        BinaryKind::Broadcast => 0x01,
+        BinaryKind::DirectMessage => 0x02,
+        BinaryKind::FileTransfer => 0x03,
+        BinaryKind::StreamData => 0x04,
+    }
+}
+
+/// Reads a binary frame's header: its type (one of the document's, with or without the
+/// extension's bit) and a length that is the payload's.
+pub(crate) fn binary_header(frame: &Bytes) -> Result<Header, Error> {
     if frame.len() < BINARY_HEADER {
         return Err(Error::BadRequest(format!(
             "binary frame of {} bytes is shorter than its 5-byte header",
             frame.len()
         )));
     }
-    let kind = frame[0];
+    let byte = frame[0];
     let declared = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]);
     let payload = frame.slice(BINARY_HEADER..);
     if usize::try_from(declared).ok() != Some(payload.len()) {
@@ -65,21 +112,26 @@ pub(crate) fn binary_header(frame: &Bytes) -> Result<(BinaryKind, &'static str, 
             payload.len()
         )));
     }
-    let (kind, name) = match kind {
-        BINARY_BROADCAST => (BinaryKind::Broadcast, "broadcast"),
-        BINARY_DIRECT => (BinaryKind::DirectMessage, "direct_message"),
-        BINARY_FILE => (BinaryKind::FileTransfer, "file_transfer"),
-        BINARY_STREAM => (BinaryKind::StreamData, "stream_data"),
-        other => {
+    let kind = match byte & !BINARY_ADDRESSED {
+        0x01 => BinaryKind::Broadcast,
+        0x02 => BinaryKind::DirectMessage,
+        0x03 => BinaryKind::FileTransfer,
+        0x04 => BinaryKind::StreamData,
+        _ => {
             return Err(Error::BadRequest(format!(
-                "unknown binary message type 0x{other:02x} (0x01 to 0x04 are defined)"
+                "unknown binary message type 0x{byte:02x} (0x01 to 0x04 are defined, and 0x81 \
+                 to 0x84 with an address)"
             )));
         }
     };
-    Ok((kind, name, payload))
+    Ok(Header {
+        kind,
+        addressed: byte & BINARY_ADDRESSED != 0,
+        payload,
+    })
 }
 
-/// A binary payload's address (1 to 255 bytes of UTF-8 after its length byte) and the data
+/// An addressed payload's address (1 to 255 bytes of UTF-8 after its length byte) and the data
 /// after it.
 pub(crate) fn binary_address(payload: &Bytes) -> Result<(String, Bytes), Error> {
     let address_len = usize::from(*payload.first().ok_or_else(|| {

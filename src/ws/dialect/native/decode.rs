@@ -10,6 +10,9 @@ use crate::core::command::{Command, ContentPolicy, EditMessage, RoomRef, SendMes
 use crate::error::Error;
 use crate::store::now_secs;
 
+/// Most file ids one Send may list (the core allows as many).
+const MAX_ATTACHMENTS: usize = 10;
+
 /// Most topics one Subscribe or Unsubscribe may list.
 const MAX_TOPICS_PER_REQUEST: usize = 100;
 
@@ -225,6 +228,7 @@ fn send(data: &Value) -> Result<Command, FieldError> {
         reply_to: json::opt_u64(data, "reply_to")?,
         client_msg_id: json::opt_string(data, "client_msg_id")?.map(str::to_owned),
         policy: ContentPolicy::default(),
+        attachments: json::ids(data, "attachments", MAX_ATTACHMENTS)?,
     }))
 }
 

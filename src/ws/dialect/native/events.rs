@@ -5,9 +5,7 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{
-    BINARY_BROADCAST, BINARY_DIRECT, BINARY_FILE, BINARY_HEADER, BINARY_STREAM, frame, status,
-};
+use super::{BINARY_ADDRESSED, BINARY_HEADER, frame, status};
 use crate::core::command::BinaryKind;
 use crate::events::Event;
 use crate::store::Message as StoredMessage;
@@ -162,8 +160,9 @@ pub fn encode(event: &Event) -> Option<Message> {
             sender,
             data,
         } => Message::Binary(relayed_binary(*kind, address, sender, data)),
-        // FastChat's roster and live conversations have no native frame.
-        Event::Roster { .. } | Event::Conversation(_) => return None,
+        // FastChat's roster and live conversations have no native frame; who is in a room
+        // the native protocol tells with Membership (who belongs) and Presence (who is online).
+        Event::Roster { .. } | Event::Conversation(_) | Event::RoomPresence { .. } => return None,
     })
 }
 
@@ -172,20 +171,14 @@ pub(super) fn message_frame(room: &str, message: &StoredMessage) -> Message {
     frame("Message", crate::wire::message_json(room, message), None)
 }
 
-/// A relayed binary frame: `[type][length][address length][address][sender length][sender]
-/// [data]`.
+/// A relayed (addressed) binary frame: `[type | 0x80][length][address length][address]
+/// [sender length][sender][data]`.
 fn relayed_binary(kind: BinaryKind, address: &str, sender: &str, data: &Bytes) -> Bytes {
-    let kind = match kind {
-        BinaryKind::Broadcast => BINARY_BROADCAST,
-        BinaryKind::DirectMessage => BINARY_DIRECT,
-        BinaryKind::FileTransfer => BINARY_FILE,
-        BinaryKind::StreamData => BINARY_STREAM,
-    };
     let address = address.as_bytes();
     let sender = sender.as_bytes();
     let relayed_len = 1 + address.len() + 1 + sender.len() + data.len();
     let mut out = BytesMut::with_capacity(BINARY_HEADER + relayed_len);
-    out.put_u8(kind);
+    out.put_u8(super::binary::kind_byte(kind) | BINARY_ADDRESSED);
     out.put_u32(u32::try_from(relayed_len).unwrap_or(u32::MAX));
     out.put_u8(u8::try_from(address.len()).unwrap_or(u8::MAX));
     out.put_slice(address);

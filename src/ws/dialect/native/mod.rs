@@ -46,11 +46,8 @@ pub const FEATURES: &[&str] = &[
     "binary",
 ];
 
-/// Binary frame types (first byte).
-const BINARY_BROADCAST: u8 = 0x01;
-const BINARY_DIRECT: u8 = 0x02;
-const BINARY_FILE: u8 = 0x03;
-const BINARY_STREAM: u8 = 0x04;
+/// The type bit of natter's addressed binary frames (see `binary`).
+const BINARY_ADDRESSED: u8 = 0x80;
 /// Binary header: 1 type byte + 4 length bytes.
 const BINARY_HEADER: usize = 5;
 
@@ -128,7 +125,7 @@ impl Dialect for Native {
     }
 
     fn refusal(error: &Error) -> Option<Message> {
-        Some(error_frame(error, None, None))
+        Some(error_frame(error, None, Some(json!({}))))
     }
 
     fn connect(&mut self, facts: &Facts) -> Vec<Request<Meta>> {
@@ -329,27 +326,28 @@ impl Dialect for Native {
                     type_name,
                     checksum,
                 },
-                Reply::Delivered { recipients },
-            ) => out.send(status(
-                "binary_received",
-                json!({
+                Reply::Binary {
+                    recipients,
+                    file_id,
+                },
+            ) => {
+                let mut details = json!({
                     "size": size,
                     "type": type_name,
                     "checksum": checksum,
                     "recipients": recipients,
-                }),
-                None,
-            )),
+                });
+                if let (Some(id), Some(map)) = (file_id, details.as_object_mut()) {
+                    map.insert("file_id".to_owned(), json!(id));
+                }
+                out.send(status("binary_received", details, None));
+            }
             // Typing, and anything else, has nothing to say on success.
             _ => {}
         }
     }
 
-    fn error(&mut self, meta: Option<Meta>, error: &Error, out: &mut Out) {
-        let Some(meta) = meta else {
-            out.send(error_frame(error, None, None));
-            return;
-        };
+    fn error(&mut self, meta: Meta, error: &Error, out: &mut Out) {
         let id = meta.id.as_deref();
         match meta.kind {
             Kind::Queued => {
@@ -357,8 +355,7 @@ impl Dialect for Native {
             }
             // Typing over its rate is dropped without a word.
             Kind::Typing if matches!(error, Error::Throttled { .. }) => {}
-            Kind::Envelope => out.send(error_frame(error, id, None)),
-            Kind::Binary { .. } => out.send(error_frame(error, None, None)),
+            Kind::Binary { .. } => out.send(error_frame(error, None, Some(json!({})))),
             Kind::DirectMessage { message_id, .. } if matches!(error, Error::NotFound(_)) => {
                 out.send(error_frame(
                     error,
@@ -366,11 +363,17 @@ impl Dialect for Native {
                     Some(json!({"message_id": message_id, "queued": false})),
                 ));
             }
+            // The document's errors always carry `details`: the request's id, when it had one.
             _ => {
-                let details = id.map(|id| json!({"message_id": id}));
-                out.send(error_frame(error, id, details));
+                let details = id.map_or_else(|| json!({}), |id| json!({"message_id": id}));
+                out.send(error_frame(error, id, Some(details)));
             }
         }
+    }
+
+    /// Expiring tokens are renewed in-band (`Authenticate`), so expiry is enforced.
+    fn enforces_token_expiry(&self) -> bool {
+        true
     }
 
     fn ping(&self) -> Option<Message> {
