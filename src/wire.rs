@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::error::Error;
 use crate::store::{Message, Notification, StoredFile};
 
-/// Name of the cookie `POST /api/token/` sets when asked (`"cookie": true`).
+/// Name of the cookie login and refresh set (unless the request says `"cookie": false`).
 pub const ACCESS_COOKIE: &str = "natter_access";
 /// Django's session cookie, which Kibray clients send "automatically": accepted
 /// like [`ACCESS_COOKIE`] (it must hold a natter access token), when that one is absent.

@@ -26,6 +26,7 @@ mod man_pages;
 mod native_pubsub;
 mod native_rooms;
 mod reliability_crash;
+mod seed_fidelity;
 mod tls;
 mod web;
 mod ws_session;
