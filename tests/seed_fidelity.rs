@@ -320,7 +320,16 @@ async fn notifications_take_the_documents_relative_urls_and_refuse_other_schemes
         assert_eq!(refused.status, 400, "{url:?}: {:?}", refused.json);
         assert!(refused.json["error"].is_string(), "{:?}", refused.json);
         assert_eq!(refused.json["code"], "bad_request", "{:?}", refused.json);
+        // The same rule for an action's link.
+        let mut with_action = notify("/chat/123");
+        with_action["actions"] = json!([{"label": "Learn More", "url": url}]);
+        let refused = t.post("boss", "/api/v1/notifications", with_action).await;
+        assert_eq!(refused.status, 400, "action {url:?}: {:?}", refused.json);
     }
+    let mut with_action = notify("/chat/123");
+    with_action["actions"] = json!([{"label": "Learn More", "url": "https://status.example.com"}]);
+    let sent = t.post("boss", "/api/v1/notifications", with_action).await;
+    assert_eq!(sent.status, 201, "{:?}", sent.json);
     t.server.stop().await;
 }
 

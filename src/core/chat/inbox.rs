@@ -71,7 +71,20 @@ impl Chat {
         }
         match &new.actions {
             Value::Null => {}
-            Value::Array(actions) if actions.len() <= 10 => {}
+            Value::Array(actions) if actions.len() <= 10 => {
+                // An action's link is followed like the notification's own.
+                if actions.iter().any(|action| {
+                    action
+                        .get("url")
+                        .is_some_and(|url| !url.as_str().is_some_and(policy::is_safe_link))
+                }) {
+                    return Err(Error::BadRequest(
+                        "an action's url must be an http(s) URL or a path on this server \
+                         (\"/tasks/123\") of at most 2048 bytes, without control characters"
+                            .to_owned(),
+                    ));
+                }
+            }
             _ => {
                 return Err(Error::BadRequest(
                     "actions must be an array of at most 10 entries".to_owned(),
