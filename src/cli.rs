@@ -303,8 +303,7 @@ fn serve(config: Config) -> Result<(), Failure> {
         // Before anything can tell systemd (or a test) that we are up.
         let signals = crate::shutdown::Signals::install()
             .map_err(|e| Failure::from(format!("cannot install signal handlers: {e}")))?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        let listener = Server::listen(addr)
             .map_err(|e| Failure::from(format!("cannot listen on {addr}: {e}")))?;
         let server = Server::new(config, listener).await?;
         server.run(signals.received()).await.map_err(Failure::from)

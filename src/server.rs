@@ -36,6 +36,10 @@ use crate::store::Store;
 /// Name of the file the first start writes the generated admin password to.
 pub const INITIAL_ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
 
+/// The listen backlog asked for (the kernel caps it at `net.core.somaxconn`, 4096 on current
+/// kernels): room for a reconnect storm's SYNs while the accept loop catches up.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
 /// How often ended sessions and messages past retention are purged from the store.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -92,6 +96,20 @@ pub struct Server {
 
 impl Server {
     /// Opens the store, creates the initial admin on first start, and readies the services.
+    /// A listening socket on `addr` with a backlog of [`LISTEN_BACKLOG`] (tokio's `bind` asks
+    /// for 128, which a reconnect storm of a few thousand clients overflows: their SYNs are
+    /// dropped and they wait a second or more to retry).
+    pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    }
+
     pub async fn new(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let store = Store::open(&config.store, metrics.clone())?;
@@ -112,14 +130,19 @@ impl Server {
         } else {
             None
         };
-        let metrics =
-            match state.config.metrics.listen.as_str() {
-                "" => None,
-                _ if !state.config.metrics.enabled => None,
-                addr => Some(TcpListener::bind(addr).await.map_err(|e| {
+        let metrics = match state.config.metrics.listen.as_str() {
+            "" => None,
+            _ if !state.config.metrics.enabled => None,
+            addr => {
+                let listener = addr
+                    .parse()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|parsed| Server::listen(parsed).map_err(anyhow::Error::from));
+                Some(listener.map_err(|e| {
                     anyhow::anyhow!("cannot listen on {addr} (metrics.listen): {e}")
-                })?),
-            };
+                })?)
+            }
+        };
         let tls = if state.config.tls.enabled() {
             Some(crate::tls::Tls::load(&state.config.tls)?)
         } else {
