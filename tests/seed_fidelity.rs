@@ -819,3 +819,71 @@ async fn native_errors_carry_details_and_rooms_senders_are_strings() {
     }
     t.server.stop().await;
 }
+
+/// The rooms document's client queues messages while offline and flushes them on open; neither
+/// it nor EduSphere's documents a rate limit: a minute's worth at once gets through.
+#[tokio::test]
+async fn a_flushed_offline_queue_gets_through_where_no_rate_is_documented() {
+    let t = Team::start(TEAM).await;
+    t.create_room("boss", "channel:456", "public").await;
+    t.create_room("alice", "alice/math", "public").await;
+    let alice = own(&t, "alice").await;
+    let mut room = rooms(&t, &alice.token).await;
+    rooms_join(&mut room, "channel:456").await;
+    for i in 0..30 {
+        room.send(json!({ "type": "send_message", "room":"channel:456", "data": {"content": format!("queued {i}")} }))
+            .await;
+    }
+    for i in 0..30 {
+        let event = room.recv().await;
+        assert_eq!(event["type"], "message", "{event}");
+        assert_eq!(event["data"]["content"], format!("queued {i}"));
+    }
+    let mut edu = Ws::open(
+        t.addr(),
+        &format!("/ws/chat/alice/math/?token={}", alice.token),
+    )
+    .await;
+    for i in 0..30 {
+        edu.send(json!({"type": "text", "message": format!("queued {i}"), "timestamp": "2024-01-01T12:00:00.000Z"}))
+            .await;
+    }
+    for i in 0..30 {
+        let new = edu.recv().await;
+        assert_eq!(new["action"], "new", "{new}");
+        assert_eq!(new["body"], format!("queued {i}"));
+    }
+    t.server.stop().await;
+}
+
+/// EduSphere's message ids are "UUID strings": they pass the usual validators (version and
+/// variant bits), and name the message in update and delete.
+#[tokio::test]
+async fn edusphere_message_ids_are_valid_uuids() {
+    let t = Team::start(TEAM).await;
+    t.create_room("alice", "alice/math", "public").await;
+    let alice = own(&t, "alice").await;
+    let mut edu = Ws::open(
+        t.addr(),
+        &format!("/ws/chat/alice/math/?token={}", alice.token),
+    )
+    .await;
+    edu.send(
+        json!({"type": "text", "message": "Hello world!", "timestamp": "2024-01-01T12:00:00.000Z"}),
+    )
+    .await;
+    let new = edu.recv().await;
+    let id = new["id"].as_str().expect("id").to_owned();
+    let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
+    assert!(matches!(parsed.get_version_num(), 1..=8), "version of {id}");
+    assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122, "{id}");
+    edu.send(json!({"type": "update", "messageId": id, "message": "Updated message content"}))
+        .await;
+    let update = edu.recv().await;
+    assert_eq!(update["action"], "update", "{update}");
+    assert_eq!(update["id"], id.as_str());
+    edu.send(json!({"type": "delete", "messageId": id})).await;
+    let delete = edu.recv().await;
+    assert_eq!(delete["action"], "delete", "{delete}");
+    t.server.stop().await;
+}

@@ -14,7 +14,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use super::{Dialect, Encoder, Facts, Out, Rate, Request, message_from_uuid, message_uuid, slots};
+use super::{
+    Dialect, Encoder, Facts, Out, Rate, RateLimits, Request, message_from_uuid, message_uuid, slots,
+};
 use crate::config::Config;
 use crate::core::command::{Command, ContentPolicy, EditMessage, Reply, RoomRef, SendMessage};
 use crate::error::Error;
@@ -179,6 +181,10 @@ impl Dialect for EduSphere {
         out.send(error_frame(&error_text(error, action)));
     }
 
+    fn rate_limits(&self, config: &Config) -> RateLimits {
+        RateLimits::of_ws_whole_minute(config)
+    }
+
     fn ping(&self) -> Option<Message> {
         None
     }
@@ -284,6 +290,36 @@ fn text(value: &Value) -> Message {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn message_uuids_are_version_8_and_map_back() {
+        for (room_id, seq) in [
+            (1, 1),
+            (3, 7),
+            (0xfff, 0),
+            (0x1000, 1 << 40),
+            ((1 << 60) - 1, (1 << 62) - 1),
+        ] {
+            let id = message_uuid(room_id, seq);
+            assert_eq!(id.get_version_num(), 8, "{id}");
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(message_from_uuid(&id), (room_id, seq), "{id}");
+        }
+        assert_eq!(
+            message_uuid(3, 7).to_string(),
+            "00000000-0000-8003-8000-000000000007"
+        );
+        // The earlier form still names its message; numbers too large for version 8 use it.
+        let old = uuid::Uuid::from_u64_pair(3, 7);
+        assert_eq!(message_from_uuid(&old), (3, 7));
+        for (room_id, seq) in [(1 << 60, 1), (1, 1 << 62), (u64::MAX, 5)] {
+            assert_eq!(
+                message_from_uuid(&message_uuid(room_id, seq)),
+                (room_id, seq)
+            );
+        }
+    }
+
     use super::*;
     use crate::store::Message as Stored;
 

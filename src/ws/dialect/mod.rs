@@ -202,6 +202,18 @@ impl RateLimits {
             close_reason: "message rate limit exceeded",
         }
     }
+
+    /// The `[ws]` limits with at least a whole minute's burst: for the protocols whose documents
+    /// set no message rate (EduSphere, rooms), so that a client's offline queue flushed on open
+    /// (the rooms document's own advice) gets through; the rate over a minute stays the same.
+    pub fn of_ws_whole_minute(config: &Config) -> RateLimits {
+        let mut limits = Self::of_ws(config);
+        limits.messages.bucket = Bucket::Gcra {
+            per_minute: config.ws.messages_per_minute,
+            burst: config.ws.message_burst.max(config.ws.messages_per_minute),
+        };
+        limits
+    }
 }
 
 /// What a connection is, as its dialect knows it.
@@ -295,13 +307,36 @@ pub fn json_text(value: &serde_json::Value) -> Message {
     Message::text(text)
 }
 
-/// A room message as a UUID (for protocols whose message ids are UUIDs): the room id and the
-/// sequence number, big-endian, so it maps back without a lookup.
+/// Room ids below this fit a [`message_uuid`] (60 bits).
+const UUID_ROOM_LIMIT: u64 = 1 << 60;
+/// Sequence numbers below this fit a [`message_uuid`] (62 bits).
+const UUID_SEQ_LIMIT: u64 = 1 << 62;
+
+/// A room message as a UUID (for protocols whose message ids are UUIDs), so it maps back without
+/// a lookup: an RFC 9562 version 8 UUID (version `8`, variant `10`, so UUID validators accept
+/// it) with the room id in the 60 bits around the version and the sequence number in the low
+/// 62. A room id of 2^60 or more, or a sequence number of 2^62 or more (neither is reached in
+/// practice), is written as the two numbers, big-endian: the form natter used before, which
+/// [`message_from_uuid`] still reads.
 pub fn message_uuid(room_id: u64, seq: u64) -> uuid::Uuid {
-    uuid::Uuid::from_u64_pair(room_id, seq)
+    if room_id >= UUID_ROOM_LIMIT || seq >= UUID_SEQ_LIMIT {
+        return uuid::Uuid::from_u64_pair(room_id, seq);
+    }
+    let high = ((room_id >> 12) << 16) | (0x8 << 12) | (room_id & 0xfff);
+    let low = (0b10 << 62) | seq;
+    uuid::Uuid::from_u64_pair(high, low)
 }
 
-/// The room id and sequence number of a [`message_uuid`].
+/// The room id and sequence number of a [`message_uuid`], of either form (the old form's
+/// sequence numbers never reach the 2^63 that the version 8 variant bits make the low half).
 pub fn message_from_uuid(id: &uuid::Uuid) -> (u64, u64) {
-    id.as_u64_pair()
+    let (high, low) = id.as_u64_pair();
+    if (high >> 12) & 0xf == 0x8 && low >> 62 == 0b10 {
+        (
+            ((high >> 16) << 12) | (high & 0xfff),
+            low & (UUID_SEQ_LIMIT - 1),
+        )
+    } else {
+        (high, low)
+    }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Dialect, Encoder, Facts, Out, Rate, Request, slots};
+use super::{Dialect, Encoder, Facts, Out, Rate, RateLimits, Request, slots};
 use crate::config::Config;
 use crate::core::chat::now_millis;
 use crate::core::command::{Command, Reply, RoomRef, SendMessage};
@@ -222,6 +222,10 @@ impl Dialect for Rooms {
             }
             _ => out.send(error_event(&message, None)),
         }
+    }
+
+    fn rate_limits(&self, config: &Config) -> RateLimits {
+        RateLimits::of_ws_whole_minute(config)
     }
 
     fn ping(&self) -> Option<Message> {
