@@ -13,13 +13,24 @@ use serde_json::Value;
 use super::Core;
 use super::accounts::UserView;
 use super::chat::{DirectOutcome, JoinOutcome, SendOutcome};
-use super::conversations::Conversation;
 use crate::error::Error;
 pub use crate::events::BinaryKind;
 use crate::events::Event;
 use crate::hub::ConnId;
 use crate::principal::Principal;
 use crate::store::{Message, Room};
+
+/// An open conversation, as the connection that opened it sees it (the reply to
+/// [`Command::OpenConversation`]).
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    pub chat_id: String,
+    /// The opener first.
+    pub participants: [uuid::Uuid; 2],
+    pub peer_id: uuid::Uuid,
+    /// The peer's roster name, or their username when they are not listed.
+    pub peer_name: String,
+}
 
 /// How a request names a room.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@
 use uuid::Uuid;
 
 use crate::core::chat::{Chat, MAX_CLIENT_MSG_ID_BYTES, check_content, now_millis};
-use crate::core::command::{ContentPolicy, NamePolicy, RoomRef, SendMessage};
+use crate::core::command::{ContentPolicy, Conversation, NamePolicy, RoomRef, SendMessage};
 use crate::core::policy;
 use crate::error::Error;
 use crate::events::{ConversationEvent, Event};
@@ -23,17 +23,6 @@ pub const LIVE_PREFIX: &str = "live:";
 
 /// Longest message id a client may choose (the core's limit on `client_msg_id`).
 const MAX_MESSAGE_ID_BYTES: usize = MAX_CLIENT_MSG_ID_BYTES;
-
-/// An open conversation, as the connection that opened it sees it.
-#[derive(Debug, Clone)]
-pub struct Conversation {
-    pub chat_id: String,
-    /// The opener first.
-    pub participants: [Uuid; 2],
-    pub peer_id: Uuid,
-    /// The peer's roster name, or their username when they are not listed.
-    pub peer_name: String,
-}
 
 /// What a connection has with a peer it names.
 #[derive(Debug, Clone)]
