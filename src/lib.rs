@@ -23,8 +23,9 @@
 //!   dialects as codecs ([`ws::dialect`]), the per-dialect encode cache ([`ws::fanout`]) and the
 //!   close-code table ([`ws::close`]). Imports the core, the broker, the vocabulary (and
 //!   `http`'s error response, for refused upgrades).
-//! - [`http`]: the warp routes and their one JSON rejection handler, and the built-in web
-//!   client. Imports the core, auth and the vocabulary.
+//! - [`http`]: the warp routes and their one JSON rejection handler, CORS for the origins in
+//!   `ws.allowed_origins`, and the built-in web client. Imports the core, auth and the
+//!   vocabulary.
 //! - [`admin`]: the admin API (one request type, two transports), per verb group. Imports the
 //!   core, auth and the vocabulary.
 //! - [`core`]: the rules. [`core::Core`] runs the [`core::command::Command`]s of connections;
