@@ -8,7 +8,7 @@
 //! Message ids are the core's per-room sequence numbers (a chat connection is in one room);
 //! `channel_id` is the core room id; user ids are the users' numbers
 //! ([`crate::store::User::number`]). Content is plain text: markup is stripped by the core
-//! ([`ContentPolicy::plain`]).
+//! ([`crate::core::command::ContentPolicy::plain`]).
 //!
 //! This file is the codec's answers; `decode` reads client frames (and reassembles uploads),
 //! `events` encodes what the core emits.
