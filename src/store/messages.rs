@@ -92,10 +92,14 @@ impl SledStore {
                 });
             }
             message.seq = sequence.last + 1;
-            super::insert_record(&t.messages, keys::message(room_id, message.seq), &message)?;
+            // The index entry goes first. sled recovers a prefix of its one log after a crash:
+            // with this order that prefix holds the entry without the message (stale, see
+            // above) or both, never the message without its entry, which would let the
+            // client's retry of an unacknowledged send store it a second time.
             if let Some(key) = client_key {
                 t.client_ids.insert(key, &message.seq.to_be_bytes())?;
             }
+            super::insert_record(&t.messages, keys::message(room_id, message.seq), &message)?;
             // Only now that the message is in the tree: a failed insert takes no number.
             sequence.last = message.seq;
             t.sequences.set(room_id, sequence);
