@@ -98,7 +98,13 @@ async fn run(
             // promises that whatever came before it (writes made straight to the trees, too)
             // is on disk.
             if stop.is_some() {
-                last_flush = db.flush_async().await.map(|_| ()).map_err(StoreError::from);
+                // On a blocking thread like the batches' flushes: sled 0.34's `flush_async`
+                // has been seen to stall with several databases in one process.
+                let db = db.clone();
+                last_flush = match tokio::task::spawn_blocking(move || db.flush()).await {
+                    Ok(flushed) => flushed.map(|_| ()).map_err(StoreError::from),
+                    Err(e) => Err(StoreError::Engine(format!("flush task failed: {e}"))),
+                };
             }
             match stop.take() {
                 Some(Stop::Pause(reply)) => {
