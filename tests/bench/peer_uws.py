@@ -18,11 +18,11 @@ No authentication: a ?token= in the URL is ignored.
 How it runs (the peer at its best, issue #16): socketify's App.run() drives libuv from asyncio,
 calling uv_run(NOWAIT) from a call_soon loop that never sleeps while traffic flows, so the peer
 takes a whole core even when uWS has nothing to do; on a 2-core machine that starves the load
-generator and slows the peer itself. By default the peer drives libuv directly instead
-(`--loop uv`: app.loop.started = True, then app.loop.uv_loop.run(), i.e. uv_run(DEFAULT), which
-sleeps in epoll_wait when idle). Nothing here needs asyncio: every handler is synchronous, and
-uWS's own timers and the listen callback are libuv's (the listen callback runs inside listen()).
-`--loop asyncio` keeps socketify's App.run(), to compare the two modes.
+generator and slows the peer itself. The peer therefore drives libuv directly: app.loop.started =
+True, then app.loop.uv_loop.run(), i.e. uv_run(DEFAULT), which sleeps in epoll_wait when idle.
+Nothing here needs asyncio: every handler is synchronous, and uWS's own timers and the listen
+callback are libuv's (the listen callback runs inside listen()). There is no other mode: a
+handicapped peer would only flatter natter.
 
 Backpressure: uWS's default max_backpressure, 64 KiB per socket (`--max-backpressure` to try
 others). natter's bound is ws.outbound_queue, 256 frames per connection: at the fanout's
@@ -30,8 +30,8 @@ others). natter's bound is ws.outbound_queue, 256 frames per connection: at the 
 passes its bound (natter: close 4008; here close_on_backpressure_limit), so a lost delivery
 means the same thing on both sides.
 
-Usage: peer_uws.py PORT [--loop uv|asyncio] [--max-backpressure BYTES]
-       (listens on 127.0.0.1:PORT, prints "ready PORT LOOP" once listening)
+Usage: peer_uws.py PORT [--max-backpressure BYTES]
+       (listens on 127.0.0.1:PORT, prints "ready PORT" once listening)
 """
 
 import argparse
@@ -165,20 +165,13 @@ def parse_args():
     )
     parser.add_argument("port", type=int)
     parser.add_argument(
-        "--loop", choices=["uv", "asyncio"], default="uv",
-        help="uv: libuv's own loop (default); asyncio: socketify's App.run()",
-    )
-    parser.add_argument(
         "--max-backpressure", type=int, default=64 * 1024,
         help="bytes buffered per socket before it is closed (uWS's default, 65536)",
     )
     return parser.parse_args()
 
 
-def serve_forever(mode):
-    if mode == "asyncio":
-        app.run()
-        return
+def serve_forever():
     # What App.run() does before its asyncio loop, then libuv itself: uv_run(UV_RUN_DEFAULT)
     # blocks in epoll_wait while no socket or timer is ready. `started` is only read by the
     # asyncio glue (its keep-alive and stop()); set it as run() does.
@@ -197,7 +190,7 @@ def main():
     port = args.port
 
     def listening(config):
-        print("ready %d %s" % (config.port, args.loop), flush=True)
+        print("ready %d" % config.port, flush=True)
 
     app.ws(
         "/*",
@@ -213,7 +206,7 @@ def main():
         },
     )
     app.listen({"port": port, "host": "127.0.0.1"}, listening)
-    serve_forever(args.loop)
+    serve_forever()
 
 
 app = App()

@@ -45,11 +45,6 @@ struct Args {
     /// Measure natter alone.
     #[arg(long)]
     no_peer: bool,
-    /// How the peer drives libuv: uv (libuv's own loop, the default and its best), asyncio
-    /// (socketify's App.run()), or both (uv for every comparison; fanout also measures the
-    /// asyncio mode, for the record).
-    #[arg(long, value_name = "MODE", default_value = "uv", value_parser = ["uv", "asyncio", "both"])]
-    peer_loop: String,
     /// uWS's max_backpressure in the peer, bytes per socket (uWS's default).
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     peer_max_backpressure: u64,
@@ -137,25 +132,13 @@ async fn suite(args: Args) -> anyhow::Result<()> {
         (Some(python), false) => Some(servers::Peer {
             python: python.clone(),
             script: args.peer_script.clone(),
-            loop_mode: if args.peer_loop == "asyncio" {
-                servers::PeerLoop::Asyncio
-            } else {
-                servers::PeerLoop::Uv
-            },
-            compare_loops: args.peer_loop == "both",
             max_backpressure: args.peer_max_backpressure,
         }),
         _ => None,
     };
     let peer_description = match &peer {
         Some(p) => format!(
-            "uWS (socketify 0.0.31, tests/bench/peer_uws.py), loop {}{}, max_backpressure {} B",
-            p.loop_mode.arg(),
-            if p.compare_loops {
-                " (fanout also with the other loop)"
-            } else {
-                ""
-            },
+            "uWS (socketify 0.0.31, tests/bench/peer_uws.py), libuv's own loop, max_backpressure {} B",
             p.max_backpressure
         ),
         None => "none".to_owned(),
@@ -221,7 +204,6 @@ async fn suite(args: Args) -> anyhow::Result<()> {
         "loadavg_end": load_end,
         "seconds": started.elapsed().as_secs_f64(),
         "peer": peer_description,
-        "peer_loop": programs.peer.as_ref().map(|p| p.loop_mode),
         "rows": rows,
         "per_run": all_runs,
     });

@@ -18,7 +18,7 @@ use crate::client::{self, Template, Ws};
 use crate::provision;
 use crate::pubsub::{self, FanoutSettings, RoomsSettings};
 use crate::report::{Figure, Target};
-use crate::servers::{self, Kind, NatterOptions, PeerLoop, Programs, Server};
+use crate::servers::{self, Kind, NatterOptions, Programs, Server};
 
 /// Every scenario, in the order the suite runs them.
 pub const ALL: &[&str] = &[
@@ -254,17 +254,6 @@ async fn fanout(settings: &Settings, programs: &Programs) -> anyhow::Result<Vec<
     };
     let natter = measure(servers::start(Kind::Natter, programs).await?).await?;
     let peer = on_peer(programs, measure).await?;
-    // `--peer-loop both`: the peer once more, in the other loop mode, for the record.
-    let other_loop = match &programs.peer {
-        Some(p) if p.compare_loops => {
-            let mode = match p.loop_mode {
-                PeerLoop::Uv => PeerLoop::Asyncio,
-                PeerLoop::Asyncio => PeerLoop::Uv,
-            };
-            Some((mode, measure(servers::start_peer(p, mode).await?).await?))
-        }
-        _ => None,
-    };
     let mut figures = Vec::new();
     for (i, (rate, phase)) in natter.iter().enumerate() {
         let other = peer.as_ref().and_then(|p| p.get(i)).map(|(_, p)| p.clone());
@@ -307,32 +296,6 @@ async fn fanout(settings: &Settings, programs: &Programs) -> anyhow::Result<Vec<
         figures.push(fig("subscribers connected at start", "", |p| {
             p.subscribers as f64
         }));
-    }
-    if let Some((mode, phases)) = &other_loop {
-        let name: &'static str = match mode {
-            PeerLoop::Uv => "uWS uv loop",
-            PeerLoop::Asyncio => "uWS asyncio loop",
-        };
-        for (rate, phase) in phases {
-            let label = match rate {
-                Some(r) => format!("{r} msg/s"),
-                None => "saturation".to_owned(),
-            };
-            let subs = s.subscribers;
-            let fig = |what: &str, unit: &'static str, value: f64| {
-                Figure::new("fanout", format!("{name}: 1->{subs} {label}: {what}"), unit)
-                    .peer(name, Some(value))
-            };
-            figures.push(fig("deliveries/s", "1/s", phase.deliveries_per_sec));
-            figures.push(fig("p50 latency", "ms", phase.p50_ms));
-            figures.push(fig("p99 latency", "ms", phase.p99_ms));
-            figures.push(fig("loss", "%", phase.loss * 100.0));
-            figures.push(fig(
-                "server CPU per delivery",
-                "µs",
-                phase.cpu_s_per_million,
-            ));
-        }
     }
     Ok(figures)
 }
@@ -723,7 +686,7 @@ async fn cold_start(kind: Kind, programs: &Programs) -> anyhow::Result<(f64, f64
         }
         Kind::Uws => {
             let peer = programs.peer.as_ref().context("no peer")?;
-            servers::spawn_peer(peer, peer.loop_mode)?
+            servers::spawn_peer(peer)?
         }
     };
     let deadline = server.spawned + Duration::from_secs(30);

@@ -48,34 +48,11 @@ impl Kind {
     }
 }
 
-/// How socketify drives libuv in the peer (see tests/bench/peer_uws.py).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PeerLoop {
-    /// `app.loop.uv_loop.run()`: libuv's own loop, asleep in epoll_wait when idle.
-    Uv,
-    /// socketify's `App.run()`: asyncio polling libuv without sleeping while traffic flows.
-    Asyncio,
-}
-
-impl PeerLoop {
-    pub fn arg(self) -> &'static str {
-        match self {
-            PeerLoop::Uv => "uv",
-            PeerLoop::Asyncio => "asyncio",
-        }
-    }
-}
-
 /// The uWS peer: the venv's python, peer_uws.py and how it runs.
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub python: PathBuf,
     pub script: PathBuf,
-    /// The loop of the peer every comparison uses.
-    pub loop_mode: PeerLoop,
-    /// Also measure the other loop mode in the fanout scenario (`--peer-loop both`).
-    pub compare_loops: bool,
     /// uWS's max_backpressure, bytes per socket.
     pub max_backpressure: u64,
 }
@@ -253,8 +230,9 @@ pub fn spawn_natter_with(
     ))
 }
 
-/// Spawns the uWS peer on a free loopback port (without waiting), its loop driven `loop_mode`.
-pub fn spawn_peer(peer: &Peer, loop_mode: PeerLoop) -> anyhow::Result<Server> {
+/// Spawns the uWS peer on a free loopback port (without waiting); it drives libuv's own loop
+/// (see tests/bench/peer_uws.py).
+pub fn spawn_peer(peer: &Peer) -> anyhow::Result<Server> {
     let port = free_port()?;
     let spawned = Instant::now();
     // The venv's python is a symlink to the interpreter: the child's pid is the peer's own, so
@@ -262,7 +240,6 @@ pub fn spawn_peer(peer: &Peer, loop_mode: PeerLoop) -> anyhow::Result<Server> {
     let child = Command::new(&peer.python)
         .arg(&peer.script)
         .arg(port.to_string())
-        .args(["--loop", loop_mode.arg()])
         .arg("--max-backpressure")
         .arg(peer.max_backpressure.to_string())
         .stdin(Stdio::null())
@@ -290,14 +267,14 @@ pub async fn start(kind: Kind, programs: &Programs) -> anyhow::Result<Server> {
         Kind::Natter => start_natter(programs, &NatterOptions::default()).await,
         Kind::Uws => {
             let peer = programs.peer.as_ref().context("no peer configured")?;
-            start_peer(peer, peer.loop_mode).await
+            start_peer(peer).await
         }
     }
 }
 
-/// Starts the peer with `loop_mode` and waits until it listens.
-pub async fn start_peer(peer: &Peer, loop_mode: PeerLoop) -> anyhow::Result<Server> {
-    let mut server = spawn_peer(peer, loop_mode)?;
+/// Starts the peer and waits until it listens.
+pub async fn start_peer(peer: &Peer) -> anyhow::Result<Server> {
+    let mut server = spawn_peer(peer)?;
     wait_listening(&mut server, Duration::from_secs(30)).await?;
     Ok(server)
 }
