@@ -3,7 +3,7 @@
 //! receipts, replay of what a reconnecting client missed (across a restart too), and membership:
 //! removal cuts the live room, added members hear of the room.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::Team;
 use crate::wsclient::Ws;
@@ -245,6 +245,50 @@ async fn history_pages_typing_and_read_receipts() {
         .cloned()
         .expect("general");
     assert_eq!(general["unread"], 2, "{general}");
+    t.server.stop().await;
+}
+
+/// `unread` of `room` in `user`'s room list.
+async fn unread_of(t: &Team, user: &str, room: &str) -> Value {
+    let rooms = t.get(user, "/api/v1/rooms").await;
+    rooms.json["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .find(|r| r["name"] == room)
+        .map(|r| r["unread"].clone())
+        .unwrap_or_else(|| panic!("{room} not in {user}'s rooms: {}", rooms.json))
+}
+
+#[tokio::test]
+async fn own_messages_never_count_as_unread() {
+    let t = Team::start(TEAM).await;
+    t.create_room("alice", "general", "public").await;
+    let (mut alice, _bob) = alice_and_bob_in_general(&t).await;
+    for text in ["one", "two"] {
+        let posted = t
+            .post(
+                "bob",
+                "/api/v1/rooms/general/messages",
+                json!({"content": text}),
+            )
+            .await;
+        assert_eq!(posted.status, 201, "{:?}", posted.json);
+    }
+    assert_eq!(unread_of(&t, "bob", "general").await, 0);
+    assert_eq!(unread_of(&t, "alice", "general").await, 2);
+    // Posting is reading: the author has seen the room up to their own message.
+    let ack = alice
+        .request("Send", json!({"room": "general", "content": "three"}), "s")
+        .await;
+    assert_eq!(ack["data"]["seq"], 3, "{ack}");
+    assert_eq!(unread_of(&t, "alice", "general").await, 0);
+    assert_eq!(unread_of(&t, "bob", "general").await, 1);
+    // After a restart (the cursor is stored with the message, not kept in memory).
+    drop(alice);
+    let t = t.restart().await;
+    assert_eq!(unread_of(&t, "alice", "general").await, 0);
+    assert_eq!(unread_of(&t, "bob", "general").await, 1);
     t.server.stop().await;
 }
 

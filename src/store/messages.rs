@@ -100,6 +100,9 @@ impl SledStore {
                 t.client_ids.insert(key, &message.seq.to_be_bytes())?;
             }
             super::insert_record(&t.messages, keys::message(room_id, message.seq), &message)?;
+            // The author has read what they wrote: their own messages never count as unread
+            // (in every dialect and over HTTP), in the same batch as the message.
+            t.advance_read_cursor(room_id, message.author, message.seq)?;
             // Only now that the message is in the tree: a failed insert takes no number.
             sequence.last = message.seq;
             t.sequences.set(room_id, sequence);

@@ -240,6 +240,27 @@ impl Trees {
         Ok(member)
     }
 
+    /// Moves a member's read cursor forward to `seq` (never back); nothing for a non-member.
+    /// Writer task only.
+    pub(crate) fn advance_read_cursor(
+        &self,
+        room_id: u64,
+        user_id: Uuid,
+        seq: u64,
+    ) -> Result<(), Error> {
+        if !self.is_member(room_id, user_id)? {
+            return Ok(());
+        }
+        if let Some(mut membership) = self.membership(room_id, user_id)?
+            && membership.last_read_seq < seq
+        {
+            membership.last_read_seq = seq;
+            self.memberships
+                .insert(keys::membership(room_id, user_id), encode(&membership)?)?;
+        }
+        Ok(())
+    }
+
     fn put_membership(
         &self,
         room_id: u64,
