@@ -21,6 +21,11 @@ const ui = {
   renderQueued: false,
   renderedMessages: new Map(), // key -> { v, mine, pending, el }
   renderedRoom: null,
+  // Whether the message view follows the newest message: true while the reader is at the
+  // bottom (kept by the scroll listener), so that content growing after a render (an image
+  // preview decoding, a late attachment) keeps the view pinned instead of leaving it short.
+  pinned: true,
+  lastScrollTop: 0,
 };
 
 // ----- login -------------------------------------------------------------------------------
@@ -261,8 +266,7 @@ function renderMessages(room) {
     ui.renderedRoom = room.name;
     ui.stickToBottom = true;
   }
-  const atBottom = ui.stickToBottom
-    || scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+  const atBottom = ui.stickToBottom || ui.pinned || nearBottom(scroller);
   const fromBottom = scroller.scrollHeight - scroller.scrollTop;
   const firstBefore = list.firstElementChild;
 
@@ -303,6 +307,7 @@ function renderMessages(room) {
   if (atBottom) {
     scroller.scrollTop = scroller.scrollHeight;
     ui.stickToBottom = false;
+    ui.pinned = true;
   } else if (firstBefore && list.firstElementChild !== firstBefore) {
     // Older messages were added above: keep what the reader was looking at in place.
     scroller.scrollTop = scroller.scrollHeight - fromBottom;
@@ -312,6 +317,18 @@ function renderMessages(room) {
     loadOlder(room);
   }
 }
+
+function nearBottom(scroller) {
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+}
+
+// Content that grows after it was rendered (images decode late) moves the bottom away: a view
+// that was pinned follows it.
+const follow = new ResizeObserver(() => {
+  if (ui.pinned) byId('messages').scrollTop = byId('messages').scrollHeight;
+});
+follow.observe(byId('message-list'));
+follow.observe(byId('messages'));
 
 function messageElement(room, message, mine) {
   const classes = ['msg'];
@@ -687,6 +704,11 @@ byId('reply-cancel').addEventListener('click', () => {
 });
 
 byId('messages').addEventListener('scroll', () => {
+  // Only the reader scrolling up unpins: content that grew below (the scroll event of the last
+  // render can come after an image grew the list) leaves scrollTop where it was.
+  const scroller = byId('messages');
+  ui.pinned = nearBottom(scroller) || (ui.pinned && scroller.scrollTop >= ui.lastScrollTop);
+  ui.lastScrollTop = scroller.scrollTop;
   const room = chat?.current && chat.room(chat.current);
   if (room && byId('messages').scrollTop < 80 && room.hasMore && !room.loading && room.loaded) loadOlder(room);
 });

@@ -1,8 +1,9 @@
 // natter's built-in web client in headless Chromium against a real natter daemon: two users in
 // two browser contexts chat; replies, typing, presence, edits and deletes propagate; markup in a
-// message stays text; history pages in on scroll; a reload keeps everything; a daemon restart
-// loses and doubles nothing, including a message typed while it was down; a phone-sized screen;
-// short-lived access tokens are renewed in-band without reconnecting.
+// message stays text; a room with an image keeps following new messages; history pages in on
+// scroll; a reload keeps everything; a daemon restart loses and doubles nothing, including a
+// message typed while it was down; a phone-sized screen; short-lived access tokens are renewed
+// in-band without reconnecting.
 //
 // Run: `npm ci && node --test web-client.test.mjs` here, after building natter (NATTER_BIN
 // names another binary). Screenshots of the main views land in screenshots/.
@@ -11,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Natter, launchBrowser, newContext, eventually, screenshot, login, connected, shownMessages,
-  openRoom, send, message, seeOnce, assertContiguous,
+  openRoom, send, message, seeOnce, assertContiguous, solidPng, atBottom,
 } from './harness.mjs';
 
 const XSS = '<img src=x onerror=alert(1)>';
@@ -158,6 +159,41 @@ describe('natter web client', () => {
       await eventually(() => preview.evaluate((img) => img.complete && img.naturalWidth === 1 && img.src.startsWith('blob:')), 'the preview decoded');
     }
     await screenshot(bob, 'attachments');
+  });
+
+  test('a room with an image keeps following new messages', async () => {
+    await admin.getByRole('button', { name: 'New room' }).click();
+    await admin.getByLabel('Room name').fill('pictures');
+    await admin.getByRole('button', { name: 'Create room' }).click();
+    await admin.locator('#room-title', { hasText: '#pictures' }).waitFor();
+    // Enough text that the room scrolls, then an image 240 px high (the preview's limit) that
+    // decodes only after the view first went to the bottom.
+    const lines = Array.from({ length: 14 }, (_, i) => `line ${i + 1}`).join('\n');
+    for (const n of [1, 2, 3]) await send(admin, `tall ${n}\n${lines}`);
+    await admin.locator('#attach-input').setInputFiles({ name: 'wide.png', mimeType: 'image/png', buffer: solidPng(320, 240) });
+    await admin.locator('img.attachment-preview[alt="wide.png"]').waitFor();
+    await send(admin, 'below the image');
+    await seeOnce(admin, 'below the image');
+
+    // Bob comes to the room fresh (a reload, so nothing is cached): the view ends at the
+    // bottom once the image is in, and a live message arrives in sight.
+    await bob.reload();
+    await connected(bob);
+    await bob.getByRole('button', { name: 'Join pictures' }).click();
+    await bob.locator('#room-title', { hasText: '#pictures' }).waitFor();
+    const preview = bob.locator('img.attachment-preview[alt="wide.png"]');
+    await preview.waitFor();
+    await eventually(() => preview.evaluate((img) => img.complete && img.naturalHeight === 240), 'the preview decoded');
+    await eventually(() => atBottom(bob), 'the view at the bottom after the image loaded');
+    await send(admin, 'live after the image');
+    await seeOnce(bob, 'live after the image');
+    await eventually(() => atBottom(bob), 'the view following the live message');
+    await message(bob, 'live after the image').evaluate((li) => {
+      const view = document.getElementById('messages').getBoundingClientRect();
+      const box = li.getBoundingClientRect();
+      if (box.bottom > view.bottom + 1 || box.top < view.top) throw new Error('live message out of sight');
+    });
+    await openRoom(bob, '#general');
   });
 
   test('direct messages reach the other user with an unread count', async () => {
