@@ -506,6 +506,12 @@ function safeUrl(url) {
 
 // ----- actions -----------------------------------------------------------------------------
 
+/** Focuses the composer, except on a narrow (phone) screen, where focus would pop up the
+ * on-screen keyboard over the room the user came to read. */
+function focusComposer() {
+  if (!window.matchMedia('(max-width: 720px)').matches) byId('message-input').focus();
+}
+
 function openRoom(name) {
   ui.view = 'room';
   ui.replyTo = null;
@@ -516,7 +522,7 @@ function openRoom(name) {
   byId('menu-toggle').setAttribute('aria-expanded', 'false');
   chat.open(name).catch((e) => showComposerError(e));
   scheduleRender();
-  requestAnimationFrame(() => byId('message-input').focus());
+  requestAnimationFrame(focusComposer);
 }
 
 async function joinPublic(name) {
@@ -679,12 +685,10 @@ byId('message-input').addEventListener('input', (event) => {
 
 byId('attach-button').addEventListener('click', () => byId('attach-input').click());
 
-byId('attach-input').addEventListener('change', async (event) => {
-  const input = event.currentTarget;
-  const files = [...input.files];
-  input.value = '';
+/** Uploads files into the open room, one after another (the file picker, paste, a drop). */
+async function uploadFiles(files) {
   const room = chat?.current;
-  if (!room) return;
+  if (!room || ui.view !== 'room' || files.length === 0) return;
   const status = byId('composer-status');
   for (const file of files) {
     status.textContent = `Uploading ${file.name}…`;
@@ -695,7 +699,41 @@ byId('attach-input').addEventListener('change', async (event) => {
     }
   }
   status.textContent = '';
-  byId('message-input').focus();
+  focusComposer();
+}
+
+byId('attach-input').addEventListener('change', (event) => {
+  const input = event.currentTarget;
+  const files = [...input.files];
+  input.value = '';
+  uploadFiles(files);
+});
+
+// A pasted image or file (a screenshot from the clipboard) is uploaded; pasted text stays text.
+byId('message-input').addEventListener('paste', (event) => {
+  const files = [...(event.clipboardData?.files ?? [])];
+  if (files.length === 0) return;
+  event.preventDefault();
+  uploadFiles(files);
+});
+
+// Files dragged onto the room are uploaded into it.
+const roomView = byId('room-view');
+const carriesFiles = (event) => [...(event.dataTransfer?.types ?? [])].includes('Files');
+roomView.addEventListener('dragover', (event) => {
+  if (!carriesFiles(event)) return;
+  event.preventDefault();
+  event.dataTransfer.dropEffect = 'copy';
+  roomView.classList.add('dropping');
+});
+roomView.addEventListener('dragleave', (event) => {
+  if (!roomView.contains(event.relatedTarget)) roomView.classList.remove('dropping');
+});
+roomView.addEventListener('drop', (event) => {
+  roomView.classList.remove('dropping');
+  if (!carriesFiles(event)) return;
+  event.preventDefault();
+  uploadFiles([...event.dataTransfer.files]);
 });
 
 byId('reply-cancel').addEventListener('click', () => {
@@ -808,6 +846,23 @@ byId('menu-toggle').addEventListener('click', () => {
   byId('menu-toggle').setAttribute('aria-expanded', String(open));
 });
 
+function setAccountMenu(open) {
+  document.body.classList.toggle('account-open', open);
+  byId('account-toggle').setAttribute('aria-expanded', String(open));
+}
+
+byId('account-toggle').addEventListener('click', () => {
+  setAccountMenu(!document.body.classList.contains('account-open'));
+});
+
+// The account menu closes on a click elsewhere, and on Escape.
+document.addEventListener('click', (event) => {
+  if (!event.target.closest?.('#account, #account-toggle')) setAccountMenu(false);
+});
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && document.body.classList.contains('account-open')) setAccountMenu(false);
+});
+
 byId('my-status').addEventListener('change', (event) => {
   chat?.setStatus(event.currentTarget.value).catch((e) => showComposerError(e));
 });
@@ -815,6 +870,7 @@ byId('my-status').addEventListener('change', (event) => {
 byId('reconnect-now').addEventListener('click', () => chat?.connection.retryNow());
 
 byId('logout').addEventListener('click', async () => {
+  setAccountMenu(false);
   const current = chat;
   chat = null;
   current?.stop();

@@ -161,6 +161,25 @@ describe('natter web client', () => {
     await screenshot(bob, 'attachments');
   });
 
+  test('a pasted or dropped file is uploaded into the room', async () => {
+    await admin.locator('#message-input').evaluate((input) => {
+      const data = new DataTransfer();
+      data.items.add(new File(['from the clipboard'], 'pasted.txt', { type: 'text/plain' }));
+      input.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+    });
+    await bob.getByRole('button', { name: 'Download pasted.txt' }).waitFor();
+    assert.equal(await admin.locator('#message-input').inputValue(), '', 'a pasted file is not pasted as text');
+    await admin.locator('#messages').evaluate((target) => {
+      const data = new DataTransfer();
+      data.items.add(new File(['dragged in'], 'dropped.txt', { type: 'text/plain' }));
+      for (const type of ['dragenter', 'dragover', 'drop']) {
+        target.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+      }
+    });
+    await bob.getByRole('button', { name: 'Download dropped.txt' }).waitFor();
+    assert.equal(await admin.locator('#room-view.dropping').count(), 0, 'the drop highlight is gone');
+  });
+
   test('a room with an image keeps following new messages', async () => {
     await admin.getByRole('button', { name: 'New room' }).click();
     await admin.getByLabel('Room name').fill('pictures');
@@ -311,8 +330,25 @@ describe('natter web client', () => {
     await page.locator('#sidebar').getByRole('button', { name: /^#general/ }).waitFor();
     assert.ok(await page.locator('#sidebar').isVisible(), 'the room list is the start screen');
     await screenshot(page, 'phone-rooms');
+    // The header is one row; status and log-out are in the account menu.
+    const rows = await page.locator('#chat-view .topbar').evaluate((bar) => {
+      const boxes = [...bar.querySelectorAll(':scope > *')]
+        .map((el) => el.getBoundingClientRect()).filter((box) => box.width > 0 && box.height > 0);
+      return boxes.every((box) => box.top < boxes[0].bottom && boxes[0].top < box.bottom);
+    });
+    assert.ok(rows, 'every visible header item is on one row');
+    assert.ok(!(await page.getByRole('button', { name: 'Log out' }).isVisible()), 'log-out is in the menu');
+    await page.getByRole('button', { name: 'Account' }).click();
+    await page.getByRole('button', { name: 'Log out' }).waitFor();
+    assert.ok(await page.getByLabel('Your status').isVisible());
+    await screenshot(page, 'phone-account-menu');
+    await page.keyboard.press('Escape');
+    await page.getByRole('button', { name: 'Log out' }).waitFor({ state: 'hidden' });
     await openRoom(page, '#general');
     assert.ok(!(await page.locator('#sidebar').isVisible()), 'one pane at a time');
+    // Opening a room does not pop up the on-screen keyboard over it.
+    await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+    assert.notEqual(await page.evaluate(() => document.activeElement?.id), 'message-input', 'the composer is not focused');
     await seeOnce(page, 'after the restart');
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(width <= 390, `no horizontal scrolling (${width}px)`);
