@@ -741,6 +741,18 @@ byId('reply-cancel').addEventListener('click', () => {
   byId('message-input').focus();
 });
 
+// On a touch screen a tap on a message shows its actions (Reply, Edit, Delete); a tap on
+// another message moves them there, a second tap hides them.
+byId('message-list').addEventListener('click', (event) => {
+  if (!window.matchMedia('(hover: none)').matches) return;
+  if (event.target.closest('button, a, input, textarea, select')) return;
+  const item = event.target.closest('li.msg');
+  for (const other of byId('message-list').querySelectorAll('li.msg.selected')) {
+    if (other !== item) other.classList.remove('selected');
+  }
+  item?.classList.toggle('selected');
+});
+
 byId('messages').addEventListener('scroll', () => {
   // Only the reader scrolling up unpins: content that grew below (the scroll event of the last
   // render can come after an image grew the list) leaves scrollTop where it was.

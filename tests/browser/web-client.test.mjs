@@ -350,6 +350,14 @@ describe('natter web client', () => {
     await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
     assert.notEqual(await page.evaluate(() => document.activeElement?.id), 'message-input', 'the composer is not focused');
     await seeOnce(page, 'after the restart');
+    // Message actions open on a tap, not all at once.
+    const tapped = message(page, 'after the restart');
+    assert.equal(await page.locator('#message-list .msg-actions').filter({ visible: true }).count(), 0, 'no actions before a tap');
+    await tapped.locator('.msg-body').tap();
+    await tapped.getByRole('button', { name: /^Reply to / }).waitFor();
+    assert.equal(await page.locator('#message-list .msg-actions').filter({ visible: true }).count(), 1, 'the tapped message\'s actions only');
+    await tapped.locator('.msg-body').tap();
+    await tapped.getByRole('button', { name: /^Reply to / }).waitFor({ state: 'hidden' });
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(width <= 390, `no horizontal scrolling (${width}px)`);
     await screenshot(page, 'phone-room');
