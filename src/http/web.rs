@@ -60,6 +60,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/dom.js"),
     },
     Asset {
+        path: "/assets/markup.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/markup.js"),
+    },
+    Asset {
         path: "/assets/icon.svg",
         content_type: "image/svg+xml",
         body: include_bytes!("../web/icon.svg"),

@@ -6,6 +6,7 @@
 import { Session, ApiError } from './api.js';
 import { Chat, directPeer } from './chat.js';
 import { h, byId, replaceChildren, renderOnChange, formatTime } from './dom.js';
+import { richText } from './markup.js';
 
 const session = new Session();
 let chat = null;
@@ -268,19 +269,36 @@ function renderMessages(room) {
   }
   const atBottom = ui.stickToBottom || ui.pinned || nearBottom(scroller);
   const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-  const firstBefore = list.firstElementChild;
+  const firstBefore = list.querySelector('li.msg');
 
   const wanted = [];
   const keys = [...room.messages.keys()].sort((a, b) => a - b);
+  let previous = null;
   for (const key of keys) {
     const message = room.messages.get(key);
+    // A day separator before the first message of each day.
+    const day = dayOf(message.created_at_ms);
+    if (!previous || dayOf(previous.created_at_ms) !== day) {
+      const dayKey = `d${day}|${dayLabel(message.created_at_ms)}`;
+      let separator = ui.renderedMessages.get(dayKey);
+      if (!separator) {
+        separator = { stamp: dayKey, el: h('li', { class: 'day-separator', role: 'separator', text: dayLabel(message.created_at_ms) }) };
+        ui.renderedMessages.set(dayKey, separator);
+      }
+      wanted.push(separator.el);
+    }
+    // Consecutive messages of one author within a few minutes are one group: one header.
+    const grouped = Boolean(previous && !previous.deleted && !message.deleted
+      && previous.author === message.author && dayOf(previous.created_at_ms) === day
+      && message.created_at_ms - previous.created_at_ms < GROUP_MS && !message.reply_to);
+    previous = message;
     const cacheKey = `m${key}`;
     const mine = message.author === chat.me;
     const quoted = message.reply_to ? room.messages.get(message.reply_to)?.v : null;
-    const stamp = `${message.v}|${quoted}|${ui.confirmDelete === message.seq}|${ui.replyTo === message.seq}|${ui.editing === message.seq}`;
+    const stamp = `${message.v}|${quoted}|${ui.confirmDelete === message.seq}|${ui.replyTo === message.seq}|${ui.editing === message.seq}|${grouped}`;
     let cached = ui.renderedMessages.get(cacheKey);
     if (!cached || cached.stamp !== stamp) {
-      cached = { stamp, el: messageElement(room, message, mine) };
+      cached = { stamp, el: messageElement(room, message, mine, grouped) };
       ui.renderedMessages.set(cacheKey, cached);
     }
     wanted.push(cached.el);
@@ -308,7 +326,7 @@ function renderMessages(room) {
     scroller.scrollTop = scroller.scrollHeight;
     ui.stickToBottom = false;
     ui.pinned = true;
-  } else if (firstBefore && list.firstElementChild !== firstBefore) {
+  } else if (firstBefore && list.querySelector('li.msg') !== firstBefore) {
     // Older messages were added above: keep what the reader was looking at in place.
     scroller.scrollTop = scroller.scrollHeight - fromBottom;
   }
@@ -330,9 +348,27 @@ const follow = new ResizeObserver(() => {
 follow.observe(byId('message-list'));
 follow.observe(byId('messages'));
 
-function messageElement(room, message, mine) {
+/** Messages of one author closer than this are grouped under one header. */
+const GROUP_MS = 5 * 60 * 1000;
+
+/** The local calendar day of a time, as a comparable string. */
+function dayOf(ms) {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+}
+
+/** "Today", "Yesterday", or the date. */
+function dayLabel(ms) {
+  const now = Date.now();
+  if (dayOf(ms) === dayOf(now)) return 'Today';
+  if (dayOf(ms) === dayOf(now - 86_400_000)) return 'Yesterday';
+  return new Date(ms).toLocaleDateString(undefined, { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' });
+}
+
+function messageElement(room, message, mine, grouped = false) {
   const classes = ['msg'];
   if (mine) classes.push('mine');
+  if (grouped) classes.push('grouped');
   if (message.deleted) classes.push('deleted');
   if (ui.editing === message.seq) classes.push('editing');
   const time = h('time', {
@@ -360,8 +396,8 @@ function messageElement(room, message, mine) {
   // A file's message says the file's name: the attachment shows it already.
   const justTheFile = attachments.length === 1 && message.content === attachments[0].file_name;
   const body = message.deleted
-    ? h('p', { class: 'msg-body', text: 'Message deleted' })
-    : justTheFile ? null : h('p', { class: 'msg-body', text: message.content });
+    ? h('div', { class: 'msg-body', text: 'Message deleted' })
+    : justTheFile ? null : h('div', { class: 'msg-body' }, richText(message.content, chat.me));
   const files = attachments.length
     ? h('ul', { class: 'attachments' }, attachments.map(attachmentElement))
     : null;

@@ -138,6 +138,30 @@ describe('natter web client', () => {
     assert.deepEqual(contexts[1].dialogs, []);
   });
 
+  test('a busy room reads well: formatting, links, mentions, groups and day separators', async () => {
+    const rich = '**bold** and *italic* and `a_b` see https://example.com/x?a=1. and javascript:alert(1) @bob';
+    await send(admin, rich);
+    await send(admin, '```\nlet x = 1 < 2;\n```\n> quoted <b>');
+    const body = message(bob, 'bold and italic and a_b see https://example.com/x?a=1. and javascript:alert(1) @bob').locator('.msg-body');
+    await body.waitFor();
+    assert.equal(await body.locator('strong').textContent(), 'bold');
+    assert.equal(await body.locator('em').textContent(), 'italic');
+    assert.equal(await body.locator('code').textContent(), 'a_b');
+    const links = body.locator('a');
+    assert.equal(await links.count(), 1, 'only the web address is a link');
+    assert.equal(await links.getAttribute('href'), 'https://example.com/x?a=1');
+    assert.equal(await links.getAttribute('rel'), 'noopener noreferrer');
+    assert.equal(await body.locator('.mention.me').textContent(), '@bob', 'a mention of bob is highlighted for bob');
+    const block = bob.locator('#message-list li.msg').last().locator('.msg-body');
+    assert.equal(await block.locator('pre code').textContent(), 'let x = 1 < 2;');
+    assert.equal(await block.locator('blockquote').textContent(), 'quoted <b>');
+    assert.equal(await block.locator('b').count(), 0, 'markup in a quote stays text');
+    // The second of two quick messages by one author is grouped under the first's header.
+    assert.ok(await bob.locator('#message-list li.msg').last().evaluate((li) => li.classList.contains('grouped')));
+    assert.equal(await bob.locator('#message-list li.day-separator').first().textContent(), 'Today');
+    assert.equal(await bob.locator('#message-list li.day-separator').count(), 1, 'all of it was today');
+  });
+
   test('files are attached, downloaded, and images previewed', async () => {
     const text = 'line one\nline two\n';
     await bob.locator('#attach-input').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from(text) });
