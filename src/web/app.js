@@ -679,6 +679,91 @@ byId('composer').addEventListener('submit', (event) => {
   submitComposer();
 });
 
+// ----- @mention completion: the room's members and the authors seen in it ------------------
+
+const mentions = { open: false, options: [], selected: 0, start: 0 };
+
+/** The `@prefix` being typed just before the caret, or null. */
+function mentionAtCaret(input) {
+  const before = input.value.slice(0, input.selectionStart);
+  const match = /(^|\s)@([A-Za-z0-9_.-]*)$/.exec(before);
+  return match ? { prefix: match[2].toLowerCase(), start: before.length - match[2].length - 1 } : null;
+}
+
+function updateMentions() {
+  const input = byId('message-input');
+  const room = chat?.current && chat.room(chat.current);
+  const at = room && input.selectionStart === input.selectionEnd ? mentionAtCaret(input) : null;
+  const names = new Set(room?.members ?? []);
+  for (const message of room?.messages.values() ?? []) names.add(message.author);
+  names.delete(chat?.me);
+  const options = at ? [...names].filter((n) => n.toLowerCase().startsWith(at.prefix)).sort().slice(0, 8) : [];
+  // A name typed out in full needs no list (Enter then sends, as it would without one).
+  mentions.open = options.length > 0 && !(options.length === 1 && options[0].toLowerCase() === at.prefix);
+  mentions.options = options;
+  mentions.start = at?.start ?? 0;
+  mentions.selected = Math.min(mentions.selected, Math.max(options.length - 1, 0));
+  renderMentions();
+}
+
+function renderMentions() {
+  const list = byId('mention-list');
+  const input = byId('message-input');
+  list.hidden = !mentions.open;
+  input.setAttribute('aria-expanded', String(mentions.open));
+  replaceChildren(list, mentions.options.map((name, i) => h('li', {
+    id: `mention-${i}`,
+    role: 'option',
+    'aria-selected': String(i === mentions.selected),
+    text: name,
+    onmousedown: (event) => {
+      event.preventDefault(); // keep the composer's focus
+      completeMention(name);
+    },
+  })));
+  if (mentions.open) input.setAttribute('aria-activedescendant', `mention-${mentions.selected}`);
+  else input.removeAttribute('aria-activedescendant');
+}
+
+function closeMentions() {
+  mentions.open = false;
+  mentions.options = [];
+  mentions.selected = 0;
+  renderMentions();
+}
+
+function completeMention(name) {
+  const input = byId('message-input');
+  const end = input.selectionStart;
+  const inserted = `@${name} `;
+  input.value = input.value.slice(0, mentions.start) + inserted + input.value.slice(end);
+  const caret = mentions.start + inserted.length;
+  input.setSelectionRange(caret, caret);
+  closeMentions();
+  autosize(input);
+}
+
+byId('message-input').addEventListener('keydown', (event) => {
+  if (!mentions.open || event.isComposing) return;
+  const count = mentions.options.length;
+  if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+    mentions.selected = (mentions.selected + (event.key === 'ArrowDown' ? 1 : count - 1)) % count;
+    renderMentions();
+  } else if ((event.key === 'Enter' && !event.shiftKey) || event.key === 'Tab') {
+    completeMention(mentions.options[mentions.selected]);
+  } else if (event.key === 'Escape') {
+    closeMentions();
+  } else {
+    return;
+  }
+  // The completion took the key: the composer's own handler below must not see it.
+  event.preventDefault();
+  event.stopImmediatePropagation();
+});
+byId('message-input').addEventListener('input', updateMentions);
+byId('message-input').addEventListener('click', updateMentions);
+byId('message-input').addEventListener('blur', closeMentions);
+
 byId('message-input').addEventListener('keydown', (event) => {
   const input = event.currentTarget;
   if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {

@@ -162,6 +162,27 @@ describe('natter web client', () => {
     assert.equal(await bob.locator('#message-list li.day-separator').count(), 1, 'all of it was today');
   });
 
+  test('@ completes a member\'s name in the composer', async () => {
+    const input = admin.getByLabel('Message', { exact: true });
+    await input.fill('');
+    await input.pressSequentially('thanks @b');
+    const option = admin.getByRole('option', { name: 'bob' });
+    await option.waitFor();
+    assert.equal(await input.getAttribute('aria-expanded'), 'true');
+    await input.press('Enter');
+    assert.equal(await input.inputValue(), 'thanks @bob ', 'Enter completed the name, it did not send');
+    assert.equal(await admin.getByRole('listbox', { name: 'Mention someone' }).isVisible(), false);
+    await input.pressSequentially('for the fix');
+    await input.press('Enter');
+    await message(bob, 'thanks @bob for the fix').locator('.mention.me').waitFor();
+    // Escape closes the list and leaves the text.
+    await input.pressSequentially('@');
+    await admin.getByRole('option', { name: 'bob' }).waitFor();
+    await input.press('Escape');
+    assert.equal(await admin.getByRole('listbox', { name: 'Mention someone' }).isVisible(), false);
+    await input.fill('');
+  });
+
   test('files are attached, downloaded, and images previewed', async () => {
     const text = 'line one\nline two\n';
     await bob.locator('#attach-input').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from(text) });
