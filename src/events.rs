@@ -64,6 +64,18 @@ pub enum Event {
         room_id: u64,
         seq: u64,
     },
+    /// `user` added (or removed) the reaction `emoji` to message `seq`; `count` is how many
+    /// have that reaction now.
+    Reaction {
+        room: String,
+        room_id: u64,
+        seq: u64,
+        emoji: String,
+        user: String,
+        user_id: Uuid,
+        added: bool,
+        count: usize,
+    },
     Typing {
         room: String,
         room_id: u64,

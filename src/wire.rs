@@ -30,7 +30,19 @@ pub fn message_json(room_name: &str, m: &Message) -> Value {
         "deleted": m.deleted,
         "client_msg_id": m.client_msg_id,
         "attachments": m.attachments.iter().map(attachment_json).collect::<Vec<_>>(),
+        "reactions": reactions_json(m),
     })
+}
+
+/// A message's reactions as the native protocol and the HTTP API show them: one entry per
+/// emoji, `[{"emoji", "count", "users"}]`, in the emoji's order.
+pub fn reactions_json(m: &Message) -> Value {
+    Value::Array(
+        m.reactions
+            .iter()
+            .map(|(emoji, users)| json!({"emoji": emoji, "count": users.len(), "users": users}))
+            .collect(),
+    )
 }
 
 /// A notification as every edge shows it: the native WebSocket protocol's `Notification` frame

@@ -293,6 +293,121 @@ async fn own_messages_never_count_as_unread() {
 }
 
 #[tokio::test]
+async fn reactions_are_stored_counted_and_announced() {
+    let t = Team::start(TEAM).await;
+    t.create_room("alice", "general", "public").await;
+    let (mut alice, mut bob) = alice_and_bob_in_general(&t).await;
+    let sent = alice
+        .request("Send", json!({"room": "general", "content": "lunch?"}), "s")
+        .await;
+    let seq = sent["data"]["seq"].as_u64().expect("seq");
+    let ack = bob
+        .request(
+            "React",
+            json!({"room": "general", "seq": seq, "emoji": "👍"}),
+            "r1",
+        )
+        .await;
+    assert_eq!(ack["type"], "Ack", "{ack}");
+    assert_eq!(ack["data"]["status"], "reacted", "{ack}");
+    assert_eq!(
+        ack["data"]["reactions"],
+        json!([{"emoji": "👍", "count": 1, "users": ["bob"]}])
+    );
+    let event = alice.recv_type("Reaction").await;
+    assert_eq!(
+        event["data"],
+        json!({"room": "general", "room_id": event["data"]["room_id"], "seq": seq, "emoji": "👍",
+               "user": "bob", "user_id": t.id("bob"), "added": true, "count": 1})
+    );
+    // The same reaction again changes nothing and announces nothing: the next event alice
+    // hears is the HTTP one.
+    bob.request(
+        "React",
+        json!({"room": "general", "seq": seq, "emoji": "👍"}),
+        "r2",
+    )
+    .await;
+    let path = format!("/api/v1/rooms/general/messages/{seq}/reactions/%F0%9F%91%8D");
+    let put = t
+        .server
+        .api("PUT", &path, Some(t.token("alice")), None)
+        .await;
+    assert_eq!(put.status, 200, "{:?}", put.json);
+    assert_eq!(put.json["reactions"][0]["count"], 2, "{:?}", put.json);
+    let event = alice.recv_type("Reaction").await;
+    assert_eq!(
+        (
+            event["data"]["user"].clone(),
+            event["data"]["count"].clone()
+        ),
+        (json!("alice"), json!(2))
+    );
+    // History and the HTTP API show the counts; removing one lowers it.
+    let removed = bob
+        .request(
+            "React",
+            json!({"room": "general", "seq": seq, "emoji": "👍", "remove": true}),
+            "r3",
+        )
+        .await;
+    assert_eq!(removed["data"]["reactions"][0]["users"], json!(["alice"]));
+    let event = alice.recv_type("Reaction").await;
+    assert_eq!(
+        (
+            event["data"]["added"].clone(),
+            event["data"]["count"].clone()
+        ),
+        (json!(false), json!(1))
+    );
+    let history = bob
+        .request("History", json!({"room": "general"}), "h")
+        .await;
+    assert_eq!(
+        history["data"]["messages"][0]["reactions"],
+        json!([{"emoji": "👍", "count": 1, "users": ["alice"]}])
+    );
+    let listed = t.get("bob", "/api/v1/rooms/general/messages").await;
+    assert_eq!(
+        listed.json["messages"][0]["reactions"][0]["count"], 1,
+        "{:?}",
+        listed.json
+    );
+    // Bad reactions and missing messages get the protocol's errors.
+    let bad = bob
+        .request(
+            "React",
+            json!({"room": "general", "seq": seq, "emoji": "a b"}),
+            "bad",
+        )
+        .await;
+    assert_eq!(
+        (bad["type"].clone(), bad["data"]["code"].clone()),
+        (json!("Error"), json!(400)),
+        "{bad}"
+    );
+    let missing = bob
+        .request(
+            "React",
+            json!({"room": "general", "seq": 99, "emoji": "🎉"}),
+            "missing",
+        )
+        .await;
+    assert_eq!(missing["data"]["code"], 404, "{missing}");
+    let delete = t.delete("bob", &path).await;
+    assert_eq!(delete.status, 200, "{:?}", delete.json);
+    // Stored: after a restart the count is there.
+    drop((alice, bob));
+    let t = t.restart().await;
+    let listed = t.get("bob", "/api/v1/rooms/general/messages").await;
+    assert_eq!(
+        listed.json["messages"][0]["reactions"],
+        json!([{"emoji": "👍", "count": 1, "users": ["alice"]}])
+    );
+    t.server.stop().await;
+}
+
+#[tokio::test]
 async fn typing_is_rate_limited_and_long_messages_are_refused() {
     let t = Team::start_with(TEAM, |c| {
         c.ws.typing_per_minute = 2;

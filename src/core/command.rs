@@ -125,6 +125,15 @@ pub struct EditMessage {
     pub policy: ContentPolicy,
 }
 
+/// The caller's reaction to a stored message: added, or removed.
+#[derive(Debug, Clone)]
+pub struct React {
+    pub room: RoomRef,
+    pub seq: u64,
+    pub emoji: String,
+    pub add: bool,
+}
+
 /// What a connection can ask of the core.
 #[derive(Debug)]
 pub enum Command {
@@ -155,6 +164,7 @@ pub enum Command {
     },
     Send(SendMessage),
     Edit(EditMessage),
+    React(React),
     Delete {
         room: RoomRef,
         seq: u64,
@@ -274,6 +284,11 @@ pub enum Reply {
         room: Room,
         message: Message,
     },
+    /// The message after a React, with its reactions.
+    Reacted {
+        room: Room,
+        message: Message,
+    },
     Deleted {
         room: Room,
         seq: u64,
@@ -343,6 +358,10 @@ impl Core {
             Command::Edit(edit) => {
                 let (room, message) = chat.edit(who, edit).await?;
                 Reply::Edited { room, message }
+            }
+            Command::React(react) => {
+                let (room, message) = chat.react(who, react).await?;
+                Reply::Reacted { room, message }
             }
             Command::Delete { room, seq } => Reply::Deleted {
                 room: chat.delete(who, &room, seq).await?,

@@ -21,6 +21,29 @@ pub fn personal_room_name(number: u64) -> String {
 }
 
 /// Room names: 1 to 64 characters of `a-z 0-9 _ . - : /`; `dm:` is reserved for direct rooms.
+/// Longest reaction, in bytes (an emoji with modifiers and joiners fits; so does a short
+/// `:shortcode:`).
+pub const MAX_REACTION_BYTES: usize = 32;
+
+/// A reaction is a short token: an emoji (or a `:shortcode:`), no spaces, no control
+/// characters, no markup.
+pub fn validate_reaction(emoji: &str) -> Result<(), Error> {
+    if emoji.is_empty() || emoji.len() > MAX_REACTION_BYTES {
+        return Err(Error::BadRequest(format!(
+            "a reaction is 1 to {MAX_REACTION_BYTES} bytes"
+        )));
+    }
+    if emoji
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '&' | '"'))
+    {
+        return Err(Error::BadRequest(
+            "a reaction has no spaces, control characters or markup".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 pub fn validate_room_name(name: &str) -> Result<(), Error> {
     let len = name.chars().count();
     if !(1..=64).contains(&len) {

@@ -12,7 +12,7 @@ use warp::{Filter, Rejection, Reply};
 use super::{authenticated, json_body, json_reply, query_number, with_state};
 use crate::app::AppState;
 use crate::core::chat::CreateRoom;
-use crate::core::command::{ContentPolicy, RoomRef, SendMessage};
+use crate::core::command::{ContentPolicy, React, RoomRef, SendMessage};
 use crate::error::Error;
 use crate::principal::Principal;
 use crate::store::{Room, Visibility};
@@ -244,6 +244,43 @@ pub fn messages_create(
                         "message": message_json(&room.name, &outcome.message),
                     }),
                     StatusCode::CREATED,
+                ))
+            },
+        )
+}
+
+/// PUT (add) and DELETE (remove) /api/v1/rooms/{room}/messages/{seq}/reactions/{emoji} — the
+/// caller's reaction to a message (the emoji percent-encoded); answers the message's reactions.
+pub fn reactions_put_delete(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "rooms" / String / "messages" / u64 / "reactions" / String)
+        .and(warp::put().map(|| true).or(warp::delete().map(|| false)).unify())
+        .and(authenticated(state.clone()))
+        .and(with_state(state))
+        .and_then(
+            |room: String, seq: u64, emoji: String, add: bool, who: Principal, state: AppState| async move {
+                let (room, message) = state
+                    .core
+                    .chat
+                    .react(
+                        &who,
+                        React {
+                            room: RoomRef::Name(path_name(&room)),
+                            seq,
+                            emoji: crate::wire::percent_decode(&emoji),
+                            add,
+                        },
+                    )
+                    .await?;
+                Ok::<_, Rejection>(json_reply(
+                    &json!({
+                        "room": room.name,
+                        "room_id": room.id,
+                        "seq": message.seq,
+                        "reactions": crate::wire::reactions_json(&message),
+                    }),
+                    StatusCode::OK,
                 ))
             },
         )

@@ -2,6 +2,8 @@
 //! for how a room's last number is kept); a message's key is room id + sequence, so "everything
 //! after seq N" is one range scan. That is what makes an ordered resume possible.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -40,6 +42,10 @@ pub struct Message {
     /// needs no lookup. Absent in records without any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<super::StoredFile>,
+    /// Reactions: each emoji with the usernames who reacted with it, in the order they did.
+    /// Absent in records without any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<String, Vec<String>>,
 }
 
 /// Sequence number of the newest message of `room_id` in `messages`, 0 if it has none.

@@ -510,6 +510,7 @@ mod tests {
             reply_to: None,
             client_msg_id: client_msg_id.map(str::to_owned),
             attachments: Vec::new(),
+            reactions: Default::default(),
         }
     }
 
@@ -799,6 +800,7 @@ mod tests {
                         reply_to: None,
                         client_msg_id: Some(format!("{}-{i}", room.name)),
                         attachments: Vec::new(),
+                        reactions: Default::default(),
                     })
                     .await
                     .expect("append");
@@ -818,6 +820,7 @@ mod tests {
                 reply_to: None,
                 client_msg_id: Some("a-3".to_owned()),
                 attachments: Vec::new(),
+                reactions: Default::default(),
             })
             .await
             .expect("append");

@@ -22,6 +22,7 @@ const ui = {
   renderQueued: false,
   renderedMessages: new Map(), // key -> { v, mine, pending, el }
   renderedRoom: null,
+  picker: null, // seq whose reaction picker is open
   // Whether the message view follows the newest message: true while the reader is at the
   // bottom (kept by the scroll listener), so that content growing after a render (an image
   // preview decoding, a late attachment) keeps the view pinned instead of leaving it short.
@@ -295,7 +296,7 @@ function renderMessages(room) {
     const cacheKey = `m${key}`;
     const mine = message.author === chat.me;
     const quoted = message.reply_to ? room.messages.get(message.reply_to)?.v : null;
-    const stamp = `${message.v}|${quoted}|${ui.confirmDelete === message.seq}|${ui.replyTo === message.seq}|${ui.editing === message.seq}|${grouped}`;
+    const stamp = `${message.v}|${quoted}|${ui.confirmDelete === message.seq}|${ui.replyTo === message.seq}|${ui.editing === message.seq}|${grouped}|${ui.picker === message.seq}`;
     let cached = ui.renderedMessages.get(cacheKey);
     if (!cached || cached.stamp !== stamp) {
       cached = { stamp, el: messageElement(room, message, mine, grouped) };
@@ -403,12 +404,46 @@ function messageElement(room, message, mine, grouped = false) {
     : null;
   const actions = [];
   const persistent = room.persistent && message.seq > 0;
+  const reactions = !message.deleted && persistent && (message.reactions ?? []).length
+    ? h('div', { class: 'reactions' }, message.reactions.map((r) => {
+      const own = r.users.includes(chat.me);
+      return h('button', {
+        type: 'button',
+        class: `reaction${own ? ' own' : ''}`,
+        'aria-pressed': String(own),
+        'aria-label': `${r.emoji} ${r.count}: ${own ? 'take back your reaction' : 'react'}`,
+        title: r.users.join(', '),
+        onclick: () => react(room, message.seq, r.emoji, own),
+      }, `${r.emoji} ${r.count}`);
+    }))
+    : null;
+  const picker = ui.picker === message.seq && !message.deleted
+    ? h('div', { class: 'reaction-picker', role: 'group', 'aria-label': 'Pick a reaction' },
+      REACTIONS.map((emoji) => h('button', {
+        type: 'button', class: 'reaction',
+        'aria-label': `React with ${emoji}`,
+        onclick: () => {
+          ui.picker = null;
+          const own = (message.reactions ?? []).some((r) => r.emoji === emoji && r.users.includes(chat.me));
+          react(room, message.seq, emoji, own);
+        },
+      }, emoji)))
+    : null;
   if (!message.deleted && persistent) {
     actions.push(h('button', {
       type: 'button', class: 'action',
       'aria-label': `Reply to ${message.author}`,
       onclick: () => startReply(message.seq),
     }, 'Reply'));
+    actions.push(h('button', {
+      type: 'button', class: 'action',
+      'aria-label': `React to ${message.author}'s message`,
+      'aria-expanded': String(ui.picker === message.seq),
+      onclick: () => {
+        ui.picker = ui.picker === message.seq ? null : message.seq;
+        scheduleRender();
+      },
+    }, 'React'));
     if (mine) {
       actions.push(h('button', {
         type: 'button', class: 'action',
@@ -427,7 +462,19 @@ function messageElement(room, message, mine, grouped = false) {
     class: classes.join(' '),
     id: persistent ? `msg-${message.seq}` : null,
     dataset: { seq: message.seq, author: message.author },
-  }, head, quote, body, files, actions.length ? h('div', { class: 'msg-actions' }, actions) : null);
+  }, head, quote, body, files, reactions, picker, actions.length ? h('div', { class: 'msg-actions' }, actions) : null);
+}
+
+/** The emoji the picker offers. */
+const REACTIONS = ['👍', '❤️', '😂', '🎉', '😮', '😢', '👀', '✅'];
+
+async function react(room, seq, emoji, remove) {
+  try {
+    await chat.react(room.name, seq, emoji, remove);
+  } catch (e) {
+    showComposerError(e);
+  }
+  scheduleRender();
 }
 
 /** Image types shown inline (fetched with the token, shown from a blob: URL the CSP allows). */

@@ -359,6 +359,13 @@ export class Chat {
         this.changed('messages');
         return;
       }
+      case 'Reaction': {
+        const message = room?.messages.get(data.seq);
+        if (!message) return;
+        room.messages.set(data.seq, { ...message, reactions: withReaction(message.reactions ?? [], data), v: message.v + 1 });
+        this.changed('messages');
+        return;
+      }
       case 'Typing': {
         if (!room || data.user === this.me) return;
         if (data.is_typing) room.typing.set(data.user, Date.now() + TYPING_TTL_MS);
@@ -550,6 +557,17 @@ export class Chat {
     await this.connection.request('Edit', { room: roomName, seq, content });
   }
 
+  /** Adds (or, with `remove`, takes back) the user's reaction `emoji` to a message. */
+  async react(roomName, seq, emoji, remove = false) {
+    const reply = await this.connection.request('React', { room: roomName, seq, emoji, remove });
+    const room = this.room(roomName);
+    const message = room?.messages.get(seq);
+    if (message && Array.isArray(reply?.data?.reactions)) {
+      room.messages.set(seq, { ...message, reactions: reply.data.reactions, v: message.v + 1 });
+      this.changed('messages');
+    }
+  }
+
   async remove(roomName, seq) {
     await this.connection.request('Delete', { room: roomName, seq });
   }
@@ -600,4 +618,19 @@ export class Chat {
     }
     this.changed('notifications');
   }
+}
+
+/** A message's reactions after a `Reaction` event (the server's count is the truth). */
+function withReaction(reactions, event) {
+  const out = reactions.map((r) => ({ ...r, users: [...r.users] }));
+  let entry = out.find((r) => r.emoji === event.emoji);
+  if (!entry) {
+    entry = { emoji: event.emoji, count: 0, users: [] };
+    out.push(entry);
+    out.sort((a, b) => (a.emoji < b.emoji ? -1 : a.emoji > b.emoji ? 1 : 0));
+  }
+  if (event.added && !entry.users.includes(event.user)) entry.users.push(event.user);
+  if (!event.added) entry.users = entry.users.filter((u) => u !== event.user);
+  entry.count = event.count;
+  return out.filter((r) => r.count > 0);
 }

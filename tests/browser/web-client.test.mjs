@@ -183,6 +183,27 @@ describe('natter web client', () => {
     await input.fill('');
   });
 
+  test('reactions are added from the picker, counted on both sides, and taken back', async () => {
+    await send(admin, 'who wants cake?');
+    const mine = message(admin, 'who wants cake?');
+    const theirs = message(bob, 'who wants cake?');
+    await theirs.waitFor();
+    await theirs.hover();
+    await theirs.getByRole('button', { name: /^React to admin/ }).click();
+    await theirs.getByRole('button', { name: 'React with 🎉' }).click();
+    await mine.getByRole('button', { name: '🎉 1: react' }).waitFor();
+    await theirs.getByRole('button', { name: '🎉 1: take back your reaction' }).waitFor();
+    assert.equal(await theirs.getByRole('group', { name: 'Pick a reaction' }).count(), 0, 'the picker closed');
+    await mine.getByRole('button', { name: '🎉 1: react' }).click();
+    await theirs.getByRole('button', { name: '🎉 2: take back your reaction' }).waitFor();
+    await theirs.getByRole('button', { name: '🎉 2: take back your reaction' }).click();
+    await mine.getByRole('button', { name: '🎉 1: take back your reaction' }).waitFor();
+    // Stored: a reload shows the count from history.
+    await bob.reload();
+    await connected(bob);
+    await message(bob, 'who wants cake?').getByRole('button', { name: '🎉 1: react' }).waitFor();
+  });
+
   test('files are attached, downloaded, and images previewed', async () => {
     const text = 'line one\nline two\n';
     await bob.locator('#attach-input').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from(text) });

@@ -1,8 +1,11 @@
 //! Room messages: sending (durably, idempotent with a `client_msg_id`), editing, deleting,
-//! history, typing, read receipts, and files attached to messages.
+//! reactions, history, typing, read receipts, and files attached to messages.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Chat, SendOutcome, check_content, now_millis};
-use crate::core::command::{ContentPolicy, EditMessage, RoomRef, SendMessage};
+use crate::core::command::{ContentPolicy, EditMessage, React, RoomRef, SendMessage};
 use crate::core::policy;
 use crate::error::Error;
 use crate::events::{Event, RoomMessage};
@@ -16,6 +19,9 @@ pub const MAX_CLIENT_MSG_ID_BYTES: usize = 128;
 
 /// Most files one message attaches.
 const MAX_ATTACHMENTS: usize = 10;
+
+/// Most different reactions (emoji) on one message.
+pub const MAX_REACTIONS_PER_MESSAGE: usize = 32;
 
 /// Longest content of a message that carries an uploaded file (its name).
 const FILE_MESSAGE_CHARS: usize = 255;
@@ -106,6 +112,7 @@ impl Chat {
             reply_to,
             client_msg_id,
             attachments,
+            reactions: Default::default(),
         };
         self.metrics.message(MessageKind::Sent);
         if !room.persistent {
@@ -190,6 +197,65 @@ impl Chat {
             .room_message(&room, message.clone(), author_number)
             .await?;
         self.emit_room(&room, Event::MessageEdited(event));
+        Ok((room, message))
+    }
+
+    /// Adds (or removes) the caller's reaction `emoji` to a stored message; the room hears a
+    /// `Reaction` event with the emoji's new count. Reacting is posting: the same rooms, the
+    /// same membership. Idempotent: reacting twice with one emoji, or removing a reaction one
+    /// does not have, changes nothing and emits nothing.
+    pub async fn react(&self, who: &Principal, react: React) -> Result<(Room, Message), Error> {
+        policy::validate_reaction(&react.emoji)?;
+        let room = self.open_room(who, &react.room).await?;
+        self.ensure_member(who, &room).await?;
+        let seq = react.seq;
+        let username = who.username.clone();
+        let emoji = react.emoji.clone();
+        let add = react.add;
+        let changed = Arc::new(AtomicBool::new(false));
+        let changed_inner = changed.clone();
+        let message = self
+            .store
+            .update_message(room.id, seq, move |m| {
+                if m.deleted {
+                    return Err(Error::NotFound(format!("message {seq} was deleted")));
+                }
+                let users = m.reactions.entry(emoji.clone()).or_default();
+                let had = users.contains(&username);
+                if add && !had {
+                    users.push(username);
+                } else if !add && had {
+                    users.retain(|u| *u != username);
+                }
+                let now_empty = users.is_empty();
+                if now_empty {
+                    m.reactions.remove(&emoji);
+                }
+                if m.reactions.len() > MAX_REACTIONS_PER_MESSAGE {
+                    return Err(Error::BadRequest(format!(
+                        "a message has at most {MAX_REACTIONS_PER_MESSAGE} different reactions"
+                    )));
+                }
+                changed_inner.store(add != had, Ordering::Relaxed);
+                Ok(())
+            })
+            .await?;
+        if changed.load(Ordering::Relaxed) {
+            let count = message.reactions.get(&react.emoji).map_or(0, Vec::len);
+            self.emit_room(
+                &room,
+                Event::Reaction {
+                    room: room.name.clone(),
+                    room_id: room.id,
+                    seq,
+                    emoji: react.emoji,
+                    user: who.username.clone(),
+                    user_id: who.user_id,
+                    added: add,
+                    count,
+                },
+            );
+        }
         Ok((room, message))
     }
 

@@ -339,6 +339,7 @@ mod tests {
                 reply_to: None,
                 client_msg_id: None,
                 attachments: Vec::new(),
+                reactions: Default::default(),
             },
             author_number: 1,
             direct_peer: None,

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::super::json::{self, FieldError};
 use super::super::{Rate, Request};
 use super::{Kind, Meta};
-use crate::core::command::{Command, ContentPolicy, EditMessage, RoomRef, SendMessage};
+use crate::core::command::{Command, ContentPolicy, EditMessage, React, RoomRef, SendMessage};
 use crate::error::Error;
 use crate::store::now_secs;
 
@@ -167,6 +167,11 @@ pub(super) fn decode(envelope: Envelope) -> Option<Request<Meta>> {
         ),
         "Send" => Request::of(meta(Kind::Send), Rate::Message, send(&data).map_err(field)),
         "Edit" => Request::of(meta(Kind::Edit), Rate::Message, edit(&data).map_err(field)),
+        "React" => Request::of(
+            meta(Kind::React),
+            Rate::Message,
+            react(&data).map_err(field),
+        ),
         "Delete" => Request::of(
             meta(Kind::Delete),
             Rate::Message,
@@ -240,6 +245,15 @@ fn edit(data: &Value) -> Result<Command, FieldError> {
         seq,
         content: json::string(data, "content")?.to_owned(),
         policy: ContentPolicy::default(),
+    }))
+}
+
+fn react(data: &Value) -> Result<Command, FieldError> {
+    Ok(Command::React(React {
+        room: RoomRef::from(json::string(data, "room")?),
+        seq: json::u64_field(data, "seq")?,
+        emoji: json::string(data, "emoji")?.to_owned(),
+        add: !json::bool_or(data, "remove", false)?,
     }))
 }
 

@@ -89,6 +89,21 @@ pub fn encode(event: &Event) -> Option<Message> {
             }),
             None,
         ),
+        Event::Reaction {
+            room,
+            room_id,
+            seq,
+            emoji,
+            user,
+            user_id,
+            added,
+            count,
+        } => frame(
+            "Reaction",
+            json!({"room": room, "room_id": room_id, "seq": seq, "emoji": emoji, "user": user,
+                   "user_id": user_id, "added": added, "count": count}),
+            None,
+        ),
         Event::MessageDeleted { room, room_id, seq } => frame(
             "MessageDeleted",
             json!({"room": room, "room_id": room_id, "seq": seq}),

@@ -151,6 +151,7 @@ mod tests {
                 reply_to: None,
                 client_msg_id: client_msg_id.map(str::to_owned),
                 attachments: Vec::new(),
+                reactions: Default::default(),
             },
             duplicate: client_msg_id.is_some(),
         }

@@ -83,6 +83,7 @@ enum Kind {
     Leave,
     Send,
     Edit,
+    React,
     Delete,
     History,
     Typing,
@@ -273,6 +274,15 @@ impl Dialect for Native {
                 ack_data(
                     id,
                     json!({"status": "edited", "room": room.name, "room_id": room.id, "seq": message.seq}),
+                ),
+                id,
+            )),
+            (Kind::React, Reply::Reacted { room, message }) => out.send(frame(
+                "Ack",
+                ack_data(
+                    id,
+                    json!({"status": "reacted", "room": room.name, "room_id": room.id, "seq": message.seq,
+                           "reactions": crate::wire::reactions_json(&message)}),
                 ),
                 id,
             )),
