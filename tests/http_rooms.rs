@@ -886,3 +886,40 @@ async fn uploaded_files_are_posted_as_attachments() {
     assert_eq!(big.json["code"], "payload_too_large");
     small.stop().await;
 }
+
+#[tokio::test]
+async fn owners_and_admins_delete_rooms() {
+    let f = Team::start(TEAM).await;
+    f.create_room("alice", "plans", "public").await;
+    f.create_room("alice", "secret", "private").await;
+    send(&f, "alice", "plans", json!({"content": "draft"})).await;
+    assert_eq!(
+        f.post_empty("bob", "/api/v1/rooms/plans/members/bob")
+            .await
+            .status,
+        200
+    );
+    let mut listener = crate::wsclient::Ws::connect(f.addr(), f.token("bob")).await;
+    listener
+        .request("Join", json!({"room": "plans"}), "j")
+        .await;
+
+    let by_member = f.delete("bob", "/api/v1/rooms/plans").await;
+    assert_error(&by_member, 403, "forbidden");
+    // Nor a private room one may not read.
+    let hidden = f.delete("bob", "/api/v1/rooms/secret").await;
+    assert!(matches!(hidden.status, 403 | 404), "{:?}", hidden.json);
+    assert_eq!(f.get("alice", "/api/v1/rooms/secret").await.status, 200);
+
+    let deleted = f.delete("alice", "/api/v1/rooms/plans").await;
+    assert_eq!(deleted.status, 200, "{:?}", deleted.json);
+    assert_eq!(deleted.json["deleted"], true);
+    assert_eq!(deleted.json["messages"], 1);
+    let closed = listener.recv_type("Status").await;
+    assert_eq!(closed["data"]["status"], "removed", "{closed}");
+    assert_eq!(f.get("alice", "/api/v1/rooms/plans").await.status, 404);
+    assert!(!room_names(&f.get("bob", "/api/v1/rooms").await.json).contains(&"plans"));
+    // An admin deletes anyone's room.
+    assert_eq!(f.delete("root", "/api/v1/rooms/secret").await.status, 200);
+    f.server.stop().await;
+}

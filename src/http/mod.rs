@@ -62,6 +62,7 @@ pub fn routes(
             .or(rooms::rooms_list(state.clone()))
             .or(rooms::rooms_create(state.clone()))
             .or(rooms::rooms_get(state.clone()))
+            .or(rooms::rooms_delete(state.clone()))
             .or(rooms::messages_list(state.clone()))
             .or(rooms::messages_create(state.clone()))
             .or(rooms::reactions_put_delete(state.clone()))

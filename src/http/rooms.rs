@@ -166,6 +166,27 @@ pub fn rooms_get(
         })
 }
 
+/// DELETE /api/v1/rooms/{room} — deletes a room and its messages (its owner or an admin).
+pub fn rooms_delete(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "rooms" / String)
+        .and(warp::delete())
+        .and(authenticated(state.clone()))
+        .and(with_state(state))
+        .and_then(|room: String, who: Principal, state: AppState| async move {
+            let (room, messages) = state
+                .core
+                .chat
+                .delete_room_as(&who, &RoomRef::Name(path_name(&room)))
+                .await?;
+            Ok::<_, Rejection>(json_reply(
+                &json!({"room": room.name, "room_id": room.id, "deleted": true, "messages": messages}),
+                StatusCode::OK,
+            ))
+        })
+}
+
 /// GET /api/v1/rooms/{room}/messages?before=&after=&limit= — a page of history, oldest first.
 pub fn messages_list(
     state: AppState,

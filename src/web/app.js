@@ -22,6 +22,8 @@ const ui = {
   renderQueued: false,
   renderedMessages: new Map(), // key -> { v, mine, pending, el }
   renderedRoom: null,
+  roomMenu: null, // name of the room whose menu is open
+  confirmRoomDelete: null, // name of the room whose Delete waits for a second press
   picker: null, // seq whose reaction picker is open
   // Whether the message view follows the newest message: true while the reader is at the
   // bottom (kept by the scroll listener), so that content growing after a render (an image
@@ -140,6 +142,35 @@ function roomLabel(room) {
   return room.direct ? `@${directPeer(room.name, chat.me)}` : `#${room.name}`;
 }
 
+/** The room's menu: members (with Remove for the owner and admins), Leave, Delete. */
+function renderRoomMenu(room) {
+  const manages = !room.direct && (room.owner === chat.me || chat.role === 'admin');
+  const open = ui.roomMenu === room.name;
+  byId('room-menu').hidden = !open;
+  byId('room-menu-toggle').setAttribute('aria-expanded', String(open));
+  byId('room-menu-toggle').hidden = room.direct && chat.role !== 'admin';
+  byId('leave-room').hidden = room.direct || !room.member || room.owner === chat.me;
+  byId('delete-room').hidden = !(manages || (room.direct && chat.role === 'admin'));
+  const confirming = ui.confirmRoomDelete === room.name;
+  byId('delete-room').textContent = confirming ? `Really delete #${room.name}?` : 'Delete room';
+  renderOnChange(byId('room-menu-members'), `${room.name}|${manages}|${JSON.stringify(room.members)}|${room.owner}`,
+    () => room.members.map((name) => h('li', {},
+      h('span', { text: name === room.owner ? `${name} (owner)` : name }),
+      manages && name !== room.owner && name !== chat.me
+        ? h('button', {
+          type: 'button', class: 'small',
+          'aria-label': `Remove ${name} from the room`,
+          onclick: async () => {
+            try {
+              await chat.removeMember(room.name, name);
+            } catch (e) {
+              showComposerError(e);
+            }
+          },
+        }, 'Remove')
+        : null)));
+}
+
 function presenceDot(username) {
   const status = chat.presence.get(username) ?? 'unknown';
   return h('span', { class: `presence presence-${status}`, title: status, 'aria-label': status, role: 'img' });
@@ -221,6 +252,7 @@ function renderRoom(room) {
     () => room.members.map((name) => h('span', { class: 'member' }, presenceDot(name), name)));
   const canAdd = !room.direct && room.visibility === 'private' && (room.owner === chat.me);
   byId('add-member-form').hidden = !canAdd;
+  renderRoomMenu(room);
 
   const typing = chat.typingIn(room);
   byId('typing').textContent = typing.length === 0 ? ''
@@ -968,6 +1000,44 @@ byId('new-dm-form').addEventListener('submit', async (event) => {
   } catch (e) {
     error.textContent = e.message;
   }
+});
+
+byId('room-menu-toggle').addEventListener('click', () => {
+  ui.roomMenu = ui.roomMenu === chat?.current ? null : chat?.current ?? null;
+  ui.confirmRoomDelete = null;
+  scheduleRender();
+});
+
+byId('leave-room').addEventListener('click', async () => {
+  const name = chat?.current;
+  if (!name) return;
+  ui.roomMenu = null;
+  try {
+    await chat.leaveRoom(name);
+    sessionStorage.removeItem('natter.current');
+  } catch (e) {
+    showComposerError(e);
+  }
+  scheduleRender();
+});
+
+byId('delete-room').addEventListener('click', async () => {
+  const name = chat?.current;
+  if (!name) return;
+  if (ui.confirmRoomDelete !== name) {
+    ui.confirmRoomDelete = name;
+    scheduleRender();
+    return;
+  }
+  ui.confirmRoomDelete = null;
+  ui.roomMenu = null;
+  try {
+    await chat.deleteRoom(name);
+    sessionStorage.removeItem('natter.current');
+  } catch (e) {
+    showComposerError(e);
+  }
+  scheduleRender();
 });
 
 byId('add-member-form').addEventListener('submit', async (event) => {

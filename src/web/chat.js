@@ -210,6 +210,29 @@ export class Chat {
     return name;
   }
 
+  /** Leaves a room: no longer a member, and this connection stops hearing it. */
+  async leaveRoom(roomName) {
+    await this.session.api('DELETE', `/api/v1/rooms/${encodeURIComponent(roomName)}/members/${encodeURIComponent(this.me)}`);
+    if (this.connection.isOpen) await this.connection.request('Leave', { room: roomName }).catch(() => {});
+    const room = this.room(roomName);
+    if (room) room.joined = false;
+    if (this.current === roomName) this.current = null;
+    await this.refreshRooms();
+  }
+
+  /** Deletes a room with its messages (its owner or an admin). */
+  async deleteRoom(roomName) {
+    await this.session.api('DELETE', `/api/v1/rooms/${encodeURIComponent(roomName)}`);
+    if (this.current === roomName) this.current = null;
+    await this.refreshRooms();
+  }
+
+  async removeMember(roomName, username) {
+    await this.session.api('DELETE', `/api/v1/rooms/${encodeURIComponent(roomName)}/members/${encodeURIComponent(username)}`);
+    const room = this.room(roomName);
+    if (room) await this.loadMembers(room);
+  }
+
   async addMember(roomName, username) {
     await this.session.api('POST', `/api/v1/rooms/${encodeURIComponent(roomName)}/members/${encodeURIComponent(username.trim().toLowerCase())}`);
     const room = this.room(roomName);

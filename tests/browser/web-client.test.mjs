@@ -281,6 +281,37 @@ describe('natter web client', () => {
     await openRoom(bob, '#general');
   });
 
+  test('a member leaves a room; its owner removes members and deletes it', async () => {
+    await openRoom(bob, '#pictures');
+    await bob.getByRole('button', { name: 'Room', exact: true }).click();
+    const menu = bob.getByRole('group', { name: 'Room settings' });
+    await menu.getByText('admin (owner)').waitFor();
+    assert.equal(await menu.getByRole('button', { name: /^Remove / }).count(), 0, 'a member removes no one');
+    assert.equal(await menu.getByRole('button', { name: 'Delete room' }).isVisible(), false);
+    await menu.getByRole('button', { name: 'Leave room' }).click();
+    await bob.getByRole('button', { name: 'Join pictures' }).waitFor();
+    await bob.getByRole('button', { name: 'Join pictures' }).click();
+    await bob.locator('#room-title', { hasText: '#pictures' }).waitFor();
+
+    await admin.reload();
+    await connected(admin);
+    await openRoom(admin, '#pictures');
+    await admin.getByRole('button', { name: 'Room', exact: true }).click();
+    const own = admin.getByRole('group', { name: 'Room settings' });
+    await own.getByRole('button', { name: 'Remove bob from the room' }).click();
+    await own.getByRole('button', { name: 'Remove bob from the room' }).waitFor({ state: 'detached' });
+    await own.getByRole('button', { name: 'Delete room' }).click();
+    await own.getByRole('button', { name: 'Really delete #pictures?' }).click();
+    await admin.locator('#sidebar').getByRole('button', { name: /^#pictures/ }).waitFor({ state: 'detached' });
+    // Bob's client hears that the room is gone.
+    await bob.reload();
+    await connected(bob);
+    await bob.locator('#sidebar').getByRole('button', { name: /^#general/ }).waitFor();
+    assert.equal(await bob.getByRole('button', { name: /pictures/ }).count(), 0, 'the room is gone for bob too');
+    await openRoom(bob, '#general');
+    await openRoom(admin, '#general');
+  });
+
   test('direct messages reach the other user with an unread count', async () => {
     await admin.getByLabel('Username to message').fill('bob');
     await admin.getByRole('button', { name: 'Message', exact: true }).click();

@@ -581,6 +581,25 @@ impl Chat {
         Ok(room)
     }
 
+    /// Deletes a room for a user: its owner or an admin (a direct room has no owner: admins
+    /// only). A room the caller may not read is "not found". Returns the room and how many
+    /// messages went with it.
+    pub async fn delete_room_as(
+        &self,
+        who: &Principal,
+        room: &RoomRef,
+    ) -> Result<(Room, usize), Error> {
+        let room = self.resolve_room(who, room).await?;
+        self.check_read(who, &room).await?;
+        if !(who.is_admin() || policy::is_owner(who, &room)) {
+            return Err(Error::Forbidden(
+                "only the room owner or an admin may delete a room".to_owned(),
+            ));
+        }
+        let messages = self.delete_room(&room.name).await?.unwrap_or(0);
+        Ok((room, messages))
+    }
+
     /// Deletes a room with its messages; its connections lose it at once. `None` when there is
     /// no such room, else how many messages went with it.
     pub async fn delete_room(&self, name: &str) -> Result<Option<usize>, Error> {
