@@ -603,9 +603,9 @@ impl Trees {
 }
 
 /// Builds `file_refs` for a store written before it existed, once: every stored message's
-/// files are referenced, and tombstones (deleted messages, which used to keep their files)
-/// list none, so that the next sweep removes the files only they held. Runs at open, before
-/// the writer starts.
+/// files are referenced, tombstones (deleted messages, which used to keep their files) list
+/// none, and the records of files no message lists are removed (their content goes with the
+/// next sweep). Runs at open, before the writer starts.
 pub(super) fn index_file_refs(db: &sled::Db, trees: &Trees) -> Result<(), Error> {
     if trees.meta.contains_key(META_FILE_REFS)? {
         return Ok(());
@@ -631,10 +631,26 @@ pub(super) fn index_file_refs(db: &sled::Db, trees: &Trees) -> Result<(), Error>
             indexed += 1;
         }
     }
+    // Files attached in a room that no message lists any more: those of deleted or purged
+    // messages (which used to keep them), gone now as they would have gone then. Their
+    // content goes with the daemon's next sweep.
+    let mut dropped = 0u64;
+    for entry in trees.files.iter() {
+        let (key, raw) = entry?;
+        let file: StoredFile = decode("files", &raw)?;
+        if file.room_id != 0 && !trees.is_listed(file.room_id, file.id)? {
+            trees.files.remove(key)?;
+            dropped += 1;
+        }
+    }
     trees.meta.insert(META_FILE_REFS, b"1".as_slice())?;
     db.flush()?;
-    if indexed > 0 {
-        tracing::info!(references = indexed, "indexed the files listed by messages");
+    if indexed > 0 || dropped > 0 {
+        tracing::info!(
+            references = indexed,
+            dropped,
+            "indexed the files listed by messages"
+        );
     }
     Ok(())
 }
@@ -710,4 +726,113 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{b:02x}");
         out
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StoreConfig;
+
+    fn open(dir: &Path) -> SledStore {
+        let config = StoreConfig {
+            data_dir: dir.to_path_buf(),
+            ..StoreConfig::default()
+        };
+        SledStore::open(&config, Default::default()).expect("open")
+    }
+
+    fn file(uploader: Uuid) -> StoredFile {
+        StoredFile {
+            uploader,
+            name: "f.txt".to_owned(),
+            content_type: "text/plain".to_owned(),
+            created_at: super::super::now_secs(),
+            ..StoredFile::reference(0)
+        }
+    }
+
+    /// A store written before `file_refs`: a tombstone that still lists its file, and a live
+    /// message listing another. Opened, the live one is indexed, the tombstone's file is gone
+    /// (record now, content at the sweep), and verify finds nothing wrong with the files.
+    #[tokio::test]
+    async fn a_store_from_before_file_refs_is_indexed_and_loses_its_deleted_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let author = Uuid::new_v4();
+        let (room, kept_sha, deleted_sha) = {
+            let store = open(dir.path());
+            let room = store
+                .create_room(super::super::NewRoom {
+                    name: "r".to_owned(),
+                    owner: author,
+                    members: Vec::new(),
+                    visibility: super::super::Visibility::Public,
+                    persistent: true,
+                    retention_secs: 0,
+                })
+                .await
+                .expect("room");
+            let mut shas = Vec::new();
+            for content in [b"kept".as_slice(), b"deleted".as_slice()] {
+                let stored = store
+                    .put_file(file(author), content.to_vec())
+                    .await
+                    .expect("file");
+                shas.push(stored.sha256.clone());
+                let mut message = super::super::Message {
+                    room_id: room.id,
+                    seq: 0,
+                    author,
+                    author_name: "a".to_owned(),
+                    author_avatar: None,
+                    content: "with a file".to_owned(),
+                    created_at_ms: 0,
+                    edited_at_ms: None,
+                    deleted: false,
+                    reply_to: None,
+                    client_msg_id: None,
+                    attachments: vec![StoredFile::reference(stored.id)],
+                };
+                let appended = store.append_message(message.clone()).await.expect("append");
+                message = appended.message;
+                if content == b"deleted" {
+                    // What an older natter's delete left: a tombstone listing its file.
+                    message.deleted = true;
+                    message.content.clear();
+                    crate::store::insert_record(
+                        &store.trees().messages,
+                        keys::message(room.id, message.seq),
+                        &message,
+                    )
+                    .expect("tombstone");
+                }
+            }
+            store.trees().file_refs.clear().expect("clear");
+            store.trees().meta.remove(META_FILE_REFS).expect("forget");
+            store.close().await.expect("close");
+            (room, shas[0].clone(), shas[1].clone())
+        };
+        let store = open(dir.path());
+        let trees = store.trees();
+        assert_eq!(
+            trees.file_refs.len(),
+            1,
+            "the live message's file is indexed"
+        );
+        let tombstone = trees.message(room.id, 2).expect("read").expect("tombstone");
+        assert!(tombstone.attachments.is_empty());
+        assert_eq!(trees.files.len(), 1, "the tombstone's file record is gone");
+        let sweep = store.sweep_files(3600).await.expect("sweep");
+        assert_eq!(sweep.contents, 1);
+        assert!(store.file_path(&kept_sha).is_file());
+        assert!(!store.file_path(&deleted_sha).exists());
+        let report = store.verify().await.expect("verify");
+        // (The room's owner is no user here: the test made no account.)
+        let problems: Vec<&String> = report
+            .problems
+            .iter()
+            .filter(|p| !p.starts_with("memberships: user"))
+            .collect();
+        assert!(problems.is_empty(), "{problems:?}");
+        store.close().await.expect("close");
+    }
 }
