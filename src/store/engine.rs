@@ -277,7 +277,8 @@ fn check_schema(meta: &sled::Tree, path: &Path) -> Result<(), StoreError> {
             }
             if found < SCHEMA_VERSION {
                 // Version 1 -> 2 needs no rewrite (exact last_seq records are valid floors);
-                // recording 2 before anything is written keeps older builds out.
+                // 2 -> 3 is the file_refs index, built right after this (`store::files`).
+                // Recording the version before anything is written keeps older builds out.
                 meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
                 meta.flush()?;
             }

@@ -46,7 +46,12 @@ pub(crate) use engine::{SledStore, Trees};
 /// is the larger of it and its newest message's (see `store::rooms`). A version-1 build would trust
 /// the stale floor and reuse sequence numbers, so it must refuse such a store. Version-1 stores
 /// (whose records are exact) are upgraded in place on open.
-pub const SCHEMA_VERSION: u32 = 2;
+///
+/// 3: the tree `file_refs` says which messages list each file, and a file's record goes when
+/// the last one does (see `store::files`). A version-2 build would add messages without their
+/// references, whose files a later sweep would then take for unlisted ones, so it must refuse
+/// such a store. Version-2 stores are indexed in place on open.
+pub const SCHEMA_VERSION: u32 = 3;
 
 pub(crate) const META_SCHEMA: &[u8] = b"schema_version";
 
