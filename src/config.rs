@@ -42,8 +42,23 @@ pub struct ServerConfig {
     /// Largest accepted HTTP request body, in bytes (413 above it).
     pub max_body_bytes: u64,
     /// Largest file accepted by `POST /api/v1/rooms/{room}/files`, in bytes (413 above it). An
-    /// upload is held in memory until it is complete and stored.
+    /// upload streams to a temporary file under `DATA_DIR/files/`, not into memory.
     pub max_upload_bytes: u64,
+    /// How long the body of `POST /api/v1/rooms/{room}/files` may keep the server waiting for
+    /// its next bytes, in seconds; then the upload is dropped (408 `request_timeout`, the
+    /// connection closes) and its temporary file removed. Also the grace period of
+    /// `upload_min_bytes_per_sec`.
+    pub upload_idle_timeout_secs: u64,
+    /// Slowest average rate an HTTP upload may arrive at once it has run for
+    /// `upload_idle_timeout_secs`, in bytes per second; slower, it is dropped (408). 0: no
+    /// minimum.
+    pub upload_min_bytes_per_sec: u64,
+    /// Uploads one user may have in progress at once (HTTP and Kibray together); one more is
+    /// refused with 429 `rate_limited` (Kibray: `RATE_LIMIT_EXCEEDED`).
+    pub max_uploads_per_user: usize,
+    /// Files that no stored message lists (a binary file transfer never attached, a file sent to
+    /// a room that keeps no messages) are deleted once they are this many seconds old.
+    pub unattached_file_ttl_secs: u64,
     /// How long shutdown waits for in-flight requests and WebSocket closes, in seconds.
     pub shutdown_grace_secs: u64,
     /// How long a client may take to send its request headers, in seconds (slowloris bound).
@@ -59,6 +74,10 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8000".to_owned(),
             max_body_bytes: 64 * 1024,
             max_upload_bytes: 10 * 1024 * 1024,
+            upload_idle_timeout_secs: 10,
+            upload_min_bytes_per_sec: 8192,
+            max_uploads_per_user: 4,
+            unattached_file_ttl_secs: 24 * 3600,
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
             trust_forwarded_for: false,
@@ -306,7 +325,8 @@ pub struct KibrayConfig {
     /// `ws.max_message_chars` on the Kibray chat endpoint); beyond: `MESSAGE_TOO_LARGE`.
     pub max_message_chars: usize,
     /// Largest file `upload_file` accepts, in bytes; beyond: `MESSAGE_TOO_LARGE`. An upload in
-    /// progress is held in memory (one per connection) until it is complete and stored.
+    /// progress (one per connection) streams its chunks to a temporary file under
+    /// `DATA_DIR/files/`, removed if the upload is abandoned or its connection closes.
     pub max_upload_bytes: u64,
 }
 
@@ -549,6 +569,15 @@ impl Config {
         }
         if self.server.max_upload_bytes == 0 {
             problems.push("server.max_upload_bytes must be at least 1".to_owned());
+        }
+        if self.server.upload_idle_timeout_secs == 0 {
+            problems.push("server.upload_idle_timeout_secs must be at least 1".to_owned());
+        }
+        if self.server.max_uploads_per_user == 0 {
+            problems.push("server.max_uploads_per_user must be at least 1".to_owned());
+        }
+        if self.server.unattached_file_ttl_secs == 0 {
+            problems.push("server.unattached_file_ttl_secs must be at least 1".to_owned());
         }
         if self.server.header_read_timeout_secs == 0 {
             problems.push("server.header_read_timeout_secs must be at least 1".to_owned());

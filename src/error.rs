@@ -42,6 +42,9 @@ pub enum Error {
         per_minute: u32,
         retry_ms: u128,
     },
+    /// A request body (an upload) that stopped coming, or came too slowly.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -74,6 +77,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::TooManyAttempts { .. } => "too_many_attempts",
             Error::RateLimited(_) | Error::Throttled { .. } => "rate_limited",
+            Error::RequestTimeout(_) => "request_timeout",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) | Error::ConversationNotOpen(_) => "conflict",
             Error::MethodNotAllowed => "method_not_allowed",
@@ -92,6 +96,7 @@ impl Error {
             Error::AccountDisabled | Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
             Error::MethodNotAllowed => 405,
+            Error::RequestTimeout(_) => 408,
             Error::Conflict(_) | Error::ConversationNotOpen(_) => 409,
             Error::PayloadTooLarge { .. } => 413,
             Error::UnsupportedMediaType => 415,
@@ -107,7 +112,7 @@ impl Error {
     /// 429, 500, 503): HTTP's, folded into the codes that protocol documents.
     pub fn ws_code(&self) -> u16 {
         match self.http_status() {
-            405 | 409 | 413 | 415 => 400,
+            405 | 408 | 409 | 413 | 415 => 400,
             507 => 500,
             other => other,
         }

@@ -114,6 +114,9 @@ impl Server {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let store = Store::open(&config.store, metrics.clone())?;
         let state = build_state(config, store, metrics)?;
+        // What a crash left in files/ (temporary uploads): only the daemon, which holds the
+        // data dir, removes it (`natter verify` reports it).
+        state.core.chat.sweep_files().await;
         bootstrap_admin(&state).await?;
         // The dummy hash (one argon2 run, tens of milliseconds, more on a small board) is made
         // in the background: awaited here, it delayed the first handshake by that much (a cold
@@ -547,5 +550,6 @@ async fn housekeeping(state: AppState) {
         if let Err(e) = state.core.chat.purge_retention().await {
             tracing::warn!(error = %e, "retention purge failed");
         }
+        state.core.chat.sweep_files().await;
     }
 }

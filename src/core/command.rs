@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::Core;
 use super::accounts::UserView;
-use super::chat::{DirectOutcome, JoinOutcome, SendOutcome};
+use super::chat::{DirectOutcome, JoinOutcome, SendOutcome, Upload};
 use crate::error::Error;
 pub use crate::events::BinaryKind;
 use crate::events::Event;
@@ -184,19 +184,21 @@ pub enum Command {
         room: RoomRef,
         seq: u64,
     },
-    /// Checks that an upload of `size` bytes may start.
+    /// Starts an upload of a file of `size` bytes (at most `max_bytes`) to the room: its bytes
+    /// go to disk as they come ([`Command::UploadChunk`]).
     StartUpload {
-        room: RoomRef,
-        size: u64,
-        max_bytes: u64,
-    },
-    /// Stores a file and posts it to the room.
-    AttachFile {
         room: RoomRef,
         file_name: String,
         content_type: String,
-        content: Vec<u8>,
+        size: u64,
         max_bytes: u64,
+    },
+    /// The next bytes of an upload; the last ones store the file and post it to its room. The
+    /// upload travels with the command and back with its reply: dropped on the way (an error,
+    /// a closed connection), it is abandoned and its temporary file removed.
+    UploadChunk {
+        upload: Box<Upload>,
+        data: Bytes,
     },
     Subscribe {
         topics: Vec<String>,
@@ -303,8 +305,10 @@ pub enum Reply {
         room: Room,
         seq: u64,
     },
-    /// An upload may start.
-    UploadReady(Room),
+    /// An upload started: the connection keeps it for its chunks.
+    UploadReady(Box<Upload>),
+    /// A chunk is on disk; more are to come.
+    UploadProgress(Box<Upload>),
     /// The active subscriptions after a Subscribe or Unsubscribe.
     Subscriptions {
         active: usize,
@@ -391,19 +395,22 @@ impl Core {
             }
             Command::StartUpload {
                 room,
-                size,
-                max_bytes,
-            } => Reply::UploadReady(chat.check_upload(who, &room, size, max_bytes).await?),
-            Command::AttachFile {
-                room,
                 file_name,
                 content_type,
-                content,
+                size,
                 max_bytes,
-            } => Reply::Sent(
-                chat.attach_file(who, &room, &file_name, &content_type, content, max_bytes)
+            } => Reply::UploadReady(Box::new(
+                chat.start_upload(who, &room, &file_name, &content_type, Some(size), max_bytes)
                     .await?,
-            ),
+            )),
+            Command::UploadChunk { mut upload, data } => {
+                upload.write(data).await?;
+                if upload.is_complete() {
+                    Reply::Sent(chat.finish_upload(who, *upload).await?)
+                } else {
+                    Reply::UploadProgress(upload)
+                }
+            }
             Command::Subscribe { topics } => Reply::Subscriptions {
                 active: chat.subscribe(who, conn, &topics)?,
             },

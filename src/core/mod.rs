@@ -39,6 +39,10 @@ pub struct Limits {
     pub max_history: usize,
     /// `ws.max_queued_direct_messages`: direct messages kept for an offline user.
     pub max_queued_direct_messages: usize,
+    /// `server.max_uploads_per_user`: uploads (HTTP and Kibray) one user has in progress.
+    pub max_uploads_per_user: usize,
+    /// `server.unattached_file_ttl_secs`: how long a file no stored message lists is kept.
+    pub unattached_file_ttl_secs: u64,
 }
 
 impl Limits {
@@ -50,6 +54,8 @@ impl Limits {
             max_replay: config.ws.max_replay,
             max_history: config.ws.max_history,
             max_queued_direct_messages: config.ws.max_queued_direct_messages,
+            max_uploads_per_user: config.server.max_uploads_per_user,
+            unattached_file_ttl_secs: config.server.unattached_file_ttl_secs,
         }
     }
 }

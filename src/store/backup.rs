@@ -146,13 +146,20 @@ impl SledStore {
 
     /// Checks every record of the store: that it decodes, that indexes agree with what they
     /// index, that each room's messages form a gapless run, that stored files match their hash.
+    /// Also reports what `files/` holds that no record names, and temporary files of no upload
+    /// in progress (left by a crash; both are removed when natter starts).
     pub async fn verify(&self) -> Result<VerifyReport, Error> {
+        // Uploads put no content in place meanwhile (taken before the pause: an upload holding
+        // its share waits for its record's write).
+        let files = self.inner.files.exclusive().await;
         let pause = self.pause_writes().await?;
+        let incoming = self.inner.files.incoming();
         let db = self.inner.db.clone();
         let data_dir = self.data_dir().to_path_buf();
         tokio::task::spawn_blocking(move || {
-            let report = verify_db(&db, &data_dir);
+            let report = verify_db(&db, &data_dir, &incoming);
             drop(pause);
+            drop(files);
             report
         })
         .await
@@ -499,7 +506,11 @@ fn write_private(path: &Path, content: &[u8]) -> Result<(), Error> {
         .map_err(|e| io_err("cannot write", path, e))
 }
 
-fn verify_db(db: &sled::Db, data_dir: &Path) -> Result<VerifyReport, Error> {
+fn verify_db(
+    db: &sled::Db,
+    data_dir: &Path,
+    incoming: &std::collections::HashSet<String>,
+) -> Result<VerifyReport, Error> {
     use super::{Family, Membership, Message, Room, StoredFile, User, decode};
     let mut problems = Vec::new();
     let mut trees = BTreeMap::new();
@@ -585,11 +596,24 @@ fn verify_db(db: &sled::Db, data_dir: &Path) -> Result<VerifyReport, Error> {
     // A room's last sequence number is its newest message's (or its record's floor, if larger:
     // see store::rooms), so it bounds nothing here; what must hold is that each room's messages
     // form one gapless run (sequences only grow; purges take the oldest first).
+    let file_refs = db.open_tree("file_refs")?;
     let mut previous: Option<(u64, u64)> = None;
     for entry in db.open_tree("messages")?.iter() {
         let (key, raw) = entry?;
         match decode::<Message>("messages", &raw) {
             Ok(message) => {
+                for file in &message.attachments {
+                    if !file_refs.contains_key(keys::file_ref(
+                        message.room_id,
+                        file.id,
+                        message.seq,
+                    ))? {
+                        note(format!(
+                            "file_refs: no entry for file {} of message {}/{}",
+                            file.id, message.room_id, message.seq
+                        ));
+                    }
+                }
                 if key.as_ref() != keys::message(message.room_id, message.seq) {
                     note(format!(
                         "messages: message {}/{} is under another key",
@@ -661,15 +685,63 @@ fn verify_db(db: &sled::Db, data_dir: &Path) -> Result<VerifyReport, Error> {
             note(e.to_string());
         }
     }
-    for entry in db.open_tree("files")?.iter() {
+    let files_tree = db.open_tree("files")?;
+    let mut named = std::collections::HashSet::new();
+    for entry in files_tree.iter() {
         let (_, raw) = entry?;
         match decode::<StoredFile>("files", &raw) {
             Ok(file) => {
                 if !data_dir.join(FILES_DIR).join(&file.sha256).is_file() {
                     note(format!("files: content of file {} is missing", file.id));
                 }
+                named.insert(file.sha256);
             }
             Err(e) => note(e.to_string()),
+        }
+    }
+    let messages = db.open_tree("messages")?;
+    for key in file_refs.iter().keys() {
+        let key = key?;
+        let (Some(room), Some(file), Some(seq)) = (
+            keys::u64_at(&key, 0),
+            keys::u64_at(&key, 8),
+            keys::u64_at(&key, 16),
+        ) else {
+            note("file_refs: malformed key".to_owned());
+            continue;
+        };
+        let listed = messages
+            .get(keys::message(room, seq))?
+            .and_then(|raw| decode::<Message>("messages", &raw).ok())
+            .is_some_and(|m| m.attachments.iter().any(|f| f.id == file));
+        if !listed {
+            note(format!(
+                "file_refs: message {room}/{seq} does not list file {file}"
+            ));
+        }
+        let recorded = files_tree
+            .get(file.to_be_bytes())?
+            .and_then(|raw| decode::<StoredFile>("files", &raw).ok())
+            .is_some_and(|f| f.room_id == room);
+        if !recorded {
+            note(format!(
+                "file_refs: file {file} listed in room {room} has no record there"
+            ));
+        }
+    }
+    let listed = super::files::list_files_dir(&data_dir.join(FILES_DIR))?;
+    for name in &listed.temporary {
+        if !incoming.contains(name) {
+            note(format!(
+                "{FILES_DIR}/{name}: temporary file of an interrupted upload (removed when natter starts)"
+            ));
+        }
+    }
+    for name in &listed.contents {
+        if !named.contains(name) {
+            note(format!(
+                "{FILES_DIR}/{name}: content no file record names (removed when natter starts)"
+            ));
         }
     }
     let epoch = epoch_of(&db.open_tree("meta")?)?;

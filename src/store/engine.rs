@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{META_SCHEMA, SCHEMA_VERSION, keys, lookups, rooms, writer};
+use super::{META_SCHEMA, SCHEMA_VERSION, files, keys, lookups, rooms, writer};
 use crate::config::StoreConfig;
 use crate::error::{Error, StoreError};
 
@@ -40,6 +40,10 @@ pub(crate) struct Trees {
     pub notifications: sled::Tree,
     /// external issuer + NUL + its user id -> natter user id (users of `auth.external` issuers).
     pub external_ids: sled::Tree,
+    /// file id (u64 BE) -> [`super::StoredFile`] JSON (see `store::files`).
+    pub files: sled::Tree,
+    /// room id + file id + sequence (u64 BE each) -> empty: the messages that list a file.
+    pub file_refs: sled::Tree,
     /// Each room's last sequence number, kept by the writer so that a Send writes one entry
     /// (the message) instead of the message plus a rewritten room record.
     pub(crate) sequences: rooms::Sequences,
@@ -66,6 +70,8 @@ pub(super) struct Inner {
     trees: Arc<Trees>,
     pub(super) writer: mpsc::Sender<writer::Command>,
     data_dir: PathBuf,
+    /// What the files directory needs besides its contents (see `store::files`).
+    pub(super) files: files::FileState,
     /// Held for the life of the store: a second natter on the same data dir fails fast with a
     /// clear message instead of sled's lock error.
     _lock: File,
@@ -131,10 +137,13 @@ impl SledStore {
             dm_queue: db.open_tree("dm_queue")?,
             notifications: db.open_tree("notifications")?,
             external_ids: db.open_tree("external_ids")?,
+            files: db.open_tree("files")?,
+            file_refs: db.open_tree("file_refs")?,
             sequences: rooms::Sequences::default(),
             lookups: lookups::Lookups::default(),
         });
         check_schema(&trees.meta, &data_dir)?;
+        files::index_file_refs(&db, &trees).map_err(|e| open_err(e.to_string()))?;
         let writer = writer::spawn(db.clone(), trees.clone(), config.max_batch, metrics);
         Ok(SledStore {
             inner: Arc::new(Inner {
@@ -142,6 +151,7 @@ impl SledStore {
                 trees,
                 writer,
                 data_dir,
+                files: files::FileState::default(),
                 _lock: lock,
             }),
         })
@@ -267,7 +277,8 @@ fn check_schema(meta: &sled::Tree, path: &Path) -> Result<(), StoreError> {
             }
             if found < SCHEMA_VERSION {
                 // Version 1 -> 2 needs no rewrite (exact last_seq records are valid floors);
-                // recording 2 before anything is written keeps older builds out.
+                // 2 -> 3 is the file_refs index, built right after this (`store::files`).
+                // Recording the version before anything is written keeps older builds out.
                 meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
                 meta.flush()?;
             }

@@ -63,6 +63,21 @@ pub fn user_seq(user_id: Uuid, seq: u64) -> [u8; 24] {
     key
 }
 
+/// Room id + file id + sequence: a message of the room that lists the file. The messages that
+/// list a file are contiguous (a file is attached in one room only), and so are a room's.
+pub fn file_ref(room_id: u64, file_id: u64, seq: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..8].copy_from_slice(&room_id.to_be_bytes());
+    key[8..16].copy_from_slice(&file_id.to_be_bytes());
+    key[16..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The prefix of the [`file_ref`]s of one file.
+pub fn file_refs(room_id: u64, file_id: u64) -> [u8; 16] {
+    message(room_id, file_id)
+}
+
 pub fn room(room_id: u64) -> [u8; 8] {
     room_id.to_be_bytes()
 }

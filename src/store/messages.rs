@@ -72,6 +72,10 @@ impl SledStore {
     /// Appends a message to its room's log with the next sequence number and returns it as
     /// stored. A `client_msg_id` already used by the same author in the room returns the original
     /// instead (idempotent retries). Durable when it returns.
+    ///
+    /// Its `attachments` are stored with it, in the same write: new files (id 0, their content
+    /// kept already) get a record, existing ones ([`super::StoredFile::reference`]) must be the
+    /// author's and not attached in another room; each is referenced by the message.
     pub async fn append_message(&self, mut message: Message) -> Result<Appended, Error> {
         self.write(move |t| {
             let room_id = message.room_id;
@@ -98,6 +102,18 @@ impl SledStore {
                 });
             }
             message.seq = sequence.last + 1;
+            if !message.attachments.is_empty() {
+                let mut files = t.resolve_attachments(
+                    room_id,
+                    message.author,
+                    std::mem::take(&mut message.attachments),
+                )?;
+                // Before the message, like the index entry below: a crash prefix may hold
+                // records no message lists (swept later), never a message whose files are
+                // missing.
+                t.store_attachments(&mut files, Some(message.seq))?;
+                message.attachments = files;
+            }
             // The index entry goes first. sled recovers a prefix of its one log after a crash:
             // with this order that prefix holds the entry without the message (stale, see
             // above) or both, never the message without its entry, which would let the
@@ -121,6 +137,8 @@ impl SledStore {
     }
 
     /// Applies `change` to a stored message and returns the result. Durable when it returns.
+    /// Files the change takes out of its `attachments` go (see `store::files`) unless another
+    /// message lists them.
     pub async fn update_message<F>(
         &self,
         room_id: u64,
@@ -130,15 +148,23 @@ impl SledStore {
     where
         F: FnOnce(&mut Message) -> Result<(), Error> + Send + 'static,
     {
-        self.write(move |t| {
-            let mut message = t
-                .message(room_id, seq)?
-                .ok_or_else(|| Error::NotFound(format!("no message {seq} in this room")))?;
-            change(&mut message)?;
-            super::insert_record(&t.messages, keys::message(room_id, seq), &message)?;
-            Ok(message)
-        })
-        .await
+        let (message, freed) = self
+            .write(move |t| {
+                let mut message = t
+                    .message(room_id, seq)?
+                    .ok_or_else(|| Error::NotFound(format!("no message {seq} in this room")))?;
+                let listed: Vec<u64> = message.attachments.iter().map(|file| file.id).collect();
+                change(&mut message)?;
+                let mut freed = Vec::new();
+                // The files go first: a crash prefix may keep a message that was not deleted
+                // without its files, never an acknowledged deletion with them.
+                t.detach_removed(&listed, &message, &mut freed)?;
+                super::insert_record(&t.messages, keys::message(room_id, seq), &message)?;
+                Ok((message, freed))
+            })
+            .await?;
+        self.remove_unreferenced(freed).await;
+        Ok(message)
     }
 
     pub fn message(&self, room_id: u64, seq: u64) -> Result<Option<Message>, Error> {
@@ -146,35 +172,43 @@ impl SledStore {
     }
 
     /// Deletes a room's messages created before `cutoff_ms` (retention), oldest first, at most
-    /// `max` in one call so the writer is never held long. Returns how many were deleted.
+    /// `max` in one call so the writer is never held long, with the files only they list.
+    /// Returns how many were deleted.
     pub async fn purge_messages_before(
         &self,
         room_id: u64,
         cutoff_ms: i64,
         max: usize,
     ) -> Result<usize, Error> {
-        self.write(move |t| {
-            let mut purged = 0;
-            for entry in t.messages.scan_prefix(keys::room(room_id)) {
-                let (key, raw) = entry?;
-                let message: Message = decode("messages", &raw)?;
-                if message.created_at_ms >= cutoff_ms || purged >= max {
-                    break;
+        let (purged, freed) = self
+            .write(move |t| {
+                let mut purged = 0;
+                let mut freed = Vec::new();
+                for entry in t.messages.scan_prefix(keys::room(room_id)) {
+                    let (key, raw) = entry?;
+                    let message: Message = decode("messages", &raw)?;
+                    if message.created_at_ms >= cutoff_ms || purged >= max {
+                        break;
+                    }
+                    if purged == 0
+                        && let Some(room) = t.room(room_id)?
+                    {
+                        // The room's number must outlive its messages: once none is left, only the
+                        // record's floor keeps the next Send from reusing a purged number. Written
+                        // before the removals, in the same batch.
+                        t.record_last_seq(room_id, room.last_seq)?;
+                    }
+                    for file in &message.attachments {
+                        t.detach_file(room_id, file.id, message.seq, &mut freed)?;
+                    }
+                    t.messages.remove(key)?;
+                    purged += 1;
                 }
-                if purged == 0
-                    && let Some(room) = t.room(room_id)?
-                {
-                    // The room's number must outlive its messages: once none is left, only the
-                    // record's floor keeps the next Send from reusing a purged number. Written
-                    // before the removals, in the same batch.
-                    t.record_last_seq(room_id, room.last_seq)?;
-                }
-                t.messages.remove(key)?;
-                purged += 1;
-            }
-            Ok(purged)
-        })
-        .await
+                Ok((purged, freed))
+            })
+            .await?;
+        self.remove_unreferenced(freed).await;
+        Ok(purged)
     }
 
     /// The newest `limit` messages of a room with `seq < before`, oldest first.

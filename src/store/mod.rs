@@ -31,7 +31,7 @@ use crate::error::Error;
 pub use crate::error::StoreError;
 
 pub use backup::{BackupSummary, META_EPOCH, VerifyReport, restore, verify_backup};
-pub use files::StoredFile;
+pub use files::{FileSweep, IncomingFile, KeptContent, StoredFile};
 pub use inbox::{Notification, QueuedDirectMessage};
 pub use messages::{Appended, Message};
 pub use rooms::{Membership, NewRoom, Room, Visibility};
@@ -46,7 +46,12 @@ pub(crate) use engine::{SledStore, Trees};
 /// is the larger of it and its newest message's (see `store::rooms`). A version-1 build would trust
 /// the stale floor and reuse sequence numbers, so it must refuse such a store. Version-1 stores
 /// (whose records are exact) are upgraded in place on open.
-pub const SCHEMA_VERSION: u32 = 2;
+///
+/// 3: the tree `file_refs` says which messages list each file, and a file's record goes when
+/// the last one does (see `store::files`). A version-2 build would add messages without their
+/// references, whose files a later sweep would then take for unlisted ones, so it must refuse
+/// such a store. Version-2 stores are indexed in place on open.
+pub const SCHEMA_VERSION: u32 = 3;
 
 pub(crate) const META_SCHEMA: &[u8] = b"schema_version";
 
@@ -164,22 +169,48 @@ impl Store {
         on_engine!(self, engine => engine.file_path(sha256))
     }
 
+    /// Starts an upload: its bytes go to a temporary file (removed if it is dropped unkept).
+    pub async fn incoming_file(&self) -> Result<IncomingFile, Error> {
+        on_engine!(self, engine => engine.incoming_file().await)
+    }
+
+    /// Makes a finished upload durable under its hash. Its record must be written (a message
+    /// attaching it as a new file, id 0) before the returned [`KeptContent`] is given to
+    /// [`Store::release_content`].
+    pub async fn keep_file(&self, upload: IncomingFile) -> Result<KeptContent, Error> {
+        on_engine!(self, engine => engine.keep_file(upload).await)
+    }
+
+    /// Ends what a [`KeptContent`] holds; `unused` when no record of it was written (the
+    /// content is then removed unless another record names it).
+    pub async fn release_content(&self, kept: KeptContent, unused: bool) {
+        on_engine!(self, engine => engine.release_content(kept, unused).await)
+    }
+
     /// Stores `content` (durably) and a record for it; `file.id`, `file.size` and `file.sha256`
     /// are filled in here.
     pub async fn put_file(&self, file: StoredFile, content: Vec<u8>) -> Result<StoredFile, Error> {
         on_engine!(self, engine => engine.put_file(file, content).await)
     }
 
-    /// Attaches the files `ids` to the room `room_id`, for `uploader`: each must be one of
-    /// theirs not attached anywhere yet (room 0), or attached in that room already. Returns the
-    /// records as they now are.
+    /// Attaches files to the room `room_id` for `author` without a stored message listing
+    /// them (a room that keeps no messages): new ones (id 0) get a record, existing ones
+    /// ([`StoredFile::reference`]) must be the author's and not attached in another room.
+    /// Returns the records as they now are.
     pub async fn attach_files(
         &self,
-        ids: Vec<u64>,
+        files: Vec<StoredFile>,
         room_id: u64,
-        uploader: Uuid,
+        author: Uuid,
     ) -> Result<Vec<StoredFile>, Error> {
-        on_engine!(self, engine => engine.attach_files(ids, room_id, uploader).await)
+        on_engine!(self, engine => engine.attach_files(files, room_id, author).await)
+    }
+
+    /// Removes what a crash or time left among the files: temporary files of no upload in
+    /// progress, records no message lists that are older than `unattached_ttl_secs` (and those
+    /// of deleted rooms), and contents no record names.
+    pub async fn sweep_files(&self, unattached_ttl_secs: u64) -> Result<FileSweep, Error> {
+        on_engine!(self, engine => engine.sweep_files(unattached_ttl_secs).await)
     }
 
     /// A file's record.
@@ -276,8 +307,9 @@ impl Store {
         on_engine!(self, engine => engine.add_member(room_id, user_id).await)
     }
 
-    /// Deletes a room with its messages, memberships and idempotency keys. Returns how many
-    /// messages went with it. Runs as one write, so nothing sees half a room.
+    /// Deletes a room with its messages, memberships, idempotency keys and the files its
+    /// messages list. Returns how many messages went with it. Runs as one write, so nothing sees
+    /// half a room.
     pub async fn delete_room(&self, room_id: u64) -> Result<usize, Error> {
         on_engine!(self, engine => engine.delete_room(room_id).await)
     }
@@ -294,12 +326,16 @@ impl Store {
 
     /// Appends a message to its room's log with the next sequence number and returns it as
     /// stored. A `client_msg_id` already used by the same author in the room returns the original
-    /// instead (idempotent retries). Durable when it returns.
+    /// instead (idempotent retries). Durable when it returns. Its `attachments` are stored in the
+    /// same write: new files (id 0) get a record, existing ones ([`StoredFile::reference`]) must
+    /// be the author's and not attached in another room.
     pub async fn append_message(&self, message: Message) -> Result<Appended, Error> {
         on_engine!(self, engine => engine.append_message(message).await)
     }
 
     /// Applies `change` to a stored message and returns the result. Durable when it returns.
+    /// The files it takes out of the message's attachments go, unless another message lists
+    /// them.
     pub async fn update_message<F>(
         &self,
         room_id: u64,
@@ -317,7 +353,8 @@ impl Store {
     }
 
     /// Deletes a room's messages created before `cutoff_ms` (retention), oldest first, at most
-    /// `max` in one call so the writer is never held long. Returns how many were deleted.
+    /// `max` in one call so the writer is never held long, with the files only they list.
+    /// Returns how many were deleted.
     pub async fn purge_messages_before(
         &self,
         room_id: u64,

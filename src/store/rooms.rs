@@ -274,10 +274,12 @@ impl Trees {
         Ok(())
     }
 
-    /// Removes a room's messages, memberships, idempotency keys, name and record. Returns how
-    /// many messages went. Writer task only.
-    fn delete_room_entries(&self, room: &Room) -> Result<usize, Error> {
+    /// Removes a room's messages, memberships, idempotency keys, name and record, and the
+    /// records of the files its messages list (their hashes go to `freed`). Returns how many
+    /// messages went. Writer task only.
+    fn delete_room_entries(&self, room: &Room, freed: &mut Vec<String>) -> Result<usize, Error> {
         let prefix = keys::room(room.id);
+        self.remove_room_files(room.id, freed)?;
         let mut messages = 0;
         for key in self.messages.scan_prefix(prefix).keys() {
             self.messages.remove(key?)?;
@@ -425,16 +427,21 @@ impl SledStore {
     /// Deletes a room with its messages, memberships and idempotency keys. Returns how many
     /// messages went with it. Runs as one write, so nothing sees half a room.
     pub async fn delete_room(&self, room_id: u64) -> Result<usize, Error> {
-        self.write(move |t| {
-            let room = t
-                .room(room_id)?
-                .ok_or_else(|| Error::NotFound(format!("no room {room_id}")))?;
-            let deleted = t.delete_room_entries(&room);
-            // Also when the deletion stopped halfway: what memory holds may be gone from disk.
-            t.lookups.forget_deleted_room(room_id, &room.name);
-            deleted
-        })
-        .await
+        let (deleted, freed) = self
+            .write(move |t| {
+                let room = t
+                    .room(room_id)?
+                    .ok_or_else(|| Error::NotFound(format!("no room {room_id}")))?;
+                let mut freed = Vec::new();
+                let deleted = t.delete_room_entries(&room, &mut freed);
+                // Also when the deletion stopped halfway: what memory holds may be gone from
+                // disk.
+                t.lookups.forget_deleted_room(room_id, &room.name);
+                Ok((deleted?, freed))
+            })
+            .await?;
+        self.remove_unreferenced(freed).await;
+        Ok(deleted)
     }
 
     /// Ends a membership. Returns whether there was one.

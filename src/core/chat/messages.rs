@@ -12,7 +12,7 @@ use crate::events::{Event, RoomMessage};
 use crate::hub::ConnId;
 use crate::metrics::MessageKind;
 use crate::principal::Principal;
-use crate::store::{Message, Room, StoredFile, now_secs};
+use crate::store::{Message, Room, StoredFile};
 
 /// Longest `client_msg_id`, in bytes.
 pub const MAX_CLIENT_MSG_ID_BYTES: usize = 128;
@@ -23,13 +23,14 @@ const MAX_ATTACHMENTS: usize = 10;
 /// Most different reactions (emoji) on one message.
 pub const MAX_REACTIONS_PER_MESSAGE: usize = 32;
 
-/// Longest content of a message that carries an uploaded file (its name).
-const FILE_MESSAGE_CHARS: usize = 255;
-
 impl Chat {
     /// The content a policy lets through: markup stripped when it says so, then not blank and at
     /// most its (or the core's) number of characters.
-    fn apply_policy(&self, content: String, policy: ContentPolicy) -> Result<String, Error> {
+    pub(super) fn apply_policy(
+        &self,
+        content: String,
+        policy: ContentPolicy,
+    ) -> Result<String, Error> {
         let content = if policy.strip_markup {
             policy::strip_markup(&content)
         } else {
@@ -51,15 +52,13 @@ impl Chat {
                 "a message may attach at most {MAX_ATTACHMENTS} files"
             )));
         }
-        let attachments = if message.attachments.is_empty() {
-            Vec::new()
-        } else {
-            let room = self.open_room(who, &message.room).await?;
-            self.ensure_member(who, &room).await?;
-            self.store
-                .attach_files(message.attachments, room.id, who.user_id)
-                .await?
-        };
+        // Resolved (the sender's own files, not attached in another room) in the write that
+        // stores the message.
+        let attachments = message
+            .attachments
+            .into_iter()
+            .map(StoredFile::reference)
+            .collect();
         self.send_with(
             who,
             &message.room,
@@ -71,8 +70,9 @@ impl Chat {
         .await
     }
 
-    /// A message whose content passed its policy, with files attached (already stored).
-    async fn send_with(
+    /// A message whose content passed its policy, with its files: new ones (id 0, content
+    /// kept already) and [`StoredFile::reference`]s, stored with the message.
+    pub(super) async fn send_with(
         &self,
         who: &Principal,
         room: &RoomRef,
@@ -99,6 +99,15 @@ impl Chat {
         }
         // One lookup per message (from memory once read), so that no encoding of it needs one.
         let author_avatar = self.store.avatar_url(who.user_id).await?;
+        let attachments = if !room.persistent && !attachments.is_empty() {
+            // Nothing stores the message: the files are attached to the room alone, and go
+            // once older than `server.unattached_file_ttl_secs`.
+            self.store
+                .attach_files(attachments, room.id, who.user_id)
+                .await?
+        } else {
+            attachments
+        };
         let draft = Message {
             room_id: room.id,
             seq: 0,
@@ -259,7 +268,8 @@ impl Chat {
         Ok((room, message))
     }
 
-    /// Deletes a message: its content is erased, a tombstone keeps its sequence.
+    /// Deletes a message: its content is erased and its files go with it (unless another
+    /// message of the uploader's lists them), a tombstone keeps its sequence.
     pub async fn delete(&self, who: &Principal, room: &RoomRef, seq: u64) -> Result<Room, Error> {
         let room = self.resolve_room(who, room).await?;
         self.check_read(who, &room).await?;
@@ -277,6 +287,8 @@ impl Chat {
                 }
                 m.deleted = true;
                 m.content.clear();
+                m.attachments.clear();
+                m.reactions.clear();
                 m.edited_at_ms = Some(now_millis());
                 Ok(())
             })
@@ -382,92 +394,6 @@ impl Chat {
             },
         );
         Ok((room, cursor))
-    }
-
-    /// Checks that an upload of `size` bytes to `room` may start: `who` may post there (a
-    /// public room makes them a member) and `size` is 1 to `max_bytes` (`PayloadTooLarge`
-    /// above). Returns the room.
-    pub async fn check_upload(
-        &self,
-        who: &Principal,
-        room: &RoomRef,
-        size: u64,
-        max_bytes: u64,
-    ) -> Result<Room, Error> {
-        if size > max_bytes {
-            return Err(Error::PayloadTooLarge { limit: max_bytes });
-        }
-        if size == 0 {
-            return Err(Error::BadRequest("file_size must be at least 1".to_owned()));
-        }
-        let room = self.open_room(who, room).await?;
-        self.ensure_member(who, &room).await?;
-        Ok(room)
-    }
-
-    /// Stores an uploaded file (durably: see `store::files`) and posts it to `room` as a message
-    /// whose content is the file's name (markup stripped, at most 255 characters) and which
-    /// lists it in its attachments. Only who may read the room may download it
-    /// ([`Chat::file`]).
-    pub async fn attach_file(
-        &self,
-        who: &Principal,
-        room: &RoomRef,
-        file_name: &str,
-        content_type: &str,
-        content: Vec<u8>,
-        max_bytes: u64,
-    ) -> Result<SendOutcome, Error> {
-        let size = u64::try_from(content.len()).unwrap_or(u64::MAX);
-        let room = self.check_upload(who, room, size, max_bytes).await?;
-        let file_name = policy::strip_markup(file_name).trim().to_owned();
-        if file_name.is_empty()
-            || file_name.chars().count() > FILE_MESSAGE_CHARS
-            || file_name
-                .chars()
-                .any(|c| c.is_control() || c == '/' || c == '\\')
-        {
-            return Err(Error::BadRequest(
-                "file_name must be 1 to 255 characters without '/', '\\' or control characters"
-                    .to_owned(),
-            ));
-        }
-        if content_type.is_empty()
-            || content_type.len() > 255
-            || !content_type
-                .bytes()
-                .all(|b| b.is_ascii_graphic() || b == b' ')
-        {
-            return Err(Error::BadRequest(
-                "file_type must be 1 to 255 printable ASCII characters".to_owned(),
-            ));
-        }
-        let file = self
-            .store
-            .put_file(
-                StoredFile {
-                    id: 0,
-                    room_id: room.id,
-                    uploader: who.user_id,
-                    name: file_name.clone(),
-                    content_type: content_type.to_owned(),
-                    size: 0,
-                    sha256: String::new(),
-                    created_at: now_secs(),
-                },
-                content,
-            )
-            .await?;
-        let content = self.apply_policy(file_name, ContentPolicy::limited(FILE_MESSAGE_CHARS))?;
-        self.send_with(
-            who,
-            &RoomRef::Name(room.name),
-            content,
-            None,
-            None,
-            vec![file],
-        )
-        .await
     }
 
     /// A stored file and where its content is, for `who` if they may read the room it was

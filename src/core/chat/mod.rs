@@ -9,6 +9,8 @@ pub use messages::MAX_CLIENT_MSG_ID_BYTES;
 mod presence;
 mod rooms;
 mod topics;
+mod uploads;
+pub use uploads::Upload;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -137,6 +139,8 @@ pub struct Chat {
     metrics: Arc<Metrics>,
     /// Status set with SetStatus, by user; absent means "online" while connected.
     statuses: Arc<Mutex<HashMap<Uuid, String>>>,
+    /// Uploads in progress per user (`server.max_uploads_per_user`).
+    uploads: Arc<uploads::Uploads>,
 }
 
 impl Chat {
@@ -147,6 +151,7 @@ impl Chat {
         metrics: Arc<Metrics>,
     ) -> Chat {
         Chat {
+            uploads: Arc::new(uploads::Uploads::new(limits.max_uploads_per_user)),
             store,
             broker,
             limits,

@@ -1,11 +1,11 @@
-//! Reading Kibray client frames, one request per type and endpoint, and reassembling uploads
-//! from their chunks (protocol framing: the core gets the whole file).
+//! Reading Kibray client frames, one request per type and endpoint, and the chunks of uploads
+//! (protocol framing: decoded here, each written to disk by the core as it comes).
 
 use base64::Engine as _;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::super::{Out, Rate, Request};
-use super::{Action, Kibray, Meta, Missing, bad, id_field, optional_id, string_field, text};
+use super::super::{Rate, Request};
+use super::{Action, Kibray, Meta, Missing, bad, id_field, optional_id, string_field};
 use crate::core::command::{Command, ContentPolicy, EditMessage, RoomRef, SendMessage};
 use crate::error::Error;
 use crate::ws::KibrayEndpoint;
@@ -118,12 +118,13 @@ impl Kibray {
                         ));
                     }
                 };
+                // A new upload abandons the one in progress (and frees its slot first).
+                self.upload = None;
                 Request::core(
                     Meta::new(
                         Action::UploadFile {
                             id,
-                            name,
-                            content_type,
+                            name: name.clone(),
                             size,
                         },
                         Missing::Item,
@@ -131,6 +132,8 @@ impl Kibray {
                     Rate::Message,
                     Command::StartUpload {
                         room: self.room()?,
+                        file_name: name,
+                        content_type,
                         size,
                         max_bytes: self.max_upload_bytes,
                     },
@@ -178,15 +181,14 @@ impl Kibray {
         })
     }
 
-    /// `upload_chunk`: chunks in order from 0, base64. Each is answered with `upload_progress`;
-    /// the last one leads to storing the file and posting it to the room (a `chat_message`
-    /// listing it), answered with `upload_complete`.
+    /// `upload_chunk`: chunks in order from 0, base64, each written to disk by the core and
+    /// answered with `upload_progress`; the last one leads to storing the file and posting it
+    /// to the room (a `chat_message` listing it), answered with `upload_complete`.
     pub(super) fn chunk(
         &mut self,
         upload_id: &str,
         index: u64,
         chunk: &str,
-        out: &mut Out,
     ) -> Result<Option<Request<Meta>>, Error> {
         let bad = |message: String| Error::BadRequest(message);
         let Some(upload) = self.upload.as_mut().filter(|u| u.id == upload_id) else {
@@ -201,41 +203,15 @@ impl Kibray {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(chunk)
             .map_err(|e| bad(format!("chunk_data is not base64: {e}")))?;
-        let received =
-            u64::try_from(upload.data.len().saturating_add(bytes.len())).unwrap_or(u64::MAX);
-        if received > upload.size {
-            self.upload = None;
-            return Err(bad(
-                "the chunks exceed file_size; upload abandoned".to_owned()
-            ));
-        }
-        upload.data.extend_from_slice(&bytes);
-        upload.next_chunk += 1;
-        if received < upload.size {
-            out.send(text(&json!({
-                "type": "upload_progress",
-                "upload_id": upload.id,
-                "chunk_index": index,
-                "received": received,
-                "file_size": upload.size,
-            })));
-            return Ok(None);
-        }
-        let Some(done) = self.upload.take() else {
-            return Ok(None);
+        let Some(file) = upload.file.take() else {
+            return Err(bad(format!("upload {upload_id:?} is busy")));
         };
-        let room = self
-            .room()
-            .map_err(|_| Error::NotFound("not in a room".to_owned()))?;
         Ok(Some(Request::core(
-            Meta::new(Action::UploadDone(done.id), Missing::Item),
+            Meta::new(Action::ChunkStored { index }, Missing::Item),
             Rate::Free,
-            Command::AttachFile {
-                room,
-                file_name: done.name,
-                content_type: done.content_type,
-                content: done.data,
-                max_bytes: self.max_upload_bytes,
+            Command::UploadChunk {
+                upload: file,
+                data: bytes.into(),
             },
         )))
     }

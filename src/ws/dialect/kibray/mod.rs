@@ -10,7 +10,7 @@
 //! ([`crate::store::User::number`]). Content is plain text: markup is stripped by the core
 //! ([`crate::core::command::ContentPolicy::plain`]).
 //!
-//! This file is the codec's answers; `decode` reads client frames (and reassembles uploads),
+//! This file is the codec's answers; `decode` reads client frames (and upload chunks),
 //! `events` encodes what the core emits.
 
 mod decode;
@@ -67,19 +67,19 @@ pub struct Kibray {
     max_chars: usize,
     /// `kibray.max_upload_bytes`.
     max_upload_bytes: u64,
-    /// The upload in progress on this connection (one at a time; a new `upload_file` replaces
-    /// it). Its bytes stay below `kibray.max_upload_bytes`.
+    /// The upload in progress on this connection (one at a time; a new `upload_file` abandons
+    /// it). Its bytes go to a temporary file on disk, at most `kibray.max_upload_bytes`.
     upload: Option<Upload>,
 }
 
 /// A file being uploaded in chunks.
 pub(super) struct Upload {
     id: String,
-    name: String,
-    content_type: String,
     size: u64,
     next_chunk: u64,
-    data: Vec<u8>,
+    /// The core's upload: here between chunks, away with the command that writes one. Dropped
+    /// (the upload abandoned, a chunk refused, the connection closed), its temporary file goes.
+    file: Option<Box<crate::core::chat::Upload>>,
 }
 
 /// What a Kibray request needs for its answer.
@@ -104,7 +104,6 @@ pub(super) enum Action {
     UploadFile {
         id: Option<String>,
         name: String,
-        content_type: String,
         size: u64,
     },
     /// An `upload_chunk`.
@@ -113,8 +112,9 @@ pub(super) enum Action {
         index: u64,
         chunk: String,
     },
-    /// The last chunk's upload, stored and posted.
-    UploadDone(String),
+    /// A chunk handed to the core: on disk (`upload_progress`), or the last one, the file
+    /// stored and posted (`upload_complete`).
+    ChunkStored { index: u64 },
 }
 
 impl Meta {
@@ -214,7 +214,7 @@ impl Dialect for Kibray {
         else {
             return None;
         };
-        match self.chunk(&upload_id, index, &chunk, out) {
+        match self.chunk(&upload_id, index, &chunk) {
             Ok(next) => next,
             Err(error) => {
                 send_error(out, &error, Missing::Item);
@@ -229,15 +229,7 @@ impl Dialect for Kibray {
                 self.room = Some((joined.room.name, joined.room.id));
             }
             (Action::Unread, Reply::Unread(count)) => out.send(unread_count(count)),
-            (
-                Action::UploadFile {
-                    id,
-                    name,
-                    content_type,
-                    size,
-                },
-                Reply::UploadReady(_),
-            ) => {
+            (Action::UploadFile { id, name, size }, Reply::UploadReady(file)) => {
                 let id = id.unwrap_or_else(|| Uuid::new_v4().simple().to_string());
                 out.send(text(&json!({
                     "type": "upload_started",
@@ -247,14 +239,27 @@ impl Dialect for Kibray {
                 })));
                 self.upload = Some(Upload {
                     id,
-                    name,
-                    content_type,
                     size,
                     next_chunk: 0,
-                    data: Vec::new(),
+                    file: Some(file),
                 });
             }
-            (Action::UploadDone(id), Reply::Sent(sent)) => {
+            (Action::ChunkStored { index }, Reply::UploadProgress(file)) => {
+                let Some(upload) = self.upload.as_mut() else {
+                    return;
+                };
+                upload.next_chunk += 1;
+                out.send(text(&json!({
+                    "type": "upload_progress",
+                    "upload_id": upload.id,
+                    "chunk_index": index,
+                    "received": file.received(),
+                    "file_size": upload.size,
+                })));
+                upload.file = Some(file);
+            }
+            (Action::ChunkStored { .. }, Reply::Sent(sent)) => {
+                let id = self.upload.take().map(|upload| upload.id);
                 let file = sent
                     .message
                     .attachments
@@ -277,6 +282,11 @@ impl Dialect for Kibray {
             (Action::Typing, Error::Throttled { .. }) => {}
             (_, Error::Throttled { .. }) => {
                 out.send(error_frame(RATE_LIMIT_TEXT, codes::RATE_LIMIT_EXCEEDED));
+            }
+            (Action::ChunkStored { .. }, error) => {
+                // The core dropped the upload with the refused chunk: it is abandoned.
+                self.upload = None;
+                send_error(out, error, meta.missing);
             }
             (action, _) => fail(action, meta.missing, error, out),
         }
