@@ -535,7 +535,8 @@ async fn serve<D: Dialect>(
                     Err(e) => {
                         tracing::warn!(user = %session.principal.username, error = %e, "cannot remove delivered direct messages from the queue");
                     }
-                    Ok(_) if drain.more => {
+                    // Not past a shutdown: what is left stays queued for the next connection.
+                    Ok(_) if drain.more && !state.is_shutting_down() => {
                         if let Some(request) = after.and_then(|after| dialect.queued_page(after)) {
                             Box::pin(session.run(&mut dialect, request, &mut out)).await;
                             continue;
