@@ -29,6 +29,7 @@ pub struct Config {
     pub dialects: DialectsConfig,
     pub fastchat: FastChatConfig,
     pub kibray: KibrayConfig,
+    pub limits: LimitsConfig,
     pub control: ControlConfig,
     pub tls: TlsConfig,
     pub metrics: MetricsConfig,
@@ -221,12 +222,14 @@ pub struct WsConfig {
     pub max_frame_bytes: usize,
     /// Longest chat message content, in characters.
     pub max_message_chars: usize,
-    /// Sustained rate of messages (Send, Broadcast, DirectMessage, Edit, binary, ...) per
-    /// connection per minute; above it (after the burst) a request gets Error 429.
+    /// Sustained rate of messages (Send, Broadcast, DirectMessage, Edit, binary, HTTP posts
+    /// and uploads, ...) per user per minute; above it (after the burst) a request gets 429.
     pub messages_per_minute: u32,
-    /// Messages a connection may send at once above the sustained rate.
+    /// Messages a user may send at once above the sustained rate. The rate and the burst are
+    /// per user: every connection and HTTP request of the user draws on the same bucket, so a
+    /// reconnect does not refill it.
     pub message_burst: u32,
-    /// Typing notifications per connection per minute; extra ones are dropped silently.
+    /// Typing notifications per user per minute; extra ones are dropped silently.
     pub typing_per_minute: u32,
     /// Topic subscriptions per connection.
     pub max_subscriptions: usize,
@@ -249,10 +252,24 @@ pub struct WsConfig {
     pub expiry_grace_secs: u64,
     /// Most messages replayed by a Join with `since`; beyond it the Join says `complete: false`.
     pub max_replay: usize,
+    /// Most bytes (of stored messages) one Join replays; beyond it the Join says
+    /// `complete: false` and the client pages on with History. At least one message is
+    /// replayed whatever its size.
+    pub max_replay_bytes: usize,
+    /// Joins (native `Join`, rooms `join_room`) per user per minute; a whole connection's rooms
+    /// (`max_joined_rooms`) may come at once. Beyond: Error 429, nothing joined.
+    pub joins_per_minute: u32,
     /// Most messages one History request returns.
     pub max_history: usize,
-    /// Offline direct messages kept per user.
+    /// Offline direct messages kept per user; a DirectMessage beyond is refused (429).
     pub max_queued_direct_messages: usize,
+    /// Bytes of offline direct messages kept per user; a DirectMessage beyond is refused.
+    pub max_queued_direct_bytes: usize,
+    /// Offline direct messages one sender may have queued for one user (a share of
+    /// `max_queued_direct_messages`, so one sender cannot fill another user's queue alone).
+    pub max_queued_direct_messages_per_sender: usize,
+    /// Bytes of offline direct messages one sender may have queued for one user.
+    pub max_queued_direct_bytes_per_sender: usize,
     /// Browser origins allowed to open WebSockets besides the server's own origin, e.g.
     /// `["https://chat.example.com"]`. Clients that send no Origin (non-browsers) are always allowed.
     pub allowed_origins: Vec<String>,
@@ -285,8 +302,13 @@ impl Default for WsConfig {
             expiry_warning_secs: 60,
             expiry_grace_secs: 30,
             max_replay: 1000,
+            max_replay_bytes: 1024 * 1024,
+            joins_per_minute: 60,
             max_history: 200,
             max_queued_direct_messages: 1000,
+            max_queued_direct_bytes: 8 * 1024 * 1024,
+            max_queued_direct_messages_per_sender: 250,
+            max_queued_direct_bytes_per_sender: 2 * 1024 * 1024,
             allowed_origins: Vec::new(),
             permessage_deflate: true,
             conformance_echo: false,
@@ -340,6 +362,37 @@ impl Default for KibrayConfig {
     }
 }
 
+/// Per-user bounds on what accounts create and keep, over every protocol and HTTP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Rooms one user may own (created by name; direct and personal rooms do not count).
+    /// Admins are exempt: they create rooms for others (backends, the operator). Beyond: 403.
+    pub max_rooms_per_user: usize,
+    /// Rooms one user may create per minute, sustained (admins exempt). Beyond: 429.
+    pub room_creations_per_minute: u32,
+    /// Rooms one user may create at once above that rate.
+    pub room_creation_burst: u32,
+    /// Notifications kept in one user's inbox; a new one beyond drops the oldest
+    /// (`natter_notifications_dropped_total`).
+    pub max_notifications_per_user: usize,
+    /// Rate-limit buckets kept in memory (one per user and rate in use). Buckets that are
+    /// full again are dropped first (that loses nothing); beyond, arbitrary ones are.
+    pub max_rate_buckets: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_rooms_per_user: 200,
+            room_creations_per_minute: 5,
+            room_creation_burst: 20,
+            max_notifications_per_user: 1000,
+            max_rate_buckets: 100_000,
+        }
+    }
+}
+
 /// The FastChat dialect at `/ws` (a connection whose first frame is `HELLO`): the limits its
 /// protocol documents, its heartbeat, and whether clients without a token may join as guests.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -351,6 +404,11 @@ pub struct FastChatConfig {
     /// How long a connection without a token may take to send its HELLO (guests only), in
     /// seconds; then it is closed with 4401.
     pub hello_timeout_secs: u64,
+    /// Guests connected at once, at most (and never more than half of `ws.max_connections`,
+    /// so guests cannot take the connections accounts need). Beyond: ERROR, close 1013.
+    pub max_guests: usize,
+    /// Guests connected at once from one client address. Beyond: ERROR RATE_LIMITED, close 4429.
+    pub max_guests_per_ip: usize,
     /// Longest message content, in characters (after markup is stripped); it replaces
     /// `ws.max_message_chars` for FastChat.
     pub max_message_chars: usize,
@@ -373,6 +431,8 @@ impl Default for FastChatConfig {
         FastChatConfig {
             guests: false,
             hello_timeout_secs: 10,
+            max_guests: 1000,
+            max_guests_per_ip: 10,
             max_message_chars: 1000,
             display_name_min_chars: 3,
             display_name_max_chars: 50,
@@ -635,10 +695,47 @@ impl Config {
                 "ws.max_queued_direct_messages",
                 ws.max_queued_direct_messages,
             ),
+            (
+                "ws.max_queued_direct_messages_per_sender",
+                ws.max_queued_direct_messages_per_sender,
+            ),
+            ("fastchat.max_guests", self.fastchat.max_guests),
+            (
+                "fastchat.max_guests_per_ip",
+                self.fastchat.max_guests_per_ip,
+            ),
+            ("limits.max_rooms_per_user", self.limits.max_rooms_per_user),
+            (
+                "limits.max_notifications_per_user",
+                self.limits.max_notifications_per_user,
+            ),
+            ("limits.max_rate_buckets", self.limits.max_rate_buckets),
         ] {
             if value == 0 {
                 problems.push(format!("{name} must be at least 1"));
             }
+        }
+        for (name, value) in [
+            ("ws.max_replay_bytes", ws.max_replay_bytes),
+            ("ws.max_queued_direct_bytes", ws.max_queued_direct_bytes),
+            (
+                "ws.max_queued_direct_bytes_per_sender",
+                ws.max_queued_direct_bytes_per_sender,
+            ),
+        ] {
+            if value < 1024 {
+                problems.push(format!("{name} must be at least 1024"));
+            }
+        }
+        if ws.joins_per_minute == 0
+            || self.limits.room_creations_per_minute == 0
+            || self.limits.room_creation_burst == 0
+        {
+            problems.push(
+                "ws.joins_per_minute, limits.room_creations_per_minute and \
+                 limits.room_creation_burst must be at least 1"
+                    .to_owned(),
+            );
         }
         if ws.messages_per_minute == 0 || ws.message_burst == 0 || ws.typing_per_minute == 0 {
             problems.push(

@@ -39,7 +39,8 @@ pub enum Event {
     DirectMessage {
         from_user: String,
         from_user_id: Uuid,
-        payload: Value,
+        /// JSON text, as the sender wrote it (see `store::QueuedDirectMessage::payload`).
+        payload: Box<serde_json::value::RawValue>,
         sent_at: i64,
         message_id: String,
     },

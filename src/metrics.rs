@@ -117,6 +117,8 @@ pub struct Metrics {
     /// frame of each write).
     pub delivery_latency: Histogram,
     pub slow_consumers: AtomicU64,
+    /// Notifications dropped from full inboxes (`limits.max_notifications_per_user`).
+    pub notifications_dropped: AtomicU64,
     pub connections_opened: AtomicU64,
     pub connections_refused: AtomicU64,
     pub store_flush: Histogram,
@@ -134,6 +136,7 @@ impl Default for Metrics {
             frames_out: AtomicU64::new(0),
             delivery_latency: Histogram::new(LATENCY_BOUNDS),
             slow_consumers: AtomicU64::new(0),
+            notifications_dropped: AtomicU64::new(0),
             connections_opened: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
             store_flush: Histogram::new(LATENCY_BOUNDS),
@@ -239,6 +242,12 @@ impl Metrics {
             "natter_slow_consumers_total",
             "Connections closed because their outbound queue was full (4008).",
             load(&self.slow_consumers),
+        );
+        counter(
+            &mut out,
+            "natter_notifications_dropped_total",
+            "Oldest notifications dropped from full inboxes (limits.max_notifications_per_user).",
+            load(&self.notifications_dropped),
         );
         self.store_flush.render(
             &mut out,

@@ -204,7 +204,11 @@ async fn offline_commands_work_on_the_data_dir_and_refuse_what_needs_the_daemon(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_backup_while_clients_write_restores_into_a_fresh_data_dir() {
-    let server = TestServer::start_with_users(&[("root", "root-password-1", "admin")]).await;
+    // Writers as fast as the store takes them: no per-user message rate in the way.
+    let server = TestServer::start_with_users_and(&[("root", "root-password-1", "admin")], |c| {
+        c.ws.message_burst = 100_000;
+    })
+    .await;
     let dir = server.data_dir.clone();
     let token = server.access_token("root", "root-password-1").await;
     for room in ["a", "b"] {

@@ -100,7 +100,9 @@ async fn a_full_disk_fails_writes_clearly_and_the_store_reopens() {
     };
     let data_dir: PathBuf = tmpfs.path().join("data");
     add_user(&data_dir, "alice", "alice-password", "user");
-    let mut daemon = Daemon::start(&data_dir, &[]).expect("starts on the small filesystem");
+    // Messages as fast as the disk takes them: no per-user message rate in the way.
+    let mut daemon = Daemon::start(&data_dir, &[("NATTER_WS_MESSAGE_BURST", "100000")])
+        .expect("starts on the small filesystem");
     let token = access_token(daemon.addr, "alice", "alice-password").await;
     let created = http(
         daemon.addr,

@@ -641,7 +641,7 @@ async fn notifications_are_listed_counted_and_marked_read() {
     let alice = f.get("alice", "/api/v1/notifications").await;
     assert_eq!(
         alice.json,
-        json!({"notifications": [], "unread": 0}),
+        json!({"notifications": [], "unread": 0, "has_more": false}),
         "{:?}",
         alice.json
     );

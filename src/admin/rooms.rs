@@ -65,7 +65,7 @@ pub(super) async fn create(
 }
 
 pub(super) async fn list(state: &AppState) -> Result<Reply, Error> {
-    let rooms = state.core.chat.list_rooms(&operator()).await?;
+    let rooms = state.core.chat.list_all_rooms(&operator()).await?;
     let mut text = format!(
         "{:<32} {:<8} {:<16} {:>8} {:>10}\n",
         "ROOM", "VISIBLE", "OWNER", "MESSAGES", "RETENTION"

@@ -12,13 +12,12 @@ use serde_json::Value;
 
 use super::Core;
 use super::accounts::UserView;
-use super::chat::{DirectOutcome, JoinOutcome, SendOutcome, Upload};
+use super::chat::{DirectOutcome, JoinOutcome, QueuedDirect, SendOutcome, Upload};
 use crate::error::Error;
 pub use crate::events::BinaryKind;
-use crate::events::Event;
 use crate::hub::ConnId;
 use crate::principal::Principal;
-use crate::store::{Message, Room};
+use crate::store::{Message, QueueReceipt, Room};
 
 /// An open conversation, as the connection that opened it sees it (the reply to
 /// [`Command::OpenConversation`]).
@@ -230,8 +229,13 @@ pub enum Command {
         payload: Value,
         message_id: String,
     },
-    /// The direct messages queued while the user was offline.
-    TakeQueuedDirectMessages,
+    /// The next page of the direct messages queued while the user was offline, after queue
+    /// id `after` (0: the first). They stay queued until [`Command::DeliveredDirectMessages`].
+    QueuedDirectMessages {
+        after: u64,
+    },
+    /// A page of queued direct messages was written to the connection: they leave the queue.
+    DeliveredDirectMessages(QueueReceipt),
     SetStatus {
         status: String,
         metadata: Option<Value>,
@@ -323,8 +327,8 @@ pub enum Reply {
         file_id: Option<u64>,
     },
     Direct(DirectOutcome),
-    /// Events for this connection only (queued direct messages).
-    Events(Vec<Event>),
+    /// A page of queued direct messages, for this connection only.
+    QueuedDirect(QueuedDirect),
     Unread(usize),
     /// The name the connection is listed under.
     Listed(String),
@@ -446,8 +450,12 @@ impl Core {
                 chat.direct_message(who, &target, payload, message_id)
                     .await?,
             ),
-            Command::TakeQueuedDirectMessages => {
-                Reply::Events(chat.take_queued_direct_messages(who).await?)
+            Command::QueuedDirectMessages { after } => {
+                Reply::QueuedDirect(chat.queued_direct_messages(who, after).await?)
+            }
+            Command::DeliveredDirectMessages(receipt) => {
+                chat.delivered_queued_direct_messages(receipt).await?;
+                Reply::Done
             }
             Command::SetStatus { status, metadata } => {
                 chat.set_status(who, &status, metadata).await?;

@@ -8,6 +8,10 @@
 //! it open, and nothing of it is stored. Which conversations a connection has open, and who is
 //! in the roster, is the hub's per-connection state, so both sides of a conversation see it.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use uuid::Uuid;
 
 use crate::core::chat::{Chat, MAX_CLIENT_MSG_ID_BYTES, check_content, now_millis};
@@ -17,6 +21,36 @@ use crate::error::Error;
 use crate::events::{ConversationEvent, Event};
 use crate::hub::{ConnId, PeerChat};
 use crate::principal::Principal;
+
+/// Guests connected now, in all and per client address.
+#[derive(Debug, Default)]
+pub struct GuestCounts {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// A guest's place among the guests (see [`Chat::admit_guest`]): given back when dropped, so
+/// the connection holds it for its life.
+#[derive(Debug)]
+pub struct GuestPass {
+    counts: Arc<Mutex<GuestCounts>>,
+    address: Option<IpAddr>,
+}
+
+impl Drop for GuestPass {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(address) = self.address
+            && let Some(count) = counts.by_address.get_mut(&address)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.by_address.remove(&address);
+            }
+        }
+    }
+}
 
 /// Prefix of the ids of conversations that no room keeps (a guest takes part).
 pub const LIVE_PREFIX: &str = "live:";
@@ -60,16 +94,61 @@ impl Chat {
         Ok(id)
     }
 
-    /// A guest admitted by its first frame: the id it gets (see [`Chat::guest_identity`]) and
-    /// its display name under `policy`.
+    /// A guest admitted by its first frame from `address`: the id it gets (see
+    /// [`Chat::guest_identity`]), its display name under `policy`, and its place among the
+    /// guests, held for as long as the connection lives.
+    ///
+    /// Guests are bounded apart from accounts: at most `fastchat.max_guests` (never more than
+    /// half of `ws.max_connections`, so accounts always find room; beyond: `Unavailable`) and
+    /// `fastchat.max_guests_per_ip` from one address (beyond: `RateLimited`). A display name
+    /// that is an account's username or display name (folded: case, spaces, invisible and
+    /// fullwidth characters) is refused (`Conflict`): a guest must not pass for an account.
     pub async fn admit_guest(
         &self,
         claimed: &str,
         display_name: &str,
         policy: NamePolicy,
-    ) -> Result<(Uuid, String), Error> {
+        address: Option<IpAddr>,
+    ) -> Result<(Uuid, String, GuestPass), Error> {
         let name = policy::display_name(display_name, policy.min, policy.max)?;
-        Ok((self.guest_identity(claimed).await?, name))
+        let id = self.guest_identity(claimed).await?;
+        if self.store().is_account_name(&name).await? {
+            return Err(Error::Conflict(format!(
+                "display name {name} belongs to an account: choose another"
+            )));
+        }
+        let pass = self.take_guest_place(address)?;
+        Ok((id, name, pass))
+    }
+
+    fn take_guest_place(&self, address: Option<IpAddr>) -> Result<GuestPass, Error> {
+        let limits = self.limits();
+        let mut counts = self
+            .guest_counts()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if counts.total >= limits.max_guests {
+            return Err(Error::Unavailable(format!(
+                "too many guests ({}); try again later",
+                limits.max_guests
+            )));
+        }
+        if let Some(address) = address
+            && counts.by_address.get(&address).copied().unwrap_or(0) >= limits.max_guests_per_ip
+        {
+            return Err(Error::RateLimited(format!(
+                "too many guests from your address (at most {})",
+                limits.max_guests_per_ip
+            )));
+        }
+        counts.total += 1;
+        if let Some(address) = address {
+            *counts.by_address.entry(address).or_default() += 1;
+        }
+        Ok(GuestPass {
+            counts: self.guests_handle(),
+            address,
+        })
     }
 
     /// Lists a connection in the live roster under `display_name` (see

@@ -11,6 +11,7 @@ pub mod chat;
 pub mod command;
 pub mod conversations;
 pub mod policy;
+pub mod rates;
 #[cfg(test)]
 mod tests;
 
@@ -35,10 +36,27 @@ pub struct Limits {
     pub max_subscriptions: usize,
     /// `ws.max_replay`: messages a Join replays.
     pub max_replay: usize,
+    /// `ws.max_replay_bytes`: bytes (of stored messages) a Join replays.
+    pub max_replay_bytes: usize,
     /// `ws.max_history`: messages one History request returns.
     pub max_history: usize,
-    /// `ws.max_queued_direct_messages`: direct messages kept for an offline user.
-    pub max_queued_direct_messages: usize,
+    /// What an offline user's direct-message queue holds (`ws.max_queued_direct_*`).
+    pub direct_queue: crate::store::QueueBounds,
+    /// `ws.messages_per_minute` with `ws.message_burst`: the message rate of the HTTP API
+    /// (the same bucket as the native protocol's).
+    pub messages: rates::Bucket,
+    /// `limits.room_creations_per_minute` with `limits.room_creation_burst`.
+    pub room_creations: rates::Bucket,
+    /// `limits.max_rooms_per_user`: rooms a user may own (admins exempt).
+    pub max_rooms_per_user: usize,
+    /// `limits.max_notifications_per_user`: notifications kept per inbox.
+    pub max_notifications_per_user: usize,
+    /// `limits.max_rate_buckets`: the rate registry's capacity.
+    pub max_rate_buckets: usize,
+    /// Guests at once: `fastchat.max_guests`, at most half of `ws.max_connections`.
+    pub max_guests: usize,
+    /// `fastchat.max_guests_per_ip`.
+    pub max_guests_per_ip: usize,
     /// `server.max_uploads_per_user`: uploads (HTTP and Kibray) one user has in progress.
     pub max_uploads_per_user: usize,
     /// `server.unattached_file_ttl_secs`: how long a file no stored message lists is kept.
@@ -47,13 +65,33 @@ pub struct Limits {
 
 impl Limits {
     pub fn of(config: &Config) -> Limits {
+        let ws = &config.ws;
         Limits {
-            max_message_chars: config.ws.max_message_chars,
-            max_joined_rooms: config.ws.max_joined_rooms,
-            max_subscriptions: config.ws.max_subscriptions,
-            max_replay: config.ws.max_replay,
-            max_history: config.ws.max_history,
-            max_queued_direct_messages: config.ws.max_queued_direct_messages,
+            max_message_chars: ws.max_message_chars,
+            max_joined_rooms: ws.max_joined_rooms,
+            max_subscriptions: ws.max_subscriptions,
+            max_replay: ws.max_replay,
+            max_replay_bytes: ws.max_replay_bytes,
+            max_history: ws.max_history,
+            direct_queue: crate::store::QueueBounds {
+                messages: ws.max_queued_direct_messages,
+                bytes: ws.max_queued_direct_bytes,
+                messages_per_sender: ws.max_queued_direct_messages_per_sender,
+                bytes_per_sender: ws.max_queued_direct_bytes_per_sender,
+            },
+            messages: rates::Bucket::Gcra {
+                per_minute: ws.messages_per_minute,
+                burst: ws.message_burst,
+            },
+            room_creations: rates::Bucket::Gcra {
+                per_minute: config.limits.room_creations_per_minute,
+                burst: config.limits.room_creation_burst,
+            },
+            max_rooms_per_user: config.limits.max_rooms_per_user,
+            max_notifications_per_user: config.limits.max_notifications_per_user,
+            max_rate_buckets: config.limits.max_rate_buckets,
+            max_guests: config.fastchat.max_guests.min(ws.max_connections / 2),
+            max_guests_per_ip: config.fastchat.max_guests_per_ip,
             max_uploads_per_user: config.server.max_uploads_per_user,
             unattached_file_ttl_secs: config.server.unattached_file_ttl_secs,
         }

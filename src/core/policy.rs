@@ -283,6 +283,12 @@ impl RateLimiter {
             .saturating_duration_since(Instant::now())
             .saturating_sub(self.tolerance)
     }
+
+    /// Whether the bucket is full again at `now`: then it behaves exactly like a new one, so
+    /// whoever keeps limiters may drop it without giving anyone a token more.
+    pub fn is_full_at(&self, now: Instant) -> bool {
+        self.tat <= now
+    }
 }
 
 /// A rolling-window limit: at most `limit` requests in any `window` (Kibray's "60 messages
@@ -323,6 +329,14 @@ impl WindowLimiter {
         self.accepted.front().map_or(Duration::ZERO, |oldest| {
             (*oldest + self.window).saturating_duration_since(Instant::now())
         })
+    }
+
+    /// Whether no accepted request is inside the window at `now`: then the limiter behaves
+    /// exactly like a new one (see [`RateLimiter::is_full_at`]).
+    pub fn is_full_at(&self, now: Instant) -> bool {
+        self.accepted
+            .back()
+            .is_none_or(|at| now.saturating_duration_since(*at) >= self.window)
     }
 
     pub fn try_take_at(&mut self, now: Instant) -> bool {

@@ -191,12 +191,13 @@ async fn a_private_room_is_its_members_and_admins_only() {
         .expect("members");
     assert_eq!(members, ["owner"]);
     // A stranger does not see it listed; the owner does.
-    let listed = |rooms: Vec<super::chat::RoomSummary>| -> Vec<String> {
+    let listed = |(rooms, next): (Vec<super::chat::RoomSummary>, Option<u64>)| -> Vec<String> {
+        assert_eq!(next, None, "one page");
         rooms.into_iter().map(|r| r.name).collect()
     };
-    assert!(listed(f.chat.list_rooms(&stranger).await.expect("list")).is_empty());
+    assert!(listed(f.chat.list_rooms(&stranger, 0, 10).await.expect("list")).is_empty());
     assert_eq!(
-        listed(f.chat.list_rooms(&owner).await.expect("list")),
+        listed(f.chat.list_rooms(&owner, 0, 10).await.expect("list")),
         ["secret"]
     );
 }
@@ -443,4 +444,12 @@ async fn a_joined_member_hears_a_message_with_its_authors_number() {
         }
         other => panic!("a message was expected, got {other:?}"),
     }
+}
+
+#[test]
+fn the_store_knows_which_rooms_the_quota_leaves_out() {
+    assert_eq!(
+        crate::store::UNCOUNTED_PREFIXES,
+        [super::policy::DM_PREFIX, super::policy::PERSONAL_PREFIX]
+    );
 }

@@ -41,6 +41,9 @@ pub fn files_upload(
              length: Option<u64>,
              body,
              state: AppState| async move {
+                // An upload posts a message: it counts against the user's message rate, before
+                // its body is read.
+                state.core.chat.count_message(&who)?;
                 let limit = state.config.server.max_upload_bytes;
                 if length.is_some_and(|n| n > limit) {
                     return Err(Rejection::from(Error::PayloadTooLarge { limit }));

@@ -330,8 +330,18 @@ pub fn error_response(error: &Error) -> warp::reply::Response {
             warp::http::HeaderValue::from_static("Bearer"),
         );
     }
-    if let Error::TooManyAttempts { retry_after } = error {
-        let secs = retry_after.as_secs().max(1).to_string();
+    let retry_secs = match error {
+        Error::TooManyAttempts { retry_after } => Some(retry_after.as_secs().max(1)),
+        // Whole seconds, rounded up: a client that waits that long gets through.
+        Error::Throttled { retry_ms, .. } => Some(
+            u64::try_from(retry_ms.div_ceil(1000))
+                .unwrap_or(u64::MAX)
+                .max(1),
+        ),
+        _ => None,
+    };
+    if let Some(secs) = retry_secs {
+        let secs = secs.to_string();
         if let Ok(value) = warp::http::HeaderValue::from_str(&secs) {
             response
                 .headers_mut()

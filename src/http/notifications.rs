@@ -103,7 +103,9 @@ pub fn notifications_create(
         )
 }
 
-/// GET /api/v1/notifications?limit= — the caller's newest notifications and their unread count.
+/// GET /api/v1/notifications?limit=&before= — a page of the caller's notifications, newest
+/// first (ids below `before`), their unread count, and whether older ones follow (`has_more`;
+/// page on with `before` = the smallest id received).
 pub fn notifications_list(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -116,11 +118,16 @@ pub fn notifications_list(
             |who: Principal, query: HashMap<String, String>, state: AppState| async move {
                 let limit =
                     query_number::<usize>(&query, "limit")?.unwrap_or(DEFAULT_NOTIFICATIONS);
-                let (notifications, unread) = state.core.chat.notifications(&who, limit).await?;
+                let before = query_number::<u64>(&query, "before")?;
+                let page = state.core.chat.notifications(&who, before, limit).await?;
                 let notifications: Vec<Value> =
-                    notifications.iter().map(notification_json).collect();
+                    page.notifications.iter().map(notification_json).collect();
                 Ok::<_, Rejection>(json_reply(
-                    &json!({"notifications": notifications, "unread": unread}),
+                    &json!({
+                        "notifications": notifications,
+                        "unread": page.unread,
+                        "has_more": page.has_more,
+                    }),
                     StatusCode::OK,
                 ))
             },

@@ -11,7 +11,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::{authenticated, json_body, json_reply, query_number, with_state};
 use crate::app::AppState;
-use crate::core::chat::CreateRoom;
+use crate::core::chat::{CreateRoom, DEFAULT_ROOM_PAGE, MAX_ROOM_PAGE, RoomSummary};
 use crate::core::command::{ContentPolicy, React, RoomRef, SendMessage};
 use crate::error::Error;
 use crate::principal::Principal;
@@ -64,42 +64,77 @@ pub(super) fn path_name(segment: &str) -> String {
     crate::wire::percent_decode(&segment.replace('+', "%2B"))
 }
 
-/// GET /api/v1/me — the caller's account and the rooms they can see.
+/// A page of the rooms `who` can see, as `?limit=&cursor=` ask: the rooms and the cursor of
+/// the next page (`None` on the last).
+async fn room_page(
+    state: &AppState,
+    who: &Principal,
+    query: &HashMap<String, String>,
+) -> Result<(Vec<RoomSummary>, Option<String>), Error> {
+    let limit = query_number::<usize>(query, "limit")?.unwrap_or(DEFAULT_ROOM_PAGE);
+    if limit == 0 || limit > MAX_ROOM_PAGE {
+        return Err(Error::BadRequest(format!(
+            "limit must be 1 to {MAX_ROOM_PAGE}"
+        )));
+    }
+    let after = match query.get("cursor").map(String::as_str) {
+        None | Some("") => 0,
+        Some(cursor) => cursor.parse::<u64>().map_err(|_| {
+            Error::BadRequest("cursor must be a next_cursor this API returned".to_owned())
+        })?,
+    };
+    let (rooms, next) = state.core.chat.list_rooms(who, after, limit).await?;
+    Ok((rooms, next.map(|id| id.to_string())))
+}
+
+/// GET /api/v1/me?limit=&cursor= — the caller's account and the first page of the rooms they
+/// can see (`rooms_next_cursor` continues it with `GET /api/v1/rooms?cursor=`).
 pub fn me_get(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "me")
         .and(warp::get())
         .and(authenticated(state.clone()))
+        .and(warp::query::<HashMap<String, String>>())
         .and(with_state(state))
-        .and_then(|who: Principal, state: AppState| async move {
-            let user = state.core.accounts.me(&who).await?;
-            let rooms = state.core.chat.list_rooms(&who).await?;
-            Ok::<_, Rejection>(json_reply(
-                &json!({
-                    "id": user.id,
-                    "user_id": user.user_id,
-                    "username": user.username,
-                    "display_name": user.display_name,
-                    "role": user.role,
-                    "avatar_url": user.avatar_url,
-                    "rooms": rooms,
-                }),
-                StatusCode::OK,
-            ))
-        })
+        .and_then(
+            |who: Principal, query: HashMap<String, String>, state: AppState| async move {
+                let user = state.core.accounts.me(&who).await?;
+                let (rooms, next_cursor) = room_page(&state, &who, &query).await?;
+                Ok::<_, Rejection>(json_reply(
+                    &json!({
+                        "id": user.id,
+                        "user_id": user.user_id,
+                        "username": user.username,
+                        "display_name": user.display_name,
+                        "role": user.role,
+                        "avatar_url": user.avatar_url,
+                        "rooms": rooms,
+                        "rooms_next_cursor": next_cursor,
+                    }),
+                    StatusCode::OK,
+                ))
+            },
+        )
 }
 
-/// GET /api/v1/rooms — the rooms the caller can see, with membership and unread counts.
+/// GET /api/v1/rooms?limit=&cursor= — a page of the rooms the caller can see, in id order,
+/// with membership and unread counts; `next_cursor` (null on the last page) asks for the next.
 pub fn rooms_list(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms")
         .and(warp::get())
         .and(authenticated(state.clone()))
+        .and(warp::query::<HashMap<String, String>>())
         .and(with_state(state))
-        .and_then(|who: Principal, state: AppState| async move {
-            let rooms = state.core.chat.list_rooms(&who).await?;
-            Ok::<_, Rejection>(json_reply(&json!({"rooms": rooms}), StatusCode::OK))
-        })
+        .and_then(
+            |who: Principal, query: HashMap<String, String>, state: AppState| async move {
+                let (rooms, next_cursor) = room_page(&state, &who, &query).await?;
+                Ok::<_, Rejection>(json_reply(
+                    &json!({"rooms": rooms, "next_cursor": next_cursor}),
+                    StatusCode::OK,
+                ))
+            },
+        )
 }
 
 /// POST /api/v1/rooms — creates a room owned by the caller.
@@ -238,6 +273,8 @@ pub fn messages_create(
         .and(with_state(state))
         .and_then(
             |room: String, who: Principal, req: SendRequest, state: AppState| async move {
+                // The user's message rate, the same bucket as their WebSocket messages.
+                state.core.chat.count_message(&who)?;
                 let outcome = state
                     .core
                     .chat

@@ -44,6 +44,19 @@ pub(crate) struct Trees {
     pub files: sled::Tree,
     /// room id + file id + sequence (u64 BE each) -> empty: the messages that list a file.
     pub file_refs: sled::Tree,
+    /// room id -> empty, for every public room (listing without a scan of all rooms).
+    pub public_rooms: sled::Tree,
+    /// owner id + room id -> empty, for the rooms created by name (what
+    /// `limits.max_rooms_per_user` counts; direct and personal rooms are not in it).
+    pub owned_rooms: sled::Tree,
+    /// user id -> the totals of the user's direct-message queue; user id + sender id -> that
+    /// sender's share (both [`super::inbox::Totals`]).
+    pub dm_queue_totals: sled::Tree,
+    /// user id -> notifications and unread notifications in the user's inbox (two u64 BE).
+    pub notification_counts: sled::Tree,
+    /// normalized name + NUL + user id -> empty: every account's username and display name,
+    /// as [`super::names::name_key`] folds them (guests may not take them).
+    pub account_names: sled::Tree,
     /// Each room's last sequence number, kept by the writer so that a Send writes one entry
     /// (the message) instead of the message plus a rewritten room record.
     pub(crate) sequences: rooms::Sequences,
@@ -139,10 +152,15 @@ impl SledStore {
             external_ids: db.open_tree("external_ids")?,
             files: db.open_tree("files")?,
             file_refs: db.open_tree("file_refs")?,
+            public_rooms: db.open_tree("public_rooms")?,
+            owned_rooms: db.open_tree("owned_rooms")?,
+            dm_queue_totals: db.open_tree("dm_queue_totals")?,
+            notification_counts: db.open_tree("notification_counts")?,
+            account_names: db.open_tree("account_names")?,
             sequences: rooms::Sequences::default(),
             lookups: lookups::Lookups::default(),
         });
-        check_schema(&trees.meta, &data_dir)?;
+        check_schema(&trees, &data_dir)?;
         files::index_file_refs(&db, &trees).map_err(|e| open_err(e.to_string()))?;
         let writer = writer::spawn(db.clone(), trees.clone(), config.max_batch, metrics);
         Ok(SledStore {
@@ -254,7 +272,8 @@ pub(super) fn create_private_dir(path: &Path) -> std::io::Result<()> {
         .create(path)
 }
 
-fn check_schema(meta: &sled::Tree, path: &Path) -> Result<(), StoreError> {
+fn check_schema(trees: &Trees, path: &Path) -> Result<(), StoreError> {
+    let meta = &trees.meta;
     match meta.get(META_SCHEMA)? {
         None => {
             meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
@@ -276,9 +295,19 @@ fn check_schema(meta: &sled::Tree, path: &Path) -> Result<(), StoreError> {
                 });
             }
             if found < SCHEMA_VERSION {
-                // Version 1 -> 2 needs no rewrite (exact last_seq records are valid floors);
-                // 2 -> 3 is the file_refs index, built right after this (`store::files`).
-                // Recording the version before anything is written keeps older builds out.
+                // Version 1 -> 2 needs no rewrite (exact last_seq records are valid floors).
+                // 2 -> 3 builds the indexes and counters of version 3 from the records (the
+                // file_refs index is built right after this, `store::files`). Both
+                // are flushed before the new version is recorded, so a crash midway redoes
+                // the upgrade on the next open; recording it before anything else is written
+                // keeps older builds out.
+                if found < 3 {
+                    super::migrate::to_v3(trees).map_err(|e| StoreError::Open {
+                        path: path.to_path_buf(),
+                        detail: format!("cannot upgrade the store to schema version 3: {e}"),
+                    })?;
+                    meta.flush()?;
+                }
                 meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
                 meta.flush()?;
             }

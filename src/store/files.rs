@@ -768,6 +768,7 @@ mod tests {
                     visibility: super::super::Visibility::Public,
                     persistent: true,
                     retention_secs: 0,
+                    quota: None,
                 })
                 .await
                 .expect("room");

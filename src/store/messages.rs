@@ -237,14 +237,32 @@ impl SledStore {
         before: u64,
         limit: usize,
     ) -> Result<Vec<Message>, Error> {
+        self.messages_within(room_id, after, before, limit, usize::MAX)
+    }
+
+    /// [`SledStore::messages`], stopping before the stored records pass `max_bytes` in all
+    /// (at least one message is returned, whatever its size): what a Join replays.
+    pub fn messages_within(
+        &self,
+        room_id: u64,
+        after: u64,
+        before: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Message>, Error> {
         let start = keys::message(room_id, after.saturating_add(1));
         let end = keys::message(room_id, before);
         let mut out = Vec::new();
         if after.saturating_add(1) >= before {
             return Ok(out);
         }
+        let mut bytes = 0usize;
         for entry in self.trees().messages.range(start..end).take(limit) {
             let (_, raw) = entry?;
+            bytes = bytes.saturating_add(raw.len());
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
             out.push(decode("messages", &raw)?);
         }
         Ok(out)

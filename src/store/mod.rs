@@ -14,6 +14,8 @@ mod inbox;
 pub mod keys;
 mod lookups;
 mod messages;
+mod migrate;
+mod names;
 mod rooms;
 mod sessions;
 mod users;
@@ -32,9 +34,12 @@ pub use crate::error::StoreError;
 
 pub use backup::{BackupSummary, META_EPOCH, VerifyReport, restore, verify_backup};
 pub use files::{FileSweep, IncomingFile, KeptContent, StoredFile};
-pub use inbox::{Notification, QueuedDirectMessage};
+pub use inbox::{
+    Notification, NotificationPage, QueueBounds, QueueReceipt, QueuedDirectMessage, QueuedPage,
+};
 pub use messages::{Appended, Message};
-pub use rooms::{Membership, NewRoom, Room, Visibility};
+pub use names::name_key;
+pub use rooms::{Membership, NewRoom, Room, RoomPage, UNCOUNTED_PREFIXES, Visibility};
 pub use sessions::{Family, Rotation};
 pub use users::User;
 
@@ -47,10 +52,13 @@ pub(crate) use engine::{SledStore, Trees};
 /// the stale floor and reuse sequence numbers, so it must refuse such a store. Version-1 stores
 /// (whose records are exact) are upgraded in place on open.
 ///
-/// 3: the tree `file_refs` says which messages list each file, and a file's record goes when
-/// the last one does (see `store::files`). A version-2 build would add messages without their
-/// references, whose files a later sweep would then take for unlisted ones, so it must refuse
-/// such a store. Version-2 stores are indexed in place on open.
+/// 3: indexes and counters kept by the writer with what they index: the tree `file_refs` says
+/// which messages list each file, and a file's record goes when the last one does (see
+/// `store::files`); public rooms, the rooms each user created, the totals of each
+/// direct-message queue and notification inbox, the accounts' names. A version-2 build would
+/// not keep them (it would add messages without their file references, whose files a later
+/// sweep would then take for unlisted ones), so it must refuse such a store; older stores get
+/// them built on open (`store::migrate`, `store::files::index_file_refs`).
 pub const SCHEMA_VERSION: u32 = 3;
 
 pub(crate) const META_SCHEMA: &[u8] = b"schema_version";
@@ -218,40 +226,64 @@ impl Store {
         on_engine!(self, engine => engine.file(id))
     }
 
-    /// Queues a direct message for `user_id`, dropping the oldest beyond `max` per user.
+    /// Queues a direct message for `user_id` unless that goes beyond `bounds` (the recipient's
+    /// queue in messages or bytes, or the sender's share of it): then `RateLimited`, and nothing
+    /// is stored or dropped.
     pub async fn queue_direct_message(
         &self,
         user_id: Uuid,
         message: QueuedDirectMessage,
-        max: usize,
+        bounds: QueueBounds,
     ) -> Result<(), Error> {
-        on_engine!(self, engine => engine.queue_direct_message(user_id, message, max).await)
+        on_engine!(self, engine => engine.queue_direct_message(user_id, message, bounds).await)
     }
 
-    /// Takes every queued direct message of `user_id`, oldest first. They are deleted only after
-    /// the caller had them (the delete is durable when this returns).
-    pub async fn take_direct_messages(
+    /// The next page of `user_id`'s queued direct messages after queue id `after` (0: the
+    /// first), oldest first: at most `max_bytes` of stored entries, at least one entry. Read
+    /// outside the writer; nothing is deleted until [`Store::delete_direct_messages`].
+    pub async fn queued_direct_messages(
         &self,
         user_id: Uuid,
-    ) -> Result<Vec<QueuedDirectMessage>, Error> {
-        on_engine!(self, engine => engine.take_direct_messages(user_id).await)
+        after: u64,
+        max_bytes: usize,
+    ) -> Result<QueuedPage, Error> {
+        on_engine!(self, engine => engine.queued_direct_messages(user_id, after, max_bytes).await)
     }
 
-    /// Stores a notification in its user's inbox, assigning its id.
+    /// Deletes the entries of a delivered page (those still there). Durable when it returns.
+    pub async fn delete_direct_messages(&self, receipt: QueueReceipt) -> Result<(), Error> {
+        on_engine!(self, engine => engine.delete_direct_messages(receipt).await)
+    }
+
+    /// Messages and bytes queued for `user_id`.
+    pub async fn queued_direct_totals(&self, user_id: Uuid) -> Result<(u64, u64), Error> {
+        on_engine!(self, engine => engine.queued_direct_totals(user_id))
+    }
+
+    /// Stores a notification in its user's inbox, assigning its id; beyond `max` in the inbox
+    /// the oldest are dropped. Returns it and how many were dropped.
     pub async fn insert_notification(
         &self,
         notification: Notification,
-    ) -> Result<Notification, Error> {
-        on_engine!(self, engine => engine.insert_notification(notification).await)
+        max: usize,
+    ) -> Result<(Notification, usize), Error> {
+        on_engine!(self, engine => engine.insert_notification(notification, max).await)
     }
 
-    /// A user's notifications, newest first, at most `limit`, and the unread count.
+    /// A page of a user's notifications, newest first (ids below `before`, at most `limit`),
+    /// with the inbox's unread count.
     pub async fn notifications(
         &self,
         user_id: Uuid,
+        before: Option<u64>,
         limit: usize,
-    ) -> Result<(Vec<Notification>, usize), Error> {
-        on_engine!(self, engine => engine.notifications(user_id, limit))
+    ) -> Result<NotificationPage, Error> {
+        on_engine!(self, engine => engine.notifications(user_id, before, limit))
+    }
+
+    /// How many of a user's notifications are unread (a counter, not a scan).
+    pub async fn unread_notifications(&self, user_id: Uuid) -> Result<u64, Error> {
+        on_engine!(self, engine => engine.unread_notifications(user_id))
     }
 
     /// Marks one notification read. `NotFound` if it is not this user's.
@@ -263,11 +295,18 @@ impl Store {
         on_engine!(self, engine => engine.mark_notification_read(user_id, id).await)
     }
 
+    /// Whether `name` (folded: case, spacing, invisible and fullwidth characters) is an
+    /// account's username or display name.
+    pub async fn is_account_name(&self, name: &str) -> Result<bool, Error> {
+        on_engine!(self, engine => engine.is_account_name(name))
+    }
+
     pub async fn room_by_name(&self, name: &str) -> Result<Option<Room>, Error> {
         on_engine!(self, engine => engine.room_by_name(name))
     }
 
-    /// Creates a room with a fresh id, its owner as first member. `Conflict` if the name is taken.
+    /// Creates a room with a fresh id, its owner as first member. `Conflict` if the name is
+    /// taken, `Forbidden` if the owner has `new.quota` rooms already.
     pub async fn create_room(&self, new: NewRoom) -> Result<Room, Error> {
         on_engine!(self, engine => engine.create_room(new).await)
     }
@@ -296,9 +335,27 @@ impl Store {
         on_engine!(self, engine => engine.room_member_ids(room_id))
     }
 
-    /// All rooms, in id order.
+    /// All rooms, in id order (tools and tests; servers page with [`Store::visible_rooms`]).
     pub async fn rooms(&self) -> Result<Vec<Room>, Error> {
         on_engine!(self, engine => engine.rooms())
+    }
+
+    /// A page of the rooms `user_id` can see with ids above `after` (at most `limit`, in id
+    /// order, with the user's memberships): public rooms and the user's own, or with `all`
+    /// every room. From indexes, on a blocking thread.
+    pub async fn visible_rooms(
+        &self,
+        user_id: Uuid,
+        all: bool,
+        after: u64,
+        limit: usize,
+    ) -> Result<RoomPage, Error> {
+        on_engine!(self, engine => engine.visible_rooms(user_id, all, after, limit).await)
+    }
+
+    /// Rooms created by name that `owner` owns (what `limits.max_rooms_per_user` counts).
+    pub async fn owned_room_count(&self, owner: Uuid) -> Result<usize, Error> {
+        on_engine!(self, engine => engine.owned_room_count(owner))
     }
 
     /// Makes `user_id` a member (keeping an existing membership as it is). Returns whether the
@@ -372,6 +429,19 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Message>, Error> {
         on_engine!(self, engine => engine.messages_before(room_id, before, limit))
+    }
+
+    /// Messages of a room with `after < seq < before`, oldest first, at most `limit`, and at
+    /// most `max_bytes` of stored records (at least one message).
+    pub async fn messages_within(
+        &self,
+        room_id: u64,
+        after: u64,
+        before: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Message>, Error> {
+        on_engine!(self, engine => engine.messages_within(room_id, after, before, limit, max_bytes))
     }
 
     /// Messages of a room with `after < seq < before`, oldest first, at most `limit`.

@@ -24,6 +24,37 @@ use crate::error::Error;
 
 const META_NEXT_ROOM_ID: &[u8] = b"next_room_id";
 
+/// Names of the rooms that are not created by name and so do not count against a user's room
+/// quota: direct rooms (`dm:`) and personal rooms (`user:`), as `core::policy` names them.
+pub const UNCOUNTED_PREFIXES: [&str; 2] = ["dm:", "user:"];
+
+/// Whether a room of this name counts against its owner's room quota (`owned_rooms`).
+pub(super) fn counts_against_quota(name: &str) -> bool {
+    !UNCOUNTED_PREFIXES
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
+
+/// The room id in the next key of an index scan (at `offset` in the key).
+fn next_id(
+    scan: &mut impl Iterator<Item = Result<sled::IVec, sled::Error>>,
+    offset: usize,
+) -> Result<Option<u64>, Error> {
+    match scan.next() {
+        None => Ok(None),
+        Some(key) => Ok(keys::u64_at(&key?, offset)),
+    }
+}
+
+/// A page of the rooms a user can see, in id order.
+#[derive(Debug, Default)]
+pub struct RoomPage {
+    /// Each room with the user's membership, if any.
+    pub rooms: Vec<(Room, Option<Membership>)>,
+    /// The id to continue after, when more rooms follow.
+    pub next: Option<u64>,
+}
+
 /// A user's membership of a room.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Membership {
@@ -296,6 +327,9 @@ impl Trees {
             self.client_ids.remove(key?)?;
         }
         self.room_names.remove(room.name.as_bytes())?;
+        self.public_rooms.remove(prefix)?;
+        self.owned_rooms
+            .remove(keys::user_room(room.owner, room.id))?;
         self.rooms.remove(prefix)?;
         self.sequences.forget(room.id);
         Ok(messages)
@@ -312,6 +346,9 @@ pub struct NewRoom {
     pub visibility: Visibility,
     pub persistent: bool,
     pub retention_secs: u64,
+    /// Rooms the owner may own at most, counting this one (`limits.max_rooms_per_user`);
+    /// `None`: no limit (admins, and rooms not created by name).
+    pub quota: Option<usize>,
 }
 
 impl SledStore {
@@ -324,6 +361,22 @@ impl SledStore {
         self.write(move |t| {
             if t.room_names.contains_key(new.name.as_bytes())? {
                 return Err(Error::Conflict(format!("room {} already exists", new.name)));
+            }
+            let counted = counts_against_quota(&new.name);
+            if let Some(max) = new.quota.filter(|_| counted) {
+                // Keys only, and at most `max` of them.
+                let owned = t
+                    .owned_rooms
+                    .scan_prefix(new.owner.as_bytes())
+                    .keys()
+                    .take(max)
+                    .count();
+                if owned >= max {
+                    return Err(Error::Forbidden(format!(
+                        "you own {owned} rooms, the most a user may (limits.max_rooms_per_user); \
+                         delete one first"
+                    )));
+                }
             }
             let id = t.next_counter(META_NEXT_ROOM_ID)?;
             let room = Room {
@@ -338,6 +391,13 @@ impl SledStore {
             };
             t.put_room(&room)?;
             t.room_names.insert(room.name.as_bytes(), &keys::room(id))?;
+            if room.visibility == Visibility::Public {
+                t.public_rooms.insert(keys::room(id), b"".as_slice())?;
+            }
+            if counted {
+                t.owned_rooms
+                    .insert(keys::user_room(room.owner, id), b"".as_slice())?;
+            }
             t.put_membership(
                 id,
                 room.owner,
@@ -399,6 +459,91 @@ impl SledStore {
             out.push(self.trees().with_last_seq(decode("rooms", &raw)?)?);
         }
         Ok(out)
+    }
+
+    /// Rooms created by name that `owner` owns (what the room quota counts).
+    pub fn owned_room_count(&self, owner: Uuid) -> Result<usize, Error> {
+        Ok(self
+            .trees()
+            .owned_rooms
+            .scan_prefix(owner.as_bytes())
+            .keys()
+            .count())
+    }
+
+    /// A page of the rooms `user_id` can see with ids above `after`, at most `limit`, in id
+    /// order: the public rooms and the user's own (memberships), merged from their indexes;
+    /// `all`: every room (an admin's view). Each with the user's membership. Read on a
+    /// blocking thread: a page costs `limit` lookups, whatever the number of rooms.
+    pub async fn visible_rooms(
+        &self,
+        user_id: Uuid,
+        all: bool,
+        after: u64,
+        limit: usize,
+    ) -> Result<RoomPage, Error> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.visible_rooms_now(user_id, all, after, limit))
+            .await
+            .map_err(|e| Error::Internal(format!("room listing failed: {e}")))?
+    }
+
+    fn visible_rooms_now(
+        &self,
+        user_id: Uuid,
+        all: bool,
+        after: u64,
+        limit: usize,
+    ) -> Result<RoomPage, Error> {
+        let t = self.trees();
+        let Some(start) = after.checked_add(1) else {
+            return Ok(RoomPage::default());
+        };
+        let wanted = limit.saturating_add(1);
+        let mut ids: Vec<u64> = Vec::with_capacity(wanted.min(1024));
+        if all {
+            for key in t.rooms.range(keys::room(start)..).keys().take(wanted) {
+                ids.extend(keys::u64_at(&key?, 0));
+            }
+        } else {
+            let mut public = t.public_rooms.range(keys::room(start)..).keys();
+            let mut mine = t
+                .user_rooms
+                .range(keys::user_room(user_id, start)..=keys::user_room(user_id, u64::MAX))
+                .keys();
+            let mut next_public = next_id(&mut public, 0)?;
+            let mut next_mine = next_id(&mut mine, 16)?;
+            while ids.len() < wanted {
+                let id = match (next_public, next_mine) {
+                    (Some(a), Some(b)) if a == b => {
+                        next_public = next_id(&mut public, 0)?;
+                        next_mine = next_id(&mut mine, 16)?;
+                        a
+                    }
+                    (Some(a), b) if b.is_none_or(|b| a < b) => {
+                        next_public = next_id(&mut public, 0)?;
+                        a
+                    }
+                    (_, Some(b)) => {
+                        next_mine = next_id(&mut mine, 16)?;
+                        b
+                    }
+                    _ => break,
+                };
+                ids.push(id);
+            }
+        }
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        let next = if more { ids.last().copied() } else { None };
+        let mut rooms = Vec::with_capacity(ids.len());
+        for id in ids {
+            // An index entry whose room is gone (a crash between the two) is skipped.
+            if let Some(room) = t.room(id)? {
+                rooms.push((room, t.membership(id, user_id)?));
+            }
+        }
+        Ok(RoomPage { rooms, next })
     }
 
     /// Makes `user_id` a member (keeping an existing membership as it is). Returns whether the
@@ -500,6 +645,7 @@ mod tests {
             visibility: Visibility::Public,
             persistent: true,
             retention_secs: 0,
+            quota: None,
         }
     }
 
@@ -787,6 +933,7 @@ mod tests {
             visibility: Visibility::Public,
             persistent: true,
             retention_secs: 0,
+            quota: None,
         };
         let a = store.create_room(new("a")).await.expect("room a");
         let b = store.create_room(new("b")).await.expect("room b");

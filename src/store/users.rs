@@ -53,9 +53,10 @@ impl Trees {
     /// Writes a user record (the username index is maintained by insert/remove only: usernames
     /// do not change).
     pub fn put_user(&self, user: &User) -> Result<(), Error> {
+        let old = self.user(user.id)?;
         let written = encode(user).and_then(|record| {
             self.users.insert(user.id.as_bytes(), record)?;
-            Ok(())
+            self.reindex_names(old.as_ref(), Some(user))
         });
         self.lookups.forget_user(user.id);
         written
@@ -247,6 +248,8 @@ impl Trees {
                 self.external_ids.remove(key)?;
             }
         }
+        self.reindex_names(Some(user), None)?;
+        self.remove_user_inbox(user.id)?;
         self.users.remove(user.id.as_bytes())?;
         Ok(())
     }
@@ -314,6 +317,7 @@ mod tests {
                 visibility: Visibility::Public,
                 persistent: true,
                 retention_secs: 0,
+                quota: None,
             })
             .await
             .expect("room");

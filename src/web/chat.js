@@ -27,12 +27,22 @@ const ROOMS_POLL_MS = 30_000;
 const READ_INTERVAL_MS = 2000;
 /** The server lets a connection join at most this many rooms (ws.max_joined_rooms default). */
 const MAX_JOINED = 100;
+/** Rooms asked for per page of GET /api/v1/rooms (the server allows up to 500). */
+const ROOMS_PAGE = 200;
+/** Pages of the room list read at most in one refresh (a bound, not an expectation). */
+const MAX_ROOM_PAGES = 100;
 
 /** The other user of a direct room `dm:A:B`, seen from `me`. */
 export function directPeer(roomName, me) {
   if (!roomName.startsWith('dm:')) return null;
   const [, a, b] = roomName.split(':');
   return a === me ? b : a;
+}
+
+/** How long a 429's message ("... retry in 480 ms") says to wait, at least a second. */
+function retryDelay(message) {
+  const match = /retry in (\d+) ms/.exec(message ?? '');
+  return Math.max(1000, match ? Number(match[1]) : 5000);
 }
 
 export class Chat {
@@ -126,8 +136,22 @@ export class Chat {
     return room;
   }
 
+  /** Every room we can see: GET /api/v1/rooms is paged, so follow next_cursor to the end. */
+  async listRooms() {
+    const rooms = [];
+    let cursor = null;
+    for (let page = 0; page < MAX_ROOM_PAGES; page++) {
+      const query = cursor === null ? `?limit=${ROOMS_PAGE}` : `?limit=${ROOMS_PAGE}&cursor=${encodeURIComponent(cursor)}`;
+      const reply = await this.session.api('GET', `/api/v1/rooms${query}`);
+      rooms.push(...reply.rooms);
+      cursor = reply.next_cursor ?? null;
+      if (cursor === null) break;
+    }
+    return rooms;
+  }
+
   async refreshRooms() {
-    const { rooms } = await this.session.api('GET', '/api/v1/rooms');
+    const rooms = await this.listRooms();
     const names = new Set();
     for (const summary of rooms) {
       this.upsertRoom(summary);
@@ -177,6 +201,9 @@ export class Chat {
     } catch (e) {
       room.joined = false;
       if (e.code === 403 || e.code === 404) this.refreshRooms().catch(() => {});
+      // Joins are rate-limited per user (a whole connection's rooms at once, then about one a
+      // second): try again once the server says a join will pass.
+      if (e.code === 429) setTimeout(() => this.joinAll().catch(() => {}), retryDelay(e.message));
     }
   }
 

@@ -16,17 +16,18 @@ use uuid::Uuid;
 
 use super::dialect::fastchat::{self, FirstFrame};
 use super::dialect::root::Root;
-use super::dialect::{Bucket, Dialect, Facts, Out, Rate, RateLimit, RateLimits, Request, Step};
+use super::dialect::{Dialect, Facts, Out, Rate, RateLimits, Request, Step};
 use super::socket::{Prepared, WebSocket, WsError};
 use super::{Credentials, Endpoint, close, fanout};
 use crate::app::AppState;
-use crate::core::command::Reply;
-use crate::core::policy::{RateLimiter, WindowLimiter};
+use crate::core::command::{Command, Reply};
+use crate::core::conversations::GuestPass;
+use crate::core::rates::{RateRegistry, Subject};
 use crate::error::Error;
 use crate::events::KickReason;
 use crate::hub::{ConnCaps, ConnId, ConnInfo, RegisterError};
 use crate::principal::Principal;
-use crate::store::now_secs;
+use crate::store::{QueueReceipt, now_secs};
 
 /// Boxed: each layer of a session's future (`run_ws`, `run`, `serve`) keeps its own slots for
 /// its arguments, so a socket passed by value would be stored several times over in every idle
@@ -45,89 +46,58 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// pending frames and the close frame, and is gone within 2 s of overflowing its queue.
 const BLOCKED_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// One rate's limiter, as its dialect's [`Bucket`] says.
-enum Limiter {
-    Gcra(RateLimiter),
-    Window(WindowLimiter),
-}
-
-impl Limiter {
-    fn new(bucket: Bucket) -> Limiter {
-        match bucket {
-            Bucket::Gcra { per_minute, burst } => {
-                Limiter::Gcra(RateLimiter::new(per_minute, burst))
-            }
-            Bucket::Window { per_minute } => {
-                Limiter::Window(WindowLimiter::new(per_minute, Duration::from_secs(60)))
-            }
-        }
-    }
-
-    fn try_take(&mut self) -> bool {
-        match self {
-            Limiter::Gcra(limiter) => limiter.try_take(),
-            Limiter::Window(limiter) => limiter.try_take(),
-        }
-    }
-
-    fn refused_in_a_row(&self) -> u32 {
-        match self {
-            Limiter::Gcra(limiter) => limiter.refused_in_a_row,
-            Limiter::Window(limiter) => limiter.refused_in_a_row,
-        }
-    }
-
-    fn retry_after(&self) -> Duration {
-        match self {
-            Limiter::Gcra(limiter) => limiter.retry_after(),
-            Limiter::Window(limiter) => limiter.retry_after(),
-        }
-    }
-}
-
-fn per_minute(bucket: Bucket) -> u32 {
-    match bucket {
-        Bucket::Gcra { per_minute, .. } | Bucket::Window { per_minute } => per_minute,
-    }
-}
-
-/// A connection's rates: its dialect's limits and their limiters.
+/// A connection's rates: its dialect's limits, counted against its user's buckets in the
+/// core's rate registry (shared by every connection and HTTP request of the user, so a
+/// reconnect starts where the last connection left off), and this connection's refusal
+/// streaks.
 struct Rates {
     limits: RateLimits,
-    messages: Limiter,
-    typing: Limiter,
+    /// Whose buckets: the user's (a guest's: its address's).
+    subject: Subject,
+    /// Refusals in a row on this connection, per rate (messages, typing, joins).
+    refused: [u32; 3],
 }
 
 impl Rates {
-    fn new(limits: RateLimits) -> Rates {
+    fn new(limits: RateLimits, subject: Subject) -> Rates {
         Rates {
             limits,
-            messages: Limiter::new(limits.messages.bucket),
-            typing: Limiter::new(limits.typing.bucket),
+            subject,
+            refused: [0; 3],
         }
     }
 
     /// Counts one request against `rate`. Over the limit: `Throttled`; a client that keeps
     /// going a whole minute's worth past a limit that closes is closed with 4429.
-    fn check(&mut self, rate: Rate, out: &mut Out) -> Result<(), Error> {
-        let (limit, limiter): (RateLimit, &mut Limiter) = match rate {
+    fn check(&mut self, registry: &RateRegistry, rate: Rate, out: &mut Out) -> Result<(), Error> {
+        let (limit, streak) = match rate {
             Rate::Free => return Ok(()),
-            Rate::Message => (self.limits.messages, &mut self.messages),
-            Rate::Typing => (self.limits.typing, &mut self.typing),
+            Rate::Message => (self.limits.messages, 0),
+            Rate::Typing => (self.limits.typing, 1),
+            Rate::Join => (self.limits.joins, 2),
         };
-        if limiter.try_take() {
-            return Ok(());
+        match registry.check(self.subject, limit.noun, limit.bucket) {
+            Ok(()) => {
+                self.refused[streak] = 0;
+                Ok(())
+            }
+            Err(error) => {
+                self.refused[streak] = self.refused[streak].saturating_add(1);
+                if limit.closes && self.refused[streak] >= limit.bucket.per_minute() {
+                    out.close(close::RATE_LIMITED, self.limits.close_reason);
+                }
+                Err(error)
+            }
         }
-        let per_minute = per_minute(limit.bucket);
-        if limit.closes && limiter.refused_in_a_row() >= per_minute {
-            out.close(close::RATE_LIMITED, self.limits.close_reason);
-        }
-        Err(Error::Throttled {
-            what: limit.noun,
-            per_minute,
-            retry_ms: limiter.retry_after().as_millis(),
-        })
     }
+}
+
+/// A page of queued direct messages given to the dialect, to be removed from the queue once
+/// its frames are written.
+struct Drain {
+    receipt: QueueReceipt,
+    /// More pages follow.
+    more: bool,
 }
 
 /// What the session keeps of a connection besides its dialect.
@@ -138,6 +108,8 @@ struct Session {
     rates: Rates,
     /// Highest sequence already sent per room by a replay: live duplicates are dropped.
     replayed: HashMap<u64, u64>,
+    /// The page of queued direct messages in this turn's frames, if any.
+    drain: Option<Drain>,
 }
 
 impl Session {
@@ -147,7 +119,7 @@ impl Session {
         let mut request = request;
         loop {
             let Request { meta, rate, step } = request;
-            if let Err(error) = self.rates.check(rate, out) {
+            if let Err(error) = self.rates.check(self.state.core.chat.rates(), rate, out) {
                 dialect.error(meta, &error, out);
                 return;
             }
@@ -188,6 +160,12 @@ impl Session {
                     let entry = self.replayed.entry(outcome.room.id).or_insert(0);
                     *entry = (*entry).max(last.seq);
                 }
+            }
+            Reply::QueuedDirect(page) if !page.receipt.is_empty() => {
+                self.drain = Some(Drain {
+                    receipt: page.receipt.clone(),
+                    more: page.more,
+                });
             }
             Reply::Authenticated(principal) => {
                 self.state
@@ -264,7 +242,8 @@ pub async fn run_ws(
         run::<Root>(state, socket, credentials, peer, endpoint).await;
         return;
     }
-    let Some((user_id, display_name)) = await_guest_hello(&state, &mut socket, peer).await else {
+    let Some((user_id, display_name, place)) = await_guest_hello(&state, &mut socket, peer).await
+    else {
         return;
     };
     let principal = Principal::guest(user_id);
@@ -273,17 +252,21 @@ pub async fn run_ws(
         Root::guest(facts, &config, display_name)
     })
     .await;
+    // The guest's place among the guests is given back once its connection is gone.
+    drop(place);
 }
 
 /// Reads the first frames of a connection without a token until a FastChat HELLO admits it as
-/// a guest (its user id and display name). A HELLO that cannot be accepted as it is gets its
-/// ERROR and the client may try again, within the same deadline; one that claims an account's
-/// id, any other frame, or silence until the deadline, ends the connection (4401).
+/// a guest (its user id, display name and place among the guests). A HELLO that cannot be
+/// accepted as it is (a bad name, an account's name) gets its ERROR and the client may try
+/// again, within the same deadline; one that claims an account's id, any other frame, or
+/// silence until the deadline, ends the connection (4401); so do too many guests (1013) or
+/// too many from one address (4429), after their ERROR.
 async fn await_guest_hello(
     state: &AppState,
     socket: &mut Socket,
     peer: SocketAddr,
-) -> Option<(Uuid, String)> {
+) -> Option<(Uuid, String, GuestPass)> {
     let missing = Error::InvalidToken("missing token (or FastChat HELLO)");
     let deadline = Instant::now() + Duration::from_secs(state.config.fastchat.hello_timeout_secs);
     loop {
@@ -353,10 +336,23 @@ async fn await_guest_hello(
         match state
             .core
             .chat
-            .admit_guest(&claimed, &display_name, policy)
+            .admit_guest(&claimed, &display_name, policy, Some(peer.ip()))
             .await
         {
             Ok(admitted) => return Some(admitted),
+            Err(error @ (Error::Unavailable(_) | Error::RateLimited(_))) => {
+                tracing::info!(peer = %peer, error = %error, "WebSocket refused: guest limit");
+                let code = if matches!(error, Error::Unavailable(_)) {
+                    close::TRY_AGAIN_LATER
+                } else {
+                    close::RATE_LIMITED
+                };
+                let _ =
+                    tokio::time::timeout(CLOSE_TIMEOUT, socket.send(fastchat::error_frame(&error)))
+                        .await;
+                close_gracefully(socket, code, &error.public_message()).await;
+                return None;
+            }
             Err(error) if fastchat::Code::of(&error) == fastchat::Code::Unauthorized => {
                 tracing::info!(peer = %peer, "WebSocket refused: a guest claimed an account's user id");
                 let _ =
@@ -462,12 +458,14 @@ async fn serve<D: Dialect>(
         public_id,
     };
     let mut dialect = make(&facts);
+    let subject = Subject::of(&principal, Some(peer.ip()));
     let mut session = Session {
         state: state.clone(),
-        rates: Rates::new(dialect.rate_limits(&state.config)),
+        rates: Rates::new(dialect.rate_limits(&state.config), subject),
         principal,
         conn,
         replayed: HashMap::new(),
+        drain: None,
     };
     state.broker.set_dialect(conn, dialect.name());
     let mut out = Out::default();
@@ -519,6 +517,34 @@ async fn serve<D: Dialect>(
             if let Some(close) = out.close.take() {
                 break Some(close);
             }
+            // A page of queued direct messages was in what was just written: it leaves the
+            // queue, and the next page (if any) goes out in the next write. So a queue reaches
+            // the client a page at a time, as fast as the socket takes it, and what a dropped
+            // connection did not get stays queued.
+            if let Some(drain) = session.drain.take() {
+                let after = drain.receipt.last();
+                let delivered = state
+                    .core
+                    .execute(
+                        &session.principal,
+                        conn,
+                        Command::DeliveredDirectMessages(drain.receipt),
+                    )
+                    .await;
+                match delivered {
+                    Err(e) => {
+                        tracing::warn!(user = %session.principal.username, error = %e, "cannot remove delivered direct messages from the queue");
+                    }
+                    // Not past a shutdown: what is left stays queued for the next connection.
+                    Ok(_) if drain.more && !state.is_shutting_down() => {
+                        if let Some(request) = after.and_then(|after| dialect.queued_page(after)) {
+                            Box::pin(session.run(&mut dialect, request, &mut out)).await;
+                            continue;
+                        }
+                    }
+                    Ok(_) => {}
+                }
+            }
         }
         if expiry.expires_at != session.principal.expires_at {
             expiry = Expiry::new(&session.principal, config, dialect.enforces_token_expiry());
@@ -530,7 +556,7 @@ async fn serve<D: Dialect>(
             heartbeat = current;
             expiry = Expiry::new(&session.principal, config, dialect.enforces_token_expiry());
             state.broker.set_dialect(conn, dialect.name());
-            session.rates = Rates::new(dialect.rate_limits(&state.config));
+            session.rates = Rates::new(dialect.rate_limits(&state.config), session.rates.subject);
             next_ping = Instant::now() + heartbeat.0;
         }
         tokio::select! {

@@ -27,8 +27,11 @@ describe('natter web client', () => {
   let bob; // page of bob's context
   const contexts = [];
 
+  // The history test seeds 130 messages over HTTP at once: more than a user's message burst.
+  const settings = { NATTER_WS_MESSAGE_BURST: '200' };
+
   before(async () => {
-    natter = await (await Natter.fresh()).start();
+    natter = await (await Natter.fresh()).start('127.0.0.1:0', settings);
     adminPassword = await natter.adminPassword();
     adminToken = await natter.token('admin', adminPassword);
     browser = await launchBrowser();
@@ -388,7 +391,7 @@ describe('natter web client', () => {
     await bob.locator('#connection-text', { hasText: '1 to send' }).waitFor();
     await screenshot(bob, 'offline');
 
-    await natter.start(`127.0.0.1:${port}`);
+    await natter.start(`127.0.0.1:${port}`, settings);
     // Posted before the browsers are back: they must get it by resuming, not by reloading.
     await natter.api('POST', '/api/v1/rooms/general/messages', {
       token: await natter.token('admin', adminPassword),

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::events::Event;
 use crate::metrics::MessageKind;
 use crate::principal::Principal;
-use crate::store::{Notification, now_secs};
+use crate::store::{Notification, NotificationPage, now_secs};
 
 impl Chat {
     /// Delivers an arbitrary event into a room (the rooms protocol's task.* and project.* events).
@@ -117,26 +117,35 @@ impl Chat {
             .user_by_name(&new.username)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no user {}", new.username)))?;
-        let stored = self
+        let (stored, dropped) = self
             .store
-            .insert_notification(Notification {
-                id: 0,
-                user_id: user.id,
-                level: new.level,
-                title: new.title,
-                message: new.message,
-                category: new.category,
-                url: new.url,
-                actions: if new.actions.is_null() {
-                    Value::Array(Vec::new())
-                } else {
-                    new.actions
+            .insert_notification(
+                Notification {
+                    id: 0,
+                    user_id: user.id,
+                    level: new.level,
+                    title: new.title,
+                    message: new.message,
+                    category: new.category,
+                    url: new.url,
+                    actions: if new.actions.is_null() {
+                        Value::Array(Vec::new())
+                    } else {
+                        new.actions
+                    },
+                    created_at: now_secs(),
+                    read: false,
                 },
-                created_at: now_secs(),
-                read: false,
-            })
+                self.limits.max_notifications_per_user,
+            )
             .await?;
         self.metrics.message(MessageKind::Notification);
+        if dropped > 0 {
+            self.metrics.notifications_dropped.fetch_add(
+                u64::try_from(dropped).unwrap_or(u64::MAX),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         self.broker.publish_user(
             user.id,
             Event::Notification {
@@ -147,15 +156,17 @@ impl Chat {
         Ok(stored)
     }
 
-    /// The caller's notifications, newest first (at most `limit`, capped at 200), and the
-    /// unread count.
+    /// A page of the caller's notifications, newest first: at most `limit` (clamped to 1 to
+    /// 200) with ids below `before` (none: the newest), the inbox's unread count, and whether
+    /// older ones follow.
     pub async fn notifications(
         &self,
         who: &Principal,
+        before: Option<u64>,
         limit: usize,
-    ) -> Result<(Vec<Notification>, usize), Error> {
+    ) -> Result<NotificationPage, Error> {
         self.store
-            .notifications(who.user_id, limit.clamp(1, 200))
+            .notifications(who.user_id, before, limit.clamp(1, 200))
             .await
     }
 
@@ -168,11 +179,9 @@ impl Chat {
         self.store.mark_notification_read(who.user_id, id).await
     }
 
-    /// How many of the caller's notifications are unread.
+    /// How many of the caller's notifications are unread (a counter the store keeps: no scan).
     pub async fn unread_notifications(&self, who: &Principal) -> Result<usize, Error> {
-        self.store
-            .notifications(who.user_id, 1)
-            .await
-            .map(|(_, unread)| unread)
+        let unread = self.store.unread_notifications(who.user_id).await?;
+        Ok(usize::try_from(unread).unwrap_or(usize::MAX))
     }
 }

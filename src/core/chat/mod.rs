@@ -8,8 +8,10 @@ mod messages;
 pub use messages::MAX_CLIENT_MSG_ID_BYTES;
 mod presence;
 mod rooms;
+pub use rooms::{DEFAULT_ROOM_PAGE, MAX_ROOM_PAGE};
 mod topics;
 mod uploads;
+pub use topics::{QUEUE_PAGE_BYTES, QueuedDirect};
 pub use uploads::Upload;
 
 use std::collections::HashMap;
@@ -19,10 +21,12 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::Limits;
+use super::rates::{RateRegistry, Subject};
 use crate::error::Error;
 use crate::events::{Event, RoomMessage};
 use crate::hub::Broker;
 use crate::metrics::Metrics;
+use crate::principal::Principal;
 use crate::store::{Message, Room, Store, Visibility};
 
 /// Presence statuses a client may set.
@@ -141,6 +145,10 @@ pub struct Chat {
     statuses: Arc<Mutex<HashMap<Uuid, String>>>,
     /// Uploads in progress per user (`server.max_uploads_per_user`).
     uploads: Arc<uploads::Uploads>,
+    /// Every user's rate-limit buckets, shared by all their connections and HTTP requests.
+    rates: Arc<RateRegistry>,
+    /// Guests connected now, in all and by client address (`fastchat.max_guests*`).
+    guests: Arc<Mutex<crate::core::conversations::GuestCounts>>,
 }
 
 impl Chat {
@@ -157,7 +165,30 @@ impl Chat {
             limits,
             metrics,
             statuses: Arc::default(),
+            rates: Arc::new(RateRegistry::new(limits.max_rate_buckets)),
+            guests: Arc::default(),
         }
+    }
+
+    /// The rate-limit buckets of every user (see `core::rates`).
+    pub fn rates(&self) -> &RateRegistry {
+        &self.rates
+    }
+
+    /// Counts one message-rated HTTP request of `who` (a post, an upload) against the user's
+    /// message bucket: the same bucket as the native protocol's messages (`ws.messages_per_minute`
+    /// with `ws.message_burst`). Over it: `Throttled`.
+    pub fn count_message(&self, who: &Principal) -> Result<(), Error> {
+        self.rates
+            .check(Subject::of(who, None), "messages", self.limits.messages)
+    }
+
+    pub(crate) fn guest_counts(&self) -> &Mutex<crate::core::conversations::GuestCounts> {
+        &self.guests
+    }
+
+    pub(crate) fn guests_handle(&self) -> Arc<Mutex<crate::core::conversations::GuestCounts>> {
+        self.guests.clone()
     }
 
     pub fn broker(&self) -> &dyn Broker {

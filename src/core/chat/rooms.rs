@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{Chat, CreateRoom, JoinOutcome, MemberView, RoomSummary, RoomView, now_millis};
 use crate::core::command::RoomRef;
 use crate::core::policy;
+use crate::core::rates::Subject;
 use crate::error::Error;
 use crate::events::Event;
 use crate::hub::ConnId;
@@ -16,6 +17,11 @@ use crate::store::{NewRoom, Room, User, Visibility};
 
 /// Messages a purge removes in one write, so that the writer is never held long.
 const PURGE_STEP: usize = 1000;
+
+/// Most rooms one listing page holds (`GET /api/v1/rooms?limit=`).
+pub const MAX_ROOM_PAGE: usize = 500;
+/// Rooms in a listing page when the request names no limit.
+pub const DEFAULT_ROOM_PAGE: usize = 100;
 
 impl Chat {
     pub async fn create_room(&self, who: &Principal, req: CreateRoom) -> Result<Room, Error> {
@@ -30,6 +36,15 @@ impl Chat {
                 "room names starting with user: are reserved for personal rooms".to_owned(),
             ));
         }
+        // Quota and rate: admins are exempt. They create rooms for others (a backend's
+        // channel:N rooms, the operator's CLI), and could delete any room or user anyway.
+        let quota = if who.is_admin() {
+            None
+        } else {
+            self.rates
+                .check(Subject::of(who, None), "rooms", self.limits.room_creations)?;
+            Some(self.limits.max_rooms_per_user)
+        };
         self.store
             .create_room(NewRoom {
                 name: req.name,
@@ -38,6 +53,7 @@ impl Chat {
                 visibility: req.visibility,
                 persistent: req.persistent,
                 retention_secs: req.retention_secs,
+                quota,
             })
             .await
     }
@@ -122,6 +138,7 @@ impl Chat {
                 visibility: Visibility::Private,
                 persistent: true,
                 retention_secs: 0,
+                quota: None,
             })
             .await;
         match created {
@@ -163,6 +180,7 @@ impl Chat {
                         visibility: Visibility::Private,
                         persistent: true,
                         retention_secs: 0,
+                        quota: None,
                     })
                     .await;
                 match created {
@@ -263,11 +281,15 @@ impl Chat {
             });
         };
         let cap = self.limits.max_replay;
-        let replay = self.store.messages(room.id, since, u64::MAX, cap).await?;
+        let replay = self
+            .store
+            .messages_within(room.id, since, u64::MAX, cap, self.limits.max_replay_bytes)
+            .await?;
         let first_expected = since.saturating_add(1);
         let gap_at_start = room.last_seq >= first_expected
             && replay.first().map(|m| m.seq) != Some(first_expected);
-        let truncated = replay.len() >= cap && replay.last().map(|m| m.seq) < Some(room.last_seq);
+        // Stopped at the message or byte cap with newer messages left.
+        let truncated = replay.last().map(|m| m.seq) < Some(room.last_seq);
         let complete = !gap_at_start && !truncated && since <= room.last_seq;
         Ok(JoinOutcome {
             room,
@@ -387,12 +409,25 @@ impl Chat {
         Ok(joined)
     }
 
-    /// Rooms `who` can see (public ones and their own), with unread counts.
-    pub async fn list_rooms(&self, who: &Principal) -> Result<Vec<RoomSummary>, Error> {
-        let mut out = Vec::new();
+    /// A page of the rooms `who` can see (public ones and their own; an admin every room),
+    /// with membership and unread counts, in id order: at most `limit` (clamped to 1 to
+    /// [`MAX_ROOM_PAGE`]) with ids above `after`. Returns the page and the id to continue
+    /// after when more follow. Read from the store's indexes on a blocking thread: a page costs
+    /// its own rooms, never a scan of all rooms.
+    pub async fn list_rooms(
+        &self,
+        who: &Principal,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<RoomSummary>, Option<u64>), Error> {
+        let limit = limit.clamp(1, MAX_ROOM_PAGE);
+        let page = self
+            .store
+            .visible_rooms(who.user_id, who.is_admin(), after, limit)
+            .await?;
+        let mut out = Vec::with_capacity(page.rooms.len());
         let mut owners: HashMap<Uuid, String> = HashMap::new();
-        for room in self.store.rooms().await? {
-            let membership = self.store.membership(room.id, who.user_id).await?;
+        for (room, membership) in page.rooms {
             if !policy::can_read_room(who, &room, membership.is_some()) {
                 continue;
             }
@@ -416,7 +451,21 @@ impl Chat {
                 unread: membership.map_or(0, |m| room.last_seq.saturating_sub(m.last_read_seq)),
             });
         }
-        Ok(out)
+        Ok((out, page.next))
+    }
+
+    /// Every room `who` can see, page by page (the operator's `natter room list`).
+    pub async fn list_all_rooms(&self, who: &Principal) -> Result<Vec<RoomSummary>, Error> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let (page, next) = self.list_rooms(who, after, MAX_ROOM_PAGE).await?;
+            out.extend(page);
+            match next {
+                Some(next) => after = next,
+                None => return Ok(out),
+            }
+        }
     }
 
     /// The username of a room's owner; their id when the owner was removed.
@@ -632,18 +681,33 @@ impl Chat {
     /// Deletes the messages past their room's retention, in every room that has one.
     pub async fn purge_retention(&self) -> Result<(), Error> {
         let now_ms = now_millis();
-        for room in self.store.rooms().await? {
-            if room.retention_secs == 0 {
-                continue;
-            }
-            let keep_ms =
-                i64::try_from(room.retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-            let total = self
-                .purge_before(&room, now_ms.saturating_sub(keep_ms))
+        // Page by page, each read on a blocking thread: never every room at once.
+        let mut after = 0;
+        loop {
+            let page = self
+                .store
+                .visible_rooms(Uuid::nil(), true, after, MAX_ROOM_PAGE)
                 .await?;
-            if total > 0 {
-                tracing::info!(room = %room.name, purged = total, "purged messages past retention");
+            for (room, _) in &page.rooms {
+                self.purge_past_retention(room, now_ms).await?;
             }
+            match page.next {
+                Some(next) => after = next,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn purge_past_retention(&self, room: &Room, now_ms: i64) -> Result<(), Error> {
+        if room.retention_secs == 0 {
+            return Ok(());
+        }
+        let keep_ms = i64::try_from(room.retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let total = self
+            .purge_before(room, now_ms.saturating_sub(keep_ms))
+            .await?;
+        if total > 0 {
+            tracing::info!(room = %room.name, purged = total, "purged messages past retention");
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use crate::hub::ConnId;
 use crate::hub::topic;
 use crate::metrics::MessageKind;
 use crate::principal::Principal;
-use crate::store::{QueuedDirectMessage, StoredFile, now_secs};
+use crate::store::{QueueReceipt, QueuedDirectMessage, StoredFile, now_secs};
 
 impl Chat {
     /// Subscribes a connection to topics and patterns, all or nothing. Returns the active
@@ -161,7 +161,8 @@ impl Chat {
     }
 
     /// A direct message: delivered to every live connection of the target (a username or a
-    /// user id), or stored for their next connection. `NotFound` when there is no such user.
+    /// user id), or stored for their next connection. `NotFound` when there is no such user;
+    /// `RateLimited` when the offline user's queue (or the sender's share of it) is full.
     pub async fn direct_message(
         &self,
         who: &Principal,
@@ -175,8 +176,10 @@ impl Chat {
         }
         .filter(|u| !u.disabled)
         .ok_or_else(|| Error::NotFound(format!("User {target} not found or not connected")))?;
+        // Kept as JSON text from here on: a `Value` costs many times its text in memory.
+        let payload = serde_json::value::to_raw_value(&payload)
+            .map_err(|e| Error::BadRequest(format!("payload cannot be encoded: {e}")))?;
         let sent_at = now_secs();
-        self.metrics.message(MessageKind::Direct);
         let event = Event::DirectMessage {
             from_user: who.username.clone(),
             from_user_id: who.user_id,
@@ -186,6 +189,7 @@ impl Chat {
         };
         let delivered = self.broker.publish_user(user.id, event);
         if !delivered.is_empty() {
+            self.metrics.message(MessageKind::Direct);
             return Ok(DirectOutcome::Delivered(delivered));
         }
         self.store
@@ -198,27 +202,68 @@ impl Chat {
                     message_id,
                     sent_at,
                 },
-                self.limits.max_queued_direct_messages,
+                self.limits.direct_queue,
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                Error::RateLimited(why) => {
+                    Error::RateLimited(format!("User {target} is not connected and {why}"))
+                }
+                other => other,
+            })?;
+        self.metrics.message(MessageKind::Direct);
         Ok(DirectOutcome::Queued)
     }
 
-    /// Direct messages queued while the user was offline, as events, oldest first (removed from
-    /// the queue).
-    pub async fn take_queued_direct_messages(&self, who: &Principal) -> Result<Vec<Event>, Error> {
-        Ok(self
+    /// The next page of the direct messages queued while `who` was offline, after queue id
+    /// `after` (0: the first page), as events, oldest first: at most [`QUEUE_PAGE_BYTES`] of
+    /// them (at least one). Nothing leaves the queue until the page is delivered
+    /// ([`Chat::delivered_queued_direct_messages`]).
+    pub async fn queued_direct_messages(
+        &self,
+        who: &Principal,
+        after: u64,
+    ) -> Result<QueuedDirect, Error> {
+        let page = self
             .store
-            .take_direct_messages(who.user_id)
-            .await?
-            .into_iter()
-            .map(|m| Event::DirectMessage {
-                from_user: m.from_user,
-                from_user_id: m.from_user_id,
-                payload: m.payload,
-                sent_at: m.sent_at,
-                message_id: m.message_id,
-            })
-            .collect())
+            .queued_direct_messages(who.user_id, after, QUEUE_PAGE_BYTES)
+            .await?;
+        Ok(QueuedDirect {
+            events: page
+                .messages
+                .into_iter()
+                .map(|m| Event::DirectMessage {
+                    from_user: m.from_user,
+                    from_user_id: m.from_user_id,
+                    payload: m.payload,
+                    sent_at: m.sent_at,
+                    message_id: m.message_id,
+                })
+                .collect(),
+            receipt: page.receipt,
+            more: page.more,
+        })
     }
+
+    /// Removes a delivered page of queued direct messages from the queue.
+    pub async fn delivered_queued_direct_messages(
+        &self,
+        receipt: QueueReceipt,
+    ) -> Result<(), Error> {
+        self.store.delete_direct_messages(receipt).await
+    }
+}
+
+/// Most bytes (of stored entries) one page of queued direct messages holds: a connection gets
+/// its queue a page at a time, each once the one before is written to its socket.
+pub const QUEUE_PAGE_BYTES: usize = 256 * 1024;
+
+/// A page of queued direct messages (the reply to `Command::QueuedDirectMessages`).
+#[derive(Debug)]
+pub struct QueuedDirect {
+    pub events: Vec<Event>,
+    /// What to remove once the events are delivered.
+    pub receipt: QueueReceipt,
+    /// More pages follow.
+    pub more: bool,
 }

@@ -89,6 +89,8 @@ pub enum Rate {
     Message,
     /// Typing indicators.
     Typing,
+    /// Joining a room (it replays history, and tells the room).
+    Join,
 }
 
 /// What a decoded frame asks for.
@@ -150,18 +152,13 @@ impl<M> Request<M> {
     }
 }
 
-/// How one rate is limited on a connection.
-#[derive(Debug, Clone, Copy)]
-pub enum Bucket {
-    /// A token bucket: `per_minute` sustained, `burst` at once.
-    Gcra { per_minute: u32, burst: u32 },
-    /// At most `per_minute` in any rolling minute.
-    Window { per_minute: u32 },
-}
+/// How one rate is limited (per user: see `core::rates`).
+pub use crate::core::rates::Bucket;
 
 /// The rates of a dialect: each with its bucket and what the client is told (the noun of
-/// "N … per minute"), and whether a client that keeps going a whole minute's worth past the
-/// limit is closed (4429).
+/// "N … per minute"; with the bucket, it names the user's bucket in the rate registry, so
+/// dialects with the same numbers share it), and whether a client that keeps going a whole
+/// minute's worth past the limit is closed (4429).
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimit {
     pub bucket: Bucket,
@@ -173,13 +170,15 @@ pub struct RateLimit {
 pub struct RateLimits {
     pub messages: RateLimit,
     pub typing: RateLimit,
+    pub joins: RateLimit,
     /// The close reason when a client is closed for its rate.
     pub close_reason: &'static str,
 }
 
 impl RateLimits {
-    /// The `[ws]` limits: `messages_per_minute` with `message_burst`, and typing indicators
-    /// (dropped over their limit, never a reason to close).
+    /// The `[ws]` limits: `messages_per_minute` with `message_burst`, typing indicators
+    /// (dropped over their limit, never a reason to close), and joins (`joins_per_minute`, a
+    /// connection's `max_joined_rooms` at once; refused over it, never a reason to close).
     pub fn of_ws(config: &Config) -> RateLimits {
         let ws = &config.ws;
         RateLimits {
@@ -197,6 +196,14 @@ impl RateLimits {
                     burst: ws.typing_per_minute.min(5),
                 },
                 noun: "typing indicators",
+                closes: false,
+            },
+            joins: RateLimit {
+                bucket: Bucket::Gcra {
+                    per_minute: ws.joins_per_minute,
+                    burst: u32::try_from(ws.max_joined_rooms).unwrap_or(u32::MAX),
+                },
+                noun: "joins",
                 closes: false,
             },
             close_reason: "message rate limit exceeded",
@@ -253,6 +260,14 @@ pub trait Dialect: Sized + Send + 'static {
 
     /// A binary frame from the client.
     fn decode_binary(&mut self, data: Bytes) -> Option<Request<Self::Meta>>;
+
+    /// The request for the next page of the direct messages queued while the user was
+    /// offline, after queue id `after` (0: the first page), for a protocol that delivers them
+    /// (native). The session asks for each page once the one before is written to the socket
+    /// (and removed from the queue); `None`: the protocol has none.
+    fn queued_page(&mut self, _after: u64) -> Option<Request<Self::Meta>> {
+        None
+    }
 
     /// Protocol work of a [`Step::Local`] request; may lead to a further request (counted
     /// against no rate).

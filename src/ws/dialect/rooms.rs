@@ -96,7 +96,7 @@ impl Dialect for Rooms {
             "join_room" => match target_of(&value) {
                 Ok((identifier, target)) => Request::core(
                     Meta::Join(identifier),
-                    Rate::Free,
+                    Rate::Join,
                     Command::Join {
                         room: room_ref(target),
                         since: None,

@@ -139,6 +139,14 @@ impl Dialect for Root {
         }
     }
 
+    /// A FastChat connection gets no queued direct messages (what is left stays queued).
+    fn queued_page(&mut self, after: u64) -> Option<Request<Meta>> {
+        match &mut self.mode {
+            Mode::Native { native, .. } => native.queued_page(after).map(native_request),
+            Mode::FastChat(_) => None,
+        }
+    }
+
     fn decode_text(&mut self, text: &str) -> Option<Request<Meta>> {
         if matches!(self.mode, Mode::Native { decided: false, .. }) {
             // FastChat's PING is answered, and the protocol is still to be decided.

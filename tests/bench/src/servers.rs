@@ -18,14 +18,15 @@ pub const BENCH_PASSWORD: &str = "bench-password-1";
 pub const BENCH_ADMIN: &str = "bench-admin";
 
 /// natter's limits for the bench, raised through the environment (defaults are not changed):
-/// one user opens up to 10,000 connections, publishes far above the per-connection rate limit,
-/// and the server's JSON heartbeat (which drain-only clients would not answer) stays out of
+/// one user opens up to 10,000 connections, publishes and joins far above the per-user rate
+/// limits (one bucket for all of that user's connections), and the server's JSON heartbeat (which drain-only clients would not answer) stays out of
 /// the measured minutes.
 pub const BENCH_ENV: &[(&str, &str)] = &[
     ("NATTER_WS_MAX_CONNECTIONS", "20000"),
     ("NATTER_WS_MAX_CONNECTIONS_PER_USER", "20000"),
     ("NATTER_WS_MESSAGES_PER_MINUTE", "1000000000"),
     ("NATTER_WS_MESSAGE_BURST", "1000000"),
+    ("NATTER_WS_JOINS_PER_MINUTE", "1000000000"),
     ("NATTER_WS_PING_INTERVAL_SECS", "3600"),
     ("NATTER_AUTH_ACCESS_TOKEN_TTL_SECS", "7200"),
     // Successful logins are not throttled, but keep a stray failure from locking the bench out.

@@ -372,6 +372,7 @@ impl FastChat {
         RateLimits {
             messages: rate(limits.messages_per_minute, "messages"),
             typing: rate(limits.typing_per_minute, "typing indicators"),
+            joins: RateLimits::of_ws(config).joins,
             close_reason: "rate limit exceeded",
         }
     }

@@ -155,7 +155,7 @@ pub(super) fn decode(envelope: Envelope) -> Option<Request<Meta>> {
                 })
                 .map_err(field),
         ),
-        "Join" => Request::of(meta(Kind::Join), Rate::Free, join(&data).map_err(field)),
+        "Join" => Request::of(meta(Kind::Join), Rate::Join, join(&data).map_err(field)),
         "Leave" => Request::of(
             meta(Kind::Leave),
             Rate::Free,

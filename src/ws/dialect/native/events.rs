@@ -44,15 +44,7 @@ pub fn encode(event: &Event) -> Option<Message> {
             sent_at,
             message_id,
             ..
-        } => frame(
-            "DirectMessage",
-            json!({
-                "from_user": from_user,
-                "payload": payload,
-                "metadata": {"sent_at": sent_at, "message_id": message_id},
-            }),
-            None,
-        ),
+        } => direct_message_frame(from_user, payload, *sent_at, message_id),
         Event::Notification { notification, .. } => frame(
             "Notification",
             crate::wire::notification_json(notification),
@@ -201,4 +193,49 @@ fn relayed_binary(kind: BinaryKind, address: &str, sender: &str, data: &Bytes) -
     out.put_slice(sender);
     out.put_slice(data);
     out.freeze()
+}
+
+/// A `DirectMessage` frame, its payload written as the JSON text it is kept as (never decoded
+/// into a `Value`). Fields in sorted order, as every frame built from a `Value` has them.
+fn direct_message_frame(
+    from_user: &str,
+    payload: &serde_json::value::RawValue,
+    sent_at: i64,
+    message_id: &str,
+) -> Message {
+    #[derive(serde::Serialize)]
+    struct Metadata<'a> {
+        message_id: &'a str,
+        sent_at: i64,
+    }
+    #[derive(serde::Serialize)]
+    struct Data<'a> {
+        from_user: &'a str,
+        metadata: Metadata<'a>,
+        payload: &'a serde_json::value::RawValue,
+    }
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        data: Data<'a>,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    }
+    let envelope = Envelope {
+        data: Data {
+            from_user,
+            metadata: Metadata {
+                message_id,
+                sent_at,
+            },
+            payload,
+        },
+        kind: "DirectMessage",
+    };
+    match serde_json::to_string(&envelope) {
+        Ok(text) => Message::text(text),
+        // Strings, a number and JSON text that was valid when stored: this cannot fail.
+        Err(e) => Message::text(format!(
+            "{{\"type\":\"Error\",\"data\":{{\"code\":500,\"message\":\"cannot encode a direct message: {e}\",\"details\":{{}}}}}}"
+        )),
+    }
 }

@@ -130,18 +130,22 @@ impl Dialect for Native {
     }
 
     fn connect(&mut self, facts: &Facts) -> Vec<Request<Meta>> {
-        vec![
-            Request::core(
-                Meta::new(None, Kind::Welcome(facts.clone())),
-                Rate::Free,
-                Command::Welcome,
-            ),
-            Request::core(
-                Meta::new(None, Kind::Queued),
-                Rate::Free,
-                Command::TakeQueuedDirectMessages,
-            ),
-        ]
+        let mut requests = vec![Request::core(
+            Meta::new(None, Kind::Welcome(facts.clone())),
+            Rate::Free,
+            Command::Welcome,
+        )];
+        requests.extend(self.queued_page(0));
+        requests
+    }
+
+    /// Queued direct messages follow the welcome a page at a time (see `Dialect::queued_page`).
+    fn queued_page(&mut self, after: u64) -> Option<Request<Meta>> {
+        Some(Request::core(
+            Meta::new(None, Kind::Queued),
+            Rate::Free,
+            Command::QueuedDirectMessages { after },
+        ))
     }
 
     fn decode_text(&mut self, text: &str) -> Option<Request<Meta>> {
@@ -190,8 +194,8 @@ impl Dialect for Native {
                 }),
                 None,
             )),
-            (Kind::Queued, Reply::Events(events)) => {
-                for event in &events {
+            (Kind::Queued, Reply::QueuedDirect(page)) => {
+                for event in &page.events {
                     if let Some(frame) = encode(event) {
                         out.send(frame);
                     }
@@ -366,7 +370,10 @@ impl Dialect for Native {
             // Typing over its rate is dropped without a word.
             Kind::Typing if matches!(error, Error::Throttled { .. }) => {}
             Kind::Binary { .. } => out.send(error_frame(error, None, Some(json!({})))),
-            Kind::DirectMessage { message_id, .. } if matches!(error, Error::NotFound(_)) => {
+            // Unknown or disabled (404), or the offline user's queue full (429): nothing queued.
+            Kind::DirectMessage { message_id, .. }
+                if matches!(error, Error::NotFound(_) | Error::RateLimited(_)) =>
+            {
                 out.send(error_frame(
                     error,
                     id,
