@@ -4,10 +4,15 @@
 //! cookie under TLS (BUG-20), and admin commands that never create a stray store.
 
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-use crate::common::{http, natter_bin};
+use crate::common::{TestServer, http, natter_bin};
 use crate::daemon::Daemon;
 
 /// Runs the natter binary with `args`, no config file, and `env` (exit code, stdout, stderr).
@@ -167,4 +172,117 @@ async fn trace_logging_holds_no_password_hash_and_no_message() {
     );
     assert_eq!(code, 0, "{out}{err2}");
     assert_no_stored_values("the CLI's stderr", &format!("{err}\n{err2}"), secret);
+}
+
+/// A self-signed certificate for localhost in `dir` (cert.pem, key.pem); returns it.
+fn write_certificate(dir: &std::path::Path) -> CertificateDer<'static> {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    std::fs::write(dir.join("cert.pem"), certified.cert.pem()).expect("cert file");
+    std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).expect("key file");
+    certified.cert.der().clone()
+}
+
+/// One HTTP/1.1 request over TLS to `server` (trusting exactly `cert`); the raw answer.
+async fn https_request(
+    server: &TestServer,
+    cert: &CertificateDer<'static>,
+    request: &str,
+) -> String {
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.clone()).expect("root");
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    tls.write_all(request.as_bytes()).await.expect("request");
+    let mut answer = String::new();
+    let _ = tls.read_to_string(&mut answer).await;
+    answer
+}
+
+/// The `Set-Cookie` header of a raw HTTP answer.
+fn set_cookie(answer: &str) -> Option<&str> {
+    answer.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("set-cookie")
+            .then(|| value.trim())
+    })
+}
+
+/// BUG-20: with `[tls]`, the `natter_access` cookie of a login, a refresh and a logout is
+/// `Secure` (a browser never sends it over plain HTTP); without TLS it is not (it would never be
+/// sent back over http://).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_cookie_is_secure_under_tls() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let cert = write_certificate(certs.path());
+    let server = TestServer::start_with(|config| {
+        config.tls.cert_file = certs.path().join("cert.pem");
+        config.tls.key_file = certs.path().join("key.pem");
+    })
+    .await;
+    let login = json!({"username": "admin", "password": server.admin_password()}).to_string();
+    let answer = https_request(
+        &server,
+        &cert,
+        &format!(
+            "POST /api/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{login}",
+            login.len()
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let cookie = set_cookie(&answer).expect("a cookie");
+    assert!(cookie.starts_with("natter_access="), "{cookie}");
+    let flags: Vec<&str> = cookie.split(';').map(str::trim).collect();
+    assert!(flags.contains(&"Secure"), "{cookie}");
+    assert!(flags.contains(&"HttpOnly"), "{cookie}");
+    let body = answer.split("\r\n\r\n").nth(1).expect("body");
+    let pair: Value = serde_json::from_str(body.trim()).expect("token pair");
+    let refresh = json!({"refresh": pair["refresh"]}).to_string();
+    for path in ["/api/token/refresh", "/api/token/revoke"] {
+        let answer = https_request(
+            &server,
+            &cert,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{refresh}",
+                refresh.len()
+            ),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+        let cookie = set_cookie(&answer).expect("a cookie");
+        assert!(
+            cookie.split(';').map(str::trim).any(|f| f == "Secure"),
+            "{path}: {cookie}"
+        );
+    }
+    server.stop().await;
+
+    let plain = TestServer::start().await;
+    let answer = plain.login("admin", &plain.admin_password()).await;
+    assert_eq!(answer.status, 200);
+    let cookie = answer
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a cookie");
+    assert!(
+        !cookie.split(';').map(str::trim).any(|f| f == "Secure"),
+        "{cookie}"
+    );
+    plain.stop().await;
 }
