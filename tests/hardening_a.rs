@@ -3,6 +3,7 @@
 //! (BUG-7), no stored values in the log (BUG-12), a private data dir (BUG-17), the `Secure`
 //! cookie under TLS (BUG-20), and admin commands that never create a stray store.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -17,7 +18,20 @@ use crate::daemon::Daemon;
 
 /// Runs the natter binary with `args`, no config file, and `env` (exit code, stdout, stderr).
 fn natter_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (i32, String, String) {
+    natter_at(None, args, env, stdin)
+}
+
+/// [`natter_with`] in the working directory `cwd` (when given).
+fn natter_at(
+    cwd: Option<&Path>,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
     let mut command = Command::new(natter_bin());
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
     command
         .args(args)
         .stdin(if stdin.is_some() {
@@ -285,4 +299,228 @@ async fn the_access_cookie_is_secure_under_tls() {
         "{cookie}"
     );
     plain.stop().await;
+}
+
+/// The permission bits of `path`.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Every directory under `root` (itself included) and every file, with their modes.
+fn modes_under(root: &Path) -> Vec<(std::path::PathBuf, bool, u32)> {
+    let mut out = vec![(root.to_path_buf(), true, mode(root))];
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let file_type = std::fs::symlink_metadata(&path).expect("stat").file_type();
+            if file_type.is_dir() {
+                pending.push(path.clone());
+                out.push((path.clone(), true, mode(&path)));
+            } else if file_type.is_file() {
+                out.push((path.clone(), false, mode(&path)));
+            }
+        }
+    }
+    out
+}
+
+/// The test process's umask (from /proc), which the daemon would inherit.
+fn inherited_umask() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:").map(|v| v.trim().to_owned()))
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// BUG-17: a data dir natter creates is 0700 and everything in it is private (directories 0700,
+/// files 0600), whatever umask it was started with; a pre-existing data dir that other users may
+/// enter is used with a warning that names it and the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_dir_and_the_store_are_private() {
+    println!("inherited umask: {}", inherited_umask());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data_dir = tmp.path().join("fresh");
+    let daemon = Daemon::start(&data_dir, &[]).expect("daemon starts");
+    let admin_password = std::fs::read_to_string(data_dir.join("initial-admin-password"))
+        .expect("admin password")
+        .trim()
+        .to_owned();
+    let admin = crate::common::access_token(daemon.addr, "admin", &admin_password).await;
+    assert!(!admin.is_empty());
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    let modes = modes_under(&data_dir);
+    assert!(
+        modes.iter().any(|(p, _, _)| p.ends_with("db/conf")),
+        "sled's files are there: {modes:?}"
+    );
+    for (path, is_dir, mode) in &modes {
+        let wanted = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*mode, wanted, "{} is {mode:04o}", path.display());
+    }
+    assert!(
+        !log.iter().any(|l| l.contains("open to other users")),
+        "no warning for a private dir"
+    );
+
+    // A data dir made beforehand for everyone to enter: used, with a warning naming the fix;
+    // what natter makes in it is private still.
+    let loose = tmp.path().join("loose");
+    std::fs::create_dir(&loose).expect("mkdir");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let daemon = Daemon::start(&loose, &[]).expect("daemon starts on a loose dir");
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    let warning = log
+        .iter()
+        .find(|l| l.contains("open to other users"))
+        .unwrap_or_else(|| panic!("no warning:\n{}", log.join("\n")));
+    assert!(warning.contains("chmod 700"), "{warning}");
+    assert!(
+        warning.contains(loose.to_str().expect("utf-8")),
+        "{warning}"
+    );
+    assert_eq!(mode(&loose.join("db")), 0o700);
+    assert_eq!(mode(&loose.join("db").join("conf")), 0o600);
+    assert_eq!(mode(&loose.join("jwt-secret")), 0o600);
+}
+
+/// Issue item 4: admin commands never create a store. Run where no store is, they say which
+/// data dir they looked at and why, refuse, and point at --data-dir, NATTER_CONFIG and
+/// `natter init`; `init` (or `serve`) creates it; with the daemon's config they act on the
+/// daemon's store from any directory and say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_never_create_a_stray_store() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+
+    // No config, no flag: the built-in ./natter-data of the current directory, which has none.
+    let (code, out, err) = natter_at(
+        Some(&elsewhere),
+        &["user", "add", "alice", "--password-stdin"],
+        &[],
+        Some("alice-password-1\n"),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    let stray = elsewhere.join("natter-data");
+    let line = format!(
+        "natter: using data dir {} (the built-in default ./natter-data)",
+        stray.display()
+    );
+    assert!(err.contains(&line), "{err}");
+    for hint in ["no store in", "--data-dir", "NATTER_CONFIG", "natter init"] {
+        assert!(err.contains(hint), "{hint:?} missing: {err}");
+    }
+    assert!(!stray.exists(), "a stray store was created");
+    for args in [
+        vec!["user", "list"],
+        vec!["room", "create", "ops"],
+        vec!["stats"],
+        vec!["verify"],
+        vec!["token", "list"],
+    ] {
+        let (code, out, err) = natter_at(Some(&elsewhere), &args, &[], None);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(err.contains("no store in"), "{args:?}: {err}");
+        assert!(!stray.exists(), "{args:?} created a stray store");
+    }
+
+    // An explicit --data-dir that holds no store is refused the same way.
+    let planned = tmp.path().join("planned");
+    let planned_str = planned.to_str().expect("utf-8");
+    let (code, _, err) = natter_with(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--data-dir",
+            planned_str,
+        ],
+        &[],
+        Some("alice-password-1\n"),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("(from --data-dir)"), "{err}");
+    assert!(
+        err.contains(&format!("natter init --data-dir {planned_str}")),
+        "{err}"
+    );
+    assert!(!planned.exists());
+
+    // init creates it (private), once; then the documented bootstrap: the first admin before
+    // the first start.
+    let (code, out, err) = natter_with(&["init", "--data-dir", planned_str], &[], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("created an empty store"), "{out}");
+    assert_eq!(mode(&planned), 0o700);
+    let (code, out, _) = natter_with(&["init", "--data-dir", planned_str], &[], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("already (unchanged)"), "{out}");
+    let (code, out, err) = natter_with(
+        &[
+            "user",
+            "add",
+            "root",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--data-dir",
+            planned_str,
+        ],
+        &[],
+        Some("root-password-1\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
+    // With the daemon's config, from any directory: its store, and the line says so.
+    let config = tmp.path().join("natter.toml");
+    std::fs::write(&config, format!("[store]\ndata_dir = {:?}\n", planned_str)).expect("config");
+    let config_str = config.to_str().expect("utf-8");
+    let (code, out, err) = natter_at(
+        Some(&elsewhere),
+        &["user", "add", "bob", "--password-stdin"],
+        &[("NATTER_CONFIG", config_str)],
+        Some("bob-password-1\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "natter: using data dir {planned_str} (from config {config_str})"
+        )),
+        "{err}"
+    );
+    assert!(!stray.exists());
+    let (code, _, err) = natter_at(
+        Some(&elsewhere),
+        &["user", "show", "bob"],
+        &[("NATTER_STORE_DATA_DIR", planned_str)],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("(from NATTER_STORE_DATA_DIR)"), "{err}");
+
+    // The daemon serves what was added before its first start, and makes no admin of its own.
+    let mut server_config = crate::common::test_config(&planned);
+    server_config.control.enabled = false;
+    let server = TestServer::start_config(server_config)
+        .await
+        .expect("serves");
+    assert_eq!(server.login("root", "root-password-1").await.status, 200);
+    assert_eq!(server.login("bob", "bob-password-1").await.status, 200);
+    assert!(!planned.join("initial-admin-password").exists());
+    server.stop().await;
 }

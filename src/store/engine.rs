@@ -105,6 +105,7 @@ impl SledStore {
                 return Err(open_err(format!("cannot lock: {e}")));
             }
         }
+        create_store_dir(&data_dir.join("db")).map_err(|e| open_err(e.to_string()))?;
         let flush_every = (config.flush_every_ms > 0).then_some(config.flush_every_ms);
         let db = sled::Config::new()
             .path(data_dir.join("db"))
@@ -232,16 +233,46 @@ impl SledStore {
     }
 }
 
-/// Creates the data dir with mode 0700 if it does not exist: it holds secrets.
+/// Whether `data_dir` holds a store: sled's directory in it.
+pub(super) fn holds_store(data_dir: &Path) -> bool {
+    data_dir.join("db").exists()
+}
+
+/// Creates the data dir with mode 0700 if it does not exist: it holds secrets. An existing
+/// dir that other users may enter is used as it is, with a warning naming the fix: refusing
+/// would turn an upgrade into an outage for a deployment that has always run so (and the
+/// operator may mean it, e.g. a backup group), and changing the mode behind the operator's back
+/// would break such a setup silently. What natter creates inside is private either way (the
+/// process's umask is 0077, see `cli`), and the store's own dir `db` is made 0700.
 pub(super) fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if path.is_dir() {
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                data_dir = %path.display(),
+                mode = format_args!("{mode:04o}"),
+                "the data dir is open to other users: they may read the store (password hashes, \
+                 messages) through it; make it private with `chmod 700 {}`",
+                path.display()
+            );
+        }
         return Ok(());
     }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
+}
+
+/// Creates the store's own directory `db` with mode 0700 if it does not exist (before sled,
+/// which would create it with the umask).
+fn create_store_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(path)
 }
 
 fn check_schema(meta: &sled::Tree, path: &Path) -> Result<(), StoreError> {

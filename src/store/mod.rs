@@ -103,6 +103,11 @@ pub struct Counts {
 }
 
 impl Store {
+    /// Whether `data_dir` holds a store (what `open` would open rather than create).
+    pub fn exists(data_dir: &Path) -> bool {
+        engine::holds_store(data_dir)
+    }
+
     /// Opens (creating if needed) the embedded store in `config.data_dir` and starts its writer
     /// task. Must be called inside a tokio runtime. `metrics` is the server's.
     pub fn open(
