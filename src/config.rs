@@ -51,6 +51,20 @@ pub struct ServerConfig {
     /// Take the client address from the last `X-Forwarded-For` entry (set this only behind a
     /// reverse proxy you run; otherwise clients could pick their own address for login throttling).
     pub trust_forwarded_for: bool,
+    /// How long a request body may take to arrive, in seconds; a larger body may take longer as
+    /// long as it keeps `body_min_bytes_per_sec` on average. Past that: 408, connection closed.
+    pub body_timeout_secs: u64,
+    /// The average rate, in bytes per second since its start, that a body taking longer than
+    /// `body_timeout_secs` must keep.
+    pub body_min_bytes_per_sec: u64,
+    /// Connections still in the HTTP stage (not upgraded to a WebSocket, which
+    /// `ws.max_connections` counts) at once. Lowered at start to what the open-file limit leaves
+    /// beside `ws.max_connections`. Past it, a connection only gets `/healthz` and `/readyz`
+    /// (others 503).
+    pub max_http_connections: usize,
+    /// Connections in the HTTP stage at once from one client address (the TCP peer's, whatever
+    /// `trust_forwarded_for` says).
+    pub max_http_connections_per_ip: usize,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +76,10 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
             trust_forwarded_for: false,
+            body_timeout_secs: 30,
+            body_min_bytes_per_sec: 4096,
+            max_http_connections: 4096,
+            max_http_connections_per_ip: 256,
         }
     }
 }
@@ -552,6 +570,25 @@ impl Config {
         }
         if self.server.header_read_timeout_secs == 0 {
             problems.push("server.header_read_timeout_secs must be at least 1".to_owned());
+        }
+        for (name, value) in [
+            ("server.body_timeout_secs", self.server.body_timeout_secs),
+            (
+                "server.body_min_bytes_per_sec",
+                self.server.body_min_bytes_per_sec,
+            ),
+            (
+                "server.max_http_connections",
+                u64::try_from(self.server.max_http_connections).unwrap_or(u64::MAX),
+            ),
+            (
+                "server.max_http_connections_per_ip",
+                u64::try_from(self.server.max_http_connections_per_ip).unwrap_or(u64::MAX),
+            ),
+        ] {
+            if value == 0 {
+                problems.push(format!("{name} must be at least 1"));
+            }
         }
         if self.store.data_dir.as_os_str().is_empty() {
             problems.push("store.data_dir must not be empty".to_owned());

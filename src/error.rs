@@ -21,6 +21,9 @@ pub enum Error {
     UnsupportedMediaType,
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: u64 },
+    /// The request body did not arrive within its time budget (`server.body_timeout_secs`).
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("invalid username or password")]
     InvalidCredentials,
     #[error("{0}")]
@@ -67,6 +70,7 @@ impl Error {
             Error::InvalidJson(_) => "invalid_json",
             Error::UnsupportedMediaType => "unsupported_media_type",
             Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::RequestTimeout => "request_timeout",
             Error::InvalidCredentials => "invalid_credentials",
             Error::InvalidToken(_) => "invalid_token",
             Error::TokenReused => "token_reused",
@@ -92,6 +96,7 @@ impl Error {
             Error::AccountDisabled | Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
             Error::MethodNotAllowed => 405,
+            Error::RequestTimeout => 408,
             Error::Conflict(_) | Error::ConversationNotOpen(_) => 409,
             Error::PayloadTooLarge { .. } => 413,
             Error::UnsupportedMediaType => 415,
@@ -107,7 +112,7 @@ impl Error {
     /// 429, 500, 503): HTTP's, folded into the codes that protocol documents.
     pub fn ws_code(&self) -> u16 {
         match self.http_status() {
-            405 | 409 | 413 | 415 => 400,
+            405 | 408 | 409 | 413 | 415 => 400,
             507 => 500,
             other => other,
         }

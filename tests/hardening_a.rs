@@ -524,3 +524,251 @@ async fn admin_commands_never_create_a_stray_store() {
     assert!(!planned.join("initial-admin-password").exists());
     server.stop().await;
 }
+
+/// Reads what the server sends on `stream` until it closes the connection, within `wait`;
+/// `None` if it is still open then.
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    wait: std::time::Duration,
+) -> Option<String> {
+    let mut answer = Vec::new();
+    match tokio::time::timeout(wait, stream.read_to_end(&mut answer)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&answer).into_owned()),
+        Err(_) => None,
+    }
+}
+
+/// The JSON body of a raw HTTP/1.1 answer.
+fn body_json(answer: &str) -> Value {
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(body.trim()).unwrap_or(Value::Null)
+}
+
+/// A TCP connection to `addr` from the local address `from` (any port).
+async fn connect_from(from: &str, addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{from}:0").parse().expect("address"))
+        .expect("bind");
+    socket.connect(addr).await.expect("connect")
+}
+
+/// One request (with `Connection: close`) from `from`; the whole answer.
+async fn request_from(from: &str, addr: std::net::SocketAddr, method: &str, path: &str) -> String {
+    let mut stream = connect_from(from, addr).await;
+    stream
+        .write_all(
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("request");
+    read_until_closed(&mut stream, std::time::Duration::from_secs(20))
+        .await
+        .expect("answered and closed")
+}
+
+/// BUG-2: a request body that stalls, or trickles in below the minimum rate without ever
+/// idling, is answered 408 in the API's error shape and its connection closed; the server
+/// goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_or_trickling_body_is_answered_408_and_closed() {
+    let server = TestServer::start_with(|config| {
+        config.server.body_timeout_secs = 1;
+        config.server.body_min_bytes_per_sec = 1000;
+    })
+    .await;
+    let expected =
+        json!({"error": "the request body did not arrive in time", "code": "request_timeout"});
+
+    // Stalled: 11 of 100 bytes, then nothing.
+    let mut stalled = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    stalled
+        .write_all(
+            b"POST /api/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"username\"",
+        )
+        .await
+        .expect("write");
+    let answer = read_until_closed(&mut stalled, std::time::Duration::from_secs(20))
+        .await
+        .expect("a stalled body is answered and its connection closed");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(body_json(&answer), expected, "{answer}");
+
+    // Trickling: a byte every 50 ms never idles long, but stays far below 1000 bytes/s.
+    let trickling = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let (mut reader, mut writer) = trickling.into_split();
+    writer
+        .write_all(
+            b"POST /api/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+              Content-Length: 60000\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    let drip = tokio::spawn(async move {
+        // Bounded: 60000 bytes at most; it stops at the first failed write (closed).
+        for _ in 0..60_000 {
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        reader.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "a trickling body is cut");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(body_json(&answer), expected, "{answer}");
+    drip.abort();
+
+    // A body sent at once is read as always.
+    let login = server.login("admin", &server.admin_password()).await;
+    assert_eq!(login.status, 200, "{:?}", login.json);
+    server.stop().await;
+}
+
+/// BUG-2: connections in the HTTP stage are capped in total and per client address. Over a cap
+/// a connection still gets `/healthz` and `/readyz`, and a 503 in the API's error shape (then
+/// the close) for anything else; other addresses below their cap are served; a place freed is
+/// used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connections_are_capped_and_the_probes_still_answer() {
+    let server = TestServer::start_with(|config| {
+        config.server.max_http_connections = 4;
+        config.server.max_http_connections_per_ip = 1000;
+        // The held connections below stay in the HTTP stage for the whole test.
+        config.server.header_read_timeout_secs = 300;
+    })
+    .await;
+    let addr = server.addr;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut stream = connect_from("127.0.0.1", addr).await;
+        stream
+            .write_all(b"GET /api/v1/rooms HTTP/1.1\r\nHost: localhost\r\n")
+            .await
+            .expect("half a request");
+        held.push(stream);
+    }
+    for path in ["/healthz", "/readyz"] {
+        let answer = request_from("127.0.0.1", addr, "GET", path).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+    }
+    for (from, path) in [("127.0.0.1", "/api/v1/rooms"), ("127.0.0.2", "/api/v1/me")] {
+        let answer = request_from(from, addr, "GET", path).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{path}: {answer}");
+        assert_eq!(body_json(&answer)["code"], "unavailable", "{answer}");
+    }
+    drop(held);
+    wait_until_served(addr, "127.0.0.1").await;
+    server.stop().await;
+
+    // Per address: one address at its cap, another one served.
+    let server = TestServer::start_with(|config| {
+        config.server.max_http_connections = 100;
+        config.server.max_http_connections_per_ip = 2;
+        config.server.header_read_timeout_secs = 300;
+    })
+    .await;
+    let addr = server.addr;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect_from("127.0.0.1", addr).await;
+        stream
+            .write_all(b"POST /api/token HTTP/1.1\r\nHost: localhost\r\n")
+            .await
+            .expect("half a request");
+        held.push(stream);
+    }
+    let answer = request_from("127.0.0.1", addr, "GET", "/api/v1/rooms").await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let answer = request_from("127.0.0.1", addr, "GET", "/healthz").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = request_from("127.0.0.2", addr, "GET", "/api/v1/rooms").await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    drop(held);
+    wait_until_served(addr, "127.0.0.1").await;
+    server.stop().await;
+}
+
+/// Polls (bounded) until a request from `from` is served as usual again (401 without a token).
+async fn wait_until_served(addr: std::net::SocketAddr, from: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let answer = request_from(from, addr, "GET", "/api/v1/rooms").await;
+        if answer.starts_with("HTTP/1.1 401") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "places were not given back: {answer}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// BUG-2: when `ws.max_connections` and the HTTP cap do not fit the open-file limit, the daemon
+/// says so at start (and lowers the HTTP cap) instead of failing accept() with EMFILE later.
+#[test]
+fn caps_that_do_not_fit_the_open_file_limit_are_reported_at_start() {
+    use std::io::BufRead as _;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "ulimit -n 600 && exec \"$0\" \"$@\""])
+        .arg(natter_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("NATTER_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("NATTER_CONFIG", "").env("NATTER_LOG", "info");
+    let mut child = command.spawn().expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while let Ok(line) =
+        lines_rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        let serving = line.contains("natter is serving");
+        log.push(line);
+        if serving {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = log.join("\n");
+    assert!(log.contains("natter is serving"), "{log}");
+    let warning = log
+        .lines()
+        .find(|l| l.contains("exceed the open-file limit"))
+        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(warning.contains("open_file_limit=600"), "{warning}");
+    assert!(warning.contains("ws_max_connections=10000"), "{warning}");
+    assert!(warning.contains("lowered_to=16"), "{warning}");
+}
