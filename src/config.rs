@@ -97,6 +97,9 @@ pub struct StoreConfig {
     pub flush_every_ms: u64,
     /// Most writes one group commit gathers before it flushes.
     pub max_batch: usize,
+    /// While writes fail (a full disk), how often the writer checks for room, in seconds; once
+    /// there is room it reopens the store and takes writes again, without a restart.
+    pub recovery_probe_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -106,6 +109,7 @@ impl Default for StoreConfig {
             cache_capacity_mb: 64,
             flush_every_ms: 0,
             max_batch: 1024,
+            recovery_probe_secs: 5,
         }
     }
 }
@@ -589,6 +593,9 @@ impl Config {
             if value == 0 {
                 problems.push(format!("{name} must be at least 1"));
             }
+        }
+        if self.store.recovery_probe_secs == 0 {
+            problems.push("store.recovery_probe_secs must be at least 1".to_owned());
         }
         if self.store.data_dir.as_os_str().is_empty() {
             problems.push("store.data_dir must not be empty".to_owned());

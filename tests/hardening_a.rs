@@ -772,3 +772,176 @@ fn caps_that_do_not_fit_the_open_file_limit_are_reported_at_start() {
     assert!(warning.contains("ws_max_connections=10000"), "{warning}");
     assert!(warning.contains("lowered_to=16"), "{warning}");
 }
+
+/// GET /readyz: (status, body).
+async fn readyz(addr: std::net::SocketAddr) -> (u16, Value) {
+    let answer = http(addr, "GET", "/readyz", &[], Vec::new()).await;
+    (answer.status, answer.json)
+}
+
+/// All stored messages of room `full`, oldest first: (seq, content).
+async fn stored_messages(addr: std::net::SocketAddr, token: &str) -> Vec<(u64, String)> {
+    let mut stored = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = http(
+            addr,
+            "GET",
+            &format!("/api/v1/rooms/full/messages?after={after}&limit=200"),
+            &[("authorization", &bearer(token))],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(page.status, 200, "{:?}", page.json);
+        let messages = page.json["messages"].as_array().expect("messages").clone();
+        stored.extend(
+            messages
+                .iter()
+                .filter_map(|m| Some((m["seq"].as_u64()?, m["content"].as_str()?.to_owned()))),
+        );
+        match messages.last() {
+            Some(last) if page.json["has_more"] == true => {
+                after = last["seq"].as_u64().expect("seq");
+            }
+            _ => return stored,
+        }
+    }
+}
+
+async fn post_to_full(
+    addr: std::net::SocketAddr,
+    token: &str,
+    content: &str,
+) -> crate::common::Response {
+    http(
+        addr,
+        "POST",
+        "/api/v1/rooms/full/messages",
+        &[
+            ("authorization", &bearer(token)),
+            ("content-type", "application/json"),
+        ],
+        json!({"content": content}).to_string().into_bytes(),
+    )
+    .await
+}
+
+/// BUG-7: a full disk is a state. While writes fail, `/readyz` answers 503 with the reason and
+/// logins and writes get 507; once the disk has room, the daemon notices by itself (no restart),
+/// `/readyz` is 200 again, and logins and writes work; every acknowledged write, before and
+/// after, is on disk (a restart finds them all). Needs root for the tmpfs; skips otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_reported_and_writes_resume_once_there_is_room() {
+    let tmpfs = match crate::disk_full::Tmpfs::mount("3m") {
+        Ok(tmpfs) => tmpfs,
+        Err(reason) => {
+            println!(
+                "SKIPPED a_full_disk_is_reported_and_writes_resume_once_there_is_room: cannot mount a tmpfs ({reason})"
+            );
+            return;
+        }
+    };
+    let data_dir = tmpfs.path().join("data");
+    crate::common::add_user(&data_dir, "alice", "alice-password", "user");
+    let env = [("NATTER_STORE_RECOVERY_PROBE_SECS", "1")];
+    let daemon = Daemon::start(&data_dir, &env).expect("starts on the small filesystem");
+    let addr = daemon.addr;
+    let token = crate::common::access_token(addr, "alice", "alice-password").await;
+    let created = http(
+        addr,
+        "POST",
+        "/api/v1/rooms",
+        &[
+            ("authorization", &bearer(&token)),
+            ("content-type", "application/json"),
+        ],
+        json!({"name": "full"}).to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{:?}", created.json);
+    assert_eq!(readyz(addr).await.0, 200);
+
+    // Fill it (bounded: 3 MiB holds well under 2000 such messages).
+    let filler = "x".repeat(3990);
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    loop {
+        assert!(acked.len() < 2000, "the filesystem never filled up");
+        let content = format!("{} {filler}", acked.len());
+        let answer = post_to_full(addr, &token, &content).await;
+        if answer.status != 201 {
+            assert_eq!(answer.status, 507, "{:?}", answer.json);
+            break;
+        }
+        acked.push((answer.json["seq"].as_u64().expect("seq"), content));
+    }
+
+    // Not ready, and why; logins and writes refused, reads still served.
+    let (status, body) = readyz(addr).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "unavailable", "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("storage is full")),
+        "{body}"
+    );
+    let login = crate::common::login(addr, "alice", "alice-password").await;
+    assert_eq!(login.status, 507, "{:?}", login.json);
+    assert_eq!(post_to_full(addr, &token, "refused").await.status, 507);
+    let health = http(addr, "GET", "/healthz", &[], Vec::new()).await;
+    assert_eq!(health.status, 200);
+
+    // Room again: the daemon notices by itself (polled, bounded).
+    tmpfs.resize("64m");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, body) = readyz(addr).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready again: {status} {body}\n{}",
+            daemon.log_lines().join("\n")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let token = crate::common::access_token(addr, "alice", "alice-password").await;
+    let stored = stored_messages(addr, &token).await;
+    assert!(
+        stored.starts_with(&acked),
+        "every acknowledged message is there, in order"
+    );
+    let next = post_to_full(addr, &token, "room again").await;
+    assert_eq!(next.status, 201, "{:?}", next.json);
+    let next_seq = next.json["seq"].as_u64().expect("seq");
+    assert_eq!(
+        next_seq,
+        stored.last().map_or(1, |(seq, _)| seq + 1),
+        "numbering goes on from what is stored"
+    );
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    let log = log.join("\n");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("the store writes again"), "{log}");
+
+    // Durable: a restart finds every acknowledged message, the one after the recovery too.
+    let daemon = Daemon::start(&data_dir, &env).expect("restarts");
+    let token = crate::common::access_token(daemon.addr, "alice", "alice-password").await;
+    let stored = stored_messages(daemon.addr, &token).await;
+    assert!(
+        stored.starts_with(&acked),
+        "acknowledged before the disk filled"
+    );
+    assert!(
+        stored.contains(&(next_seq, "room again".to_owned())),
+        "acknowledged after the recovery"
+    );
+    let (code, _) = daemon.terminate();
+    assert_eq!(code, Some(0));
+    println!(
+        "disk full: {} messages acknowledged before the tmpfs filled; 503 from /readyz and 507 for writes; ready again after resizing, without a restart",
+        acked.len()
+    );
+}

@@ -39,7 +39,7 @@ pub struct StoredFile {
 
 impl SledStore {
     fn files_tree(&self) -> Result<sled::Tree, Error> {
-        Ok(self.inner.db.open_tree(FILES_TREE)?)
+        Ok(self.db()?.open_tree(FILES_TREE)?)
     }
 
     /// Where the content of a file with this hash lives.

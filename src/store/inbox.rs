@@ -104,7 +104,7 @@ impl SledStore {
         let mut out = Vec::new();
         let mut unread = 0;
         for entry in self
-            .trees()
+            .trees()?
             .notifications
             .scan_prefix(user_id.as_bytes())
             .rev()

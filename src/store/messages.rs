@@ -133,7 +133,7 @@ impl SledStore {
     }
 
     pub fn message(&self, room_id: u64, seq: u64) -> Result<Option<Message>, Error> {
-        self.trees().message(room_id, seq)
+        self.trees()?.message(room_id, seq)
     }
 
     /// Deletes a room's messages created before `cutoff_ms` (retention), oldest first, at most
@@ -178,7 +178,7 @@ impl SledStore {
         let start = keys::message(room_id, 0);
         let end = keys::message(room_id, before);
         let mut out = Vec::new();
-        for entry in self.trees().messages.range(start..end).rev().take(limit) {
+        for entry in self.trees()?.messages.range(start..end).rev().take(limit) {
             let (_, raw) = entry?;
             out.push(decode("messages", &raw)?);
         }
@@ -200,7 +200,7 @@ impl SledStore {
         if after.saturating_add(1) >= before {
             return Ok(out);
         }
-        for entry in self.trees().messages.range(start..end).take(limit) {
+        for entry in self.trees()?.messages.range(start..end).take(limit) {
             let (_, raw) = entry?;
             out.push(decode("messages", &raw)?);
         }

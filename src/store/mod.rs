@@ -136,9 +136,15 @@ impl Store {
         on_engine!(self, engine => engine.close().await)
     }
 
-    /// A cheap liveness probe of the engine, for `/readyz`.
+    /// A cheap liveness probe of the engine, for `/readyz`: open, taking writes, reading.
     pub async fn is_healthy(&self) -> bool {
         on_engine!(self, engine => engine.is_healthy())
+    }
+
+    /// Why writes fail, while they do (a full disk, an I/O error). They resume by themselves
+    /// once the disk can take them again: the engine checks every `store.recovery_probe_secs`.
+    pub async fn write_failure(&self) -> Option<StoreError> {
+        on_engine!(self, engine => engine.write_failure())
     }
 
     /// Bytes the store occupies on disk.
