@@ -286,8 +286,8 @@ async fn run(
 /// A stop (close, pause) met while draining the queue during a reopen.
 struct Deferred(Option<Command>);
 
-/// One recovery attempt, when the disk has room: reopens the engine and makes a probe write
-/// durable. `None`: no room yet. `Some(Ok)`: writes can resume. `Some(Err)`: still failing (or
+/// One recovery attempt, when the disk has room ([`RECOVERY_FREE_BYTES`]): reopens the engine
+/// and makes a probe write durable. `None`: no room yet. `Some(Ok)`: writes can resume. `Some(Err)`: still failing (or
 /// a stop came in), logged.
 async fn recover(
     live: &Arc<Live>,
@@ -296,13 +296,16 @@ async fn recover(
     commands: &mut mpsc::Receiver<Command>,
     failure: &StoreError,
 ) -> Option<Result<(), Deferred>> {
-    let free = free_bytes(&config.data_dir)?;
-    if free < RECOVERY_FREE_BYTES {
+    // A filesystem that cannot say how full it is gets the reopen and the probe write.
+    let free = free_bytes(&config.data_dir);
+    if let Some(free) = free
+        && free < RECOVERY_FREE_BYTES
+    {
         tracing::debug!(free, needed = RECOVERY_FREE_BYTES, "still no room to write");
         return None;
     }
     tracing::info!(
-        free,
+        free = free.unwrap_or(0),
         "the disk has room again: reopening the store to resume writes"
     );
     // The old instance goes first (sled locks its files): ours, the readers' copy, and those
