@@ -698,6 +698,23 @@ async fn http_connections_are_capped_and_the_probes_still_answer() {
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     drop(held);
     wait_until_served(addr, "127.0.0.1").await;
+
+    // A WebSocket leaves the HTTP stage when it is upgraded (ws.max_connections counts it):
+    // more of them than the per-address cap are open at once.
+    let token = server.admin_tokens().await["access"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        let socket = crate::wsclient::try_connect(addr, &format!("/ws?token={token}"), &[])
+            .await
+            .expect("a WebSocket beyond the HTTP per-address cap");
+        sockets.push(socket);
+    }
+    let answer = request_from("127.0.0.1", addr, "GET", "/api/v1/rooms").await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    drop(sockets);
     server.stop().await;
 }
 
