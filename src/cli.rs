@@ -82,6 +82,9 @@ pub enum Command {
         /// The backup file.
         file: PathBuf,
     },
+    /// Create an empty store in the data dir (mode 0700), to add users before the first `serve`.
+    /// An existing store is left unchanged. Only `init`, `serve` and `restore` create a store.
+    Init,
     /// Check the store's integrity (or, with --backup, a backup file's).
     Verify {
         /// Verify this backup file instead of the store.
@@ -236,6 +239,7 @@ impl<E: std::fmt::Display> From<E> for Failure {
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    private_umask();
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -261,6 +265,64 @@ fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
     }
 }
 
+/// Everything the process creates is for its own user only: sled creates the store's files
+/// with the process's umask (0644 under the usual 0022), and they hold every password hash and
+/// message. Files that must be shared say so with an explicit mode (the control socket, 0660).
+fn private_umask() {
+    use rustix::fs::Mode;
+    let _ = rustix::process::umask(Mode::from_raw_mode(0o077));
+}
+
+/// Where the data dir of a command came from, for the line that names it.
+#[derive(Debug, Clone)]
+enum DataDirSource {
+    Flag,
+    Environment,
+    ConfigFile(PathBuf),
+    Default,
+}
+
+impl DataDirSource {
+    /// The same order as the config's: --data-dir, then NATTER_STORE_DATA_DIR, then the config
+    /// file's `store.data_dir`, then the built-in default.
+    fn find(flag: bool, config: Option<&std::path::Path>) -> DataDirSource {
+        if flag {
+            return DataDirSource::Flag;
+        }
+        if std::env::var_os("NATTER_STORE_DATA_DIR").is_some() {
+            return DataDirSource::Environment;
+        }
+        if let Some(path) = config {
+            let sets_it = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| text.parse::<toml::Table>().ok())
+                .and_then(|table| table.get("store")?.as_table()?.get("data_dir").cloned())
+                .is_some();
+            if sets_it {
+                return DataDirSource::ConfigFile(path.to_path_buf());
+            }
+        }
+        DataDirSource::Default
+    }
+}
+
+impl std::fmt::Display for DataDirSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataDirSource::Flag => f.write_str("from --data-dir"),
+            DataDirSource::Environment => f.write_str("from NATTER_STORE_DATA_DIR"),
+            DataDirSource::ConfigFile(path) => write!(f, "from config {}", path.display()),
+            DataDirSource::Default => f.write_str("the built-in default ./natter-data"),
+        }
+    }
+}
+
+/// The data dir as an absolute path, for messages (a relative one depends on the directory the
+/// command runs in, which is the mistake the message is there to show).
+fn shown(dir: &std::path::Path) -> PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
 fn dispatch(cli: Cli) -> Result<(), Failure> {
     let listen = match &cli.command {
         Command::Serve { listen } | Command::CheckConfig { listen } => listen.clone(),
@@ -270,7 +332,9 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         listen,
         data_dir: cli.data_dir.clone(),
     };
-    let config = Config::load(config_path(cli.config).as_deref(), &overrides)
+    let config_file = config_path(cli.config);
+    let source = DataDirSource::find(cli.data_dir.is_some(), config_file.as_deref());
+    let config = Config::load(config_file.as_deref(), &overrides)
         .map_err(|e| Failure::usage(format!("invalid configuration: {e}")))?;
     let json = cli.json;
     match cli.command {
@@ -281,7 +345,22 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Serve { .. } => serve(config),
         command => {
             crate::logging::init("warn", &config.log.format);
-            runtime()?.block_on(admin_command(config, command, json))
+            let names_the_store = !matches!(
+                command,
+                Command::Verify {
+                    backup: Some(_),
+                    ..
+                }
+            );
+            if names_the_store {
+                // One line on stderr (stdout stays the result, --json too): which store the
+                // command acts on, and why that one.
+                eprintln!(
+                    "natter: using data dir {} ({source})",
+                    shown(&config.store.data_dir).display()
+                );
+            }
+            runtime()?.block_on(admin_command(config, command, json, &source))
         }
     }
 }
@@ -408,7 +487,10 @@ fn admin_request(command: Command) -> Result<Request, Failure> {
         Command::Stats => Request::Stats,
         Command::Backup { .. } => Request::Backup,
         Command::Verify { .. } => Request::Verify,
-        Command::Serve { .. } | Command::CheckConfig { .. } | Command::Restore { .. } => {
+        Command::Serve { .. }
+        | Command::CheckConfig { .. }
+        | Command::Restore { .. }
+        | Command::Init => {
             return Err(Failure::usage("not an admin command"));
         }
     })
@@ -431,9 +513,15 @@ fn parse_duration(text: &str) -> Option<u64> {
     number.parse::<u64>().ok()?.checked_mul(factor)
 }
 
-async fn admin_command(config: Config, command: Command, json: bool) -> Result<(), Failure> {
+async fn admin_command(
+    config: Config,
+    command: Command,
+    json: bool,
+    source: &DataDirSource,
+) -> Result<(), Failure> {
     match command {
         Command::Restore { file } => return restore(&config, &file, json),
+        Command::Init => return init(&config, json).await,
         Command::Verify {
             backup: Some(file), ..
         } => {
@@ -456,7 +544,7 @@ async fn admin_command(config: Config, command: Command, json: bool) -> Result<(
         _ => None,
     };
     let request = admin_request(command)?;
-    let reply = send(&config, request).await?;
+    let reply = send(&config, request, source).await?;
     if let Some(target) = backup_target {
         let from = reply
             .data
@@ -492,8 +580,10 @@ fn print_reply(text: &str, data: &serde_json::Value, json: bool) {
 }
 
 /// Sends a request to the running daemon over its control socket, or, when no daemon runs,
-/// executes it on the data dir directly.
-async fn send(config: &Config, request: Request) -> Result<Reply, Failure> {
+/// executes it on the data dir directly: on a store that exists. An admin command never creates
+/// one (that is `init`'s, `serve`'s and `restore`'s): run in the wrong directory, or without the
+/// daemon's config, it would report success on a new, empty store the daemon never reads.
+async fn send(config: &Config, request: Request, source: &DataDirSource) -> Result<Reply, Failure> {
     if config.control.enabled {
         let path = config.control_socket_path();
         match crate::admin::socket::request(&path, &request).await? {
@@ -512,7 +602,18 @@ async fn send(config: &Config, request: Request) -> Result<Reply, Failure> {
             "the daemon is not running (or its control socket is off): there are no live sessions",
         ));
     }
-    check_data_dir_owner(&config.store.data_dir)?;
+    let data_dir = &config.store.data_dir;
+    if !Store::exists(data_dir) {
+        return Err(Failure::from(format!(
+            "no store in {dir} (data dir {source}), and no daemon answers on {socket}. Point \
+             at the daemon's data dir with --data-dir DIR, or at its config with --config PATH or \
+             NATTER_CONFIG=PATH (default {DEFAULT_CONFIG}); to start a new store there, run \
+             `natter init --data-dir {dir}` (or `natter serve`, which creates it too)",
+            dir = shown(data_dir).display(),
+            socket = shown(&config.control_socket_path()).display(),
+        )));
+    }
+    check_data_dir_owner(data_dir)?;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
     let store = Store::open(&config.store, metrics.clone()).map_err(|e| match e {
         crate::store::StoreError::Locked(dir) => Failure::from(format!(
@@ -549,6 +650,42 @@ fn check_data_dir_owner(data_dir: &std::path::Path) -> Result<(), Failure> {
             meta.uid()
         )));
     }
+    Ok(())
+}
+
+/// `natter init`: an empty store in the data dir, created as `serve` creates it (the first
+/// `serve` of a store without users still creates the initial admin).
+async fn init(config: &Config, json: bool) -> Result<(), Failure> {
+    let data_dir = &config.store.data_dir;
+    let dir = shown(data_dir);
+    if Store::exists(data_dir) {
+        let text = format!("a store is in {} already (unchanged)", dir.display());
+        print_reply(
+            &text,
+            &serde_json::json!({"created": false, "data_dir": dir}),
+            json,
+        );
+        return Ok(());
+    }
+    check_data_dir_owner(data_dir)?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+    let store = Store::open(&config.store, metrics).map_err(|e| match e {
+        crate::store::StoreError::Locked(dir) => {
+            Failure::from(format!("a daemon holds data dir {} already", dir.display()))
+        }
+        other => Failure::from(other),
+    })?;
+    store.close().await?;
+    let text = format!(
+        "created an empty store in {} (add users with `natter user add`; the first `natter serve` \
+         of a store without users creates the user admin)",
+        dir.display()
+    );
+    print_reply(
+        &text,
+        &serde_json::json!({"created": true, "data_dir": dir}),
+        json,
+    );
     Ok(())
 }
 

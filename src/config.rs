@@ -67,6 +67,20 @@ pub struct ServerConfig {
     /// Take the client address from the last `X-Forwarded-For` entry (set this only behind a
     /// reverse proxy you run; otherwise clients could pick their own address for login throttling).
     pub trust_forwarded_for: bool,
+    /// How long a request body may take to arrive, in seconds; a larger body may take longer as
+    /// long as it keeps `body_min_bytes_per_sec` on average. Past that: 408, connection closed.
+    pub body_timeout_secs: u64,
+    /// The average rate, in bytes per second since its start, that a body taking longer than
+    /// `body_timeout_secs` must keep.
+    pub body_min_bytes_per_sec: u64,
+    /// Connections still in the HTTP stage (not upgraded to a WebSocket, which
+    /// `ws.max_connections` counts) at once. Lowered at start to what the open-file limit leaves
+    /// beside `ws.max_connections`. Past it, a connection only gets `/healthz` and `/readyz`
+    /// (others 503).
+    pub max_http_connections: usize,
+    /// Connections in the HTTP stage at once from one client address (the TCP peer's, whatever
+    /// `trust_forwarded_for` says).
+    pub max_http_connections_per_ip: usize,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +96,10 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
             trust_forwarded_for: false,
+            body_timeout_secs: 30,
+            body_min_bytes_per_sec: 4096,
+            max_http_connections: 4096,
+            max_http_connections_per_ip: 256,
         }
     }
 }
@@ -99,6 +117,9 @@ pub struct StoreConfig {
     pub flush_every_ms: u64,
     /// Most writes one group commit gathers before it flushes.
     pub max_batch: usize,
+    /// While writes fail (a full disk), how often the writer checks for room, in seconds; once
+    /// there is room it reopens the store and takes writes again, without a restart.
+    pub recovery_probe_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -108,6 +129,7 @@ impl Default for StoreConfig {
             cache_capacity_mb: 64,
             flush_every_ms: 0,
             max_batch: 1024,
+            recovery_probe_secs: 5,
         }
     }
 }
@@ -641,6 +663,28 @@ impl Config {
         }
         if self.server.header_read_timeout_secs == 0 {
             problems.push("server.header_read_timeout_secs must be at least 1".to_owned());
+        }
+        for (name, value) in [
+            ("server.body_timeout_secs", self.server.body_timeout_secs),
+            (
+                "server.body_min_bytes_per_sec",
+                self.server.body_min_bytes_per_sec,
+            ),
+            (
+                "server.max_http_connections",
+                u64::try_from(self.server.max_http_connections).unwrap_or(u64::MAX),
+            ),
+            (
+                "server.max_http_connections_per_ip",
+                u64::try_from(self.server.max_http_connections_per_ip).unwrap_or(u64::MAX),
+            ),
+        ] {
+            if value == 0 {
+                problems.push(format!("{name} must be at least 1"));
+            }
+        }
+        if self.store.recovery_probe_secs == 0 {
+            problems.push("store.recovery_probe_secs must be at least 1".to_owned());
         }
         if self.store.data_dir.as_os_str().is_empty() {
             problems.push("store.data_dir must not be empty".to_owned());

@@ -14,7 +14,8 @@
 //! The modules, what each owns, and what it may import (`tests/architecture.rs` checks the
 //! arrows of the core, the store, the broker and the vocabulary):
 //! - [`server`]: the composition root and the lifecycle: builds [`app::AppState`] from the
-//!   services, serves a bound listener, drains, flushes. May import everything.
+//!   services, serves a bound listener (connections in the HTTP stage capped to fit the
+//!   open-file limit), drains, flushes. May import everything.
 //! - [`cli`]: the `natter` command line (clap), `serve` and the admin commands, offline or
 //!   through the daemon's control socket. May import everything.
 //! - [`app`]: the state every edge works with. Imports the services, not the edges.

@@ -33,6 +33,10 @@ use crate::hub::{Broker, Hub};
 use crate::principal::Role;
 use crate::store::Store;
 
+mod admission;
+
+use admission::{Admission, Admitted};
+
 /// Name of the file the first start writes the generated admin password to.
 pub const INITIAL_ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
 
@@ -42,6 +46,13 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// How often ended sessions and messages past retention are purged from the store.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The header deadline of a connection over the HTTP caps (health probes only): a probe sends
+/// its request at once.
+const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often, at most, the log says that the HTTP connection caps are reached.
+const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Wires the services over an open store: the composition root, shared by `serve` and the
 /// offline admin commands. `metrics` is the one the store was opened with.
@@ -196,11 +207,22 @@ impl Server {
             .as_ref()
             .map(|tls| tokio::spawn(reload_on_hangup(tls.clone())));
 
+        let first_byte_timeout = Duration::from_secs(config.server.header_read_timeout_secs);
+        let admission = admission_for(&config);
         tracing::info!(listen = %addr, data_dir = %config.store.data_dir.display(), version = env!("CARGO_PKG_VERSION"), "natter is serving");
         crate::systemd::notify_ready();
         let watchdog = crate::systemd::spawn_watchdog(state.shutdown.clone());
 
-        let first_byte_timeout = Duration::from_secs(config.server.header_read_timeout_secs);
+        // Connections over the caps: health probes only, a short header deadline, one request.
+        let mut overflow_builder = http1::Builder::new();
+        overflow_builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(
+                OVERFLOW_HEADER_TIMEOUT
+                    .min(Duration::from_secs(config.server.header_read_timeout_secs)),
+            )
+            .keep_alive(false);
+        let mut last_cap_warning: Option<Instant> = None;
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
@@ -214,14 +236,39 @@ impl Server {
                             continue;
                         }
                     };
+                    let (ticket, probes_only) = match admission.admit(peer.ip()) {
+                        Admitted::Full(ticket) => (ticket, false),
+                        Admitted::Overflow(ticket) => (ticket, true),
+                        Admitted::Refused => {
+                            tracing::debug!(peer = %peer, "over the HTTP connection caps and their spare places; closed");
+                            continue;
+                        }
+                    };
+                    if probes_only && last_cap_warning.is_none_or(|at| at.elapsed() >= CAP_WARNING_INTERVAL) {
+                        last_cap_warning = Some(Instant::now());
+                        tracing::warn!(
+                            peer = %peer,
+                            max_http_connections = admission.max_total(),
+                            max_http_connections_per_ip = config.server.max_http_connections_per_ip,
+                            "HTTP connection cap reached: new connections get /healthz and /readyz only (503 for anything else) until some close"
+                        );
+                    }
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                     }
                     let service = connection_service(state.clone(), routes.clone(), peer);
-                    let builder = builder.clone();
+                    let service = probes_only_unless(!probes_only, service);
+                    let (builder, first_byte_timeout) = if probes_only {
+                        (overflow_builder.clone(), OVERFLOW_HEADER_TIMEOUT.min(first_byte_timeout))
+                    } else {
+                        (builder.clone(), first_byte_timeout)
+                    };
                     let acceptor = tls.as_ref().map(crate::tls::Tls::acceptor);
                     let stopping = state.shutdown.clone();
                     tasks.spawn(async move {
+                        // The place in the HTTP stage is held until the connection ends or is
+                        // upgraded to a WebSocket (then `ws.max_connections` counts it).
+                        let _ticket = ticket;
                         // A peer that connects and sends nothing is dropped after the header
                         // timeout, whatever hyper's own timer makes of an idle connection. (With
                         // TLS, the first byte is the ClientHello's.)
@@ -302,6 +349,85 @@ impl Server {
         tracing::info!("store flushed; bye");
         Ok(())
     }
+}
+
+/// The caps of connections in the HTTP stage, fitted to the open-file limit (read, and raised to
+/// its hard value, here): `ws.max_connections` WebSockets, `server.max_http_connections` in the
+/// HTTP stage, the spare places and the descriptors kept for the store must fit, so that
+/// `accept` never fails for want of one. When they do not, the HTTP cap is lowered and a warning
+/// says what to change.
+fn admission_for(config: &Config) -> Admission {
+    let configured = config.server.max_http_connections;
+    let per_ip = config.server.max_http_connections_per_ip;
+    let Some(fd_limit) = admission::open_file_limit() else {
+        return Admission::new(configured, per_ip);
+    };
+    let ws_max = config.ws.max_connections;
+    let (cap, fits) = admission::http_cap(fd_limit, ws_max, configured);
+    if !fits {
+        tracing::warn!(
+            open_file_limit = fd_limit,
+            ws_max_connections = ws_max,
+            max_http_connections = configured,
+            lowered_to = cap,
+            spare = admission::OVERFLOW_PLACES,
+            reserved = admission::RESERVED_FDS,
+            "ws.max_connections + server.max_http_connections + spare and reserved descriptors exceed the open-file limit: the HTTP cap is lowered; raise the limit (LimitNOFILE=) or lower ws.max_connections"
+        );
+    }
+    tracing::debug!(
+        open_file_limit = fd_limit,
+        max_http_connections = cap,
+        max_http_connections_per_ip = per_ip,
+        "HTTP connection caps"
+    );
+    Admission::new(cap, per_ip)
+}
+
+/// `service` when `serve_all`; else (a connection over the HTTP caps) only `GET /healthz` and
+/// `GET /readyz` reach it, and anything else is answered 503 in the API's JSON error shape with
+/// `Connection: close`.
+fn probes_only_unless<S>(
+    serve_all: bool,
+    service: S,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = warp::reply::Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<warp::reply::Response, Infallible>> + Send,
+> + Clone
++ Send
+where
+    S: hyper::service::Service<
+            hyper::Request<Incoming>,
+            Response = warp::reply::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let path = request.uri().path().trim_end_matches('/');
+        let probe =
+            request.method() == hyper::Method::GET && matches!(path, "/healthz" | "/readyz");
+        let answer = (serve_all || probe).then(|| service.call(request));
+        async move {
+            match answer {
+                Some(answer) => answer.await,
+                None => {
+                    let mut response = crate::http::error_response(&Error::Unavailable(
+                        "server is at its connection limit; try again later".to_owned(),
+                    ));
+                    response.headers_mut().insert(
+                        hyper::header::CONNECTION,
+                        hyper::header::HeaderValue::from_static("close"),
+                    );
+                    Ok(response)
+                }
+            }
+        }
+    })
 }
 
 /// Serves one HTTP/1.1 connection (WebSocket upgrades included) until it ends. When the server
@@ -421,10 +547,12 @@ where
         + 'static,
     S::Future: Send,
 {
+    let budget = crate::http::BodyBudget::of(&state.config.server);
     hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         let mut routes = routes.clone();
         let state = state.clone();
         request.extensions_mut().insert(RemoteAddr(peer));
+        request.extensions_mut().insert(budget);
         strip_trailing_slash(&mut request);
         let method = request.method().clone();
         let path = request.uri().path().to_owned();

@@ -175,6 +175,8 @@ async fn service_tokens_are_scoped_and_revocable() {
 async fn offline_commands_work_on_the_data_dir_and_refuse_what_needs_the_daemon() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
+    let initialised = natter_json(dir, &["init"], None).await;
+    assert_eq!(initialised["created"], true, "{initialised}");
     natter_json(
         dir,
         &[

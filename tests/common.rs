@@ -306,9 +306,14 @@ pub fn run_natter(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     )
 }
 
-/// `natter user add NAME --role ROLE --password-stdin` on a data dir; panics unless it works.
+/// `natter user add NAME --role ROLE --password-stdin` on a data dir (after `natter init` when
+/// it holds no store yet: admin commands never create one); panics unless it works.
 pub fn add_user(data_dir: &Path, username: &str, password: &str, role: &str) {
     let dir = data_dir.to_str().expect("utf-8 path");
+    if !data_dir.join("db").exists() {
+        let (code, out, err) = run_natter(&["init", "--data-dir", dir], None);
+        assert_eq!(code, 0, "init failed: {out}{err}");
+    }
     let (code, out, err) = run_natter(
         &[
             "user",

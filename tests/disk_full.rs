@@ -16,13 +16,13 @@ use crate::daemon::Daemon;
 use crate::wsclient::{Ws, try_connect};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
-struct Tmpfs {
+pub struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
 impl Tmpfs {
     /// Mounts a tmpfs of `size` (e.g. "3m"); `Err` with the reason when that is not allowed.
-    fn mount(size: &str) -> Result<Tmpfs, String> {
+    pub fn mount(size: &str) -> Result<Tmpfs, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let output = Command::new("mount")
             .args([
@@ -41,11 +41,11 @@ impl Tmpfs {
         Ok(Tmpfs { dir })
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn resize(&self, size: &str) {
+    pub fn resize(&self, size: &str) {
         let status = Command::new("mount")
             .args(["-o", &format!("remount,size={size}")])
             .arg(self.path())

@@ -17,6 +17,7 @@ mod dialect_kibray;
 mod dialect_rooms;
 mod disk_full;
 mod external_tokens;
+mod hardening_a;
 mod hardening_c;
 mod hardening_d;
 mod hostile_input;

@@ -5,7 +5,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::{error_response, json_reply, with_state};
 use crate::app::AppState;
-use crate::error::Error;
+use crate::error::{Error, StoreError};
 
 /// GET /healthz — the process is alive and answering.
 pub fn healthz() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -14,7 +14,8 @@ pub fn healthz() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Cl
         .map(|| json_reply(&serde_json::json!({"status": "ok"}), StatusCode::OK))
 }
 
-/// GET /readyz — the store is open and the server is not shutting down.
+/// GET /readyz — the store is open and takes writes, and the server is not shutting down; else
+/// 503 `unavailable` saying why (a full disk: until it has room again).
 pub fn readyz(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("readyz")
         .and(warp::get())
@@ -22,8 +23,17 @@ pub fn readyz(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = R
         .then(|state: AppState| async move {
             if state.is_shutting_down() {
                 error_response(&Error::Unavailable("server is shutting down".to_owned()))
+            } else if let Some(failure) = state.store.write_failure().await {
+                // The details (paths, OS errors) are in the log.
+                let why = match failure {
+                    StoreError::Full(_) => {
+                        "storage is full: writes are refused until the disk has room again"
+                    }
+                    _ => "storage error: writes are refused until the store can write again",
+                };
+                error_response(&Error::Unavailable(why.to_owned()))
             } else if !state.store.is_healthy().await {
-                error_response(&Error::Internal("store is not available".to_owned()))
+                error_response(&Error::Unavailable("store is not available".to_owned()))
             } else {
                 json_reply(&serde_json::json!({"status": "ready"}), StatusCode::OK)
             }

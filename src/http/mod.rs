@@ -173,16 +173,101 @@ fn query_number<T: std::str::FromStr>(
         .transpose()
 }
 
+/// How long a request body may take to arrive (`server.body_timeout_secs` and
+/// `server.body_min_bytes_per_sec`): the whole of `timeout`, or, for a larger body, as long as it
+/// keeps an average of at least `min_rate` bytes a second from the start. A client that holds
+/// a body open (stalled or trickling) is answered 408 and its connection closed: without it, a
+/// half-sent body pinned a connection, its file descriptor and its buffers for ever.
+///
+/// The server puts the budget into every request's extensions ([`body_budget`] reads it), so
+/// that each route that reads a body, whatever its size, bounds it the same way.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyBudget {
+    pub timeout: std::time::Duration,
+    /// Bytes per second; at least 1.
+    pub min_rate: u64,
+}
+
+impl BodyBudget {
+    pub fn of(config: &crate::config::ServerConfig) -> BodyBudget {
+        BodyBudget {
+            timeout: std::time::Duration::from_secs(config.body_timeout_secs),
+            min_rate: config.body_min_bytes_per_sec.max(1),
+        }
+    }
+
+    /// The time from the start of the body by which more of it must have come, once `received`
+    /// bytes are in.
+    fn allowed(&self, received: u64) -> std::time::Duration {
+        let at_rate = std::time::Duration::from_secs_f64(
+            // Precision is irrelevant at these magnitudes (a deadline in seconds).
+            #[allow(clippy::cast_precision_loss)]
+            {
+                received as f64 / self.min_rate as f64
+            },
+        );
+        self.timeout.max(at_rate)
+    }
+
+    /// `body`'s chunks, failing with [`Error::RequestTimeout`] once the body falls behind its
+    /// budget (the clock starts now). Ends where the body ends.
+    pub fn bound<S, B>(self, body: S) -> impl futures_util::Stream<Item = Result<B, Error>> + Send
+    where
+        S: futures_util::Stream<Item = Result<B, warp::Error>> + Send,
+        B: warp::Buf + Send,
+    {
+        let started = tokio::time::Instant::now();
+        let body = Box::pin(body);
+        futures_util::stream::unfold(Some((body, 0u64)), move |state| async move {
+            let (mut body, received) = state?;
+            let deadline = started + self.allowed(received);
+            match tokio::time::timeout_at(deadline, body.try_next()).await {
+                Err(_) => Some((
+                    Err(Error::RequestTimeout(
+                        "the request body did not arrive in time".to_owned(),
+                    )),
+                    None,
+                )),
+                Ok(Err(e)) => Some((
+                    Err(Error::BadRequest(format!("cannot read request body: {e}"))),
+                    None,
+                )),
+                Ok(Ok(None)) => None,
+                Ok(Ok(Some(chunk))) => {
+                    let n = u64::try_from(chunk.remaining()).unwrap_or(u64::MAX);
+                    Some((Ok(chunk), Some((body, received.saturating_add(n)))))
+                }
+            }
+        })
+    }
+}
+
+impl Default for BodyBudget {
+    fn default() -> Self {
+        BodyBudget::of(&crate::config::ServerConfig::default())
+    }
+}
+
+/// The request's [`BodyBudget`] (the server's, from the request extensions).
+pub fn body_budget() -> impl Filter<Extract = (BodyBudget,), Error = Infallible> + Clone {
+    warp::ext::optional::<BodyBudget>().map(|budget: Option<BodyBudget>| budget.unwrap_or_default())
+}
+
 /// A JSON request body: `application/json` (else 415), at most `server.max_body_bytes` (else
-/// 413, checked against Content-Length before reading and while reading), valid JSON (else 400).
+/// 413, checked against Content-Length before reading and while reading), within the request's
+/// [`BodyBudget`] (else 408), valid JSON (else 400).
 fn json_body<T: DeserializeOwned + Send>(
     limit: u64,
 ) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
     warp::header::optional::<String>("content-type")
         .and(warp::header::optional::<String>("content-length"))
+        .and(body_budget())
         .and(warp::body::stream())
         .and_then(
-            move |content_type: Option<String>, length: Option<String>, body| async move {
+            move |content_type: Option<String>,
+                  length: Option<String>,
+                  budget: BodyBudget,
+                  body| async move {
                 let is_json = content_type.as_deref().is_some_and(|ct| {
                     ct.split(';')
                         .next()
@@ -204,24 +289,21 @@ fn json_body<T: DeserializeOwned + Send>(
                         }
                     }
                 }
-                let bytes = collect_limited(body, limit).await?;
+                let bytes = collect_limited_within(budget.bound(body), limit).await?;
                 parse_json(&bytes).map_err(Rejection::from)
             },
         )
 }
 
-async fn collect_limited<S, B>(body: S, limit: u64) -> Result<BytesMut, Error>
+/// Collects a body (see [`BodyBudget::bound`]) of at most `limit` bytes (else 413).
+async fn collect_limited_within<S, B>(body: S, limit: u64) -> Result<BytesMut, Error>
 where
-    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    S: futures_util::Stream<Item = Result<B, Error>>,
     B: warp::Buf,
 {
     let mut out = BytesMut::new();
     let mut body = std::pin::pin!(body);
-    while let Some(mut chunk) = body
-        .try_next()
-        .await
-        .map_err(|e| Error::BadRequest(format!("cannot read request body: {e}")))?
-    {
+    while let Some(mut chunk) = body.try_next().await? {
         let total = u64::try_from(out.len() + chunk.remaining()).unwrap_or(u64::MAX);
         if total > limit {
             return Err(Error::PayloadTooLarge { limit });
@@ -328,6 +410,13 @@ pub fn error_response(error: &Error) -> warp::reply::Response {
         response.headers_mut().insert(
             warp::http::header::WWW_AUTHENTICATE,
             warp::http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    if matches!(error, Error::RequestTimeout(_)) {
+        // The rest of the body is not read: the connection cannot carry another request.
+        response.headers_mut().insert(
+            warp::http::header::CONNECTION,
+            warp::http::HeaderValue::from_static("close"),
         );
     }
     let retry_secs = match error {

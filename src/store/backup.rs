@@ -122,7 +122,9 @@ fn epoch_of(meta: &sled::Tree) -> Result<u64, Error> {
 impl SledStore {
     /// The store's epoch: 0 until the first restore, then one more with every restore.
     pub fn epoch(&self) -> u64 {
-        epoch_of(&self.trees().meta).unwrap_or(0)
+        self.trees()
+            .and_then(|trees| epoch_of(&trees.meta))
+            .unwrap_or(0)
     }
 
     /// Writes a consistent backup of the whole store to `target` (mode 0600, written to a
@@ -130,7 +132,7 @@ impl SledStore {
     /// `secret` is the signing secret's path, included when it lives in the data dir.
     pub async fn backup(&self, target: &Path, secret: &Path) -> Result<BackupSummary, Error> {
         let pause = self.pause_writes().await?;
-        let db = self.inner.db.clone();
+        let db = self.db()?;
         let data_dir = self.data_dir().to_path_buf();
         let target = target.to_path_buf();
         let secret = secret.starts_with(&data_dir).then(|| secret.to_path_buf());
@@ -154,7 +156,7 @@ impl SledStore {
         let files = self.inner.files.exclusive().await;
         let pause = self.pause_writes().await?;
         let incoming = self.inner.files.incoming();
-        let db = self.inner.db.clone();
+        let db = self.db()?;
         let data_dir = self.data_dir().to_path_buf();
         tokio::task::spawn_blocking(move || {
             let report = verify_db(&db, &data_dir, &incoming);

@@ -12,8 +12,10 @@ use super::{META_SCHEMA, SCHEMA_VERSION, files, keys, lookups, rooms, writer};
 use crate::config::StoreConfig;
 use crate::error::{Error, StoreError};
 
-/// The sled trees. Key layouts are in [`keys`].
+/// The sled trees of one open instance of the engine. Key layouts are in [`keys`].
 pub(crate) struct Trees {
+    /// The instance they belong to.
+    pub db: sled::Db,
     /// Store-wide values: schema version, id counters.
     pub meta: sled::Tree,
     /// user id (16 bytes) -> [`User`] JSON.
@@ -79,8 +81,7 @@ impl Trees {
 }
 
 pub(super) struct Inner {
-    pub(super) db: sled::Db,
-    trees: Arc<Trees>,
+    pub(super) live: Arc<Live>,
     pub(super) writer: mpsc::Sender<writer::Command>,
     data_dir: PathBuf,
     /// What the files directory needs besides its contents (see `store::files`).
@@ -90,10 +91,109 @@ pub(super) struct Inner {
     _lock: File,
 }
 
+/// The engine's open instance, and whether writes fail. Shared by the readers and the writer.
+///
+/// sled 0.34 keeps the first I/O error of an open instance (a full disk's ENOSPC, say) for
+/// the life of that instance: every later flush fails with it, even once the disk has room. The
+/// writer therefore treats a failed flush as a state: it refuses writes (nothing applied, so
+/// nothing unflushed is acknowledged or kept), reports it (`/readyz`), and once the disk has
+/// room again it reopens the engine (what a restart would do: sled recovers to its last
+/// completed flush) and proves a write durable before it takes writes again. While it reopens
+/// there is no instance: reads fail with `unavailable` for those moments instead of blocking.
+#[derive(Default)]
+pub(super) struct Live {
+    trees: std::sync::RwLock<Option<Arc<Trees>>>,
+    failure: std::sync::Mutex<Option<StoreError>>,
+}
+
+impl Live {
+    /// The open instance; `unavailable` while the writer reopens it.
+    pub(super) fn trees(&self) -> Result<Arc<Trees>, Error> {
+        self.trees
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                Error::Unavailable("the store is reopening after a write failure".to_owned())
+            })
+    }
+
+    pub(super) fn set_trees(&self, trees: Option<Arc<Trees>>) {
+        *self
+            .trees
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = trees;
+    }
+
+    /// Why writes fail, while they do.
+    pub(super) fn failure(&self) -> Option<StoreError> {
+        self.failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(super) fn set_failure(&self, failure: Option<StoreError>) {
+        *self
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = failure;
+    }
+}
+
 /// The sled engine: a cheap, cloneable handle to the open store.
 #[derive(Clone)]
 pub(crate) struct SledStore {
     pub(super) inner: Arc<Inner>,
+}
+
+/// Opens the engine in `config.data_dir` (whose lock natter holds) and checks its schema.
+pub(super) fn open_trees(config: &StoreConfig) -> Result<Arc<Trees>, StoreError> {
+    let data_dir = config.data_dir.clone();
+    let open_err = |detail: String| StoreError::Open {
+        path: data_dir.clone(),
+        detail,
+    };
+    let flush_every = (config.flush_every_ms > 0).then_some(config.flush_every_ms);
+    let db = sled::Config::new()
+        .path(data_dir.join("db"))
+        .cache_capacity(config.cache_capacity_mb.saturating_mul(1024 * 1024))
+        .flush_every_ms(flush_every)
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
+                StoreError::Locked(data_dir.clone())
+            }
+            other => open_err(other.to_string()),
+        })?;
+    let trees = Arc::new(Trees {
+        meta: db.open_tree("meta")?,
+        users: db.open_tree("users")?,
+        usernames: db.open_tree("usernames")?,
+        rooms: db.open_tree("rooms")?,
+        room_names: db.open_tree("room_names")?,
+        memberships: db.open_tree("memberships")?,
+        user_rooms: db.open_tree("user_rooms")?,
+        messages: db.open_tree("messages")?,
+        families: db.open_tree("families")?,
+        client_ids: db.open_tree("client_ids")?,
+        dm_queue: db.open_tree("dm_queue")?,
+        notifications: db.open_tree("notifications")?,
+        external_ids: db.open_tree("external_ids")?,
+        files: db.open_tree("files")?,
+        file_refs: db.open_tree("file_refs")?,
+        public_rooms: db.open_tree("public_rooms")?,
+        owned_rooms: db.open_tree("owned_rooms")?,
+        dm_queue_totals: db.open_tree("dm_queue_totals")?,
+        notification_counts: db.open_tree("notification_counts")?,
+        account_names: db.open_tree("account_names")?,
+        sequences: rooms::Sequences::default(),
+        lookups: lookups::Lookups::default(),
+        db,
+    });
+    check_schema(&trees, &data_dir)?;
+    files::index_file_refs(&trees.db, &trees).map_err(|e| open_err(e.to_string()))?;
+    Ok(trees)
 }
 
 impl SledStore {
@@ -124,49 +224,14 @@ impl SledStore {
                 return Err(open_err(format!("cannot lock: {e}")));
             }
         }
-        let flush_every = (config.flush_every_ms > 0).then_some(config.flush_every_ms);
-        let db = sled::Config::new()
-            .path(data_dir.join("db"))
-            .cache_capacity(config.cache_capacity_mb.saturating_mul(1024 * 1024))
-            .flush_every_ms(flush_every)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked(data_dir.clone())
-                }
-                other => open_err(other.to_string()),
-            })?;
-        let trees = Arc::new(Trees {
-            meta: db.open_tree("meta")?,
-            users: db.open_tree("users")?,
-            usernames: db.open_tree("usernames")?,
-            rooms: db.open_tree("rooms")?,
-            room_names: db.open_tree("room_names")?,
-            memberships: db.open_tree("memberships")?,
-            user_rooms: db.open_tree("user_rooms")?,
-            messages: db.open_tree("messages")?,
-            families: db.open_tree("families")?,
-            client_ids: db.open_tree("client_ids")?,
-            dm_queue: db.open_tree("dm_queue")?,
-            notifications: db.open_tree("notifications")?,
-            external_ids: db.open_tree("external_ids")?,
-            files: db.open_tree("files")?,
-            file_refs: db.open_tree("file_refs")?,
-            public_rooms: db.open_tree("public_rooms")?,
-            owned_rooms: db.open_tree("owned_rooms")?,
-            dm_queue_totals: db.open_tree("dm_queue_totals")?,
-            notification_counts: db.open_tree("notification_counts")?,
-            account_names: db.open_tree("account_names")?,
-            sequences: rooms::Sequences::default(),
-            lookups: lookups::Lookups::default(),
-        });
-        check_schema(&trees, &data_dir)?;
-        files::index_file_refs(&db, &trees).map_err(|e| open_err(e.to_string()))?;
-        let writer = writer::spawn(db.clone(), trees.clone(), config.max_batch, metrics);
+        create_store_dir(&data_dir.join("db")).map_err(|e| open_err(e.to_string()))?;
+        let trees = open_trees(config)?;
+        let live = Arc::new(Live::default());
+        live.set_trees(Some(trees.clone()));
+        let writer = writer::spawn(live.clone(), trees, config.clone(), metrics);
         Ok(SledStore {
             inner: Arc::new(Inner {
-                db,
-                trees,
+                live,
                 writer,
                 data_dir,
                 files: files::FileState::default(),
@@ -179,9 +244,20 @@ impl SledStore {
         &self.inner.data_dir
     }
 
-    /// Read access to the trees. Writes must go through [`SledStore::write`].
-    pub(crate) fn trees(&self) -> &Trees {
-        &self.inner.trees
+    /// Read access to the trees. Writes must go through [`SledStore::write`]. `unavailable`
+    /// while the engine is reopened after a write failure (see [`Live`]).
+    pub(crate) fn trees(&self) -> Result<Arc<Trees>, Error> {
+        self.inner.live.trees()
+    }
+
+    /// The open instance of the engine (see [`SledStore::trees`]).
+    pub(crate) fn db(&self) -> Result<sled::Db, Error> {
+        Ok(self.trees()?.db.clone())
+    }
+
+    /// Why writes fail, while they do (a full disk, an I/O error): `/readyz` says so.
+    pub fn write_failure(&self) -> Option<StoreError> {
+        self.inner.live.failure()
     }
 
     /// Runs `op` on the writer task and resolves once the batch it landed in is flushed to disk.
@@ -192,17 +268,27 @@ impl SledStore {
         F: FnOnce(&Trees) -> Result<R, Error> + Send + 'static,
     {
         let (reply_tx, reply_rx) = oneshot::channel();
-        let job: writer::Job = Box::new(move |trees: &Trees| {
+        let job: writer::Job = Box::new(move |trees: Result<&Trees, StoreError>| {
+            let trees = match trees {
+                Ok(trees) => trees,
+                Err(refused) => {
+                    // Not applied at all: writes are refused while the store fails.
+                    let _ = reply_tx.send(Err(Error::Store(refused)));
+                    return None;
+                }
+            };
             let outcome = op(trees);
-            Box::new(move |flushed: Result<(), StoreError>| {
-                let result = match (outcome, flushed) {
-                    (Ok(value), Ok(())) => Ok(value),
-                    (Err(e), _) => Err(e),
-                    (Ok(_), Err(e)) => Err(Error::Store(e)),
-                };
-                // The caller may have gone away; the write is durable either way.
-                let _ = reply_tx.send(result);
-            })
+            let completion: writer::Completion =
+                Box::new(move |flushed: Result<(), StoreError>| {
+                    let result = match (outcome, flushed) {
+                        (Ok(value), Ok(())) => Ok(value),
+                        (Err(e), _) => Err(e),
+                        (Ok(_), Err(e)) => Err(Error::Store(e)),
+                    };
+                    // The caller may have gone away; the write is durable either way.
+                    let _ = reply_tx.send(result);
+                });
+            Some(completion)
         });
         self.inner
             .writer
@@ -235,12 +321,12 @@ impl SledStore {
 
     /// A room by id, with its exact last sequence number.
     pub fn room(&self, id: u64) -> Result<Option<super::Room>, Error> {
-        self.inner.trees.room(id)
+        self.trees()?.room(id)
     }
 
     /// How many users, rooms and stored messages there are.
     pub fn counts(&self) -> Result<super::Counts, Error> {
-        let trees = &self.inner.trees;
+        let trees = self.trees()?;
         let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         Ok(super::Counts {
             users: count(trees.users.len()),
@@ -249,27 +335,65 @@ impl SledStore {
         })
     }
 
-    /// A cheap liveness probe of the engine, for `/readyz`.
+    /// A cheap liveness probe of the engine, for `/readyz`: the writer runs and takes writes,
+    /// and a read works.
     pub fn is_healthy(&self) -> bool {
-        !self.inner.writer.is_closed() && self.inner.trees.meta.get(META_SCHEMA).is_ok()
+        !self.inner.writer.is_closed()
+            && self.write_failure().is_none()
+            && self
+                .trees()
+                .is_ok_and(|trees| trees.meta.get(META_SCHEMA).is_ok())
     }
 
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.inner.db.size_on_disk().unwrap_or(0)
+        self.db()
+            .ok()
+            .and_then(|db| db.size_on_disk().ok())
+            .unwrap_or(0)
     }
 }
 
-/// Creates the data dir with mode 0700 if it does not exist: it holds secrets.
+/// Whether `data_dir` holds a store: sled's directory in it.
+pub(super) fn holds_store(data_dir: &Path) -> bool {
+    data_dir.join("db").exists()
+}
+
+/// Creates the data dir with mode 0700 if it does not exist: it holds secrets. An existing
+/// dir that other users may enter is used as it is, with a warning naming the fix: refusing
+/// would turn an upgrade into an outage for a deployment that has always run so (and the
+/// operator may mean it, e.g. a backup group), and changing the mode behind the operator's back
+/// would break such a setup silently. What natter creates inside is private either way (the
+/// process's umask is 0077, see `cli`), and the store's own dir `db` is made 0700.
 pub(super) fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if path.is_dir() {
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                data_dir = %path.display(),
+                mode = format_args!("{mode:04o}"),
+                "the data dir is open to other users: they may read the store (password hashes, \
+                 messages) through it; make it private with `chmod 700 {}`",
+                path.display()
+            );
+        }
         return Ok(());
     }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
+}
+
+/// Creates the store's own directory `db` with mode 0700 if it does not exist (before sled,
+/// which would create it with the umask).
+fn create_store_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(path)
 }
 
 fn check_schema(trees: &Trees, path: &Path) -> Result<(), StoreError> {
@@ -346,6 +470,7 @@ mod tests {
             let store = SledStore::open(&config(dir.path()), Default::default()).expect("open");
             store
                 .trees()
+                .expect("trees")
                 .meta
                 .insert(META_SCHEMA, &99u32.to_be_bytes())
                 .expect("insert");
@@ -402,6 +527,7 @@ mod tests {
         assert!(
             store
                 .trees()
+                .expect("trees")
                 .meta
                 .get("after-pause")
                 .expect("get")
@@ -418,6 +544,7 @@ mod tests {
             assert!(
                 store
                     .trees()
+                    .expect("trees")
                     .meta
                     .get(format!("a{i}"))
                     .expect("get")
@@ -427,6 +554,7 @@ mod tests {
         assert!(
             store
                 .trees()
+                .expect("trees")
                 .meta
                 .get("after-pause")
                 .expect("get")
@@ -442,13 +570,19 @@ mod tests {
             let store = SledStore::open(&config(dir.path()), Default::default()).expect("open");
             store
                 .trees()
+                .expect("trees")
                 .meta
                 .insert(META_SCHEMA, &1u32.to_be_bytes())
                 .expect("insert");
             store.close().await.expect("close");
         }
         let store = SledStore::open(&config(dir.path()), Default::default()).expect("reopen");
-        let raw = store.trees().meta.get(META_SCHEMA).expect("get");
+        let raw = store
+            .trees()
+            .expect("trees")
+            .meta
+            .get(META_SCHEMA)
+            .expect("get");
         assert_eq!(
             raw.as_deref(),
             Some(SCHEMA_VERSION.to_be_bytes().as_slice())
@@ -486,6 +620,7 @@ mod tests {
             assert!(
                 store
                     .trees()
+                    .expect("trees")
                     .meta
                     .get(format!("k{i}"))
                     .expect("get")

@@ -342,7 +342,7 @@ impl SledStore {
 
     /// A file's record.
     pub fn file(&self, id: u64) -> Result<Option<StoredFile>, Error> {
-        self.trees().file(id)
+        self.trees()?.file(id)
     }
 
     /// Removes the contents among `candidates` that no file record names (after a write that
@@ -352,7 +352,11 @@ impl SledStore {
             return;
         }
         let guard = self.inner.files.contents.clone().write_owned().await;
-        let tree = self.trees().files.clone();
+        let Ok(trees) = self.trees() else {
+            // The store is reopening: the next sweep removes what is still unreferenced.
+            return;
+        };
+        let tree = trees.files.clone();
         let dir = self.files_dir();
         let removed = tokio::task::spawn_blocking(move || {
             let mut unreferenced: HashSet<String> = candidates.into_iter().collect();
@@ -386,10 +390,10 @@ impl SledStore {
         let cutoff = super::now_secs()
             .saturating_sub(i64::try_from(unattached_ttl_secs).unwrap_or(i64::MAX));
         let mut expired = Vec::new();
-        for entry in self.trees().files.iter() {
+        for entry in self.trees()?.files.iter() {
             let (_, raw) = entry?;
             let file: StoredFile = decode("files", &raw)?;
-            if self.trees().is_expired(&file, cutoff)? {
+            if self.trees()?.is_expired(&file, cutoff)? {
                 expired.push(file.id);
             }
         }
@@ -412,7 +416,7 @@ impl SledStore {
         }
         // Then every content no record names: the expired ones' and any a crash left.
         let guard = self.inner.files.contents.clone().write_owned().await;
-        let tree = self.trees().files.clone();
+        let tree = self.trees()?.files.clone();
         let dir = self.files_dir();
         let incoming = self.inner.files.incoming();
         let (temporary, contents) = tokio::task::spawn_blocking(move || {
@@ -801,20 +805,30 @@ mod tests {
                     message.deleted = true;
                     message.content.clear();
                     crate::store::insert_record(
-                        &store.trees().messages,
+                        &store.trees().expect("trees").messages,
                         keys::message(room.id, message.seq),
                         &message,
                     )
                     .expect("tombstone");
                 }
             }
-            store.trees().file_refs.clear().expect("clear");
-            store.trees().meta.remove(META_FILE_REFS).expect("forget");
+            store
+                .trees()
+                .expect("trees")
+                .file_refs
+                .clear()
+                .expect("clear");
+            store
+                .trees()
+                .expect("trees")
+                .meta
+                .remove(META_FILE_REFS)
+                .expect("forget");
             store.close().await.expect("close");
             (room, shas[0].clone(), shas[1].clone())
         };
         let store = open(dir.path());
-        let trees = store.trees();
+        let trees = store.trees().expect("trees");
         assert_eq!(
             trees.file_refs.len(),
             1,

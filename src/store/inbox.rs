@@ -239,7 +239,7 @@ impl SledStore {
         };
         let range = keys::user_seq(user_id, start)..=keys::user_seq(user_id, u64::MAX);
         let mut bytes = 0usize;
-        for entry in self.trees().dm_queue.range(range) {
+        for entry in self.trees()?.dm_queue.range(range) {
             let (key, raw) = entry?;
             if !page.messages.is_empty() && bytes.saturating_add(raw.len()) > max_bytes {
                 page.more = true;
@@ -284,7 +284,7 @@ impl SledStore {
 
     /// Messages and bytes queued for `user_id`.
     pub fn queued_direct_totals(&self, user_id: Uuid) -> Result<(u64, u64), Error> {
-        let totals = Totals::read(&self.trees().dm_queue_totals, user_id.as_bytes())?;
+        let totals = Totals::read(&self.trees()?.dm_queue_totals, user_id.as_bytes())?;
         Ok((totals.first, totals.second))
     }
 
@@ -344,7 +344,7 @@ impl SledStore {
         let end = keys::user_seq(user_id, before.unwrap_or(u64::MAX));
         let mut notifications = Vec::new();
         let mut has_more = false;
-        for entry in self.trees().notifications.range(start..end).rev() {
+        for entry in self.trees()?.notifications.range(start..end).rev() {
             if notifications.len() >= limit {
                 has_more = true;
                 break;
@@ -361,7 +361,7 @@ impl SledStore {
 
     /// How many of a user's notifications are unread (one read: the inbox's counter).
     pub fn unread_notifications(&self, user_id: Uuid) -> Result<u64, Error> {
-        Ok(Totals::read(&self.trees().notification_counts, user_id.as_bytes())?.second)
+        Ok(Totals::read(&self.trees()?.notification_counts, user_id.as_bytes())?.second)
     }
 
     /// Marks one notification read. `NotFound` if it is not this user's.
@@ -543,7 +543,10 @@ mod tests {
             .await
             .expect("delete");
         assert_eq!(store.queued_direct_totals(bob).expect("totals"), (0, 0));
-        assert!(store.trees().dm_queue_totals.is_empty(), "no stale totals");
+        assert!(
+            store.trees().expect("trees").dm_queue_totals.is_empty(),
+            "no stale totals"
+        );
         store.close().await.expect("close");
     }
 

@@ -168,7 +168,7 @@ impl SledStore {
     }
 
     pub fn message(&self, room_id: u64, seq: u64) -> Result<Option<Message>, Error> {
-        self.trees().message(room_id, seq)
+        self.trees()?.message(room_id, seq)
     }
 
     /// Deletes a room's messages created before `cutoff_ms` (retention), oldest first, at most
@@ -221,7 +221,7 @@ impl SledStore {
         let start = keys::message(room_id, 0);
         let end = keys::message(room_id, before);
         let mut out = Vec::new();
-        for entry in self.trees().messages.range(start..end).rev().take(limit) {
+        for entry in self.trees()?.messages.range(start..end).rev().take(limit) {
             let (_, raw) = entry?;
             out.push(decode("messages", &raw)?);
         }
@@ -257,7 +257,7 @@ impl SledStore {
             return Ok(out);
         }
         let mut bytes = 0usize;
-        for entry in self.trees().messages.range(start..end).take(limit) {
+        for entry in self.trees()?.messages.range(start..end).take(limit) {
             let (_, raw) = entry?;
             bytes = bytes.saturating_add(raw.len());
             if !out.is_empty() && bytes > max_bytes {

@@ -131,11 +131,15 @@ mod tests {
                 .await
                 .expect("room");
             // What a version-2 store has: no indexes.
-            for tree in [&store.trees().public_rooms, &store.trees().owned_rooms] {
+            for tree in [
+                &store.trees().expect("trees").public_rooms,
+                &store.trees().expect("trees").owned_rooms,
+            ] {
                 tree.clear().expect("clear");
             }
             store
                 .trees()
+                .expect("trees")
                 .meta
                 .insert(META_SCHEMA, &2u32.to_be_bytes())
                 .expect("insert");
@@ -157,6 +161,7 @@ mod tests {
         assert_eq!(
             store
                 .trees()
+                .expect("trees")
                 .owned_rooms
                 .scan_prefix(owner.as_bytes())
                 .count(),

@@ -116,6 +116,11 @@ pub struct Counts {
 }
 
 impl Store {
+    /// Whether `data_dir` holds a store (what `open` would open rather than create).
+    pub fn exists(data_dir: &Path) -> bool {
+        engine::holds_store(data_dir)
+    }
+
     /// Opens (creating if needed) the embedded store in `config.data_dir` and starts its writer
     /// task. Must be called inside a tokio runtime. `metrics` is the server's.
     pub fn open(
@@ -144,9 +149,15 @@ impl Store {
         on_engine!(self, engine => engine.close().await)
     }
 
-    /// A cheap liveness probe of the engine, for `/readyz`.
+    /// A cheap liveness probe of the engine, for `/readyz`: open, taking writes, reading.
     pub async fn is_healthy(&self) -> bool {
         on_engine!(self, engine => engine.is_healthy())
+    }
+
+    /// Why writes fail, while they do (a full disk, an I/O error). They resume by themselves
+    /// once the disk can take them again: the engine checks every `store.recovery_probe_secs`.
+    pub async fn write_failure(&self) -> Option<StoreError> {
+        on_engine!(self, engine => engine.write_failure())
     }
 
     /// Bytes the store occupies on disk.

@@ -95,7 +95,7 @@ impl SledStore {
         }
         prefix.push(0);
         Ok(self
-            .trees()
+            .trees()?
             .account_names
             .scan_prefix(prefix)
             .next()

@@ -353,7 +353,7 @@ pub struct NewRoom {
 
 impl SledStore {
     pub fn room_by_name(&self, name: &str) -> Result<Option<Room>, Error> {
-        self.trees().room_by_name(name)
+        self.trees()?.room_by_name(name)
     }
 
     /// Creates a room with a fresh id, its owner as first member. `Conflict` if the name is taken.
@@ -423,18 +423,18 @@ impl SledStore {
 
     /// The membership of `user_id` in `room_id`, if any.
     pub fn membership(&self, room_id: u64, user_id: Uuid) -> Result<Option<Membership>, Error> {
-        self.trees().membership(room_id, user_id)
+        self.trees()?.membership(room_id, user_id)
     }
 
     /// Whether `user_id` is a member of `room_id` (without decoding the membership record).
     pub fn is_member(&self, room_id: u64, user_id: Uuid) -> Result<bool, Error> {
-        self.trees().is_member(room_id, user_id)
+        self.trees()?.is_member(room_id, user_id)
     }
 
     /// Ids of the rooms `user_id` is a member of.
     pub fn user_room_ids(&self, user_id: Uuid) -> Result<Vec<u64>, Error> {
         let mut out = Vec::new();
-        for entry in self.trees().user_rooms.scan_prefix(user_id.as_bytes()) {
+        for entry in self.trees()?.user_rooms.scan_prefix(user_id.as_bytes()) {
             let (key, _) = entry?;
             out.extend(keys::u64_at(&key, 16));
         }
@@ -444,7 +444,7 @@ impl SledStore {
     /// User ids of the members of a room.
     pub fn room_member_ids(&self, room_id: u64) -> Result<Vec<Uuid>, Error> {
         let mut out = Vec::new();
-        for entry in self.trees().memberships.scan_prefix(keys::room(room_id)) {
+        for entry in self.trees()?.memberships.scan_prefix(keys::room(room_id)) {
             let (key, _) = entry?;
             out.extend(keys::uuid_at(&key, 8));
         }
@@ -454,9 +454,9 @@ impl SledStore {
     /// All rooms, in id order.
     pub fn rooms(&self) -> Result<Vec<Room>, Error> {
         let mut out = Vec::new();
-        for entry in self.trees().rooms.iter() {
+        for entry in self.trees()?.rooms.iter() {
             let (_, raw) = entry?;
-            out.push(self.trees().with_last_seq(decode("rooms", &raw)?)?);
+            out.push(self.trees()?.with_last_seq(decode("rooms", &raw)?)?);
         }
         Ok(out)
     }
@@ -464,7 +464,7 @@ impl SledStore {
     /// Rooms created by name that `owner` owns (what the room quota counts).
     pub fn owned_room_count(&self, owner: Uuid) -> Result<usize, Error> {
         Ok(self
-            .trees()
+            .trees()?
             .owned_rooms
             .scan_prefix(owner.as_bytes())
             .keys()
@@ -495,7 +495,7 @@ impl SledStore {
         after: u64,
         limit: usize,
     ) -> Result<RoomPage, Error> {
-        let t = self.trees();
+        let t = self.trees()?;
         let Some(start) = after.checked_add(1) else {
             return Ok(RoomPage::default());
         };
@@ -680,6 +680,7 @@ mod tests {
     fn recorded_last_seq(store: &SledStore, room_id: u64) -> u64 {
         let raw = store
             .trees()
+            .expect("trees")
             .rooms
             .get(keys::room(room_id))
             .expect("get")
@@ -690,6 +691,7 @@ mod tests {
     fn set_recorded_last_seq(store: &SledStore, room_id: u64, last_seq: u64) {
         let raw = store
             .trees()
+            .expect("trees")
             .rooms
             .get(keys::room(room_id))
             .expect("get")
@@ -698,6 +700,7 @@ mod tests {
         room.last_seq = last_seq;
         store
             .trees()
+            .expect("trees")
             .rooms
             .insert(keys::room(room_id), encode(&room).expect("encode"))
             .expect("insert");
@@ -719,12 +722,22 @@ mod tests {
         let store = open(dir.path());
         let owner = Uuid::new_v4();
         let room = store.create_room(new_room("r", owner)).await.expect("room");
-        let rooms_before = store.trees().rooms.checksum().expect("checksum");
+        let rooms_before = store
+            .trees()
+            .expect("trees")
+            .rooms
+            .checksum()
+            .expect("checksum");
         for expected in 1..=3 {
             assert_eq!(append(&store, room.id, owner).await, expected);
         }
         assert_eq!(
-            store.trees().rooms.checksum().expect("checksum"),
+            store
+                .trees()
+                .expect("trees")
+                .rooms
+                .checksum()
+                .expect("checksum"),
             rooms_before,
             "no room record rewritten per message"
         );
@@ -901,6 +914,7 @@ mod tests {
         }
         store
             .trees()
+            .expect("trees")
             .messages
             .remove(keys::message(room.id, 2))
             .expect("remove");

@@ -60,7 +60,7 @@ impl Trees {
 
 impl SledStore {
     pub fn family(&self, user_id: Uuid, family_id: Uuid) -> Result<Option<Family>, Error> {
-        self.trees().family(user_id, family_id)
+        self.trees()?.family(user_id, family_id)
     }
 
     /// Starts a family for a login. Durable when it returns.
@@ -113,7 +113,7 @@ impl SledStore {
 
     /// Every session family (logins and service tokens), for `natter token list`.
     pub fn families(&self) -> Result<Vec<Family>, Error> {
-        self.trees()
+        self.trees()?
             .families
             .iter()
             .map(|entry| {

@@ -77,21 +77,21 @@ impl Trees {
 
 impl SledStore {
     pub fn user(&self, id: Uuid) -> Result<Option<User>, Error> {
-        self.trees().user(id)
+        self.trees()?.user(id)
     }
 
     /// The avatar URL of a user, without decoding the whole record each time (a Send's).
     pub fn avatar_url(&self, id: Uuid) -> Result<Option<String>, Error> {
-        self.trees().avatar_url(id)
+        self.trees()?.avatar_url(id)
     }
 
     pub fn user_by_name(&self, username: &str) -> Result<Option<User>, Error> {
-        self.trees().user_by_name(username)
+        self.trees()?.user_by_name(username)
     }
 
     /// All users, in username order.
     pub fn users(&self) -> Result<Vec<User>, Error> {
-        let trees = self.trees();
+        let trees = self.trees()?;
         let mut out = Vec::new();
         for entry in trees.usernames.iter() {
             let (_, id) = entry?;
@@ -103,7 +103,7 @@ impl SledStore {
     }
 
     pub fn has_users(&self) -> Result<bool, Error> {
-        Ok(!self.trees().users.is_empty())
+        Ok(!self.trees()?.users.is_empty())
     }
 
     /// Inserts a new user; `Conflict` if the username is taken. Durable when it returns.
@@ -147,7 +147,7 @@ impl SledStore {
     /// The user an external identity (issuer + the issuer's user id) maps to, if it was seen
     /// before and that user still exists.
     pub fn external_user(&self, issuer: &str, subject: &str) -> Result<Option<User>, Error> {
-        let trees = self.trees();
+        let trees = self.trees()?;
         match trees
             .external_ids
             .get(keys::external_id(issuer, subject))?

@@ -147,13 +147,31 @@ pub async fn natter_data_dir(natter: &Path) -> anyhow::Result<tempfile::TempDir>
     Ok(dir)
 }
 
-/// `natter user add NAME --role ROLE` on a data dir no daemon serves.
+/// `natter init` (admin commands never create a store), then `natter user add NAME --role ROLE`
+/// on a data dir no daemon serves.
 async fn add_user(natter: &Path, data_dir: &Path, name: &str, role: &str) -> anyhow::Result<()> {
     let natter = natter.to_path_buf();
     let path = data_dir.to_path_buf();
     let (name, role) = (name.to_owned(), role.to_owned());
     let output = tokio::task::spawn_blocking(move || {
         use std::io::Write as _;
+        let init = Command::new(&natter)
+            .arg("--data-dir")
+            .arg(&path)
+            .arg("init")
+            .env_remove("NATTER_CONFIG")
+            .env("NATTER_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .context("cannot run natter init")?;
+        if !init.status.success() {
+            bail!(
+                "natter init failed: {}",
+                String::from_utf8_lossy(&init.stderr)
+            );
+        }
         let mut child = Command::new(natter)
             .arg("--data-dir")
             .arg(path)
