@@ -17,6 +17,7 @@ mod dialect_kibray;
 mod dialect_rooms;
 mod disk_full;
 mod external_tokens;
+mod hardening_b;
 mod hostile_input;
 mod http_auth;
 mod http_rooms;

@@ -1,0 +1,142 @@
+//! Authorization hardening (issue 19, part B): a role change reaches live connections.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::common::{Team, run_natter};
+use crate::wsclient::Ws;
+
+/// Runs the natter binary on `dir` (through the daemon's control socket) without blocking the
+/// runtime that serves it.
+async fn natter(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    all.push("--data-dir".to_owned());
+    all.push(dir.to_str().expect("utf-8 path").to_owned());
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        run_natter(&args, None)
+    })
+    .await
+    .expect("natter ran")
+}
+
+/// An admin command with --json; panics unless it exits 0.
+async fn natter_json(dir: &Path, args: &[&str]) -> Value {
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let (code, out, err) = natter(dir, &with_json).await;
+    assert_eq!(code, 0, "natter {args:?}: {out}{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("natter {args:?}: {e}: {out}"))
+}
+
+/// `natter token issue USER --scope SCOPES`: the token and its id.
+async fn service_token(team: &Team, user: &str, scopes: &str) -> (String, String) {
+    let issued = natter_json(
+        &team.server.data_dir,
+        &["token", "issue", user, "--scope", scopes],
+    )
+    .await;
+    (
+        issued["token"].as_str().expect("token").to_owned(),
+        issued["id"].as_str().expect("id").to_owned(),
+    )
+}
+
+// ----- BUG-1: a role change reaches live connections -----------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demotion_closes_the_users_connections_and_ends_their_admin_powers() {
+    let t = Team::start(&[("boss", "admin"), ("carol", "admin"), ("alice", "user")]).await;
+    let dir = t.server.data_dir.clone();
+    t.create_room("alice", "hr", "private").await;
+    let posted = t
+        .post(
+            "alice",
+            "/api/v1/rooms/hr/messages",
+            json!({"content": "salary list"}),
+        )
+        .await;
+    assert_eq!(posted.status, 201, "{:?}", posted.json);
+    let (service, service_id) = service_token(&t, "carol", "chat,admin").await;
+
+    // Before: carol's login socket and her admin-scoped service token's socket are admins.
+    let mut login_ws = Ws::connect(t.addr(), t.token("carol")).await;
+    let mut service_ws = Ws::connect(t.addr(), &service).await;
+    for ws in [&mut login_ws, &mut service_ws] {
+        let history = ws.request("History", json!({"room": "hr"}), "h0").await;
+        assert_eq!(history["type"], "History", "{history}");
+        let sub = ws
+            .request("Subscribe", json!({"topics": ["admin.audit"]}), "s0")
+            .await;
+        assert_eq!(sub["data"]["status"], "subscribed", "{sub}");
+    }
+
+    let demoted = natter_json(&dir, &["user", "set-role", "carol", "user"]).await;
+    assert_eq!(demoted["role"], "user", "{demoted}");
+    // An admin's audit broadcast after the demotion reaches neither socket: both were told to
+    // close before it was sent, with 4401 "role changed" (their sessions stay: reconnecting
+    // takes the new role).
+    let mut boss = Ws::connect(t.addr(), t.token("boss")).await;
+    let audit = boss
+        .request(
+            "Broadcast",
+            json!({"topic": "admin.audit", "payload": "after"}),
+            "b",
+        )
+        .await;
+    assert_eq!(audit["type"], "Ack", "{audit}");
+    for ws in [&mut login_ws, &mut service_ws] {
+        let (frames, code) = ws.frames_until_close().await;
+        assert_eq!(code, 4401, "{frames:?}");
+        assert!(
+            frames.iter().all(|f| f["type"] != "Broadcast"),
+            "{frames:?}"
+        );
+    }
+
+    // Reconnected with the same tokens: a user now, on both.
+    for token in [t.token("carol"), service.as_str()] {
+        let mut ws = Ws::connect(t.addr(), token).await;
+        let history = ws.request("History", json!({"room": "hr"}), "h1").await;
+        assert_eq!(history["data"]["code"], 403, "{history}");
+        let broadcast = ws
+            .request(
+                "Broadcast",
+                json!({"topic": "user.alice", "payload": "phish"}),
+                "b1",
+            )
+            .await;
+        assert_eq!(broadcast["data"]["code"], 403, "{broadcast}");
+        let sub = ws
+            .request("Subscribe", json!({"topics": ["admin.audit"]}), "s1")
+            .await;
+        assert_eq!(sub["data"]["code"], 403, "{sub}");
+    }
+    // The service token's admin scope follows its owner's role over HTTP too.
+    let users = t
+        .server
+        .api("GET", "/api/v1/users", Some(&service), None)
+        .await;
+    assert_eq!(users.status, 403, "{:?}", users.json);
+
+    // A promotion closes them as well (they reconnect as admins), and revoking the service
+    // token closes its connection.
+    let mut ws = Ws::connect(t.addr(), &service).await;
+    natter_json(&dir, &["user", "set-role", "carol", "admin"]).await;
+    assert_eq!(ws.closed().await.0, 4401);
+    let mut ws = Ws::connect(t.addr(), &service).await;
+    let history = ws.request("History", json!({"room": "hr"}), "h2").await;
+    assert_eq!(history["type"], "History", "{history}");
+    let revoked = natter_json(&dir, &["token", "revoke", &service_id]).await;
+    assert_eq!(revoked["revoked"], true, "{revoked}");
+    assert_eq!(ws.closed().await.0, 4401);
+    // Setting the role a user has already changes nothing and closes nothing.
+    let mut ws = Ws::connect(t.addr(), t.token("carol")).await;
+    natter_json(&dir, &["user", "set-role", "carol", "admin"]).await;
+    let me = ws
+        .request("Subscribe", json!({"topics": ["x"]}), "still")
+        .await;
+    assert_eq!(me["data"]["status"], "subscribed", "{me}");
+    t.server.stop().await;
+}
