@@ -1,10 +1,13 @@
-//! Authorization hardening (issue 19, part B): a role change reaches live connections.
+//! Authorization hardening (issue 19, part B): a role change reaches live connections, and the
+//! login throttle counts guesses still being hashed.
 
 use std::path::Path;
 
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use serde_json::{Value, json};
 
-use crate::common::{Team, run_natter};
+use crate::common::{Team, login, run_natter};
 use crate::wsclient::Ws;
 
 /// Runs the natter binary on `dir` (through the daemon's control socket) without blocking the
@@ -138,5 +141,42 @@ async fn a_demotion_closes_the_users_connections_and_ends_their_admin_powers() {
         .request("Subscribe", json!({"topics": ["x"]}), "still")
         .await;
     assert_eq!(me["data"]["status"], "subscribed", "{me}");
+    t.server.stop().await;
+}
+
+// ----- BUG-5: concurrent guesses and the login throttle --------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_guesses_gets_at_most_the_failure_limit_evaluated() {
+    const GUESSES: usize = 50;
+    let t = Team::start_with(&[("alice", "user")], |c| c.auth.login_max_failures = 5).await;
+    let addr = t.addr();
+    let mut burst: FuturesUnordered<_> = (0..GUESSES)
+        .map(|i| {
+            tokio::spawn(async move { login(addr, "alice", &format!("wrong-{i}")).await.status })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    // Once one guess is refused the budget is spent (every guess reserved so far is wrong):
+    // the right password, sent now while the rest of the burst is still running, is refused.
+    while let Some(status) = burst.next().await {
+        let status = status.expect("login task");
+        statuses.push(status);
+        if status == 429 {
+            break;
+        }
+    }
+    let right = login(addr, "alice", &Team::password("alice")).await;
+    assert_eq!(right.status, 429, "{:?}", right.json);
+    while let Some(status) = burst.next().await {
+        statuses.push(status.expect("login task"));
+    }
+    let evaluated = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        evaluated <= 5,
+        "{evaluated} guesses evaluated: {statuses:?}"
+    );
+    assert_eq!(evaluated + refused, GUESSES, "{statuses:?}");
     t.server.stop().await;
 }
