@@ -1,5 +1,5 @@
-//! Authorization hardening (issue 19, part B): a role change reaches live connections, and the
-//! login throttle counts guesses still being hashed.
+//! Authorization hardening (issue 19, part B): a role change reaches live connections, the login
+//! throttle counts guesses still being hashed, and service token scopes hold on every edge.
 
 use std::path::Path;
 
@@ -178,5 +178,103 @@ async fn a_burst_of_concurrent_guesses_gets_at_most_the_failure_limit_evaluated(
         "{evaluated} guesses evaluated: {statuses:?}"
     );
     assert_eq!(evaluated + refused, GUESSES, "{statuses:?}");
+    t.server.stop().await;
+}
+
+// ----- BUG-6: scopes --------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_only_token_cannot_chat_on_any_endpoint() {
+    let t = Team::start(&[("boss", "admin"), ("alice", "user"), ("bob", "user")]).await;
+    t.create_room("alice", "alice/math", "public").await;
+    t.add_member("alice", "alice/math", "bob").await;
+    t.create_room("boss", "room", "public").await;
+    let (publish, _) = service_token(&t, "bob", "publish").await;
+
+    // Every WebSocket endpoint refuses it at connect, in its dialect's refusal shape, with 4403.
+    for (path, shape) in [
+        ("/ws", "native"),
+        ("/api/v1/ws/connect", "rooms"),
+        ("/ws/chat/alice/math/", "edusphere"),
+        ("/ws/chat/room/", "kibray"),
+        ("/ws/notifications/", "kibray"),
+        ("/ws/status/", "kibray"),
+    ] {
+        let mut ws = Ws::open(t.addr(), &format!("{path}?token={publish}")).await;
+        let (frames, code) = ws.frames_until_close().await;
+        assert_eq!(code, 4403, "{path}: {frames:?}");
+        assert_eq!(frames.len(), 1, "{path}: {frames:?}");
+        let frame = &frames[0];
+        let message = match shape {
+            "native" => {
+                assert_eq!(frame["type"], "Error", "{frame}");
+                assert_eq!(frame["data"]["code"], 403, "{frame}");
+                &frame["data"]["message"]
+            }
+            "rooms" => {
+                assert_eq!(frame["type"], "error", "{frame}");
+                &frame["data"]["error"]
+            }
+            "edusphere" => &frame["error"],
+            _ => {
+                assert_eq!(frame["type"], "error", "{frame}");
+                assert_eq!(frame["code"], "PERMISSION_DENIED", "{frame}");
+                &frame["error"]
+            }
+        };
+        assert!(
+            message.as_str().is_some_and(|m| m.contains("chat")),
+            "{path}: {frame}"
+        );
+    }
+
+    // The chat API refuses it too ...
+    for (method, path, body) in [
+        ("POST", "/api/v1/rooms", Some(json!({"name": "bobs-room"}))),
+        ("GET", "/api/v1/rooms", None),
+        ("GET", "/api/v1/me", None),
+        ("GET", "/api/v1/notifications", None),
+        ("POST", "/api/v1/notifications/1/read", None),
+        ("GET", "/api/v1/rooms/room/messages", None),
+        ("GET", "/api/v1/files/1", None),
+    ] {
+        let response = t
+            .server
+            .api(method, path, Some(&publish), body.as_ref())
+            .await;
+        assert_eq!(response.status, 403, "{method} {path}: {:?}", response.json);
+    }
+    // ... while publishing works.
+    let published = t
+        .server
+        .api(
+            "POST",
+            "/api/v1/publish",
+            Some(&publish),
+            Some(&json!({"room": "room", "type": "build.done", "data": {}})),
+        )
+        .await;
+    assert_eq!(published.status, 200, "{:?}", published.json);
+
+    // A chat connection cannot take a publish-only token in an in-band renewal.
+    let (alice_publish, _) = service_token(&t, "alice", "publish").await;
+    let mut ws = Ws::connect(t.addr(), t.token("alice")).await;
+    let renewed = ws
+        .request("Authenticate", json!({"token": alice_publish}), "a")
+        .await;
+    assert_eq!(renewed["data"]["code"], 403, "{renewed}");
+    let still = ws.request("History", json!({"room": "room"}), "h").await;
+    assert_eq!(still["type"], "History", "{still}");
+
+    // A chat-scoped token chats.
+    let (chat, _) = service_token(&t, "bob", "chat").await;
+    let mut ws = Ws::connect(t.addr(), &chat).await;
+    let joined = ws.request("Join", json!({"room": "room"}), "j").await;
+    assert_eq!(joined["data"]["status"], "joined", "{joined}");
+    let listed = t
+        .server
+        .api("GET", "/api/v1/rooms", Some(&chat), None)
+        .await;
+    assert_eq!(listed.status, 200, "{:?}", listed.json);
     t.server.stop().await;
 }

@@ -11,7 +11,7 @@ use crate::auth::{Auth, Hasher, Verified};
 use crate::error::Error;
 use crate::events::KickReason;
 use crate::hub::Broker;
-use crate::principal::{Principal, Role};
+use crate::principal::{Principal, Role, Scope};
 use crate::store::{Store, User, now_secs};
 
 /// What a connection is told when its user's role changed (it closes, see
@@ -160,7 +160,7 @@ impl Accounts {
     }
 
     /// New credentials for a connection that has `current` (an in-band renewal): the token must
-    /// be the same user's.
+    /// be the same user's, and (as at connect) carry the `chat` scope.
     pub async fn renew(&self, current: &Principal, access: &str) -> Result<Principal, Error> {
         let principal = self.authenticate(access).await?;
         if principal.user_id != current.user_id {
@@ -168,6 +168,7 @@ impl Accounts {
                 "the new token belongs to another user".to_owned(),
             ));
         }
+        principal.require_scope(Scope::Chat)?;
         Ok(principal)
     }
 

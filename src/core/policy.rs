@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::hub::topic::{self, Subscription};
-use crate::principal::Principal;
+use crate::principal::{Principal, Scope};
 use crate::store::{Room, Visibility};
 
 /// Prefix of the two-member rooms that hold direct conversations.
@@ -117,12 +117,7 @@ pub fn check_account(who: &Principal) -> Result<(), Error> {
             "guests have no rooms; connect with a token for stored conversations".to_owned(),
         ));
     }
-    if !who.may_chat() {
-        return Err(Error::Forbidden(
-            "this service token's scopes do not include chat".to_owned(),
-        ));
-    }
-    Ok(())
+    who.require_scope(Scope::Chat)
 }
 
 /// Longest link a notification may carry.

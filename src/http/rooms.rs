@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::core::chat::CreateRoom;
 use crate::core::command::{ContentPolicy, RoomRef, SendMessage};
 use crate::error::Error;
-use crate::principal::Principal;
+use crate::principal::{Principal, Scope};
 use crate::store::{Room, Visibility};
 use crate::wire::message_json;
 
@@ -68,7 +68,7 @@ pub(super) fn path_name(segment: &str) -> String {
 pub fn me_get(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "me")
         .and(warp::get())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(with_state(state))
         .and_then(|who: Principal, state: AppState| async move {
             let user = state.core.accounts.me(&who).await?;
@@ -94,7 +94,7 @@ pub fn rooms_list(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms")
         .and(warp::get())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(with_state(state))
         .and_then(|who: Principal, state: AppState| async move {
             let rooms = state.core.chat.list_rooms(&who).await?;
@@ -108,7 +108,7 @@ pub fn rooms_create(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms")
         .and(warp::post())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(json_body::<CreateRoomRequest>(
             state.config.server.max_body_bytes,
         ))
@@ -142,7 +142,7 @@ pub fn rooms_get(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms" / String)
         .and(warp::get())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(with_state(state))
         .and_then(|room: String, who: Principal, state: AppState| async move {
             let chat = &state.core.chat;
@@ -172,7 +172,7 @@ pub fn messages_list(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms" / String / "messages")
         .and(warp::get())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(warp::query::<HashMap<String, String>>())
         .and(with_state(state))
         .and_then(
@@ -212,7 +212,7 @@ pub fn messages_create(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms" / String / "messages")
         .and(warp::post())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(json_body::<SendRequest>(state.config.server.max_body_bytes))
         .and(with_state(state))
         .and_then(
@@ -255,7 +255,7 @@ pub fn members_add(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms" / String / "members" / String)
         .and(warp::post())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(with_state(state))
         .and_then(
             |room: String, username: String, who: Principal, state: AppState| async move {
@@ -279,7 +279,7 @@ pub fn members_remove(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms" / String / "members" / String)
         .and(warp::delete())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(with_state(state))
         .and_then(
             |room: String, username: String, who: Principal, state: AppState| async move {

@@ -229,6 +229,10 @@ pub async fn run<D: Dialect>(
         None => Err(Error::InvalidToken("missing token")),
         Some(token) => state.core.accounts.authenticate(token).await,
     };
+    // Every WebSocket is chatting as the user: a service token without `chat` is refused here,
+    // as a disabled account is, in the dialect's own refusal shape.
+    let principal =
+        principal.and_then(|p| p.require_scope(crate::principal::Scope::Chat).map(|()| p));
     let principal = match principal {
         Ok(principal) => principal,
         Err(error) => {
