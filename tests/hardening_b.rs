@@ -1,5 +1,6 @@
 //! Authorization hardening (issue 19, part B): a role change reaches live connections, the login
-//! throttle counts guesses still being hashed, and service token scopes hold on every edge.
+//! throttle counts guesses still being hashed, service token scopes hold on every edge, and names
+//! the dialects derive cannot be squatted.
 
 use std::path::Path;
 
@@ -276,5 +277,75 @@ async fn a_publish_only_token_cannot_chat_on_any_endpoint() {
         .api("GET", "/api/v1/rooms", Some(&chat), None)
         .await;
     assert_eq!(listed.status, 200, "{:?}", listed.json);
+    t.server.stop().await;
+}
+
+// ----- BUG-9: names the dialects derive -------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_and_other_users_room_names_cannot_be_squatted() {
+    let t = Team::start(&[("boss", "admin"), ("alice", "user"), ("mallory", "user")]).await;
+    let dir = t.server.data_dir.clone();
+    let create = |name: &str| json!({"name": name, "visibility": "public"});
+    for name in ["channel:456", "project:1", "task:2", "alice/math", "boss/x"] {
+        let squat = t.post("mallory", "/api/v1/rooms", create(name)).await;
+        assert_eq!(squat.status, 403, "{name}: {:?}", squat.json);
+    }
+    // The backend (an admin, or an admin's service token with chat and admin) creates them.
+    t.create_room("boss", "channel:456", "private").await;
+    let (backend, _) = service_token(&t, "boss", "chat,admin").await;
+    let made = t
+        .server
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            Some(&backend),
+            Some(&create("project:7")),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.json);
+    let (chat_only, _) = service_token(&t, "boss", "chat").await;
+    let refused = t
+        .server
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            Some(&chat_only),
+            Some(&create("project:8")),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{:?}", refused.json);
+    // A host creates its own EduSphere rooms; an admin may create anyone's.
+    t.create_room("alice", "alice/math", "public").await;
+    t.create_room("boss", "mallory/office", "public").await;
+
+    // `room create` on an existing room: identical is unchanged, anything else a failure.
+    let (code, out, err) = natter(
+        &dir,
+        &[
+            "room",
+            "create",
+            "channel:456",
+            "--private",
+            "--owner",
+            "boss",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("unchanged"), "{out}");
+    let (code, out, err) =
+        natter(&dir, &["room", "create", "channel:456", "--owner", "boss"]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("public") && err.contains("private"), "{err}");
+    let (code, out, err) = natter(
+        &dir,
+        &["room", "create", "alice/math", "--owner", "mallory"],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("owner alice"), "{err}");
+    let shown = natter_json(&dir, &["room", "show", "alice/math"]).await;
+    assert_eq!(shown["owner"], "alice", "nothing changed: {shown}");
     t.server.stop().await;
 }

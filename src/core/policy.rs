@@ -39,6 +39,45 @@ pub fn validate_room_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Prefixes of the rooms a backend creates over HTTP (the rooms protocol's `channel:N`,
+/// `project:N`, `task:N`): only an admin (a login, or a service token with the `admin` scope)
+/// may create them, so no user can take one before the backend does and own it.
+pub const BACKEND_PREFIXES: &[&str] = &["channel:", "project:", "task:"];
+
+/// Who may create a room named `name`, beyond the name's syntax:
+/// - `dm:` and `user:` names are made by the server only (direct and personal rooms);
+/// - [`BACKEND_PREFIXES`] names only by admins;
+/// - a name with a `/` (EduSphere's `host/slug`) is in the namespace of the user named by what
+///   precedes its first `/`: only that user or an admin may create it.
+pub fn check_room_namespace(who: &Principal, name: &str) -> Result<(), Error> {
+    if name.starts_with(DM_PREFIX) {
+        return Err(Error::BadRequest(
+            "room names starting with dm: are reserved for direct messages".to_owned(),
+        ));
+    }
+    if name.starts_with(PERSONAL_PREFIX) {
+        return Err(Error::BadRequest(
+            "room names starting with user: are reserved for personal rooms".to_owned(),
+        ));
+    }
+    if who.is_admin() {
+        return Ok(());
+    }
+    if let Some(prefix) = BACKEND_PREFIXES.iter().find(|p| name.starts_with(**p)) {
+        return Err(Error::Forbidden(format!(
+            "room names starting with {prefix} are created by the backend (an admin)"
+        )));
+    }
+    if let Some((host, _)) = name.split_once('/')
+        && host != who.username
+    {
+        return Err(Error::Forbidden(format!(
+            "room names starting with {host}/ belong to the user {host}"
+        )));
+    }
+    Ok(())
+}
+
 /// The name of the direct room of two users (order-independent).
 pub fn dm_room_name(a: &str, b: &str) -> String {
     let (first, second) = if a <= b { (a, b) } else { (b, a) };
@@ -369,6 +408,52 @@ mod tests {
             &format!("/{}", "x".repeat(2048)),
         ] {
             assert!(!is_safe_link(bad), "{bad}");
+        }
+    }
+
+    fn user(name: &str, role: crate::principal::Role) -> Principal {
+        Principal {
+            username: name.to_owned(),
+            role,
+            guest: false,
+            ..Principal::guest(uuid::Uuid::new_v4())
+        }
+    }
+
+    #[test]
+    fn derived_room_names_belong_to_their_namespace() {
+        use crate::principal::{Role, Scopes};
+        let alice = user("alice", Role::User);
+        let admin = user("boss", Role::Admin);
+        let mut backend = user("boss", Role::Admin);
+        backend.scopes = Some(Scopes {
+            chat: true,
+            publish: false,
+            admin: true,
+        });
+        let mut chat_only = backend.clone();
+        chat_only.scopes = Some(Scopes {
+            chat: true,
+            ..Scopes::default()
+        });
+        for name in ["general", "alice/math", "alice/a/b", "channels", "tasks:1"] {
+            assert!(check_room_namespace(&alice, name).is_ok(), "{name}");
+        }
+        for name in [
+            "channel:456",
+            "project:1",
+            "task:x",
+            "bob/math",
+            "/x",
+            "alice.b/x",
+        ] {
+            assert!(check_room_namespace(&alice, name).is_err(), "{name}");
+            assert!(check_room_namespace(&admin, name).is_ok(), "{name}");
+            assert!(check_room_namespace(&backend, name).is_ok(), "{name}");
+        }
+        assert!(check_room_namespace(&chat_only, "channel:1").is_err());
+        for name in ["dm:a:b", "user:1"] {
+            assert!(check_room_namespace(&admin, name).is_err(), "{name}");
         }
     }
 

@@ -20,16 +20,7 @@ const PURGE_STEP: usize = 1000;
 impl Chat {
     pub async fn create_room(&self, who: &Principal, req: CreateRoom) -> Result<Room, Error> {
         policy::validate_room_name(&req.name)?;
-        if req.name.starts_with(policy::DM_PREFIX) {
-            return Err(Error::BadRequest(
-                "room names starting with dm: are reserved for direct messages".to_owned(),
-            ));
-        }
-        if req.name.starts_with(policy::PERSONAL_PREFIX) {
-            return Err(Error::BadRequest(
-                "room names starting with user: are reserved for personal rooms".to_owned(),
-            ));
-        }
+        policy::check_room_namespace(who, &req.name)?;
         self.store
             .create_room(NewRoom {
                 name: req.name,
