@@ -1,6 +1,6 @@
 //! Authorization hardening (issue 19, part B): a role change reaches live connections, the login
-//! throttle counts guesses still being hashed, service token scopes hold on every edge, and names
-//! the dialects derive cannot be squatted.
+//! throttle counts guesses still being hashed, service token scopes hold on every edge, names the
+//! dialects derive cannot be squatted, and reserved user topics and dotted usernames.
 
 use std::path::Path;
 
@@ -347,5 +347,59 @@ async fn backend_and_other_users_room_names_cannot_be_squatted() {
     assert!(err.contains("owner alice"), "{err}");
     let shown = natter_json(&dir, &["room", "show", "alice/math"]).await;
     assert_eq!(shown["owner"], "alice", "nothing changed: {shown}");
+    t.server.stop().await;
+}
+
+// ----- BUG-11: reserved user topics and dotted usernames --------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dotted_usernames_own_exactly_their_own_user_topics() {
+    let t = Team::start(&[("boss", "admin"), ("bob", "user"), ("bob.x", "user")]).await;
+    let mut bob = Ws::connect(t.addr(), t.token("bob")).await;
+    let mut bob_x = Ws::connect(t.addr(), t.token("bob.x")).await;
+    let subscribe = async |ws: &mut Ws, topic: &str| {
+        ws.request("Subscribe", json!({"topics": [topic]}), topic)
+            .await
+    };
+    // bob owns user.bob and everything below it, user.bob.x.inbox included.
+    assert_eq!(
+        subscribe(&mut bob, "user.bob.x.inbox").await["data"]["status"],
+        "subscribed"
+    );
+    assert_eq!(
+        subscribe(&mut bob_x, "user.bob.x.inbox").await["data"]["code"],
+        403
+    );
+    // bob.x's segment is bob:x.
+    assert_eq!(
+        subscribe(&mut bob_x, "user.bob:x.inbox").await["data"]["status"],
+        "subscribed"
+    );
+    assert_eq!(
+        subscribe(&mut bob, "user.bob:x.inbox").await["data"]["code"],
+        403
+    );
+    let mut boss = Ws::connect(t.addr(), t.token("boss")).await;
+    for (topic, payload) in [
+        ("user.bob:x.inbox", "for bob.x"),
+        ("user.bob.x.inbox", "for bob"),
+    ] {
+        let sent = boss
+            .request(
+                "Broadcast",
+                json!({"topic": topic, "payload": payload}),
+                topic,
+            )
+            .await;
+        assert_eq!(sent["data"]["recipients"], 1, "{topic}: {sent}");
+    }
+    assert_eq!(
+        bob_x.recv_type("Broadcast").await["data"]["payload"],
+        "for bob.x"
+    );
+    assert_eq!(
+        bob.recv_type("Broadcast").await["data"]["payload"],
+        "for bob"
+    );
     t.server.stop().await;
 }

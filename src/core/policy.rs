@@ -104,13 +104,24 @@ pub fn can_modify_message(who: &Principal, room: &Room, author: uuid::Uuid) -> b
     who.is_admin() || is_owner(who, room) || author == who.user_id
 }
 
-/// Whether `who` may subscribe to `subscription` (see `hub::topic` for the namespaces).
+/// The segment that names a user in the reserved `user.` topics: the username with each `.`
+/// written `:`. A topic segment cannot hold a `.`, and a username cannot hold a `:`, so each
+/// user has exactly one segment and no two users share one: user `bob.x` owns `user.bob:x`
+/// and the topics below it (`user.bob:x.inbox`), user `bob` owns `user.bob` and `user.bob.x`.
+/// Ownership is decided by the segment alone, so creating an account never changes who owns
+/// a topic.
+pub fn user_topic_segment(username: &str) -> String {
+    username.replace('.', ":")
+}
+
+/// Whether `who` may subscribe to `subscription` (see `hub::topic` for the namespaces): a
+/// `user.<segment>...` topic only by the user whose [`user_topic_segment`] it is, and admins.
 pub fn check_subscribe(who: &Principal, subscription: &Subscription) -> Result<(), Error> {
     match subscription {
         Subscription::Exact(name) => match topic::namespace(name) {
             "user" => {
                 let owner = name.split('.').nth(1).unwrap_or("");
-                if owner == who.username || who.is_admin() {
+                if owner == user_topic_segment(&who.username) || who.is_admin() {
                     Ok(())
                 } else {
                     Err(Error::Forbidden(format!(
@@ -454,6 +465,24 @@ mod tests {
         assert!(check_room_namespace(&chat_only, "channel:1").is_err());
         for name in ["dm:a:b", "user:1"] {
             assert!(check_room_namespace(&admin, name).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn user_topics_are_owned_by_exactly_one_user() {
+        use crate::principal::Role;
+        let exact = |name: &str| Subscription::Exact(name.to_owned());
+        let bob = user("bob", Role::User);
+        let bob_x = user("bob.x", Role::User);
+        assert_eq!(user_topic_segment("bob.x"), "bob:x");
+        for (who, mine, theirs) in [
+            (&bob, "user.bob.x.inbox", "user.bob:x.inbox"),
+            (&bob_x, "user.bob:x.inbox", "user.bob.x.inbox"),
+            (&bob, "user.bob", "user.bob:x"),
+            (&bob_x, "user.bob:x", "user.bob"),
+        ] {
+            assert!(check_subscribe(who, &exact(mine)).is_ok(), "{mine}");
+            assert!(check_subscribe(who, &exact(theirs)).is_err(), "{theirs}");
         }
     }
 
