@@ -1,6 +1,7 @@
 //! Authorization hardening (issue 19, part B): a role change reaches live connections, the login
 //! throttle counts guesses still being hashed, service token scopes hold on every edge, names the
-//! dialects derive cannot be squatted, and reserved user topics and dotted usernames.
+//! dialects derive cannot be squatted, reserved user topics and dotted usernames, and by-id lookups
+//! that do not reveal private rooms.
 
 use std::path::Path;
 
@@ -8,7 +9,7 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use serde_json::{Value, json};
 
-use crate::common::{Team, login, run_natter};
+use crate::common::{Team, http, login, run_natter};
 use crate::wsclient::Ws;
 
 /// Runs the natter binary on `dir` (through the daemon's control socket) without blocking the
@@ -401,5 +402,66 @@ async fn dotted_usernames_own_exactly_their_own_user_topics() {
         bob.recv_type("Broadcast").await["data"]["payload"],
         "for bob"
     );
+    t.server.stop().await;
+}
+
+// ----- BUG-13: by-id lookups of private rooms -------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_rooms_found_by_id_answer_like_missing_ones() {
+    let t = Team::start(&[("boss", "admin"), ("alice", "user"), ("mallory", "user")]).await;
+    let secret = t.create_room("alice", "board-private", "private").await;
+    let authorization = format!("Bearer {}", t.token("alice"));
+    let uploaded = http(
+        t.addr(),
+        "POST",
+        "/api/v1/rooms/board-private/files?name=plan.txt",
+        &[
+            ("authorization", authorization.as_str()),
+            ("content-type", "text/plain"),
+        ],
+        b"the plan".to_vec(),
+    )
+    .await;
+    assert_eq!(uploaded.status, 201, "{:?}", uploaded.json);
+    let file = uploaded.json["message"]["attachments"][0]["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("file id in {:?}", uploaded.json));
+    let missing = secret + 1000;
+
+    // Kibray's /ws/status/ takes rooms by id: the private one and a missing one read the same.
+    let mut status = Ws::open(
+        t.addr(),
+        &format!("/ws/status/?token={}", t.token("mallory")),
+    )
+    .await;
+    let mut answers = Vec::new();
+    for id in [secret, missing] {
+        status
+            .send(json!({"type": "typing", "channel_id": id, "is_typing": true}))
+            .await;
+        let error = status.recv_type("error").await;
+        answers.push(error.to_string().replace(&id.to_string(), "N"));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert!(!answers[0].contains("board-private"), "{}", answers[0]);
+
+    // Files by id: a private room's file and a missing file read the same.
+    let mut bodies = Vec::new();
+    for id in [file, file + 1000] {
+        let response = t.get("mallory", &format!("/api/v1/files/{id}")).await;
+        assert_eq!(response.status, 404, "{:?}", response.json);
+        bodies.push(response.json.to_string().replace(&id.to_string(), "N"));
+    }
+    assert_eq!(bodies[0], bodies[1]);
+    assert!(!bodies[0].contains("board-private"), "{}", bodies[0]);
+
+    // Refusals by name do not repeat the name either.
+    let mut native = Ws::connect(t.addr(), t.token("mallory")).await;
+    let refused = native
+        .request("Join", json!({"room": "board-private"}), "j")
+        .await;
+    assert_eq!(refused["data"]["code"], 403, "{refused}");
+    assert!(!refused.to_string().contains("board-private"), "{refused}");
     t.server.stop().await;
 }
