@@ -1,7 +1,7 @@
 //! Authorization hardening (issue 19, part B): a role change reaches live connections, the login
 //! throttle counts guesses still being hashed, service token scopes hold on every edge, names the
-//! dialects derive cannot be squatted, reserved user topics and dotted usernames, and by-id lookups
-//! that do not reveal private rooms.
+//! dialects derive cannot be squatted, reserved user topics and dotted usernames, by-id lookups
+//! that do not reveal private rooms, and FastChat's OPEN_CHAT read check.
 
 use std::path::Path;
 
@@ -463,5 +463,74 @@ async fn private_rooms_found_by_id_answer_like_missing_ones() {
         .await;
     assert_eq!(refused["data"]["code"], 403, "{refused}");
     assert!(!refused.to_string().contains("board-private"), "{refused}");
+    t.server.stop().await;
+}
+
+// ----- BUG-14: FastChat OPEN_CHAT and the direct room's members -------------------------------
+
+/// A FastChat connection with a token: the native welcome, HELLO, HELLO_ACK and PRESENCE.
+async fn fastchat(t: &Team, name: &str) -> Ws {
+    let mut ws = Ws::connect(t.addr(), t.token(name)).await;
+    ws.send(json!({"type": "HELLO", "data": {"user_id": t.id(name), "display_name": name}}))
+        .await;
+    assert_eq!(ws.recv().await["type"], "HELLO_ACK");
+    assert_eq!(ws.recv().await["type"], "PRESENCE");
+    ws
+}
+
+/// PING, and the PONG must be the next frame of `ws` other than a roster update.
+async fn nothing_but_presence_pending(ws: &mut Ws) {
+    ws.send(json!({"type": "PING", "data": {}})).await;
+    loop {
+        let frame = ws.recv().await;
+        match frame["type"].as_str() {
+            Some("PONG") => return,
+            Some("PRESENCE") => {}
+            _ => panic!("expected nothing before the PONG: {frame}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_chat_needs_the_direct_rooms_read_right() {
+    let t = Team::start(&[("boss", "admin"), ("alice", "user"), ("bob", "user")]).await;
+    // alice opens the direct room with bob, then an admin removes her from it.
+    let mut native = Ws::connect(t.addr(), t.token("alice")).await;
+    let joined = native.request("Join", json!({"room": "@bob"}), "j").await;
+    assert_eq!(joined["data"]["status"], "joined", "{joined}");
+    drop(native);
+    let removed = t
+        .delete("boss", "/api/v1/rooms/dm:alice:bob/members/alice")
+        .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.json);
+
+    let mut alice = fastchat(&t, "alice").await;
+    let mut bob = fastchat(&t, "bob").await;
+    alice
+        .send(
+            json!({"type": "OPEN_CHAT", "data": {"target_user_id": t.id("bob"),
+                     "target_display_name": "bob"}}),
+        )
+        .await;
+    let refused = alice
+        .recv_where("OPEN_CHAT's answer", |f| f["type"] != "PRESENCE")
+        .await;
+    assert_eq!(refused["type"], "ERROR", "{refused}");
+    assert_eq!(refused["data"]["code"], "UNAUTHORIZED", "{refused}");
+    // bob, still a member, opens it on his side: alice's connection is not made part of it,
+    // and his typing does not reach her.
+    bob.send(
+        json!({"type": "OPEN_CHAT", "data": {"target_user_id": t.id("alice"),
+                    "target_display_name": "alice"}}),
+    )
+    .await;
+    let opened = bob
+        .recv_where("OPEN_CHAT's answer", |f| f["type"] != "PRESENCE")
+        .await;
+    assert_eq!(opened["type"], "CHAT_OPENED", "{opened}");
+    bob.send(json!({"type": "TYPING", "data": {"is_typing": true}}))
+        .await;
+    nothing_but_presence_pending(&mut bob).await;
+    nothing_but_presence_pending(&mut alice).await;
     t.server.stop().await;
 }
