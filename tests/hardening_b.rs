@@ -1,7 +1,8 @@
 //! Authorization hardening (issue 19, part B): a role change reaches live connections, the login
 //! throttle counts guesses still being hashed, service token scopes hold on every edge, names the
 //! dialects derive cannot be squatted, reserved user topics and dotted usernames, by-id lookups
-//! that do not reveal private rooms, and FastChat's OPEN_CHAT read check.
+//! that do not reveal private rooms, FastChat's OPEN_CHAT read check, and `sessions kick` of a
+//! session without a connection.
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use serde_json::{Value, json};
 
-use crate::common::{Team, http, login, run_natter};
+use crate::common::{Team, http, jwt_claims, login, run_natter};
 use crate::wsclient::Ws;
 
 /// Runs the natter binary on `dir` (through the daemon's control socket) without blocking the
@@ -532,5 +533,34 @@ async fn open_chat_needs_the_direct_rooms_read_right() {
         .await;
     nothing_but_presence_pending(&mut bob).await;
     nothing_but_presence_pending(&mut alice).await;
+    t.server.stop().await;
+}
+
+// ----- BUG-21: kicking a session without a connection -----------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_kick_ends_a_session_that_has_no_connection() {
+    let t = Team::start(&[("boss", "admin"), ("bob", "user")]).await;
+    let dir = t.server.data_dir.clone();
+    let tokens = t.server.login("bob", &Team::password("bob")).await;
+    assert_eq!(tokens.status, 200, "{:?}", tokens.json);
+    let access = tokens.json["access"].as_str().expect("access").to_owned();
+    let refresh = tokens.json["refresh"].as_str().expect("refresh").to_owned();
+    let session = jwt_claims(&access)["sid"].as_str().expect("sid").to_owned();
+
+    let kicked = natter_json(&dir, &["sessions", "kick", &session]).await;
+    assert_eq!(kicked["sessions"], 1, "{kicked}");
+    let me = t.server.api("GET", "/api/v1/me", Some(&access), None).await;
+    assert_eq!(me.status, 401, "{:?}", me.json);
+    let refreshed = t
+        .server
+        .post_json("/api/token/refresh/", &json!({"refresh": refresh}))
+        .await;
+    assert_eq!(refreshed.status, 401, "{:?}", refreshed.json);
+    // bob's other session (the team's login) is untouched; a second kick has nothing to do.
+    let other = t.get("bob", "/api/v1/me").await;
+    assert_eq!(other.status, 200, "{:?}", other.json);
+    let again = natter_json(&dir, &["sessions", "kick", &session]).await;
+    assert_eq!(again["sessions"], 0, "{again}");
     t.server.stop().await;
 }

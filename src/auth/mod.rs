@@ -325,6 +325,11 @@ impl Auth {
         }))
     }
 
+    /// The stored session (refresh-token family or service token) with id `id`, revoked or not.
+    pub async fn session(&self, id: Uuid) -> Result<Option<Family>, Error> {
+        self.inner.store.family_by_id(id).await
+    }
+
     /// Every service token (`natter token list`), with its user's name and scopes.
     pub async fn service_tokens(&self) -> Result<Vec<ServiceToken>, Error> {
         let store = &self.inner.store;
