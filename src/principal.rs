@@ -105,10 +105,55 @@ impl Scopes {
     }
 }
 
+/// One scope a service token may hold: what an operation needs of the caller's token. A login
+/// holds every scope (its role still decides what it may do); a service token holds only those
+/// it was issued with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Chat as the user: WebSockets, rooms, messages, files, the notification inbox.
+    Chat,
+    /// `POST /api/v1/publish` and sending notifications.
+    Publish,
+    /// The admin API.
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Chat => "chat",
+            Scope::Publish => "publish",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
 impl Principal {
+    /// Whether the caller's token carries `scope` (every login and guest does; a service token
+    /// only when issued with it). Roles are checked by the rules themselves, not here.
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes.is_none_or(|s| match scope {
+            Scope::Chat => s.chat,
+            Scope::Publish => s.publish,
+            Scope::Admin => s.admin,
+        })
+    }
+
+    /// [`Principal::has_scope`], else `Forbidden` naming the missing scope.
+    pub fn require_scope(&self, scope: Scope) -> Result<(), Error> {
+        if self.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "this service token's scopes do not include {}",
+                scope.as_str()
+            )))
+        }
+    }
+
     /// An admin, and (for a service token) one whose scopes include `admin`.
     pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin && self.scopes.is_none_or(|s| s.admin)
+        self.role == Role::Admin && self.has_scope(Scope::Admin)
     }
 
     /// May publish events and send notifications: an admin login, or a service token with the
@@ -122,7 +167,7 @@ impl Principal {
 
     /// May chat as its user (every login and guest; a service token only with `chat`).
     pub fn may_chat(&self) -> bool {
-        self.scopes.is_none_or(|s| s.chat)
+        self.has_scope(Scope::Chat)
     }
 
     /// A guest with this user id (chosen by the dialect that admits it, never an account's).

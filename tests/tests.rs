@@ -18,6 +18,7 @@ mod dialect_rooms;
 mod disk_full;
 mod external_tokens;
 mod hardening_a;
+mod hardening_b;
 mod hardening_c;
 mod hardening_d;
 mod hostile_input;

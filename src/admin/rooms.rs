@@ -13,7 +13,9 @@ use crate::error::Error;
 use crate::principal::Principal;
 use crate::store::Visibility;
 
-/// `room create`: an existing room is left as it is.
+/// `room create`: an existing room that is as asked (owner, visibility, persistence,
+/// retention) is left as it is; one that differs is a conflict, changed nothing, so that an
+/// operator never takes a room someone else made (a squatted name) for the one they meant.
 pub(super) async fn create(
     state: &AppState,
     name: String,
@@ -23,13 +25,53 @@ pub(super) async fn create(
     retention_secs: u64,
 ) -> Result<Reply, Error> {
     let chat = &state.core.chat;
+    let owner = state.core.accounts.get(&owner).await?;
+    let visibility = if private {
+        Visibility::Private
+    } else {
+        Visibility::Public
+    };
     if let Some(room) = chat.store().room_by_name(&name).await? {
+        let view = chat.room_view(&room).await?;
+        let mut differences = Vec::new();
+        if room.owner != owner.id {
+            differences.push(format!("owner {} (not {})", view.owner, owner.username));
+        }
+        if room.visibility != visibility {
+            differences.push(format!(
+                "{} (not {})",
+                visibility_name(room.visibility),
+                visibility_name(visibility)
+            ));
+        }
+        if room.persistent == transient {
+            differences.push(
+                if room.persistent {
+                    "persistent (not transient)"
+                } else {
+                    "transient (not persistent)"
+                }
+                .to_owned(),
+            );
+        }
+        if room.retention_secs != retention_secs {
+            differences.push(format!(
+                "retention {} (not {})",
+                retention_text(room.retention_secs),
+                retention_text(retention_secs)
+            ));
+        }
+        if !differences.is_empty() {
+            return Err(Error::Conflict(format!(
+                "room {name} exists already with {}; nothing was changed",
+                differences.join(", ")
+            )));
+        }
         return Ok(Reply::new(
             format!("room {name} exists already (unchanged)"),
             json!({"created": false, "id": room.id}),
         ));
     }
-    let owner = state.core.accounts.get(&owner).await?;
     // The owner creates it, with the operator's rights.
     let who = Principal {
         user_id: owner.id,
@@ -42,11 +84,7 @@ pub(super) async fn create(
             &who,
             CreateRoom {
                 name,
-                visibility: if private {
-                    Visibility::Private
-                } else {
-                    Visibility::Public
-                },
+                visibility,
                 persistent: !transient,
                 retention_secs,
             },

@@ -120,16 +120,21 @@ pub(super) fn sessions_list(state: &AppState, online: bool) -> Reply {
 }
 
 /// `sessions kick TARGET`: a connection id ends that connection's session, a session id that
-/// session, a username every session of the user.
+/// session (live or not: a stored session without a connection, a stolen refresh token's, is
+/// revoked in the store), a username every session of the user.
 pub(super) async fn sessions_kick(state: &AppState, target: &str) -> Result<Reply, Error> {
     let connections = state.broker.connections();
     let session = if let Some(conn) = connections.iter().find(|c| c.connection_id == target) {
         Some((conn.user_id, conn.session_id))
     } else if let Ok(id) = Uuid::parse_str(target) {
-        connections
-            .iter()
-            .find(|c| c.session_id == id)
-            .map(|c| (c.user_id, c.session_id))
+        match connections.iter().find(|c| c.session_id == id) {
+            Some(conn) => Some((conn.user_id, conn.session_id)),
+            None => state
+                .auth
+                .session(id)
+                .await?
+                .map(|family| (family.user_id, family.id)),
+        }
     } else {
         let user = state.core.accounts.get(target).await?;
         let (revoked, closed) = state
@@ -147,7 +152,13 @@ pub(super) async fn sessions_kick(state: &AppState, target: &str) -> Result<Repl
         )));
     };
     // Guests and external tokens have no stored session: closing the connection is all.
-    let (_, closed) = state.auth.end_session(user_id, session_id, KICKED).await?;
+    let (revoked, closed) = state.auth.end_session(user_id, session_id, KICKED).await?;
+    if !revoked && closed == 0 {
+        return Ok(Reply::new(
+            format!("session {session_id} was ended already (nothing to do)"),
+            json!({"sessions": 0, "closed": 0}),
+        ));
+    }
     Ok(Reply::new(
         format!("session {session_id} ended, {closed} connections closed"),
         json!({"sessions": 1, "closed": closed}),

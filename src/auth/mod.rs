@@ -148,9 +148,11 @@ impl Auth {
         let ip_key = client.map(|ip| format!("ip:{ip}"));
         let mut keys = vec![user_key.as_str()];
         keys.extend(ip_key.as_deref());
-        inner
+        // Reserved before the hash and counted while it runs: concurrent guesses cannot all
+        // pass a check that only later ones would fail.
+        let attempt = inner
             .throttle
-            .check(&keys)
+            .reserve(&keys)
             .map_err(|retry_after| Error::TooManyAttempts { retry_after })?;
 
         let user = if username.len() <= MAX_USERNAME_BYTES {
@@ -170,12 +172,12 @@ impl Auth {
         let user = match user {
             Some(user) if ok => user,
             _ => {
-                inner.throttle.record_failure(&keys);
+                attempt.failed();
                 tracing::info!(username = %&user_key[2..], client = ?client, "login failed");
                 return Err(Error::InvalidCredentials);
             }
         };
-        inner.throttle.clear(&user_key);
+        attempt.succeeded(&user_key);
         if user.disabled {
             return Err(Error::AccountDisabled);
         }
@@ -321,6 +323,11 @@ impl Auth {
             guest: false,
             scopes,
         }))
+    }
+
+    /// The stored session (refresh-token family or service token) with id `id`, revoked or not.
+    pub async fn session(&self, id: Uuid) -> Result<Option<Family>, Error> {
+        self.inner.store.family_by_id(id).await
     }
 
     /// Every service token (`natter token list`), with its user's name and scopes.

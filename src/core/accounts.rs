@@ -11,8 +11,12 @@ use crate::auth::{Auth, Hasher, Verified};
 use crate::error::Error;
 use crate::events::KickReason;
 use crate::hub::Broker;
-use crate::principal::{Principal, Role};
+use crate::principal::{Principal, Role, Scope};
 use crate::store::{Store, User, now_secs};
+
+/// What a connection is told when its user's role changed (it closes, see
+/// [`Accounts::set_role`]).
+pub const ROLE_CHANGED: &str = "role changed";
 
 /// Username rules: 3 to 32 characters of `a-z 0-9 _ . -`.
 pub fn validate_username(username: &str) -> Result<(), Error> {
@@ -156,7 +160,7 @@ impl Accounts {
     }
 
     /// New credentials for a connection that has `current` (an in-band renewal): the token must
-    /// be the same user's.
+    /// be the same user's, and (as at connect) carry the `chat` scope.
     pub async fn renew(&self, current: &Principal, access: &str) -> Result<Principal, Error> {
         let principal = self.authenticate(access).await?;
         if principal.user_id != current.user_id {
@@ -164,7 +168,24 @@ impl Accounts {
                 "the new token belongs to another user".to_owned(),
             ));
         }
+        principal.require_scope(Scope::Chat)?;
         Ok(principal)
+    }
+
+    /// Whether a connection's principal, authenticated a moment ago, still holds now that the
+    /// connection is registered (and so reached by kicks): `Some(reason)` to close it when its
+    /// account was removed or disabled, or its role changed, in between. Without this check a
+    /// kick that ran between the two would miss the connection.
+    pub async fn still_current(&self, who: &Principal) -> Result<Option<KickReason>, Error> {
+        if who.guest {
+            return Ok(None);
+        }
+        Ok(match self.store.user(who.user_id).await? {
+            None => Some(KickReason::AccountClosed("account removed")),
+            Some(user) if user.disabled => Some(KickReason::AccountClosed("account disabled")),
+            Some(user) if user.role != who.role => Some(KickReason::SessionEnded(ROLE_CHANGED)),
+            Some(_) => None,
+        })
     }
 
     pub async fn create(&self, actor: Actor<'_>, new: NewUser) -> Result<User, Error> {
@@ -290,6 +311,8 @@ impl Accounts {
         Ok(user)
     }
 
+    /// Sets a user's role. A change closes the user's live connections (their sessions stay):
+    /// each holds the role it connected with, so none may keep rights the user lost.
     pub async fn set_role(
         &self,
         actor: Actor<'_>,
@@ -301,12 +324,21 @@ impl Accounts {
         if user.role == Role::Admin && role != Role::Admin {
             self.ensure_other_admin(&user).await?;
         }
-        self.store
+        let updated = self
+            .store
             .update_user(username, move |u| {
                 u.role = role;
                 Ok(())
             })
-            .await
+            .await?;
+        if user.role != role {
+            // A connection holds the role it authenticated with (every rule it meets reads it
+            // there, its service token's admin scope included): it closes, and reconnects
+            // under the new role. Its session stays, so its tokens keep working.
+            self.broker
+                .kick_user(updated.id, KickReason::SessionEnded(ROLE_CHANGED));
+        }
+        Ok(updated)
     }
 
     /// Disables (true) or enables (false) a user. Disabling ends every session.

@@ -16,7 +16,7 @@ use super::chat::{DirectOutcome, JoinOutcome, QueuedDirect, SendOutcome, Upload}
 use crate::error::Error;
 pub use crate::events::BinaryKind;
 use crate::hub::ConnId;
-use crate::principal::Principal;
+use crate::principal::{Principal, Scope};
 use crate::store::{Message, QueueReceipt, Room};
 
 /// An open conversation, as the connection that opened it sees it (the reply to
@@ -337,14 +337,58 @@ pub enum Reply {
     ConversationSent(String),
 }
 
+impl Command {
+    /// The scope a caller's token needs for this command: the one table of them, checked by
+    /// [`Core::execute`] before anything else. Every command of a connection is chatting as its
+    /// user (`chat`); publishing and the admin API are HTTP and control-socket operations. The
+    /// match names every variant, so a new command must say what it needs.
+    pub fn scope(&self) -> Scope {
+        match self {
+            Command::Welcome
+            | Command::Me
+            | Command::Authenticate { .. }
+            | Command::Join { .. }
+            | Command::JoinAsParticipant { .. }
+            | Command::WatchMemberRooms
+            | Command::Leave { .. }
+            | Command::Send(_)
+            | Command::Edit(_)
+            | Command::React(_)
+            | Command::Delete { .. }
+            | Command::History { .. }
+            | Command::Typing { .. }
+            | Command::Read { .. }
+            | Command::StartUpload { .. }
+            | Command::UploadChunk { .. }
+            | Command::Subscribe { .. }
+            | Command::Unsubscribe { .. }
+            | Command::Broadcast { .. }
+            | Command::Relay { .. }
+            | Command::Binary { .. }
+            | Command::DirectMessage { .. }
+            | Command::QueuedDirectMessages { .. }
+            | Command::DeliveredDirectMessages(_)
+            | Command::SetStatus { .. }
+            | Command::UnreadNotifications
+            | Command::ReadNotification { .. }
+            | Command::EnterRoster { .. }
+            | Command::OpenConversation { .. }
+            | Command::ConversationSend { .. }
+            | Command::ConversationTyping { .. } => Scope::Chat,
+        }
+    }
+}
+
 impl Core {
-    /// Runs one command of `who` on connection `conn`.
+    /// Runs one command of `who` on connection `conn`: first the scope its token needs
+    /// ([`Command::scope`]), then the command's own rules.
     pub async fn execute(
         &self,
         who: &Principal,
         conn: ConnId,
         command: Command,
     ) -> Result<Reply, Error> {
+        who.require_scope(command.scope())?;
         let chat = &self.chat;
         Ok(match command {
             Command::Welcome => Reply::Welcome {

@@ -184,12 +184,20 @@ impl Chat {
             return Err(Error::BadRequest("a chat needs another user".to_owned()));
         }
         let listed = self.broker().roster_name(peer_id);
+        // Whether the peer's connections get the conversation too: always for a live one; for
+        // a direct room, only while the peer is still its member.
+        let mut peer_reads = true;
         let (chat, peer_name) = match self.store().user(peer_id).await? {
             Some(user) if user.disabled => return Err(not_found()),
             Some(user) if !who.guest => {
                 let room = self
                     .open_room(who, &RoomRef::Name(format!("@{}", user.username)))
                     .await?;
+                // The direct room may have lost a member (an admin removed them): opening the
+                // conversation joins its audience, which takes the room's read right, as Join
+                // does.
+                self.check_read(who, &room).await?;
+                peer_reads = self.store().is_member(room.id, peer_id).await?;
                 let chat = PeerChat {
                     chat_id: room.name,
                     room: Some(room.id),
@@ -222,8 +230,10 @@ impl Chat {
             peer_id: who.user_id,
             peer_name: opener_name,
         });
-        self.broker()
-            .open_peer_for_user(peer_id, who.user_id, &chat, max, opened);
+        if peer_reads {
+            self.broker()
+                .open_peer_for_user(peer_id, who.user_id, &chat, max, opened);
+        }
         Ok(Conversation {
             chat_id: chat.chat_id,
             participants,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::hub::topic::{self, Subscription};
-use crate::principal::Principal;
+use crate::principal::{Principal, Scope};
 use crate::store::{Room, Visibility};
 
 /// Prefix of the two-member rooms that hold direct conversations.
@@ -62,6 +62,45 @@ pub fn validate_room_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Prefixes of the rooms a backend creates over HTTP (the rooms protocol's `channel:N`,
+/// `project:N`, `task:N`): only an admin (a login, or a service token with the `admin` scope)
+/// may create them, so no user can take one before the backend does and own it.
+pub const BACKEND_PREFIXES: &[&str] = &["channel:", "project:", "task:"];
+
+/// Who may create a room named `name`, beyond the name's syntax:
+/// - `dm:` and `user:` names are made by the server only (direct and personal rooms);
+/// - [`BACKEND_PREFIXES`] names only by admins;
+/// - a name with a `/` (EduSphere's `host/slug`) is in the namespace of the user named by what
+///   precedes its first `/`: only that user or an admin may create it.
+pub fn check_room_namespace(who: &Principal, name: &str) -> Result<(), Error> {
+    if name.starts_with(DM_PREFIX) {
+        return Err(Error::BadRequest(
+            "room names starting with dm: are reserved for direct messages".to_owned(),
+        ));
+    }
+    if name.starts_with(PERSONAL_PREFIX) {
+        return Err(Error::BadRequest(
+            "room names starting with user: are reserved for personal rooms".to_owned(),
+        ));
+    }
+    if who.is_admin() {
+        return Ok(());
+    }
+    if let Some(prefix) = BACKEND_PREFIXES.iter().find(|p| name.starts_with(**p)) {
+        return Err(Error::Forbidden(format!(
+            "room names starting with {prefix} are created by the backend (an admin)"
+        )));
+    }
+    if let Some((host, _)) = name.split_once('/')
+        && host != who.username
+    {
+        return Err(Error::Forbidden(format!(
+            "room names starting with {host}/ belong to the user {host}"
+        )));
+    }
+    Ok(())
+}
+
 /// The name of the direct room of two users (order-independent).
 pub fn dm_room_name(a: &str, b: &str) -> String {
     let (first, second) = if a <= b { (a, b) } else { (b, a) };
@@ -88,13 +127,24 @@ pub fn can_modify_message(who: &Principal, room: &Room, author: uuid::Uuid) -> b
     who.is_admin() || is_owner(who, room) || author == who.user_id
 }
 
-/// Whether `who` may subscribe to `subscription` (see `hub::topic` for the namespaces).
+/// The segment that names a user in the reserved `user.` topics: the username with each `.`
+/// written `:`. A topic segment cannot hold a `.`, and a username cannot hold a `:`, so each
+/// user has exactly one segment and no two users share one: user `bob.x` owns `user.bob:x`
+/// and the topics below it (`user.bob:x.inbox`), user `bob` owns `user.bob` and `user.bob.x`.
+/// Ownership is decided by the segment alone, so creating an account never changes who owns
+/// a topic.
+pub fn user_topic_segment(username: &str) -> String {
+    username.replace('.', ":")
+}
+
+/// Whether `who` may subscribe to `subscription` (see `hub::topic` for the namespaces): a
+/// `user.<segment>...` topic only by the user whose [`user_topic_segment`] it is, and admins.
 pub fn check_subscribe(who: &Principal, subscription: &Subscription) -> Result<(), Error> {
     match subscription {
         Subscription::Exact(name) => match topic::namespace(name) {
             "user" => {
                 let owner = name.split('.').nth(1).unwrap_or("");
-                if owner == who.username || who.is_admin() {
+                if owner == user_topic_segment(&who.username) || who.is_admin() {
                     Ok(())
                 } else {
                     Err(Error::Forbidden(format!(
@@ -140,12 +190,7 @@ pub fn check_account(who: &Principal) -> Result<(), Error> {
             "guests have no rooms; connect with a token for stored conversations".to_owned(),
         ));
     }
-    if !who.may_chat() {
-        return Err(Error::Forbidden(
-            "this service token's scopes do not include chat".to_owned(),
-        ));
-    }
-    Ok(())
+    who.require_scope(Scope::Chat)
 }
 
 /// Longest link a notification may carry.
@@ -411,6 +456,70 @@ mod tests {
             &format!("/{}", "x".repeat(2048)),
         ] {
             assert!(!is_safe_link(bad), "{bad}");
+        }
+    }
+
+    fn user(name: &str, role: crate::principal::Role) -> Principal {
+        Principal {
+            username: name.to_owned(),
+            role,
+            guest: false,
+            ..Principal::guest(uuid::Uuid::new_v4())
+        }
+    }
+
+    #[test]
+    fn derived_room_names_belong_to_their_namespace() {
+        use crate::principal::{Role, Scopes};
+        let alice = user("alice", Role::User);
+        let admin = user("boss", Role::Admin);
+        let mut backend = user("boss", Role::Admin);
+        backend.scopes = Some(Scopes {
+            chat: true,
+            publish: false,
+            admin: true,
+        });
+        let mut chat_only = backend.clone();
+        chat_only.scopes = Some(Scopes {
+            chat: true,
+            ..Scopes::default()
+        });
+        for name in ["general", "alice/math", "alice/a/b", "channels", "tasks:1"] {
+            assert!(check_room_namespace(&alice, name).is_ok(), "{name}");
+        }
+        for name in [
+            "channel:456",
+            "project:1",
+            "task:x",
+            "bob/math",
+            "/x",
+            "alice.b/x",
+        ] {
+            assert!(check_room_namespace(&alice, name).is_err(), "{name}");
+            assert!(check_room_namespace(&admin, name).is_ok(), "{name}");
+            assert!(check_room_namespace(&backend, name).is_ok(), "{name}");
+        }
+        assert!(check_room_namespace(&chat_only, "channel:1").is_err());
+        for name in ["dm:a:b", "user:1"] {
+            assert!(check_room_namespace(&admin, name).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn user_topics_are_owned_by_exactly_one_user() {
+        use crate::principal::Role;
+        let exact = |name: &str| Subscription::Exact(name.to_owned());
+        let bob = user("bob", Role::User);
+        let bob_x = user("bob.x", Role::User);
+        assert_eq!(user_topic_segment("bob.x"), "bob:x");
+        for (who, mine, theirs) in [
+            (&bob, "user.bob.x.inbox", "user.bob:x.inbox"),
+            (&bob_x, "user.bob:x.inbox", "user.bob.x.inbox"),
+            (&bob, "user.bob", "user.bob:x"),
+            (&bob_x, "user.bob:x", "user.bob"),
+        ] {
+            assert!(check_subscribe(who, &exact(mine)).is_ok(), "{mine}");
+            assert!(check_subscribe(who, &exact(theirs)).is_err(), "{theirs}");
         }
     }
 

@@ -16,7 +16,7 @@ use crate::config::ServerConfig;
 use crate::core::chat::Upload;
 use crate::core::command::RoomRef;
 use crate::error::Error;
-use crate::principal::Principal;
+use crate::principal::{Principal, Scope};
 
 /// POST /api/v1/rooms/{room}/files?name= — stores the body as a file and posts it to the room as
 /// a message (its content the file's name, the file in its attachments); answered once both are
@@ -27,7 +27,7 @@ pub fn files_upload(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms" / String / "files")
         .and(warp::post())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<u64>("content-length"))
@@ -176,7 +176,7 @@ pub fn files_get(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "files" / u64)
         .and(warp::get())
-        .and(authenticated_or_cookie(state.clone()))
+        .and(authenticated_or_cookie(state.clone(), Scope::Chat))
         .and(with_state(state))
         .and_then(|id: u64, who: Principal, state: AppState| async move {
             let (file, path) = state.core.chat.file(&who, id).await?;

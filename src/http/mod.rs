@@ -25,7 +25,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::app::AppState;
 use crate::error::Error;
-use crate::principal::Principal;
+use crate::principal::{Principal, Scope};
 use crate::wire::bearer_token;
 
 /// The peer address of the TCP connection, put into each request's extensions by the server.
@@ -113,16 +113,19 @@ fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Inf
 }
 
 /// The caller, from `Authorization: Bearer <access token>` checked by [`crate::auth::Auth`];
-/// a missing, malformed or invalid token is a 401. Put it after the path and method filters, so
-/// a request for another route is not answered with a 401.
+/// a missing, malformed or invalid token is a 401, a service token without `scope` a 403. Each
+/// route names the scope it needs here (the routes' table of scopes, as `Command::scope` is the
+/// connections'). Put it after the path and method filters, so a request for another route is
+/// not answered with a 401.
 fn authenticated(
     state: AppState,
+    scope: Scope,
 ) -> impl Filter<Extract = (Principal,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
         let state = state.clone();
         async move {
             let token = bearer_token(header.as_deref())?;
-            principal_of(&state, token).await
+            principal_of(&state, token, scope).await
         }
     })
 }
@@ -132,6 +135,7 @@ fn authenticated(
 /// Only for reads (SameSite=Strict keeps other sites from sending the cookie at all).
 fn authenticated_or_cookie(
     state: AppState,
+    scope: Scope,
 ) -> impl Filter<Extract = (Principal,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
         .and(warp::cookie::optional::<String>(crate::wire::ACCESS_COOKIE))
@@ -142,18 +146,15 @@ fn authenticated_or_cookie(
                     (None, Some(cookie)) if !cookie.is_empty() => cookie.as_str(),
                     _ => bearer_token(header.as_deref())?,
                 };
-                principal_of(&state, token).await
+                principal_of(&state, token, scope).await
             }
         })
 }
 
-async fn principal_of(state: &AppState, token: &str) -> Result<Principal, Rejection> {
-    state
-        .core
-        .accounts
-        .authenticate(token)
-        .await
-        .map_err(Rejection::from)
+async fn principal_of(state: &AppState, token: &str, scope: Scope) -> Result<Principal, Rejection> {
+    let who = state.core.accounts.authenticate(token).await?;
+    who.require_scope(scope)?;
+    Ok(who)
 }
 
 /// An optional unsigned number from the query string; anything else there is a 400.

@@ -12,7 +12,7 @@ use warp::{Filter, Rejection, Reply};
 use super::{authenticated, json_body, json_reply, query_number, with_state};
 use crate::app::AppState;
 use crate::core::chat::NewNotification;
-use crate::principal::Principal;
+use crate::principal::{Principal, Scope};
 use crate::wire::notification_json;
 
 /// Notifications listed when the request does not say.
@@ -52,7 +52,7 @@ pub fn publish_create(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "publish")
         .and(warp::post())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Publish))
         .and(json_body::<PublishRequest>(
             state.config.server.max_body_bytes,
         ))
@@ -75,7 +75,7 @@ pub fn notifications_create(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "notifications")
         .and(warp::post())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Publish))
         .and(json_body::<NotifyRequest>(
             state.config.server.max_body_bytes,
         ))
@@ -111,7 +111,7 @@ pub fn notifications_list(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "notifications")
         .and(warp::get())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(warp::query::<HashMap<String, String>>())
         .and(with_state(state))
         .and_then(
@@ -140,7 +140,7 @@ pub fn notifications_read(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "notifications" / u64 / "read")
         .and(warp::post())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(with_state(state))
         .and_then(|id: u64, who: Principal, state: AppState| async move {
             let notification = state.core.chat.mark_notification_read(&who, id).await?;

@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::core::chat::{CreateRoom, DEFAULT_ROOM_PAGE, MAX_ROOM_PAGE, RoomSummary};
 use crate::core::command::{ContentPolicy, React, RoomRef, SendMessage};
 use crate::error::Error;
-use crate::principal::Principal;
+use crate::principal::{Principal, Scope};
 use crate::store::{Room, Visibility};
 use crate::wire::message_json;
 
@@ -92,7 +92,7 @@ async fn room_page(
 pub fn me_get(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "me")
         .and(warp::get())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(warp::query::<HashMap<String, String>>())
         .and(with_state(state))
         .and_then(
@@ -123,7 +123,7 @@ pub fn rooms_list(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms")
         .and(warp::get())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(warp::query::<HashMap<String, String>>())
         .and(with_state(state))
         .and_then(
@@ -143,7 +143,7 @@ pub fn rooms_create(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms")
         .and(warp::post())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(json_body::<CreateRoomRequest>(
             state.config.server.max_body_bytes,
         ))
@@ -177,7 +177,7 @@ pub fn rooms_get(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms" / String)
         .and(warp::get())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(with_state(state))
         .and_then(|room: String, who: Principal, state: AppState| async move {
             let chat = &state.core.chat;
@@ -207,7 +207,7 @@ pub fn rooms_delete(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms" / String)
         .and(warp::delete())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(with_state(state))
         .and_then(|room: String, who: Principal, state: AppState| async move {
             let (room, messages) = state
@@ -228,7 +228,7 @@ pub fn messages_list(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms" / String / "messages")
         .and(warp::get())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(warp::query::<HashMap<String, String>>())
         .and(with_state(state))
         .and_then(
@@ -268,7 +268,7 @@ pub fn messages_create(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms" / String / "messages")
         .and(warp::post())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(json_body::<SendRequest>(state.config.server.max_body_bytes))
         .and(with_state(state))
         .and_then(
@@ -314,10 +314,11 @@ pub fn reactions_put_delete(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms" / String / "messages" / u64 / "reactions" / String)
         .and(warp::put().map(|| true).or(warp::delete().map(|| false)).unify())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(with_state(state))
         .and_then(
             |room: String, seq: u64, emoji: String, add: bool, who: Principal, state: AppState| async move {
+                state.core.chat.count_message(&who)?;
                 let (room, message) = state
                     .core
                     .chat
@@ -350,7 +351,7 @@ pub fn members_add(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms" / String / "members" / String)
         .and(warp::post())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(with_state(state))
         .and_then(
             |room: String, username: String, who: Principal, state: AppState| async move {
@@ -374,7 +375,7 @@ pub fn members_remove(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms" / String / "members" / String)
         .and(warp::delete())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Chat))
         .and(with_state(state))
         .and_then(
             |room: String, username: String, who: Principal, state: AppState| async move {

@@ -10,8 +10,8 @@ use warp::{Filter, Rejection, Reply};
 use super::{authenticated, json_body, json_reply, with_state};
 use crate::app::AppState;
 use crate::core::accounts::{Actor, NewUser, UserView};
-use crate::principal::Principal;
 use crate::principal::Role;
+use crate::principal::{Principal, Scope};
 
 #[derive(Deserialize)]
 struct CreateUserRequest {
@@ -35,7 +35,7 @@ pub fn users_list(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "users")
         .and(warp::get())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Admin))
         .and(with_state(state))
         .and_then(|who: Principal, state: AppState| async move {
             let users: Vec<UserView> = state
@@ -56,7 +56,7 @@ pub fn users_create(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "users")
         .and(warp::post())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Admin))
         .and(json_body::<CreateUserRequest>(
             state.config.server.max_body_bytes,
         ))
@@ -110,7 +110,7 @@ fn set_disabled(
             }
         })
         .and(warp::post())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Admin))
         .and(with_state(state))
         .and_then(
             move |username: String, who: Principal, state: AppState| async move {
@@ -131,7 +131,7 @@ pub fn users_remove(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "users" / String)
         .and(warp::delete())
-        .and(authenticated(state.clone()))
+        .and(authenticated(state.clone(), Scope::Admin))
         .and(with_state(state))
         .and_then(
             |username: String, who: Principal, state: AppState| async move {

@@ -5,10 +5,11 @@
 //! one segment (`updates.*` matches `updates.a` but not `updates` or `updates.a.b`) and `>` as the
 //! last segment for one or more segments (`updates.>` matches `updates.a` and `updates.a.b`).
 //!
-//! Reserved first segments: `user` (`user.<username>...` is readable only by that user and
-//! admins) and `admin` (admins only); only admins publish to them. Wildcards never match a topic
-//! in a reserved namespace: `*.x` or `>` cannot reach `user.bob.x`. A reserved topic is reached
-//! only by subscribing to it by name, which the policy checks.
+//! Reserved first segments: `user` (`user.<name>...` is readable only by the user whose name
+//! it is, its dots written `:`, and admins: see `core::policy::user_topic_segment`) and `admin`
+//! (admins only); only admins publish to them. Wildcards never match a topic in a reserved
+//! namespace: `*.x` or `>` cannot reach `user.bob.x`. A reserved topic is reached only by
+//! subscribing to it by name, which the policy checks.
 
 const MAX_TOPIC_BYTES: usize = 200;
 const MAX_SEGMENTS: usize = 8;

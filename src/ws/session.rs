@@ -207,6 +207,10 @@ pub async fn run<D: Dialect>(
         None => Err(Error::InvalidToken("missing token")),
         Some(token) => state.core.accounts.authenticate(token).await,
     };
+    // Every WebSocket is chatting as the user: a service token without `chat` is refused here,
+    // as a disabled account is, in the dialect's own refusal shape.
+    let principal =
+        principal.and_then(|p| p.require_scope(crate::principal::Scope::Chat).map(|()| p));
     let principal = match principal {
         Ok(principal) => principal,
         Err(error) => {
@@ -449,6 +453,23 @@ async fn serve<D: Dialect>(
             }
         }
     };
+    // Kicks reach the connection from here on; one that came between its authentication and
+    // now (a role change, a disabled account) is applied here.
+    let stale = state
+        .core
+        .accounts
+        .still_current(&principal)
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(error = %error, "cannot check a new connection's account");
+            Some(KickReason::SessionEnded("account could not be checked"))
+        });
+    if let Some(reason) = stale {
+        state.broker.unregister(registration.id);
+        let (code, text) = kick_close(reason);
+        close_gracefully(&mut socket, code, &text).await;
+        return;
+    }
     tracing::debug!(user = %principal.username, connection = %public_id, peer = %peer, "WebSocket connected");
     let conn = registration.id;
     let facts = Facts {

@@ -417,12 +417,17 @@ impl Chat {
             let path = self.store.file_path(&file.sha256);
             return Ok((file, path));
         }
+        // A file of a room the caller may not read is answered like a missing file: file ids
+        // are counted, and the room's name is not the caller's to learn.
         let room = self
             .store
             .room(file.room_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no file {id}")))?;
-        self.check_read(who, &room).await?;
+        let member = self.store.is_member(room.id, who.user_id).await?;
+        if !policy::can_read_room(who, &room, member) {
+            return Err(Error::NotFound(format!("no file {id}")));
+        }
         let path = self.store.file_path(&file.sha256);
         Ok((file, path))
     }

@@ -23,19 +23,17 @@ pub const MAX_ROOM_PAGE: usize = 500;
 /// Rooms in a listing page when the request names no limit.
 pub const DEFAULT_ROOM_PAGE: usize = 100;
 
+/// The refusal of a private room to a non-member. It does not name the room: the request may
+/// have named it by id, and the name of a private room (`dm:alice:bob`) is not the caller's to
+/// learn.
+fn not_a_member() -> Error {
+    Error::Forbidden("this room is private and you are not a member".to_owned())
+}
+
 impl Chat {
     pub async fn create_room(&self, who: &Principal, req: CreateRoom) -> Result<Room, Error> {
         policy::validate_room_name(&req.name)?;
-        if req.name.starts_with(policy::DM_PREFIX) {
-            return Err(Error::BadRequest(
-                "room names starting with dm: are reserved for direct messages".to_owned(),
-            ));
-        }
-        if req.name.starts_with(policy::PERSONAL_PREFIX) {
-            return Err(Error::BadRequest(
-                "room names starting with user: are reserved for personal rooms".to_owned(),
-            ));
-        }
+        policy::check_room_namespace(who, &req.name)?;
         // Quota and rate: admins are exempt. They create rooms for others (a backend's
         // channel:N rooms, the operator's CLI), and could delete any room or user anyway.
         let quota = if who.is_admin() {
@@ -66,19 +64,32 @@ impl Chat {
         match room {
             RoomRef::Name(name) => self.room_named(who, name).await,
             RoomRef::Id(id) => self
-                .store
-                .room(*id)
+                .readable_room_by_id(who, *id)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("no room with id {id}"))),
             RoomRef::Personal(number) => self.personal_room(who, *number).await,
             RoomRef::NameOrId(name) => match self.room_named(who, name).await {
                 Err(Error::NotFound(message)) => match name.parse::<u64>() {
-                    Ok(id) => self.store.room(id).await?.ok_or(Error::NotFound(message)),
+                    Ok(id) => self
+                        .readable_room_by_id(who, id)
+                        .await?
+                        .ok_or(Error::NotFound(message)),
                     Err(_) => Err(Error::NotFound(message)),
                 },
                 found => found,
             },
         }
+    }
+
+    /// The room with id `id` if `who` may read it. A room found by its id that the caller may
+    /// not read is answered like one that does not exist: ids are counted, so anything else
+    /// would let anyone walk them to learn which private rooms and direct conversations exist.
+    async fn readable_room_by_id(&self, who: &Principal, id: u64) -> Result<Option<Room>, Error> {
+        let Some(room) = self.store.room(id).await? else {
+            return Ok(None);
+        };
+        let readable = policy::can_read_room(who, &room, self.is_member(&room, who).await?);
+        Ok(readable.then_some(room))
     }
 
     async fn room_named(&self, who: &Principal, name: &str) -> Result<Room, Error> {
@@ -211,10 +222,7 @@ impl Chat {
         if policy::can_read_room(who, room, self.is_member(room, who).await?) {
             Ok(())
         } else {
-            Err(Error::Forbidden(format!(
-                "room {} is private and you are not a member",
-                room.name
-            )))
+            Err(not_a_member())
         }
     }
 
@@ -232,10 +240,7 @@ impl Chat {
                 Ok(())
             }
             Visibility::Private if who.is_admin() => Ok(()),
-            Visibility::Private => Err(Error::Forbidden(format!(
-                "room {} is private and you are not a member",
-                room.name
-            ))),
+            Visibility::Private => Err(not_a_member()),
         }
     }
 
