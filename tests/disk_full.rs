@@ -17,13 +17,24 @@ use crate::wsclient::{Ws, try_connect};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 pub struct Tmpfs {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+    /// The temporary directory it is mounted on, when the test named none.
+    _temp: Option<tempfile::TempDir>,
 }
 
 impl Tmpfs {
-    /// Mounts a tmpfs of `size` (e.g. "3m"); `Err` with the reason when that is not allowed.
+    /// Mounts a tmpfs of `size` (e.g. "3m") on a new temporary directory; `Err` with the
+    /// reason when that is not allowed.
     pub fn mount(size: &str) -> Result<Tmpfs, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut tmpfs = Tmpfs::mount_at(temp.path(), size)?;
+        tmpfs._temp = Some(temp);
+        Ok(tmpfs)
+    }
+
+    /// Mounts a tmpfs of `size` on `dir` (created if needed).
+    pub fn mount_at(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let output = Command::new("mount")
             .args([
                 "-t",
@@ -32,17 +43,20 @@ impl Tmpfs {
                 &format!("size={size},mode=0700"),
                 "tmpfs",
             ])
-            .arg(dir.path())
+            .arg(dir)
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
         if !output.status.success() {
             return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
         }
-        Ok(Tmpfs { dir })
+        Ok(Tmpfs {
+            dir: dir.to_path_buf(),
+            _temp: None,
+        })
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
     pub fn resize(&self, size: &str) {
@@ -57,10 +71,7 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
     }
 }
 

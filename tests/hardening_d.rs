@@ -4,7 +4,7 @@
 //! start; a full disk answers uploads with 507; uploads stream to disk (HTTP and Kibray), a
 //! stalled one is dropped with its temporary file, and each user has a bounded number at once.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -317,49 +317,12 @@ async fn temporary_uploads_left_by_a_crash_are_reported_and_removed_at_start() {
 
 // ----- BUG-19: a full disk ------------------------------------------------------------------
 
-/// A tmpfs mounted on a directory of the test's, unmounted when dropped.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let output = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !output.status.success() {
-            return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
-        }
-        Ok(Tmpfs {
-            dir: dir.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.dir)
-            .status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_on_a_full_disk_answers_507() {
     let t = Team::start(TEAM).await;
     t.create_room("alice", "full", "public").await;
     // Only the files live on the small filesystem: the store keeps working.
-    let tmpfs = match Tmpfs::mount(&t.server.data_dir.join("files"), "256k") {
+    let tmpfs = match crate::disk_full::Tmpfs::mount_at(&t.server.data_dir.join("files"), "256k") {
         Ok(tmpfs) => tmpfs,
         Err(reason) => {
             println!(

@@ -393,17 +393,9 @@ impl SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StoreConfig;
 
     fn open(dir: &std::path::Path) -> SledStore {
-        SledStore::open(
-            &StoreConfig {
-                data_dir: dir.to_path_buf(),
-                ..StoreConfig::default()
-            },
-            Default::default(),
-        )
-        .expect("open")
+        crate::store::open_for_tests(dir)
     }
 
     fn direct(from: Uuid, text: &str) -> QueuedDirectMessage {

@@ -93,18 +93,10 @@ pub(super) fn to_v3(trees: &Trees) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StoreConfig;
     use crate::store::{META_SCHEMA, NewRoom, SledStore};
 
     fn open(dir: &std::path::Path) -> SledStore {
-        SledStore::open(
-            &StoreConfig {
-                data_dir: dir.to_path_buf(),
-                ..StoreConfig::default()
-            },
-            Default::default(),
-        )
-        .expect("open")
+        crate::store::open_for_tests(dir)
     }
 
     #[tokio::test]

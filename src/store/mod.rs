@@ -641,3 +641,16 @@ pub fn now_secs() -> i64 {
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+/// A store in `dir` with the default settings, for the store's unit tests.
+#[cfg(test)]
+pub(crate) fn open_for_tests(dir: &std::path::Path) -> SledStore {
+    SledStore::open(
+        &crate::config::StoreConfig {
+            data_dir: dir.to_path_buf(),
+            ..crate::config::StoreConfig::default()
+        },
+        Default::default(),
+    )
+    .expect("open")
+}

@@ -627,14 +627,7 @@ mod tests {
     use crate::store::Message;
 
     fn open(dir: &std::path::Path) -> SledStore {
-        SledStore::open(
-            &StoreConfig {
-                data_dir: dir.to_path_buf(),
-                ..StoreConfig::default()
-            },
-            Default::default(),
-        )
-        .expect("open")
+        crate::store::open_for_tests(dir)
     }
 
     fn new_room(name: &str, owner: Uuid) -> NewRoom {
