@@ -183,7 +183,7 @@ pub struct KeptContent {
     _guard: tokio::sync::OwnedRwLockReadGuard<()>,
 }
 
-/// What [`SledStore::sweep_files`] removed.
+/// What `SledStore::sweep_files` removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct FileSweep {
     /// Temporary files of uploads a crash interrupted.
