@@ -275,22 +275,42 @@ pub fn natter_bin() -> &'static str {
 
 /// Runs the natter binary with `args` (and `stdin`), returning (exit code, stdout, stderr).
 pub fn run_natter(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(natter_bin())
+    natter_at(None, args, &[], stdin)
+}
+
+/// Runs the natter binary in `cwd` (when given) with `args`, no config file, none of the
+/// caller's `NATTER_*` variables but `env`, and `stdin`: (exit code, stdout, stderr).
+pub fn natter_at(
+    cwd: Option<&Path>,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
+    let mut command = std::process::Command::new(natter_bin());
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    command
         .args(args)
-        .env("NATTER_CONFIG", "")
-        .env("NATTER_LOG", "warn")
         .stdin(if stdin.is_some() {
-            Stdio::piped()
+            std::process::Stdio::piped()
         } else {
-            Stdio::null()
+            std::process::Stdio::null()
         })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn natter");
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("NATTER_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("NATTER_CONFIG", "").env("NATTER_LOG", "warn");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("spawn natter");
     if let Some(input) = stdin {
+        use std::io::Write as _;
         child
             .stdin
             .take()

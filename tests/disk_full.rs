@@ -79,7 +79,7 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-async fn post_message(
+pub async fn post_message(
     addr: std::net::SocketAddr,
     token: &str,
     content: &str,

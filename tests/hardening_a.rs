@@ -13,59 +13,12 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-use crate::common::{TestServer, http, natter_bin};
+use crate::common::{TestServer, http, natter_at, natter_bin};
 use crate::daemon::Daemon;
 
 /// Runs the natter binary with `args`, no config file, and `env` (exit code, stdout, stderr).
 fn natter_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (i32, String, String) {
     natter_at(None, args, env, stdin)
-}
-
-/// [`natter_with`] in the working directory `cwd` (when given).
-fn natter_at(
-    cwd: Option<&Path>,
-    args: &[&str],
-    env: &[(&str, &str)],
-    stdin: Option<&str>,
-) -> (i32, String, String) {
-    let mut command = Command::new(natter_bin());
-    if let Some(cwd) = cwd {
-        command.current_dir(cwd);
-    }
-    command
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("NATTER_") {
-            command.env_remove(name);
-        }
-    }
-    command.env("NATTER_CONFIG", "").env("NATTER_LOG", "warn");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().expect("spawn natter");
-    if let Some(input) = stdin {
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    let output = child.wait_with_output().expect("natter output");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 fn bearer(token: &str) -> String {
@@ -825,24 +778,6 @@ async fn stored_messages(addr: std::net::SocketAddr, token: &str) -> Vec<(u64, S
     }
 }
 
-async fn post_to_full(
-    addr: std::net::SocketAddr,
-    token: &str,
-    content: &str,
-) -> crate::common::Response {
-    http(
-        addr,
-        "POST",
-        "/api/v1/rooms/full/messages",
-        &[
-            ("authorization", &bearer(token)),
-            ("content-type", "application/json"),
-        ],
-        json!({"content": content}).to_string().into_bytes(),
-    )
-    .await
-}
-
 /// BUG-7: a full disk is a state. While writes fail, `/readyz` answers 503 with the reason and
 /// logins and writes get 507; once the disk has room, the daemon notices by itself (no restart),
 /// `/readyz` is 200 again, and logins and writes work; every acknowledged write, before and
@@ -888,7 +823,7 @@ async fn a_full_disk_is_reported_and_writes_resume_once_there_is_room() {
     loop {
         assert!(acked.len() < 2000, "the filesystem never filled up");
         let content = format!("{} {filler}", acked.len());
-        let answer = post_to_full(addr, &token, &content).await;
+        let answer = crate::disk_full::post_message(addr, &token, &content).await;
         if answer.status != 201 {
             assert_eq!(answer.status, 507, "{:?}", answer.json);
             break;
@@ -908,7 +843,12 @@ async fn a_full_disk_is_reported_and_writes_resume_once_there_is_room() {
     );
     let login = crate::common::login(addr, "alice", "alice-password").await;
     assert_eq!(login.status, 507, "{:?}", login.json);
-    assert_eq!(post_to_full(addr, &token, "refused").await.status, 507);
+    assert_eq!(
+        crate::disk_full::post_message(addr, &token, "refused")
+            .await
+            .status,
+        507
+    );
     let health = http(addr, "GET", "/healthz", &[], Vec::new()).await;
     assert_eq!(health.status, 200);
 
@@ -933,7 +873,7 @@ async fn a_full_disk_is_reported_and_writes_resume_once_there_is_room() {
         stored.starts_with(&acked),
         "every acknowledged message is there, in order"
     );
-    let next = post_to_full(addr, &token, "room again").await;
+    let next = crate::disk_full::post_message(addr, &token, "room again").await;
     assert_eq!(next.status, 201, "{:?}", next.json);
     let next_seq = next.json["seq"].as_u64().expect("seq");
     assert_eq!(
