@@ -128,8 +128,12 @@ impl Drop for Ticket {
 }
 
 /// The HTTP cap that fits the open-file limit `fd_limit` beside `ws_max` WebSockets, the spare
-/// places and [`RESERVED_FDS`]: `configured` when it fits, else what is left (at least
-/// [`MIN_HTTP_CONNECTIONS`]). The second value says whether everything configured fits.
+/// places and [`RESERVED_FDS`]: `configured` when it fits. Else what is left beside `ws_max`, but
+/// never less than an eighth of the descriptors there are for connections (nor than
+/// [`MIN_HTTP_CONNECTIONS`]): a `ws.max_connections` set near the limit must not shrink the HTTP
+/// stage to a handful, or every reconnect storm would be refused; only when the WebSockets and
+/// the HTTP stage are both near their caps at once can `accept` run short. The second value says
+/// whether everything configured fits.
 pub fn http_cap(fd_limit: u64, ws_max: usize, configured: usize) -> (usize, bool) {
     let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     let needed = as_u64(ws_max)
@@ -139,10 +143,12 @@ pub fn http_cap(fd_limit: u64, ws_max: usize, configured: usize) -> (usize, bool
     if needed <= fd_limit {
         return (configured, true);
     }
-    let left = fd_limit
-        .saturating_sub(as_u64(ws_max))
+    let for_connections = fd_limit
         .saturating_sub(as_u64(OVERFLOW_PLACES))
         .saturating_sub(RESERVED_FDS);
+    let left = for_connections
+        .saturating_sub(as_u64(ws_max))
+        .max(for_connections / 8);
     let cap = usize::try_from(left)
         .unwrap_or(usize::MAX)
         .clamp(MIN_HTTP_CONNECTIONS, configured.max(MIN_HTTP_CONNECTIONS));
@@ -212,7 +218,11 @@ mod tests {
             cap,
             8192 - 7000 - OVERFLOW_PLACES - usize::try_from(RESERVED_FDS).expect("small")
         );
-        assert_eq!(http_cap(1024, 10_000, 4096), (MIN_HTTP_CONNECTIONS, false));
+        // WebSockets configured up to the limit leave the HTTP stage an eighth, not nothing.
+        let eighth = (1024 - OVERFLOW_PLACES - usize::try_from(RESERVED_FDS).expect("small")) / 8;
+        assert_eq!(http_cap(1024, 10_000, 4096), (eighth, false));
+        assert_eq!(http_cap(20_000, 20_000, 4096).0, (20_000 - 64 - 128) / 8);
+        assert_eq!(http_cap(200, 10_000, 4096), (MIN_HTTP_CONNECTIONS, false));
         assert_eq!(http_cap(u64::MAX, 10_000, 4096), (4096, true));
     }
 }
