@@ -293,6 +293,19 @@ async fn own_messages_never_count_as_unread() {
 }
 
 #[tokio::test]
+async fn a_resume_of_an_empty_room_is_complete() {
+    let t = Team::start(TEAM).await;
+    t.create_room("alice", "quiet", "public").await;
+    let mut alice = Ws::connect(t.addr(), t.token("alice")).await;
+    let joined = alice
+        .request("Join", json!({"room": "quiet", "since": 0}), "j")
+        .await;
+    assert_eq!(joined["data"]["details"]["replayed"], 0, "{joined}");
+    assert_eq!(joined["data"]["details"]["complete"], true, "{joined}");
+    t.server.stop().await;
+}
+
+#[tokio::test]
 async fn reactions_are_stored_counted_and_announced() {
     let t = Team::start(TEAM).await;
     t.create_room("alice", "general", "public").await;

@@ -294,7 +294,8 @@ impl Chat {
         let gap_at_start = room.last_seq >= first_expected
             && replay.first().map(|m| m.seq) != Some(first_expected);
         // Stopped at the message or byte cap with newer messages left.
-        let truncated = replay.last().map(|m| m.seq) < Some(room.last_seq);
+        // (An empty replay of an empty room is not truncated: `None < Some(0)` would say so.)
+        let truncated = room.last_seq > replay.last().map_or(since, |m| m.seq);
         let complete = !gap_at_start && !truncated && since <= room.last_seq;
         Ok(JoinOutcome {
             room,
