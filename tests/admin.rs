@@ -5,22 +5,9 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, run_natter};
+use crate::common::TestServer;
+use crate::common::natter_on as natter;
 use crate::wsclient::Ws;
-
-/// Runs the natter binary on `dir` without blocking the runtime that serves it.
-async fn natter(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    all.push("--data-dir".to_owned());
-    all.push(dir.to_str().expect("utf-8 path").to_owned());
-    let stdin = stdin.map(str::to_owned);
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = all.iter().map(String::as_str).collect();
-        run_natter(&args, stdin.as_deref())
-    })
-    .await
-    .expect("natter ran")
-}
 
 /// Runs an admin command with --json; panics unless it exits 0.
 async fn natter_json(dir: &Path, args: &[&str], stdin: Option<&str>) -> Value {

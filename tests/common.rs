@@ -273,6 +273,24 @@ pub fn natter_bin() -> &'static str {
     env!("CARGO_BIN_EXE_natter")
 }
 
+/// Runs the natter binary on `dir` without blocking the runtime that serves it.
+pub async fn natter_on(
+    dir: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
+    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    all.push("--data-dir".to_owned());
+    all.push(dir.to_str().expect("utf-8 path").to_owned());
+    let stdin = stdin.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        run_natter(&args, stdin.as_deref())
+    })
+    .await
+    .expect("natter ran")
+}
+
 /// Runs the natter binary with `args` (and `stdin`), returning (exit code, stdout, stderr).
 pub fn run_natter(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     natter_at(None, args, &[], stdin)

@@ -10,21 +10,13 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use serde_json::{Value, json};
 
-use crate::common::{Team, http, jwt_claims, login, run_natter};
+use crate::common::{Team, http, jwt_claims, login};
 use crate::wsclient::Ws;
 
 /// Runs the natter binary on `dir` (through the daemon's control socket) without blocking the
 /// runtime that serves it.
 async fn natter(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    all.push("--data-dir".to_owned());
-    all.push(dir.to_str().expect("utf-8 path").to_owned());
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = all.iter().map(String::as_str).collect();
-        run_natter(&args, None)
-    })
-    .await
-    .expect("natter ran")
+    crate::common::natter_on(dir, args, None).await
 }
 
 /// An admin command with --json; panics unless it exits 0.

@@ -10,9 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::common::{
-    Deadline, Response, Team, TestServer, add_user, http, run_natter, test_config,
-};
+use crate::common::{Deadline, Response, Team, TestServer, add_user, http, test_config};
 use crate::wsclient::Ws;
 
 const TEAM: &[(&str, &str)] = &[("alice", "user"), ("bob", "user"), ("carol", "user")];
@@ -99,15 +97,7 @@ async fn delete_message(ws: &mut Ws, room: &str, seq: u64) {
 
 /// Runs the natter CLI on `dir` without blocking the runtime that serves it.
 async fn natter(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    all.push("--data-dir".to_owned());
-    all.push(dir.to_str().expect("utf-8 path").to_owned());
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = all.iter().map(String::as_str).collect();
-        run_natter(&args, None)
-    })
-    .await
-    .expect("natter ran")
+    crate::common::natter_on(dir, args, None).await
 }
 
 async fn assert_verify_clean(dir: &Path) {
