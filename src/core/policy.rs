@@ -436,6 +436,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn room_titles_and_topics_are_one_bounded_line() {
+        assert_eq!(
+            room_text("title", Some("  Plans "), 80)
+                .expect("ok")
+                .as_deref(),
+            Some("Plans")
+        );
+        assert_eq!(
+            room_text("title", Some("   "), 80).expect("ok"),
+            None,
+            "blank clears"
+        );
+        assert_eq!(room_text("title", None, 80).expect("ok"), None);
+        assert!(
+            room_text("title", Some(&"é".repeat(80)), 80).is_ok(),
+            "characters, not bytes"
+        );
+        assert!(room_text("title", Some(&"é".repeat(81)), 80).is_err());
+        for bad in [
+            "a\nb",
+            "a\tb",
+            "bell\u{7}",
+            "\u{202e}rtl",
+            "iso\u{2066}late",
+        ] {
+            assert!(room_text("topic", Some(bad), 300).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn bucket_accepts_exactly_rate_times_time_plus_burst() {
         let start = Instant::now();
         let mut bucket = RateLimiter::new_at(60, 5, start);

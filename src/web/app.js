@@ -258,7 +258,7 @@ function navItem(room) {
 }
 
 function renderSidebar() {
-  const rooms = [...chat.rooms.values()].sort((a, b) => a.name.localeCompare(b.name));
+  const rooms = [...chat.rooms.values()].sort((a, b) => (a.title || a.name).localeCompare(b.title || b.name));
   const mine = rooms.filter((r) => r.member && !r.direct);
   const directs = rooms.filter((r) => r.direct);
   const others = rooms.filter((r) => !r.member && !r.direct);
