@@ -124,6 +124,15 @@ pub enum Event {
         room_id: u64,
         reason: String,
     },
+    /// The room's title or topic changed (by `by`, its owner or an admin); both as they are
+    /// now (`None`: none). The name (the room's id in every protocol) stays.
+    RoomUpdated {
+        room: String,
+        room_id: u64,
+        title: Option<String>,
+        topic: Option<String>,
+        by: String,
+    },
     /// A binary frame of the native protocol, relayed: its kind, address (topic or user),
     /// sender and data.
     Binary {

@@ -31,8 +31,8 @@
 //!   core, auth and the vocabulary.
 //! - [`core`]: the rules. [`core::Core`] runs the [`core::command::Command`]s of connections;
 //!   [`core::chat`] (rooms, messages, topics, presence, inbox), [`core::conversations`],
-//!   [`core::accounts`], [`core::policy`]. Imports auth, hub, store and the vocabulary; never
-//!   an edge.
+//!   [`core::accounts`], [`core::policy`], [`core::profiles`] (what users see of each
+//!   other). Imports auth, hub, store and the vocabulary; never an edge.
 //! - [`auth`]: passwords (argon2id), tokens (JWT, rotating refresh families), sessions and
 //!   their ends, login throttling, external issuers. Imports the store, the broker (to close a
 //!   session's connections) and the vocabulary.

@@ -133,6 +133,15 @@ pub struct React {
     pub add: bool,
 }
 
+/// New title and topic for a room (its owner or an admin): `None` leaves one as it is,
+/// `Some(None)` (or an empty text) clears it. The room's name never changes.
+#[derive(Debug, Clone)]
+pub struct UpdateRoom {
+    pub room: RoomRef,
+    pub title: Option<Option<String>>,
+    pub topic: Option<Option<String>>,
+}
+
 /// What a connection can ask of the core.
 #[derive(Debug)]
 pub enum Command {
@@ -164,6 +173,7 @@ pub enum Command {
     Send(SendMessage),
     Edit(EditMessage),
     React(React),
+    UpdateRoom(UpdateRoom),
     Delete {
         room: RoomRef,
         seq: u64,
@@ -299,6 +309,8 @@ pub enum Reply {
         room: Room,
         seq: u64,
     },
+    /// The room after an UpdateRoom.
+    RoomUpdated(Room),
     History {
         room: Room,
         messages: Vec<Message>,
@@ -354,6 +366,7 @@ impl Command {
             | Command::Send(_)
             | Command::Edit(_)
             | Command::React(_)
+            | Command::UpdateRoom(_)
             | Command::Delete { .. }
             | Command::History { .. }
             | Command::Typing { .. }
@@ -415,6 +428,7 @@ impl Core {
                 let (room, message) = chat.react(who, react).await?;
                 Reply::Reacted { room, message }
             }
+            Command::UpdateRoom(update) => Reply::RoomUpdated(chat.update_room(who, update).await?),
             Command::Delete { room, seq } => Reply::Deleted {
                 room: chat.delete(who, &room, seq).await?,
                 seq,

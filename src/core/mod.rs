@@ -11,6 +11,7 @@ pub mod chat;
 pub mod command;
 pub mod conversations;
 pub mod policy;
+pub mod profiles;
 pub mod rates;
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,34 @@ pub fn personal_room_name(number: u64) -> String {
     format!("{PERSONAL_PREFIX}{number}")
 }
 
+/// Longest room title, in characters.
+pub const MAX_ROOM_TITLE_CHARS: usize = 80;
+/// Longest room topic line, in characters.
+pub const MAX_ROOM_TOPIC_CHARS: usize = 300;
+
+/// A room's title or topic as it is stored: trimmed; empty (or `None`) clears it. At most
+/// `max` characters, one line: no control characters (tabs and newlines included), and no
+/// bidirectional overrides that would make it read differently from what it holds.
+pub fn room_text(what: &str, value: Option<&str>, max: usize) -> Result<Option<String>, Error> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if value.chars().count() > max {
+        return Err(Error::BadRequest(format!(
+            "a room {what} is at most {max} characters"
+        )));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+    {
+        return Err(Error::BadRequest(format!(
+            "a room {what} is one line without control characters"
+        )));
+    }
+    Ok(Some(value.to_owned()))
+}
+
 /// Room names: 1 to 64 characters of `a-z 0-9 _ . - : /`; `dm:` is reserved for direct rooms.
 /// Longest reaction, in bytes (an emoji with modifiers and joiners fits; so does a short
 /// `:shortcode:`).
@@ -406,6 +434,36 @@ impl WindowLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_titles_and_topics_are_one_bounded_line() {
+        assert_eq!(
+            room_text("title", Some("  Plans "), 80)
+                .expect("ok")
+                .as_deref(),
+            Some("Plans")
+        );
+        assert_eq!(
+            room_text("title", Some("   "), 80).expect("ok"),
+            None,
+            "blank clears"
+        );
+        assert_eq!(room_text("title", None, 80).expect("ok"), None);
+        assert!(
+            room_text("title", Some(&"é".repeat(80)), 80).is_ok(),
+            "characters, not bytes"
+        );
+        assert!(room_text("title", Some(&"é".repeat(81)), 80).is_err());
+        for bad in [
+            "a\nb",
+            "a\tb",
+            "bell\u{7}",
+            "\u{202e}rtl",
+            "iso\u{2066}late",
+        ] {
+            assert!(room_text("topic", Some(bad), 300).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn bucket_accepts_exactly_rate_times_time_plus_burst() {

@@ -53,7 +53,7 @@ pub fn preflight(
     let answers = response.headers_mut();
     answers.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, DELETE"),
+        HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE"),
     );
     answers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,

@@ -5,6 +5,7 @@ pub mod cors;
 mod files;
 mod health;
 mod notifications;
+mod profiles;
 mod rooms;
 mod token;
 mod users;
@@ -63,11 +64,13 @@ pub fn routes(
             .or(rooms::rooms_create(state.clone()))
             .or(rooms::rooms_get(state.clone()))
             .or(rooms::rooms_delete(state.clone()))
+            .or(rooms::rooms_update(state.clone()))
             .or(rooms::messages_list(state.clone()))
             .or(rooms::messages_create(state.clone()))
             .or(rooms::reactions_put_delete(state.clone()))
             .or(rooms::members_add(state.clone()))
-            .or(rooms::members_remove(state.clone())),
+            .or(rooms::members_remove(state.clone()))
+            .or(profiles::profiles_get(state.clone())),
     );
     let notifications = boxed(
         notifications::publish_create(state.clone())

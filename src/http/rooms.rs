@@ -12,7 +12,7 @@ use warp::{Filter, Rejection, Reply};
 use super::{authenticated, json_body, json_reply, query_number, with_state};
 use crate::app::AppState;
 use crate::core::chat::{CreateRoom, DEFAULT_ROOM_PAGE, MAX_ROOM_PAGE, RoomSummary};
-use crate::core::command::{ContentPolicy, React, RoomRef, SendMessage};
+use crate::core::command::{ContentPolicy, React, RoomRef, SendMessage, UpdateRoom};
 use crate::error::Error;
 use crate::principal::{Principal, Scope};
 use crate::store::{Room, Visibility};
@@ -199,6 +199,63 @@ pub fn rooms_get(
             }
             Ok::<_, Rejection>(json_reply(&body, StatusCode::OK))
         })
+}
+
+/// A PATCH body's `title` or `topic`: absent leaves it, null (or "") clears it, a string
+/// sets it.
+fn room_change(
+    body: &serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<Option<Option<String>>, Error> {
+    match body.get(name) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(text)) => Ok(Some(Some(text.clone()))),
+        Some(_) => Err(Error::BadRequest(format!(
+            "{name} must be a string or null"
+        ))),
+    }
+}
+
+/// PATCH /api/v1/rooms/{room} `{"title"?, "topic"?}` — sets (a string) or clears (null) the
+/// room's title and topic (its owner or an admin); answers the room. The name stays.
+pub fn rooms_update(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "rooms" / String)
+        .and(warp::patch())
+        .and(authenticated(state.clone(), Scope::Chat))
+        .and(json_body::<serde_json::Map<String, Value>>(
+            state.config.server.max_body_bytes,
+        ))
+        .and(with_state(state))
+        .and_then(
+            |room: String,
+             who: Principal,
+             body: serde_json::Map<String, Value>,
+             state: AppState| async move {
+                if let Some(other) = body.keys().find(|k| *k != "title" && *k != "topic") {
+                    return Err(Rejection::from(Error::BadRequest(format!(
+                        "unknown field {other}: a room update has title and topic"
+                    ))));
+                }
+                // As other changes that reach a room's members: the user's message bucket.
+                state.core.chat.count_message(&who)?;
+                let room = state
+                    .core
+                    .chat
+                    .update_room(
+                        &who,
+                        UpdateRoom {
+                            room: RoomRef::Name(path_name(&room)),
+                            title: room_change(&body, "title")?,
+                            topic: room_change(&body, "topic")?,
+                        },
+                    )
+                    .await?;
+                Ok::<_, Rejection>(json_reply(&room_json(&state, &room).await?, StatusCode::OK))
+            },
+        )
 }
 
 /// DELETE /api/v1/rooms/{room} — deletes a room and its messages (its owner or an admin).

@@ -73,9 +73,11 @@ const ASSETS: &[Asset] = &[
 
 /// The page's policy: scripts, styles and images only from this server (no inline code, no
 /// `eval`), network access only to this server over HTTP and WebSocket, not framable, no
-/// plugins. `blob:` images are attachment previews the page fetched itself.
+/// plugins. `blob:` images are attachment previews the page fetched itself; `https:` images
+/// are users' avatars (`avatar_url`), which the client loads with `referrerpolicy=no-referrer`
+/// (no page address, no cookies of this server: another origin).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-     style-src 'self'; img-src 'self' blob:; connect-src 'self' ws: wss:; font-src 'self'; \
+     style-src 'self'; img-src 'self' blob: https:; connect-src 'self' ws: wss:; font-src 'self'; \
      object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Strong validators, one per asset (a prefix of the SHA-256 of its content), computed once.

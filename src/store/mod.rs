@@ -382,6 +382,15 @@ impl Store {
         on_engine!(self, engine => engine.delete_room(room_id).await)
     }
 
+    /// Applies `change` to a room's title and topic (never its name, id or owner) and
+    /// returns the room. Durable when it returns.
+    pub async fn update_room<F>(&self, room_id: u64, change: F) -> Result<Room, Error>
+    where
+        F: FnOnce(&mut Room) -> Result<(), Error> + Send + 'static,
+    {
+        on_engine!(self, engine => engine.update_room(room_id, change).await)
+    }
+
     /// Ends a membership. Returns whether there was one.
     pub async fn remove_member(&self, room_id: u64, user_id: Uuid) -> Result<bool, Error> {
         on_engine!(self, engine => engine.remove_member(room_id, user_id).await)

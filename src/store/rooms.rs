@@ -87,6 +87,13 @@ pub struct Room {
     /// Sequence number of the newest message; 0 for an empty room. In the stored record only a
     /// floor (see the module doc); every `Room` the store hands out carries the exact number.
     pub last_seq: u64,
+    /// What people call the room (a "rename"): shown instead of the name, which is the room's
+    /// id in every protocol and never changes. Absent in records without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The room's topic line. Absent in records without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
 }
 
 /// A room's last sequence number as the writer knows it.
@@ -388,6 +395,8 @@ impl SledStore {
                 retention_secs: new.retention_secs,
                 created_at: now_secs(),
                 last_seq: 0,
+                title: None,
+                topic: None,
             };
             t.put_room(&room)?;
             t.room_names.insert(room.name.as_bytes(), &keys::room(id))?;
@@ -587,6 +596,30 @@ impl SledStore {
             .await?;
         self.remove_unreferenced(freed).await;
         Ok(deleted)
+    }
+
+    /// Applies `change` to a room's record (its title and topic; never its name, id or
+    /// owner, which other records and every protocol refer to) and returns the room. Durable
+    /// when it returns.
+    pub async fn update_room<F>(&self, room_id: u64, change: F) -> Result<Room, Error>
+    where
+        F: FnOnce(&mut Room) -> Result<(), Error> + Send + 'static,
+    {
+        self.write(move |t| {
+            let mut room = t
+                .room_record(room_id)?
+                .ok_or_else(|| Error::NotFound(format!("no room {room_id}")))?;
+            let (name, owner) = (room.name.clone(), room.owner);
+            change(&mut room)?;
+            if room.name != name || room.owner != owner || room.id != room_id {
+                return Err(Error::Internal(
+                    "a room update may not change its name, id or owner".to_owned(),
+                ));
+            }
+            t.put_room(&room)?;
+            t.with_last_seq(room)
+        })
+        .await
     }
 
     /// Ends a membership. Returns whether there was one.

@@ -24,6 +24,7 @@ const ui = {
   renderedRoom: null,
   roomMenu: null, // name of the room whose menu is open
   confirmRoomDelete: null, // name of the room whose Delete waits for a second press
+  roomEdit: null, // 'title' | 'topic' while the Room menu's Rename / Edit topic form is open
   picker: null, // seq whose reaction picker is open
   // Whether the message view follows the newest message: true while the reader is at the
   // bottom (kept by the scroll listener), so that content growing after a render (an image
@@ -138,8 +139,51 @@ function renderConnection() {
   byId('reconnect-now').hidden = state !== 'waiting';
 }
 
+/** How a room is called: `@peer` for a direct room, else its title (what "Rename" sets; the
+ * name stays the room's id) or `#name`. */
 function roomLabel(room) {
-  return room.direct ? `@${directPeer(room.name, chat.me)}` : `#${room.name}`;
+  if (room.direct) return `@${directPeer(room.name, chat.me)}`;
+  return room.title || `#${room.name}`;
+}
+
+/** A person's name as shown: their display name once their profile is known, else the
+ * username. */
+function displayName(username) {
+  return chat.profile(username)?.display_name || username;
+}
+
+/** A colour for a username's initials, the same for the same name everywhere. */
+function avatarHue(username) {
+  let hash = 0;
+  for (const c of username) hash = (hash * 31 + c.codePointAt(0)) >>> 0;
+  return hash % 360;
+}
+
+/** Up to two initials of a display name (or the username's first letter). */
+function initials(name) {
+  const words = name.trim().split(/[\s._-]+/u).filter(Boolean);
+  const letters = words.length > 1 ? [words[0], words[words.length - 1]] : [name.trim()];
+  return letters.map((w) => [...w][0] ?? '').join('').toUpperCase() || '?';
+}
+
+/** The avatar of a message group: the user's picture (http(s) only, loaded without a
+ * referrer), or their initials on a colour derived from the username. Decorative: the name
+ * is beside it. */
+function avatarElement(username, avatarUrl) {
+  const badge = () => {
+    const el = h('span', { class: 'avatar initials', 'aria-hidden': 'true', text: initials(displayName(username)) });
+    // Through the CSSOM: the page's policy refuses style attributes.
+    el.style.setProperty('--avatar-hue', String(avatarHue(username)));
+    return el;
+  };
+  const url = avatarUrl && /^https?:/i.test(avatarUrl) ? safeUrl(avatarUrl) : null;
+  if (!url || url === '#') return badge();
+  const img = h('img', {
+    class: 'avatar', src: url, alt: '', referrerpolicy: 'no-referrer',
+    width: 24, height: 24, loading: 'lazy', decoding: 'async',
+  });
+  img.addEventListener('error', () => img.replaceWith(badge()), { once: true });
+  return img;
 }
 
 /** The room's menu: members (with Remove for the owner and admins), Leave, Delete. */
@@ -151,6 +195,23 @@ function renderRoomMenu(room) {
   byId('room-menu-toggle').hidden = room.direct && chat.role !== 'admin';
   byId('leave-room').hidden = room.direct || !room.member || room.owner === chat.me;
   byId('delete-room').hidden = !(manages || (room.direct && chat.role === 'admin'));
+  byId('rename-room').hidden = !manages;
+  byId('edit-topic').hidden = !manages;
+  const form = byId('room-edit-form');
+  const editing = manages && open ? ui.roomEdit : null;
+  if (form.hidden !== !editing || form.dataset.field !== (editing ?? '')) {
+    form.hidden = !editing;
+    form.dataset.field = editing ?? '';
+    if (editing) {
+      const input = byId('room-edit-input');
+      byId('room-edit-label').textContent = editing === 'title' ? 'Room title' : 'Topic';
+      input.maxLength = editing === 'title' ? 80 : 300;
+      input.value = (editing === 'title' ? room.title : room.topic) ?? '';
+      input.placeholder = editing === 'title' ? `#${room.name}` : 'What this room is about';
+      byId('room-edit-error').textContent = '';
+      requestAnimationFrame(() => input.focus());
+    }
+  }
   const confirming = ui.confirmRoomDelete === room.name;
   byId('delete-room').textContent = confirming ? `Really delete #${room.name}?` : 'Delete room';
   renderOnChange(byId('room-menu-members'), `${room.name}|${manages}|${JSON.stringify(room.members)}|${room.owner}`,
@@ -191,18 +252,18 @@ function navItem(room) {
       onclick: () => openRoom(room.name),
     },
     peer ? presenceDot(peer) : h('span', { class: 'hash', 'aria-hidden': 'true', text: '#' }),
-    h('span', { class: 'nav-name', text: room.direct ? peer : room.name }),
+    h('span', { class: 'nav-name', text: room.direct ? peer : room.title || room.name }),
     room.visibility === 'private' && !room.direct ? h('span', { class: 'tag', text: 'private' }) : null,
     unread ? h('span', { class: 'badge', text: unread > 99 ? '99+' : unread }) : null));
 }
 
 function renderSidebar() {
-  const rooms = [...chat.rooms.values()].sort((a, b) => a.name.localeCompare(b.name));
+  const rooms = [...chat.rooms.values()].sort((a, b) => (a.title || a.name).localeCompare(b.title || b.name));
   const mine = rooms.filter((r) => r.member && !r.direct);
   const directs = rooms.filter((r) => r.direct);
   const others = rooms.filter((r) => !r.member && !r.direct);
   const active = ui.view === 'room' ? chat.current : null;
-  const sign = (list) => JSON.stringify([active, list.map((r) => [r.name, r.unread, r.visibility,
+  const sign = (list) => JSON.stringify([active, list.map((r) => [r.name, r.title, r.unread, r.visibility,
     r.direct ? chat.presence.get(directPeer(r.name, chat.me)) : null])]);
   renderOnChange(byId('room-list'), sign(mine), () => (mine.length ? mine.map(navItem) : h('li', { class: 'hint', text: 'No rooms yet.' })));
   renderOnChange(byId('dm-list'), sign(directs), () => directs.map(navItem));
@@ -247,6 +308,10 @@ function renderMain() {
 
 function renderRoom(room) {
   byId('room-title').textContent = roomLabel(room);
+  byId('room-title').title = room.direct ? '' : `#${room.name}`;
+  const topic = byId('room-topic');
+  topic.hidden = !room.topic;
+  topic.textContent = room.topic ?? '';
   renderOnChange(byId('room-members'),
     JSON.stringify(room.members.map((name) => [name, chat.presence.get(name)])),
     () => room.members.map((name) => h('span', { class: 'member' }, presenceDot(name), name)));
@@ -328,7 +393,8 @@ function renderMessages(room) {
     const cacheKey = `m${key}`;
     const mine = message.author === chat.me;
     const quoted = message.reply_to ? room.messages.get(message.reply_to)?.v : null;
-    const stamp = `${message.v}|${quoted}|${ui.confirmDelete === message.seq}|${ui.replyTo === message.seq}|${ui.editing === message.seq}|${grouped}|${ui.picker === message.seq}`;
+    const person = grouped ? '' : JSON.stringify(chat.profile(message.author) ?? null);
+    const stamp = `${message.v}|${quoted}|${ui.confirmDelete === message.seq}|${ui.replyTo === message.seq}|${ui.editing === message.seq}|${grouped}|${ui.picker === message.seq}|${person}`;
     let cached = ui.renderedMessages.get(cacheKey);
     if (!cached || cached.stamp !== stamp) {
       cached = { stamp, el: messageElement(room, message, mine, grouped) };
@@ -409,8 +475,12 @@ function messageElement(room, message, mine, grouped = false) {
     title: new Date(message.created_at_ms).toLocaleString(),
     text: formatTime(message.created_at_ms),
   });
+  const profile = chat.profile(message.author);
+  const shown = displayName(message.author);
   const head = h('div', { class: 'msg-head' },
-    h('span', { class: 'author', text: message.author }),
+    grouped ? null : avatarElement(message.author, profile ? profile.avatar_url : message.author_avatar),
+    h('span', { class: 'author', title: `@${message.author}`, text: shown }),
+    shown !== message.author ? h('span', { class: 'username', text: `@${message.author}` }) : null,
     ' ', time,
     message.edited_at && !message.deleted ? h('span', { class: 'edited', text: ' (edited)' }) : null);
   let quote = null;
@@ -1005,6 +1075,34 @@ byId('new-dm-form').addEventListener('submit', async (event) => {
 byId('room-menu-toggle').addEventListener('click', () => {
   ui.roomMenu = ui.roomMenu === chat?.current ? null : chat?.current ?? null;
   ui.confirmRoomDelete = null;
+  ui.roomEdit = null;
+  scheduleRender();
+});
+
+function openRoomEdit(field) {
+  ui.roomEdit = ui.roomEdit === field ? null : field;
+  scheduleRender();
+}
+
+byId('rename-room').addEventListener('click', () => openRoomEdit('title'));
+byId('edit-topic').addEventListener('click', () => openRoomEdit('topic'));
+byId('room-edit-cancel').addEventListener('click', () => {
+  ui.roomEdit = null;
+  scheduleRender();
+});
+byId('room-edit-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const name = chat?.current;
+  const field = ui.roomEdit;
+  if (!name || !field) return;
+  const value = byId('room-edit-input').value.trim();
+  try {
+    await chat.updateRoom(name, { [field]: value === '' ? null : value });
+    ui.roomEdit = null;
+    ui.roomMenu = null;
+  } catch (e) {
+    byId('room-edit-error').textContent = e.message;
+  }
   scheduleRender();
 });
 

@@ -31,6 +31,10 @@ const MAX_JOINED = 100;
 const ROOMS_PAGE = 200;
 /** Pages of the room list read at most in one refresh (a bound, not an expectation). */
 const MAX_ROOM_PAGES = 100;
+/** Usernames one GET /api/v1/profiles asks for (the server's bound). */
+const PROFILES_PAGE = 100;
+/** Profiles kept in memory at most; beyond it the cache starts over (and refills as needed). */
+const MAX_PROFILES = 2000;
 
 /** The other user of a direct room `dm:A:B`, seen from `me`. */
 export function directPeer(roomName, me) {
@@ -63,6 +67,10 @@ export class Chat {
     this.flushing = false;
     this.pollTimer = null;
     this.localKey = 0;
+    // username -> {display_name, avatar_url}, or null for a name that is no user (any more).
+    this.profiles = new Map();
+    this.profilesWanted = new Set();
+    this.profilesTimer = null;
     this.onChange = () => {};
     this.onFatal = () => {};
     this.connection = new Connection(session, {
@@ -127,6 +135,8 @@ export class Chat {
       owner: summary.owner,
       persistent: summary.persistent,
       member: summary.member,
+      title: summary.title ?? null,
+      topic: summary.topic ?? null,
       lastSeq: summary.last_seq,
       direct: summary.name.startsWith('dm:'),
     });
@@ -254,6 +264,66 @@ export class Chat {
     await this.refreshRooms();
   }
 
+  /** Sets (a string) or clears (null) a room's title and/or topic (its owner or an admin).
+   * The title is what the client shows as the room's name; the name itself never changes. */
+  async updateRoom(roomName, changes) {
+    const updated = await this.session.api('PATCH', `/api/v1/rooms/${encodeURIComponent(roomName)}`, changes);
+    const room = this.room(roomName);
+    if (room) {
+      room.title = updated.title ?? null;
+      room.topic = updated.topic ?? null;
+    }
+    this.changed('rooms');
+  }
+
+  // ----- profiles -------------------------------------------------------------------------
+
+  /** A user's profile if known (`undefined`: not yet asked; `null`: no such user); asks the
+   * server for unknown ones in the background (batched), then re-renders. */
+  profile(username) {
+    const known = this.profiles.get(username);
+    if (known === undefined && username) this.wantProfile(username);
+    return known;
+  }
+
+  wantProfile(username) {
+    this.profilesWanted.add(username);
+    this.profilesTimer ??= setTimeout(() => {
+      this.profilesTimer = null;
+      this.loadProfiles().catch(() => {});
+    }, 0);
+  }
+
+  /** Asks for the profiles wanted and not known yet; with `names`, asks for those again (a
+   * refresh: what is shown stays until the answer replaces it). */
+  async loadProfiles(names = null) {
+    const refresh = names !== null;
+    if (!refresh) {
+      names = [...this.profilesWanted].filter((name) => !this.profiles.has(name));
+      this.profilesWanted.clear();
+      if (this.profiles.size + names.length > MAX_PROFILES) this.profiles.clear();
+    }
+    if (names.length === 0) return;
+    for (let i = 0; i < names.length; i += PROFILES_PAGE) {
+      const page = names.slice(i, i + PROFILES_PAGE);
+      // Asked for: not asked again meanwhile (a failed ask is forgotten, to be retried).
+      if (!refresh) for (const name of page) this.profiles.set(name, null);
+      let reply;
+      try {
+        reply = await this.session.api('GET', `/api/v1/profiles?names=${page.map(encodeURIComponent).join(',')}`);
+      } catch (e) {
+        if (!refresh) for (const name of page) this.profiles.delete(name);
+        throw e;
+      }
+      const found = new Map((reply.profiles ?? []).map((p) => [p.username, p]));
+      for (const name of page) {
+        const p = found.get(name);
+        this.profiles.set(name, p ? { display_name: p.display_name, avatar_url: p.avatar_url ?? null } : null);
+      }
+    }
+    this.changed('profiles');
+  }
+
   async removeMember(roomName, username) {
     await this.session.api('DELETE', `/api/v1/rooms/${encodeURIComponent(roomName)}/members/${encodeURIComponent(username)}`);
     const room = this.room(roomName);
@@ -359,6 +429,8 @@ export class Chat {
       if (room.loaded) room.stale = true;
     }
     clearInterval(this.pollTimer);
+    // Names and avatars may have changed while we were away: ask for the known ones again.
+    if (this.profiles.size) this.loadProfiles([...this.profiles.keys()]).catch(() => {});
     this.pollTimer = setInterval(() => this.refreshRooms().catch(() => {}), ROOMS_POLL_MS);
     try {
       await this.refreshRooms();
@@ -416,6 +488,13 @@ export class Chat {
         this.changed('messages');
         return;
       }
+      case 'RoomUpdated':
+        if (room) {
+          room.title = data.title ?? null;
+          room.topic = data.topic ?? null;
+          this.changed('rooms');
+        }
+        return;
       case 'Typing': {
         if (!room || data.user === this.me) return;
         if (data.is_typing) room.typing.set(data.user, Date.now() + TYPING_TTL_MS);

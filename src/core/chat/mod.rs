@@ -88,6 +88,10 @@ pub struct RoomSummary {
     pub member: bool,
     /// Messages after the member's read cursor (0 for non-members).
     pub unread: u64,
+    /// What people call the room (shown instead of the name); null when it has none.
+    pub title: Option<String>,
+    /// The room's topic line; null when it has none.
+    pub topic: Option<String>,
 }
 
 /// A room with its owner's username.
@@ -102,6 +106,10 @@ pub struct RoomView {
     pub retention_secs: u64,
     pub last_seq: u64,
     pub created_at: i64,
+    /// What people call the room (shown instead of the name); null when it has none.
+    pub title: Option<String>,
+    /// The room's topic line; null when it has none.
+    pub topic: Option<String>,
 }
 
 /// A member of a room, with both of the account's ids and its presence now.

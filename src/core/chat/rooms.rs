@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::{Chat, CreateRoom, JoinOutcome, MemberView, RoomSummary, RoomView, now_millis};
-use crate::core::command::RoomRef;
+use crate::core::command::{RoomRef, UpdateRoom};
 use crate::core::policy;
 use crate::core::rates::Subject;
 use crate::error::Error;
@@ -455,6 +455,8 @@ impl Chat {
                 last_seq: room.last_seq,
                 member: membership.is_some(),
                 unread: membership.map_or(0, |m| room.last_seq.saturating_sub(m.last_read_seq)),
+                title: room.title.clone(),
+                topic: room.topic.clone(),
             });
         }
         Ok((out, page.next))
@@ -494,6 +496,8 @@ impl Chat {
             retention_secs: room.retention_secs,
             last_seq: room.last_seq,
             created_at: room.created_at,
+            title: room.title.clone(),
+            topic: room.topic.clone(),
         })
     }
 
@@ -634,6 +638,61 @@ impl Chat {
         }
         self.emit_membership(&room, user.id, &user.username, false);
         Ok(room)
+    }
+
+    /// Sets a room's title (what the client shows as its name: a "rename") and topic: its
+    /// owner or an admin (a direct room: admins only, as for deleting). The name is the room's
+    /// id in every protocol and stays. A room the caller may not read is "not found". The
+    /// connections that joined the room hear `RoomUpdated` when something changed.
+    pub async fn update_room(&self, who: &Principal, update: UpdateRoom) -> Result<Room, Error> {
+        let title = update
+            .title
+            .map(|t| policy::room_text("title", t.as_deref(), policy::MAX_ROOM_TITLE_CHARS))
+            .transpose()?;
+        let topic = update
+            .topic
+            .map(|t| policy::room_text("topic", t.as_deref(), policy::MAX_ROOM_TOPIC_CHARS))
+            .transpose()?;
+        if title.is_none() && topic.is_none() {
+            return Err(Error::BadRequest(
+                "a room update sets a title, a topic or both".to_owned(),
+            ));
+        }
+        let room = self.resolve_room(who, &update.room).await?;
+        self.check_read(who, &room).await?;
+        if !(who.is_admin() || policy::is_owner(who, &room)) {
+            return Err(Error::Forbidden(
+                "only the room owner or an admin may change its title or topic".to_owned(),
+            ));
+        }
+        if title.as_ref().is_none_or(|t| *t == room.title)
+            && topic.as_ref().is_none_or(|t| *t == room.topic)
+        {
+            return Ok(room);
+        }
+        let updated = self
+            .store
+            .update_room(room.id, move |r| {
+                if let Some(title) = title {
+                    r.title = title;
+                }
+                if let Some(topic) = topic {
+                    r.topic = topic;
+                }
+                Ok(())
+            })
+            .await?;
+        self.emit_room(
+            &updated,
+            Event::RoomUpdated {
+                room: updated.name.clone(),
+                room_id: updated.id,
+                title: updated.title.clone(),
+                topic: updated.topic.clone(),
+                by: who.username.clone(),
+            },
+        );
+        Ok(updated)
     }
 
     /// Deletes a room for a user: its owner or an admin (a direct room has no owner: admins

@@ -6,7 +6,9 @@ use uuid::Uuid;
 use super::super::json::{self, FieldError};
 use super::super::{Rate, Request};
 use super::{Kind, Meta};
-use crate::core::command::{Command, ContentPolicy, EditMessage, React, RoomRef, SendMessage};
+use crate::core::command::{
+    Command, ContentPolicy, EditMessage, React, RoomRef, SendMessage, UpdateRoom,
+};
 use crate::error::Error;
 use crate::store::now_secs;
 
@@ -172,6 +174,11 @@ pub(super) fn decode(envelope: Envelope) -> Option<Request<Meta>> {
             Rate::Message,
             react(&data).map_err(field),
         ),
+        "UpdateRoom" => Request::of(
+            meta(Kind::UpdateRoom),
+            Rate::Message,
+            update_room(&data).map_err(field),
+        ),
         "Delete" => Request::of(
             meta(Kind::Delete),
             Rate::Message,
@@ -254,6 +261,21 @@ fn react(data: &Value) -> Result<Command, FieldError> {
         seq: json::u64_field(data, "seq")?,
         emoji: json::string(data, "emoji")?.to_owned(),
         add: !json::bool_or(data, "remove", false)?,
+    }))
+}
+
+/// An UpdateRoom's `title` and `topic`: absent leaves it, null (or "") clears it.
+fn update_room(data: &Value) -> Result<Command, FieldError> {
+    let change = |name: &'static str| -> Result<Option<Option<String>>, FieldError> {
+        if data.get(name).is_none() {
+            return Ok(None);
+        }
+        Ok(Some(json::opt_string(data, name)?.map(str::to_owned)))
+    };
+    Ok(Command::UpdateRoom(UpdateRoom {
+        room: RoomRef::from(json::string(data, "room")?),
+        title: change("title")?,
+        topic: change("topic")?,
     }))
 }
 

@@ -96,6 +96,17 @@ pub fn encode(event: &Event) -> Option<Message> {
                    "user_id": user_id, "added": added, "count": count}),
             None,
         ),
+        Event::RoomUpdated {
+            room,
+            room_id,
+            title,
+            topic,
+            by,
+        } => frame(
+            "RoomUpdated",
+            json!({"room": room, "room_id": room_id, "title": title, "topic": topic, "by": by}),
+            None,
+        ),
         Event::MessageDeleted { room, room_id, seq } => frame(
             "MessageDeleted",
             json!({"room": room, "room_id": room_id, "seq": seq}),

@@ -137,6 +137,8 @@ mod tests {
                 retention_secs: 0,
                 created_at: 0,
                 last_seq: 42,
+                title: None,
+                topic: None,
             },
             message: StoredMessage {
                 room_id: 7,

@@ -84,6 +84,7 @@ enum Kind {
     Send,
     Edit,
     React,
+    UpdateRoom,
     Delete,
     History,
     Typing,
@@ -287,6 +288,15 @@ impl Dialect for Native {
                     id,
                     json!({"status": "reacted", "room": room.name, "room_id": room.id, "seq": message.seq,
                            "reactions": crate::wire::reactions_json(&message)}),
+                ),
+                id,
+            )),
+            (Kind::UpdateRoom, Reply::RoomUpdated(room)) => out.send(frame(
+                "Ack",
+                ack_data(
+                    id,
+                    json!({"status": "updated", "room": room.name, "room_id": room.id,
+                           "title": room.title, "topic": room.topic}),
                 ),
                 id,
             )),
