@@ -76,6 +76,7 @@ pub fn build_state(
         auth.clone(),
         broker.clone(),
         config.auth.min_password_length,
+        config.accounts.clone(),
     );
     let chat = Chat::new(
         store.clone(),
