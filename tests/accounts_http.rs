@@ -67,7 +67,7 @@ async fn changing_your_password_ends_your_other_sessions_and_keeps_this_one() {
     assert!(
         wrong.json["error"]
             .as_str()
-            .unwrap()
+            .expect("the expected JSON shape")
             .contains("current password"),
         "{:?}",
         wrong.json
@@ -271,7 +271,7 @@ async fn admins_reset_passwords_change_roles_and_see_who_is_online() {
         let online = |name: &str| {
             users.json["users"]
                 .as_array()
-                .unwrap()
+                .expect("the expected JSON shape")
                 .iter()
                 .find(|u| u["username"] == name)
                 .map(|u| u["online"].clone())
@@ -381,9 +381,20 @@ async fn an_invite_signs_up_one_user_once() {
     assert_eq!(token.len(), 43, "{created}");
     assert_eq!(created["url"], format!("/#invite={token}"));
     assert_eq!(created["role"], "user");
-    assert!(created["expires_at"].as_i64().unwrap() > 0);
+    assert!(
+        created["expires_at"]
+            .as_i64()
+            .expect("the expected JSON shape")
+            > 0
+    );
     let listed = t.get("boss", "/api/v1/invites").await;
-    assert_eq!(listed.json["invites"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        listed.json["invites"]
+            .as_array()
+            .expect("the expected JSON shape")
+            .len(),
+        1
+    );
     assert!(
         !listed.json.to_string().contains(&token),
         "the list shows no token: {:?}",
@@ -419,12 +430,11 @@ async fn an_invite_signs_up_one_user_once() {
     assert_eq!(accepted.status, 200, "{:?}", accepted.json);
     let access = accepted.json["access"].as_str().expect("access");
     assert!(accepted.json["refresh"].is_string());
-    assert!(
-        accepted
-            .headers
-            .get("set-cookie")
-            .is_some_and(|c| c.to_str().unwrap().starts_with("natter_access="))
-    );
+    assert!(accepted.headers.get("set-cookie").is_some_and(|c| {
+        c.to_str()
+            .expect("the expected JSON shape")
+            .starts_with("natter_access=")
+    }));
     let me = t.server.api("GET", "/api/v1/me", Some(access), None).await;
     assert_eq!(me.json["username"], "dana", "{:?}", me.json);
     assert_eq!(me.json["display_name"], "Dana");
@@ -439,11 +449,16 @@ async fn an_invite_signs_up_one_user_once() {
     )
     .await;
     assert_eq!(again.status, 404, "{:?}", again.json);
-    assert!(again.json["error"].as_str().unwrap().contains("invite"));
+    assert!(
+        again.json["error"]
+            .as_str()
+            .expect("the expected JSON shape")
+            .contains("invite")
+    );
     assert!(
         t.get("boss", "/api/v1/invites").await.json["invites"]
             .as_array()
-            .unwrap()
+            .expect("the expected JSON shape")
             .is_empty()
     );
 
@@ -451,7 +466,9 @@ async fn an_invite_signs_up_one_user_once() {
     let admin_invite = invite(&t, json!({"role": "admin"})).await;
     let made = accept(
         &t.server,
-        admin_invite["token"].as_str().unwrap(),
+        admin_invite["token"]
+            .as_str()
+            .expect("the expected JSON shape"),
         json!({"username": "erin", "password": "erin-password"}),
     )
     .await;
@@ -468,7 +485,7 @@ async fn an_invite_signs_up_one_user_once() {
     assert_eq!(t.delete("boss", &path).await.status, 404);
     let refused = accept(
         &t.server,
-        revoked["token"].as_str().unwrap(),
+        revoked["token"].as_str().expect("the expected JSON shape"),
         json!({"username": "fred", "password": "fred-password"}),
     )
     .await;
@@ -483,7 +500,11 @@ async fn an_expired_invite_is_refused() {
     let deadline = Deadline::within(Duration::from_secs(15), "the invite to expire");
     loop {
         let listed = t.get("boss", "/api/v1/invites").await;
-        if listed.json["invites"].as_array().unwrap().is_empty() {
+        if listed.json["invites"]
+            .as_array()
+            .expect("the expected JSON shape")
+            .is_empty()
+        {
             break;
         }
         deadline
@@ -492,13 +513,16 @@ async fn an_expired_invite_is_refused() {
     }
     let refused = accept(
         &t.server,
-        created["token"].as_str().unwrap(),
+        created["token"].as_str().expect("the expected JSON shape"),
         json!({"username": "dana", "password": "dana-password"}),
     )
     .await;
     assert_eq!(refused.status, 404, "{:?}", refused.json);
     assert!(
-        refused.json["error"].as_str().unwrap().contains("invite"),
+        refused.json["error"]
+            .as_str()
+            .expect("the expected JSON shape")
+            .contains("invite"),
         "{:?}",
         refused.json
     );
@@ -512,7 +536,10 @@ async fn concurrent_accepts_of_one_invite_make_exactly_one_user() {
     })
     .await;
     let created = invite(&t, json!({})).await;
-    let token = created["token"].as_str().unwrap().to_owned();
+    let token = created["token"]
+        .as_str()
+        .expect("the expected JSON shape")
+        .to_owned();
     let attempts = (0..8).map(|i| {
         let server = &t.server;
         let token = token.clone();
@@ -535,9 +562,14 @@ async fn concurrent_accepts_of_one_invite_make_exactly_one_user() {
     let users = t.get("boss", "/api/v1/users").await;
     let racers = users.json["users"]
         .as_array()
-        .unwrap()
+        .expect("the expected JSON shape")
         .iter()
-        .filter(|u| u["username"].as_str().unwrap().starts_with("racer"))
+        .filter(|u| {
+            u["username"]
+                .as_str()
+                .expect("the expected JSON shape")
+                .starts_with("racer")
+        })
         .count();
     assert_eq!(racers, 1, "{:?}", users.json);
 }
@@ -555,7 +587,7 @@ async fn pending_invites_are_bounded() {
     assert!(
         third.json["error"]
             .as_str()
-            .unwrap()
+            .expect("the expected JSON shape")
             .contains("max_pending_invites")
     );
     // A revoked one makes room again.
@@ -583,7 +615,7 @@ async fn guessing_invite_tokens_is_throttled_by_address() {
     // Locked out: the real token too, until the window passes.
     let locked = accept(
         &t.server,
-        created["token"].as_str().unwrap(),
+        created["token"].as_str().expect("the expected JSON shape"),
         json!({"username": "dana", "password": "dana-password"}),
     )
     .await;
