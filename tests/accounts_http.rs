@@ -622,3 +622,33 @@ async fn guessing_invite_tokens_is_throttled_by_address() {
     assert_eq!(locked.status, 429, "{:?}", locked.json);
     assert!(locked.headers.contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn the_cli_creates_invites_for_the_running_daemon() {
+    let t = team().await;
+    let (code, out, err) = crate::common::natter_on(
+        &t.server.data_dir,
+        &["invite", "create", "--expires-in", "2d", "--json"],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let created: Value = serde_json::from_str(&out).expect("JSON");
+    let token = created["token"].as_str().expect("token");
+    assert_eq!(created["url"], format!("/#invite={token}"));
+    assert_eq!(created["role"], "user");
+    let (code, _, err) = crate::common::natter_on(
+        &t.server.data_dir,
+        &["invite", "create", "--expires-in", "soon"],
+        None,
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    let accepted = accept(
+        &t.server,
+        token,
+        json!({"username": "dana", "password": "dana-password"}),
+    )
+    .await;
+    assert_eq!(accepted.status, 200, "{:?}", accepted.json);
+}
