@@ -652,3 +652,51 @@ async fn the_cli_creates_invites_for_the_running_daemon() {
     .await;
     assert_eq!(accepted.status, 200, "{:?}", accepted.json);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_never_shows_an_invite_token() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data_dir = tmp.path().join("data");
+    let daemon = crate::daemon::Daemon::start(&data_dir, &[]).expect("daemon starts");
+    let admin_password = std::fs::read_to_string(data_dir.join("initial-admin-password"))
+        .expect("admin password")
+        .trim()
+        .to_owned();
+    let admin = crate::common::access_token(daemon.addr, "admin", &admin_password).await;
+    let bearer = format!("Bearer {admin}");
+    let created = crate::common::http(
+        daemon.addr,
+        "POST",
+        "/api/v1/invites",
+        &[
+            ("authorization", bearer.as_str()),
+            ("content-type", "application/json"),
+        ],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{:?}", created.json);
+    let token = created.json["token"].as_str().expect("token").to_owned();
+    let accepted = crate::common::http(
+        daemon.addr,
+        "POST",
+        &format!("/api/v1/invites/{token}/accept"),
+        &[("content-type", "application/json")],
+        json!({"username": "dana", "password": "dana-password"})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(accepted.status, 200, "{:?}", accepted.json);
+    let deadline = Deadline::within(Duration::from_secs(10), "the accept in the access log");
+    let log = loop {
+        let log = daemon.log_lines().join("\n");
+        if log.contains("/api/v1/invites/-/accept") {
+            break log;
+        }
+        deadline
+            .bound(tokio::time::sleep(Duration::from_millis(50)))
+            .await;
+    };
+    assert!(!log.contains(&token), "{log}");
+}
