@@ -727,6 +727,47 @@ mod tests {
     }
 
     #[test]
+    fn avatar_and_display_name_rules() {
+        for ok in [
+            "https://example.com/a.png",
+            "http://x.test/a?b=c",
+            "/api/v1/files/12",
+        ] {
+            assert!(validate_avatar_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "data:image/png;base64,AAAA",
+            "https://",
+            "https://a b",
+            "/api/v1/files/",
+            "/api/v1/files/1/../x",
+            "/etc/passwd",
+            "//evil.test/a.png",
+        ] {
+            assert!(validate_avatar_url(bad).is_err(), "{bad}");
+        }
+        assert!(validate_avatar_url(&format!("https://e.test/{}", "a".repeat(2048))).is_err());
+        for ok in ["Bob", "Zoë Q.", &"x".repeat(MAX_DISPLAY_NAME_CHARS)] {
+            assert!(validate_display_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "  ",
+            "a\nb",
+            "a\u{7}b",
+            &"x".repeat(MAX_DISPLAY_NAME_CHARS + 1),
+        ] {
+            assert!(validate_display_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(token_hash("abc").len(), 64);
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
     fn external_usernames_are_valid_usernames() {
         for (hint, expected) in [
             ("Alice", "alice"),
