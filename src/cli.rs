@@ -66,6 +66,9 @@ pub enum Command {
     /// Issue and revoke long-lived service tokens for backends.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Invite links: a one-time link to sign up with (the web client's /#invite=TOKEN).
+    #[command(subcommand)]
+    Invite(InviteCommand),
     /// List and end live WebSocket sessions (needs the running daemon).
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -173,6 +176,19 @@ pub enum MembersCommand {
     Add { room: String, username: String },
     /// End a user's membership of a room.
     Remove { room: String, username: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Create an invite link, printed once (its path is /#invite=TOKEN on the server's address).
+    Create {
+        /// The new user's role: admin or user.
+        #[arg(long, default_value = "user")]
+        role: Role,
+        /// Lifetime: seconds, or with a unit: 7d, 12h, 30m (default accounts.invite_ttl_secs).
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -481,6 +497,18 @@ fn admin_request(command: Command) -> Result<Request, Failure> {
                 id: Uuid::parse_str(&id)
                     .map_err(|_| Failure::usage(format!("{id:?} is not a token id")))?,
             },
+        },
+        Command::Invite(InviteCommand::Create { role, expires_in }) => Request::InviteCreate {
+            role,
+            expires_in_secs: expires_in
+                .map(|text| {
+                    parse_duration(&text).ok_or_else(|| {
+                        Failure::usage(format!(
+                            "--expires-in {text:?}: expected e.g. 3600, 7d, 12h, 30m"
+                        ))
+                    })
+                })
+                .transpose()?,
         },
         Command::Sessions(SessionsCommand::List) => Request::SessionsList,
         Command::Sessions(SessionsCommand::Kick { target }) => Request::SessionsKick { target },

@@ -24,6 +24,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub auth: AuthConfig,
+    pub accounts: AccountsConfig,
     pub ws: WsConfig,
     pub log: LogConfig,
     pub dialects: DialectsConfig,
@@ -164,6 +165,28 @@ pub struct AuthConfig {
     /// A token whose `iss` names one of them is verified with that issuer's key, and its user is
     /// created on first sight.
     pub external: Vec<ExternalIssuerConfig>,
+}
+
+/// Accounts a team runs itself: invite links.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Most invite links pending (created, not yet used, revoked or expired) at once.
+    pub max_pending_invites: usize,
+    /// Lifetime of an invite link when its creator names none, in seconds.
+    pub invite_ttl_secs: u64,
+    /// Longest lifetime an invite link may be given, in seconds.
+    pub max_invite_ttl_secs: u64,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            max_pending_invites: 100,
+            invite_ttl_secs: 7 * 24 * 3600,
+            max_invite_ttl_secs: 30 * 24 * 3600,
+        }
+    }
 }
 
 /// Signature algorithm of an external issuer, pinned: the `alg` of a token's header is never
@@ -717,6 +740,14 @@ impl Config {
         }
         if self.auth.min_password_length == 0 || self.auth.min_password_length > 1024 {
             problems.push("auth.min_password_length must be between 1 and 1024".to_owned());
+        }
+        if self.accounts.max_pending_invites == 0
+            || self.accounts.invite_ttl_secs == 0
+            || self.accounts.invite_ttl_secs > self.accounts.max_invite_ttl_secs
+        {
+            problems.push(
+                "accounts.max_pending_invites and accounts.invite_ttl_secs must be at least 1, and invite_ttl_secs at most max_invite_ttl_secs".to_owned(),
+            );
         }
         if self.auth.login_max_failures == 0 || self.auth.login_window_secs == 0 {
             problems.push(

@@ -76,6 +76,7 @@ pub fn build_state(
         auth.clone(),
         broker.clone(),
         config.auth.min_password_length,
+        config.accounts.clone(),
     );
     let chat = Chat::new(
         store.clone(),
@@ -583,7 +584,7 @@ where
             tracing::info!(
                 target: "natter::access",
                 method = %method,
-                path = %path,
+                path = %loggable_path(&path),
                 status = response.status().as_u16(),
                 micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
                 peer = %peer,
@@ -591,6 +592,18 @@ where
             Ok(response)
         }
     })
+}
+
+/// A request path as the access log shows it: an invite token (`/api/v1/invites/TOKEN/accept`,
+/// a secret that signs someone up) is written as `-`. Query strings are never logged.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path
+        .strip_prefix("/api/v1/invites/")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((_, tail)) => format!("/api/v1/invites/-/{tail}").into(),
+        None => path.into(),
+    }
 }
 
 fn strip_trailing_slash<B>(request: &mut hyper::Request<B>) {

@@ -7,6 +7,7 @@ mod daemon;
 mod rawws;
 mod wsclient;
 
+mod accounts_http;
 mod admin;
 mod architecture;
 mod cli;

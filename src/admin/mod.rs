@@ -85,6 +85,10 @@ pub enum Request {
         ttl_secs: u64,
         label: String,
     },
+    InviteCreate {
+        role: Role,
+        expires_in_secs: Option<u64>,
+    },
     TokenList,
     TokenRevoke {
         id: Uuid,
@@ -180,6 +184,10 @@ pub async fn execute(state: &AppState, request: Request, online: bool) -> Result
             ttl_secs,
             label,
         } => tokens::issue(state, &username, &scopes, ttl_secs, &label).await,
+        Request::InviteCreate {
+            role,
+            expires_in_secs,
+        } => users::invite_create(state, role, expires_in_secs).await,
         Request::TokenList => tokens::list(state).await,
         Request::TokenRevoke { id } => tokens::revoke(state, id).await,
         Request::SessionsList => Ok(tokens::sessions_list(state, online)),

@@ -146,3 +146,27 @@ fn user_table(users: &[UserView]) -> String {
     }
     text.trim_end().to_owned()
 }
+
+/// `invite create`: a one-time invite link, shown once.
+pub(super) async fn invite_create(
+    state: &AppState,
+    role: Role,
+    expires_in_secs: Option<u64>,
+) -> Result<Reply, Error> {
+    let (invite, token) = state
+        .core
+        .accounts
+        .create_invite(Actor::Operator, role, expires_in_secs)
+        .await?;
+    let path = format!("/#invite={token}");
+    Ok(Reply::new(
+        format!(
+            "{path}\n# invite {} ({}), one use, expires {}; open it on the server's address",
+            invite.id,
+            role.as_str(),
+            crate::timefmt::rfc3339(invite.expires_at),
+        ),
+        json!({"id": invite.id, "token": token, "url": path, "role": role,
+               "expires_at": invite.expires_at}),
+    ))
+}

@@ -272,6 +272,82 @@ impl Auth {
         Ok((revoked, closed))
     }
 
+    /// Ends every session of a user but `keep` (the one that changed the password): revokes
+    /// their families and closes their connections. Returns how many sessions were live and
+    /// how many connections closed.
+    pub async fn end_other_sessions(
+        &self,
+        user_id: Uuid,
+        keep: Uuid,
+        reason: &'static str,
+    ) -> Result<(usize, usize), Error> {
+        let inner = &*self.inner;
+        let revoked = inner
+            .store
+            .revoke_other_families(user_id, keep, reason)
+            .await?;
+        let closed = revoked
+            .iter()
+            .map(|session| {
+                inner
+                    .broker
+                    .kick_session(*session, KickReason::SessionEnded(reason))
+            })
+            .sum();
+        Ok((revoked.len(), closed))
+    }
+
+    /// Checks `password` against `user`'s, throttled as a login on the user's name: a wrong
+    /// one counts as a failed login (`InvalidCredentials` is not what it answers: the caller
+    /// is logged in; `Forbidden`), and while the name is locked out every check is refused.
+    pub async fn check_password(
+        &self,
+        user: &crate::store::User,
+        password: &str,
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let user_key = format!("u:{}", user.username);
+        let attempt = inner
+            .throttle
+            .reserve(&[user_key.as_str()])
+            .map_err(|retry_after| Error::TooManyAttempts { retry_after })?;
+        let password: String = password
+            .chars()
+            .take(password::MAX_PASSWORD_BYTES)
+            .collect();
+        let ok = inner
+            .hasher
+            .verify(password, Some(user.password_hash.clone()))
+            .await?;
+        if !ok {
+            attempt.failed();
+            tracing::info!(user = %user.username, "password check failed");
+            return Err(Error::Forbidden("the current password is wrong".to_owned()));
+        }
+        attempt.succeeded(&user_key);
+        Ok(())
+    }
+
+    /// Reserves an attempt on the login throttle for `keys` (e.g. `ip:<addr>` of an invite
+    /// accept): `TooManyAttempts` while any key is locked out.
+    pub fn throttle_attempt(&self, keys: &[&str]) -> Result<throttle::Attempt<'_>, Error> {
+        self.inner
+            .throttle
+            .reserve(keys)
+            .map_err(|retry_after| Error::TooManyAttempts { retry_after })
+    }
+
+    /// A new session for `user` (just created, e.g. from an invite): what a login returns.
+    pub async fn start_session(&self, user: &crate::store::User) -> Result<TokenPair, Error> {
+        let inner = &*self.inner;
+        let family = inner
+            .store
+            .create_family(user.id, inner.refresh_ttl_secs)
+            .await?;
+        tracing::info!(user = %user.username, user_id = %user.id, session = %family.id, "login");
+        self.pair(user, family.id, family.generation, family.expires_at)
+    }
+
     /// Logout: revokes the session of a refresh token. Idempotent.
     pub async fn revoke(&self, refresh: &str) -> Result<(), Error> {
         let inner = &*self.inner;

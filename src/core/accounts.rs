@@ -8,11 +8,12 @@ use uuid::Uuid;
 
 use crate::auth::password::MAX_PASSWORD_BYTES;
 use crate::auth::{Auth, Hasher, Verified};
+use crate::config::AccountsConfig;
 use crate::error::Error;
 use crate::events::KickReason;
 use crate::hub::Broker;
 use crate::principal::{Principal, Role, Scope};
-use crate::store::{Store, User, now_secs};
+use crate::store::{Invite, Store, User, now_secs};
 
 /// What a connection is told when its user's role changed (it closes, see
 /// [`Accounts::set_role`]).
@@ -122,6 +123,8 @@ pub struct Accounts {
     hasher: Hasher,
     broker: Arc<dyn Broker>,
     min_password_length: usize,
+    /// Invite links' bounds (`[accounts]`).
+    invites: AccountsConfig,
 }
 
 impl Accounts {
@@ -130,6 +133,7 @@ impl Accounts {
         auth: Auth,
         broker: Arc<dyn Broker>,
         min_password_length: usize,
+        invites: AccountsConfig,
     ) -> Accounts {
         Accounts {
             store,
@@ -137,6 +141,7 @@ impl Accounts {
             auth,
             broker,
             min_password_length,
+            invites,
         }
     }
 
@@ -194,6 +199,9 @@ impl Accounts {
         validate_password(&new.password, self.min_password_length)?;
         if let Some(url) = &new.avatar_url {
             validate_avatar_url(url)?;
+        }
+        if let Some(name) = new.display_name.as_deref().filter(|n| !n.trim().is_empty()) {
+            validate_display_name(name)?;
         }
         if self.store.user_by_name(&new.username).await?.is_some() {
             return Err(Error::Conflict(format!(
@@ -273,6 +281,220 @@ impl Accounts {
             .await?
             .map(|user| UserView::from(&user))
             .ok_or(Error::InvalidToken("user no longer exists"))
+    }
+
+    /// Every user with whether it has a live connection now (the admin Users page).
+    pub async fn list_with_presence(&self, actor: Actor<'_>) -> Result<Vec<(User, bool)>, Error> {
+        let users = self.list(actor).await?;
+        Ok(users
+            .into_iter()
+            .map(|user| {
+                let online = self.broker.is_online(user.id);
+                (user, online)
+            })
+            .collect())
+    }
+
+    /// The caller changes their own password: `old` must be the current one (checked and
+    /// throttled as a login on their name), `new` meets the policy. Every other session of the
+    /// caller ends (tokens refused, connections closed); the calling session stays valid.
+    pub async fn change_own_password(
+        &self,
+        who: &Principal,
+        old: &str,
+        new: String,
+    ) -> Result<(), Error> {
+        if who.guest {
+            return Err(Error::Forbidden("a guest has no password".to_owned()));
+        }
+        let user = self
+            .store
+            .user(who.user_id)
+            .await?
+            .ok_or(Error::InvalidToken("user no longer exists"))?;
+        validate_password(&new, self.min_password_length)?;
+        self.auth.check_password(&user, old).await?;
+        let hash = self.hasher.hash(new).await?;
+        let username = user.username.clone();
+        self.store
+            .update_user(&username, move |u| {
+                u.password_hash = hash;
+                Ok(())
+            })
+            .await?;
+        let (sessions, connections) = self
+            .auth
+            .end_other_sessions(user.id, who.session_id, "password changed")
+            .await?;
+        tracing::info!(user = %user.username, sessions, connections, "password changed; other sessions ended");
+        Ok(())
+    }
+
+    /// The caller edits their own profile. `None` leaves a field as it is; `Some(None)` resets
+    /// it (the display name to the username, the avatar to none).
+    pub async fn update_profile(
+        &self,
+        who: &Principal,
+        display_name: Option<Option<String>>,
+        avatar_url: Option<Option<String>>,
+    ) -> Result<UserView, Error> {
+        if who.guest {
+            return Err(Error::Forbidden("a guest has no profile".to_owned()));
+        }
+        let user = self
+            .store
+            .user(who.user_id)
+            .await?
+            .ok_or(Error::InvalidToken("user no longer exists"))?;
+        let display_name = match display_name {
+            None => user.display_name.clone(),
+            Some(None) => user.username.clone(),
+            Some(Some(name)) => {
+                let name = name.trim().to_owned();
+                validate_display_name(&name)?;
+                name
+            }
+        };
+        let avatar_url = match avatar_url {
+            None => user.avatar_url.clone(),
+            Some(None) => None,
+            Some(Some(url)) if url.trim().is_empty() => None,
+            Some(Some(url)) => {
+                validate_avatar_url(&url)?;
+                Some(url)
+            }
+        };
+        let updated = self
+            .store
+            .set_profile(user.id, display_name, avatar_url)
+            .await?;
+        Ok(UserView::from(&updated))
+    }
+
+    /// A new invite link (admins): a random token (32 bytes, base64url) of which only the
+    /// SHA-256 is stored; one-time, expiring after `expires_in_secs` (default and maximum in
+    /// `[accounts]`), at most `accounts.max_pending_invites` pending. Returns the invite and
+    /// its token, shown this once.
+    pub async fn create_invite(
+        &self,
+        actor: Actor<'_>,
+        role: Role,
+        expires_in_secs: Option<u64>,
+    ) -> Result<(Invite, String), Error> {
+        actor.authorize()?;
+        let ttl = expires_in_secs.unwrap_or(self.invites.invite_ttl_secs);
+        if ttl == 0 || ttl > self.invites.max_invite_ttl_secs {
+            return Err(Error::BadRequest(format!(
+                "expires_in_secs must be 1 to {} (accounts.max_invite_ttl_secs)",
+                self.invites.max_invite_ttl_secs
+            )));
+        }
+        let created_by = match actor {
+            Actor::User(who) => who.user_id,
+            Actor::Operator => Uuid::nil(),
+        };
+        let mut random = [0u8; 32];
+        getrandom::fill(&mut random).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+        let token = crate::auth::base64url(&random);
+        let now = now_secs();
+        let invite = self
+            .store
+            .insert_invite(
+                Invite {
+                    id: 0,
+                    token_hash: token_hash(&token),
+                    role,
+                    created_by,
+                    created_at: now,
+                    expires_at: now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
+                },
+                self.invites.max_pending_invites,
+            )
+            .await?;
+        tracing::info!(invite = invite.id, role = role.as_str(), "invite created");
+        Ok((invite, token))
+    }
+
+    /// Pending invites (admins), without their tokens.
+    pub async fn invites(&self, actor: Actor<'_>) -> Result<Vec<Invite>, Error> {
+        actor.authorize()?;
+        self.store.invites().await
+    }
+
+    /// Revokes a pending invite (admins); `NotFound` when there is none with that id.
+    pub async fn revoke_invite(&self, actor: Actor<'_>, id: u64) -> Result<(), Error> {
+        actor.authorize()?;
+        if self.store.remove_invite(id).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("no pending invite {id}")))
+        }
+    }
+
+    /// Signs up with an invite token (no login needed): creates the user with the invite's
+    /// role and consumes the invite, in one write, so two accepts of one token give one user.
+    /// Throttled as logins are on `client`'s address: an unknown token counts as a failure.
+    pub async fn accept_invite(
+        &self,
+        token: &str,
+        new: NewUser,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<User, Error> {
+        let ip_key = client.map(|ip| format!("ip:{ip}"));
+        let keys: Vec<&str> = ip_key.as_deref().into_iter().collect();
+        let attempt = self.auth.throttle_attempt(&keys)?;
+        // Tokens are 43 characters; a longer one is no token, and hashing it is bounded.
+        if token.len() > 128 {
+            attempt.failed();
+            return Err(Error::NotFound(
+                "this invite link is unknown, was used already, or was revoked".to_owned(),
+            ));
+        }
+        validate_username(&new.username)?;
+        validate_password(&new.password, self.min_password_length)?;
+        let display_name = match new.display_name.map(|n| n.trim().to_owned()) {
+            Some(name) if !name.is_empty() => {
+                validate_display_name(&name)?;
+                name
+            }
+            _ => new.username.clone(),
+        };
+        // Cheap refusals before the hash: an unknown or used token, a taken name.
+        let hash = token_hash(token);
+        if !self
+            .store
+            .invites()
+            .await?
+            .iter()
+            .any(|i| i.token_hash == hash)
+        {
+            attempt.failed();
+            return Err(Error::NotFound(
+                "this invite link is unknown, was used already, revoked or expired".to_owned(),
+            ));
+        }
+        drop(attempt);
+        let password_hash = self.hasher.hash(new.password).await?;
+        let user = self
+            .store
+            .accept_invite(
+                hash,
+                User {
+                    id: Uuid::new_v4(),
+                    number: 0,
+                    username: new.username,
+                    display_name,
+                    avatar_url: None,
+                    password_hash,
+                    role: Role::User,
+                    disabled: false,
+                    created_at: now_secs(),
+                    last_seen: Some(now_secs()),
+                },
+            )
+            .await?;
+        tracing::info!(user = %user.username, user_id = %user.id, "user signed up with an invite");
+        Ok(user)
     }
 
     pub async fn list(&self, actor: Actor<'_>) -> Result<Vec<User>, Error> {
@@ -433,10 +655,51 @@ fn username_candidates(base: &str) -> Vec<String> {
     candidates
 }
 
-fn validate_avatar_url(url: &str) -> Result<(), Error> {
-    if url.len() > 2048 || !(url.starts_with("https://") || url.starts_with("http://")) {
+/// The stored form of an invite token: its SHA-256 in lowercase hex.
+fn token_hash(token: &str) -> String {
+    use std::fmt::Write as _;
+    crate::sha256::Sha256::digest(token.as_bytes()).iter().fold(
+        String::with_capacity(64),
+        |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        },
+    )
+}
+
+/// Longest display name, in characters.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
+
+/// Display names: 1 to 64 characters, no control characters, not blank. (Whether it is
+/// another account's name is the store's check, folded as `store::name_key` folds.)
+pub fn validate_display_name(name: &str) -> Result<(), Error> {
+    let len = name.chars().count();
+    if name.trim().is_empty() || len > MAX_DISPLAY_NAME_CHARS {
+        return Err(Error::BadRequest(format!(
+            "display name must be 1 to {MAX_DISPLAY_NAME_CHARS} characters, got {len}"
+        )));
+    }
+    if name.chars().any(char::is_control) {
         return Err(Error::BadRequest(
-            "avatar URL must be an http(s) URL of at most 2048 bytes".to_owned(),
+            "display name may not contain control characters".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Avatar URLs: an http(s) URL, or a file of this server (`/api/v1/files/<id>`), at most 2048
+/// bytes, without whitespace or control characters.
+fn validate_avatar_url(url: &str) -> Result<(), Error> {
+    let local_file = url.strip_prefix("/api/v1/files/").is_some_and(|id| {
+        !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
+    });
+    let web = (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() > "https://".len()
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if url.len() > 2048 || !(web || local_file) {
+        return Err(Error::BadRequest(
+            "avatar URL must be an http(s) URL of at most 2048 bytes or a /api/v1/files/<id> path"
+                .to_owned(),
         ));
     }
     Ok(())
@@ -461,6 +724,47 @@ mod tests {
         ] {
             assert!(validate_username(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn avatar_and_display_name_rules() {
+        for ok in [
+            "https://example.com/a.png",
+            "http://x.test/a?b=c",
+            "/api/v1/files/12",
+        ] {
+            assert!(validate_avatar_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "data:image/png;base64,AAAA",
+            "https://",
+            "https://a b",
+            "/api/v1/files/",
+            "/api/v1/files/1/../x",
+            "/etc/passwd",
+            "//evil.test/a.png",
+        ] {
+            assert!(validate_avatar_url(bad).is_err(), "{bad}");
+        }
+        assert!(validate_avatar_url(&format!("https://e.test/{}", "a".repeat(2048))).is_err());
+        for ok in ["Bob", "Zoë Q.", &"x".repeat(MAX_DISPLAY_NAME_CHARS)] {
+            assert!(validate_display_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "  ",
+            "a\nb",
+            "a\u{7}b",
+            &"x".repeat(MAX_DISPLAY_NAME_CHARS + 1),
+        ] {
+            assert!(validate_display_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(token_hash("abc").len(), 64);
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The HTTP API (warp). Filters are named `<resource>_<verb>`; their doc line is the route.
 //! Every error leaves through `recover` as JSON `{"error": "...", "code": "..."}`.
 
+mod accounts;
 pub mod cors;
 mod files;
 mod health;
@@ -85,7 +86,17 @@ pub fn routes(
             .or(users::users_create(state.clone()))
             .or(users::users_disable(state.clone()))
             .or(users::users_enable(state.clone()))
-            .or(users::users_remove(state)),
+            .or(users::users_remove(state.clone())),
+    );
+    let accounts = boxed(
+        accounts::me_password(state.clone())
+            .or(accounts::me_patch(state.clone()))
+            .or(accounts::users_password(state.clone()))
+            .or(accounts::users_role(state.clone()))
+            .or(accounts::invites_create(state.clone()))
+            .or(accounts::invites_list(state.clone()))
+            .or(accounts::invites_revoke(state.clone()))
+            .or(accounts::invites_accept(state)),
     );
     // Last: it claims only `/` and `/assets/...`, everything else falls through to the 404.
     let web = boxed(web::web_get());
@@ -95,6 +106,8 @@ pub fn routes(
         .or(notifications)
         .unify()
         .or(users)
+        .unify()
+        .or(accounts)
         .unify()
         .or(web)
         .unify()

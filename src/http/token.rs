@@ -49,7 +49,11 @@ fn access_cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderVa
 }
 
 /// A token pair as the answer, with its access token as the cookie when asked.
-fn pair_reply(state: &AppState, pair: &TokenPair, cookie: bool) -> warp::reply::Response {
+pub(super) fn pair_reply(
+    state: &AppState,
+    pair: &TokenPair,
+    cookie: bool,
+) -> warp::reply::Response {
     let mut response = json_reply(pair, StatusCode::OK);
     if cookie && let Some(value) = access_cookie(state, &pair.access, pair.expires_in) {
         response

@@ -29,7 +29,7 @@ fn default_role() -> Role {
     Role::User
 }
 
-/// GET /api/v1/users — every user (admins only).
+/// GET /api/v1/users — every user, with whether it is online now (admins only).
 pub fn users_list(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -38,14 +38,18 @@ pub fn users_list(
         .and(authenticated(state.clone(), Scope::Admin))
         .and(with_state(state))
         .and_then(|who: Principal, state: AppState| async move {
-            let users: Vec<UserView> = state
+            let mut users = Vec::new();
+            for (user, online) in state
                 .core
                 .accounts
-                .list(Actor::User(&who))
+                .list_with_presence(Actor::User(&who))
                 .await?
-                .iter()
-                .map(UserView::from)
-                .collect();
+            {
+                let mut view = serde_json::to_value(UserView::from(&user))
+                    .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+                view["online"] = json!(online);
+                users.push(view);
+            }
             Ok::<_, Rejection>(json_reply(&json!({"users": users}), StatusCode::OK))
         })
 }

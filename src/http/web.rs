@@ -65,6 +65,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/markup.js"),
     },
     Asset {
+        path: "/assets/accounts.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/accounts.js"),
+    },
+    Asset {
         path: "/assets/icon.svg",
         content_type: "image/svg+xml",
         body: include_bytes!("../web/icon.svg"),

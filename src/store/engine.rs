@@ -59,6 +59,8 @@ pub(crate) struct Trees {
     /// normalized name + NUL + user id -> empty: every account's username and display name,
     /// as [`super::names::name_key`] folds them (guests may not take them).
     pub account_names: sled::Tree,
+    /// invite id (u64 BE) -> [`super::invites::Invite`] JSON: pending invite links.
+    pub invites: sled::Tree,
     /// Each room's last sequence number, kept by the writer so that a Send writes one entry
     /// (the message) instead of the message plus a rewritten room record.
     pub(crate) sequences: rooms::Sequences,
@@ -187,6 +189,7 @@ pub(super) fn open_trees(config: &StoreConfig) -> Result<Arc<Trees>, StoreError>
         dm_queue_totals: db.open_tree("dm_queue_totals")?,
         notification_counts: db.open_tree("notification_counts")?,
         account_names: db.open_tree("account_names")?,
+        invites: db.open_tree("invites")?,
         sequences: rooms::Sequences::default(),
         lookups: lookups::Lookups::default(),
         db,

@@ -11,6 +11,7 @@ mod backup;
 mod engine;
 mod files;
 mod inbox;
+mod invites;
 pub mod keys;
 mod lookups;
 mod messages;
@@ -37,6 +38,7 @@ pub use files::{FileSweep, IncomingFile, KeptContent, StoredFile};
 pub use inbox::{
     Notification, NotificationPage, QueueBounds, QueueReceipt, QueuedDirectMessage, QueuedPage,
 };
+pub use invites::Invite;
 pub use messages::{Appended, Message};
 pub use names::name_key;
 pub use rooms::{Membership, NewRoom, Room, RoomPage, UNCOUNTED_PREFIXES, Visibility};
@@ -529,6 +531,48 @@ impl Store {
     /// Revokes every family of a user (password change, disable). Returns how many were live.
     pub async fn revoke_user_families(&self, user_id: Uuid, reason: &str) -> Result<usize, Error> {
         on_engine!(self, engine => engine.revoke_user_families(user_id, reason).await)
+    }
+
+    /// Revokes every family of a user but `keep` (a password change from the session `keep`).
+    /// Returns the ids of the families that were live.
+    pub async fn revoke_other_families(
+        &self,
+        user_id: Uuid,
+        keep: Uuid,
+        reason: &str,
+    ) -> Result<Vec<Uuid>, Error> {
+        on_engine!(self, engine => engine.revoke_other_families(user_id, keep, reason).await)
+    }
+
+    /// Sets a user's display name and avatar URL; `Conflict` when the display name, folded, is
+    /// another account's name.
+    pub async fn set_profile(
+        &self,
+        user_id: Uuid,
+        display_name: String,
+        avatar_url: Option<String>,
+    ) -> Result<User, Error> {
+        on_engine!(self, engine => engine.set_profile(user_id, display_name, avatar_url).await)
+    }
+
+    /// Every pending (unexpired) invite, oldest first.
+    pub async fn invites(&self) -> Result<Vec<Invite>, Error> {
+        on_engine!(self, engine => engine.invites())
+    }
+
+    /// Stores a new invite (id assigned), sweeping expired ones; `Conflict` at `max_pending`.
+    pub async fn insert_invite(&self, invite: Invite, max_pending: usize) -> Result<Invite, Error> {
+        on_engine!(self, engine => engine.insert_invite(invite, max_pending).await)
+    }
+
+    /// Revokes an invite. Returns whether it existed.
+    pub async fn remove_invite(&self, id: u64) -> Result<bool, Error> {
+        on_engine!(self, engine => engine.remove_invite(id).await)
+    }
+
+    /// Consumes the invite of `token_hash` and creates `user` with its role, in one write.
+    pub async fn accept_invite(&self, token_hash: String, user: User) -> Result<User, Error> {
+        on_engine!(self, engine => engine.accept_invite(token_hash, user).await)
     }
 
     /// Deletes families that expired more than `keep_secs` ago, so the tree does not grow

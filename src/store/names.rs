@@ -85,6 +85,26 @@ impl Trees {
     }
 }
 
+impl Trees {
+    /// Whether `name`, folded as [`name_key`] folds it, is the username or display name of an
+    /// account other than `user_id`.
+    pub(super) fn name_taken_by_other(&self, name: &str, user_id: Uuid) -> Result<bool, Error> {
+        let mut prefix = name_key(name).into_bytes();
+        if prefix.is_empty() {
+            return Ok(false);
+        }
+        prefix.push(0);
+        let len = prefix.len();
+        for entry in self.account_names.scan_prefix(prefix) {
+            let (key, _) = entry?;
+            if key.get(len..) != Some(user_id.as_bytes().as_slice()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
 impl SledStore {
     /// Whether `name`, folded as [`name_key`] folds it, is an account's username or display
     /// name.

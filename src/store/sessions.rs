@@ -205,6 +205,38 @@ impl SledStore {
         .await
     }
 
+    /// Revokes every family of a user but `keep` (a password change from the session `keep`).
+    /// Returns the ids of the families that were live.
+    pub async fn revoke_other_families(
+        &self,
+        user_id: Uuid,
+        keep: Uuid,
+        reason: &str,
+    ) -> Result<Vec<Uuid>, Error> {
+        let reason = reason.to_owned();
+        self.write(move |t| {
+            let now = now_secs();
+            let mut revoked = Vec::new();
+            for entry in t.families.scan_prefix(user_id.as_bytes()) {
+                let (_, raw) = entry?;
+                let mut family: Family = decode("families", &raw)?;
+                if family.id == keep {
+                    continue;
+                }
+                if family.is_live(now) {
+                    revoked.push(family.id);
+                }
+                if family.revoked_at.is_none() {
+                    family.revoked_at = Some(now);
+                    family.revoke_reason = Some(reason.clone());
+                    t.put_family(&family)?;
+                }
+            }
+            Ok(revoked)
+        })
+        .await
+    }
+
     /// Deletes families that expired more than `keep_secs` ago, so the tree does not grow
     /// forever. Returns how many were deleted.
     pub async fn purge_families(&self, keep_secs: i64) -> Result<usize, Error> {

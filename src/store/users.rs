@@ -115,12 +115,32 @@ impl SledStore {
                     user.username
                 )));
             }
-            user.number = t.next_counter(b"next_user_number")?;
-            // Record before index: a crash between the two leaves an unreachable record, never
-            // a name that points nowhere.
+            t.insert_user_entries(&mut user)?;
+            Ok(user)
+        })
+        .await
+    }
+
+    /// Sets the display name and avatar URL of the user `user_id`; `Conflict` when the display
+    /// name, folded, is another account's username or display name. Durable when it returns.
+    pub async fn set_profile(
+        &self,
+        user_id: Uuid,
+        display_name: String,
+        avatar_url: Option<String>,
+    ) -> Result<User, Error> {
+        self.write(move |t| {
+            let mut user = t
+                .user(user_id)?
+                .ok_or(Error::InvalidToken("user no longer exists"))?;
+            if t.name_taken_by_other(&display_name, user_id)? {
+                return Err(Error::Conflict(
+                    "that display name is another account's name; pick another".to_owned(),
+                ));
+            }
+            user.display_name = display_name;
+            user.avatar_url = avatar_url;
             t.put_user(&user)?;
-            t.usernames
-                .insert(user.username.as_bytes(), user.id.as_bytes())?;
             Ok(user)
         })
         .await
@@ -223,6 +243,18 @@ impl SledStore {
 }
 
 impl Trees {
+    /// Stores a new user and its username (the name must be free): assigns its number. Writer
+    /// task only.
+    pub(super) fn insert_user_entries(&self, user: &mut User) -> Result<(), Error> {
+        user.number = self.next_counter(b"next_user_number")?;
+        // Record before index: a crash between the two leaves an unreachable record, never
+        // a name that points nowhere.
+        self.put_user(user)?;
+        self.usernames
+            .insert(user.username.as_bytes(), user.id.as_bytes())?;
+        Ok(())
+    }
+
     /// Removes a user's name, sessions, memberships, external identities and record. Writer
     /// task only.
     fn remove_user_entries(&self, user: &User) -> Result<(), Error> {

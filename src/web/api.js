@@ -114,6 +114,13 @@ export class Session {
     this.store(pair);
   }
 
+  /** Signs up with an invite token (no login): the new account's tokens become this tab's. */
+  async acceptInvite(token, username, password, displayName) {
+    const body = { username, password };
+    if (displayName) body.display_name = displayName;
+    this.store(await request('POST', `/api/v1/invites/${encodeURIComponent(token)}/accept`, { body }));
+  }
+
   /**
    * Rotates the token pair. Only one rotation runs at a time: every caller waits for the same
    * one, because presenting the old refresh token twice would revoke the session.

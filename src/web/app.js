@@ -7,6 +7,7 @@ import { Session, ApiError } from './api.js';
 import { Chat, directPeer } from './chat.js';
 import { h, byId, replaceChildren, renderOnChange, formatTime } from './dom.js';
 import { richText } from './markup.js';
+import { initAccounts, inviteToken, renderUserList, showInvite } from './accounts.js';
 
 const session = new Session();
 let chat = null;
@@ -283,6 +284,7 @@ function renderSidebar() {
   inboxCount.textContent = String(chat.unreadNotifications);
   byId('inbox-button').classList.toggle('active', ui.view === 'inbox');
   byId('users-button').hidden = chat.role !== 'admin';
+  byId('account-admin').hidden = chat.role !== 'admin';
   byId('users-button').classList.toggle('active', ui.view === 'users');
   byId('inbox-button').setAttribute('aria-label',
     chat.unreadNotifications ? `Notifications, ${chat.unreadNotifications} unread` : 'Notifications');
@@ -661,22 +663,7 @@ function renderInbox() {
 }
 
 function renderUsers() {
-  const users = chat.users ?? [];
-  renderOnChange(byId('user-list'), JSON.stringify(users.map((u) => [u.username, u.role, u.disabled])), () => users.map((user) => {
-    const self = user.username === chat.me;
-    return h('li', { class: `user-row${user.disabled ? ' disabled' : ''}` },
-      h('span', { class: 'user-name', text: user.username }),
-      h('span', { class: 'tag', text: user.role }),
-      user.disabled ? h('span', { class: 'tag', text: 'disabled' }) : null,
-      h('span', { class: 'spacer' }),
-      self ? null : h('button', {
-        type: 'button',
-        class: 'small',
-        'aria-label': `${user.disabled ? 'Enable' : 'Disable'} ${user.username}`,
-        onclick: () => chat.setUserEnabled(user.username, user.disabled)
-          .catch((e) => { byId('new-user-error').textContent = e.message; }),
-      }, user.disabled ? 'Enable' : 'Disable'));
-  }));
+  renderUserList(accounts, chat);
 }
 
 /** Only http(s) links are followed; anything else (javascript:, data:) becomes inert. */
@@ -1245,5 +1232,15 @@ setInterval(() => {
   if (chat) scheduleRender();
 }, 1000);
 
-if (session.loggedIn) showChat();
+const accounts = {
+  chat: () => chat,
+  scheduleRender: () => scheduleRender(),
+  usersOpen: () => Boolean(chat) && ui.view === 'users',
+  onProfile: () => {},
+};
+initAccounts(accounts);
+
+const invite = inviteToken();
+if (invite) showInvite(session, invite, () => showChat());
+else if (session.loggedIn) showChat();
 else showLogin();
