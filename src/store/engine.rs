@@ -59,6 +59,13 @@ pub(crate) struct Trees {
     /// normalized name + NUL + user id -> empty: every account's username and display name,
     /// as [`super::names::name_key`] folds them (guests may not take them).
     pub account_names: sled::Tree,
+    /// user id + order (u64 BE) -> room id + sequence: the messages that mention the user,
+    /// oldest first (see `store::mentions`).
+    pub mentions: sled::Tree,
+    /// user id + room id + sequence -> order: the same mentions by room (counts per room).
+    pub mention_index: sled::Tree,
+    /// user id -> how many mentions of the user are kept (u64 BE).
+    pub mention_counts: sled::Tree,
     /// Each room's last sequence number, kept by the writer so that a Send writes one entry
     /// (the message) instead of the message plus a rewritten room record.
     pub(crate) sequences: rooms::Sequences,
@@ -187,6 +194,9 @@ pub(super) fn open_trees(config: &StoreConfig) -> Result<Arc<Trees>, StoreError>
         dm_queue_totals: db.open_tree("dm_queue_totals")?,
         notification_counts: db.open_tree("notification_counts")?,
         account_names: db.open_tree("account_names")?,
+        mentions: db.open_tree("mentions")?,
+        mention_index: db.open_tree("mention_index")?,
+        mention_counts: db.open_tree("mention_counts")?,
         sequences: rooms::Sequences::default(),
         lookups: lookups::Lookups::default(),
         db,

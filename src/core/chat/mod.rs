@@ -4,6 +4,8 @@
 //! methods; none has a copy of them.
 
 mod inbox;
+mod mentions;
+pub use mentions::{MAX_MENTION_PAGE, MAX_MENTIONS_PER_MESSAGE, MentionView, mention_tokens};
 mod messages;
 pub use messages::MAX_CLIENT_MSG_ID_BYTES;
 mod presence;
@@ -88,6 +90,8 @@ pub struct RoomSummary {
     pub member: bool,
     /// Messages after the member's read cursor (0 for non-members).
     pub unread: u64,
+    /// Of those, the ones that mention the member (see `chat::mentions`).
+    pub mentions: u64,
 }
 
 /// A room with its owner's username.
