@@ -81,6 +81,7 @@ impl SledStore {
     /// Its `attachments` are stored with it, in the same write: new files (id 0, their content
     /// kept already) get a record, existing ones ([`super::StoredFile::reference`]) must be the
     /// author's and not attached in another room; each is referenced by the message.
+    #[cfg(test)]
     pub async fn append_message(&self, message: Message) -> Result<Appended, Error> {
         self.append_message_mentioning(message, super::DEFAULT_MAX_MENTIONS_PER_USER)
             .await
