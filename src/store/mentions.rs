@@ -126,6 +126,17 @@ impl Trees {
         Ok(())
     }
 
+    /// Forgets every mention of a user (their account goes). Writer task only.
+    pub(crate) fn remove_user_mentions(&self, user_id: Uuid) -> Result<(), Error> {
+        for tree in [&self.mentions, &self.mention_index] {
+            for key in tree.scan_prefix(user_id.as_bytes()).keys() {
+                tree.remove(key?)?;
+            }
+        }
+        self.mention_counts.remove(user_id.as_bytes())?;
+        Ok(())
+    }
+
     /// How many mentions of `user_id` the room holds with sequence numbers above `after`.
     pub fn mentions_after(&self, user_id: Uuid, room_id: u64, after: u64) -> Result<u64, Error> {
         let Some(start) = after.checked_add(1) else {
@@ -177,5 +188,108 @@ impl SledStore {
     /// How many mentions of `user_id` are recorded (a counter, not a scan).
     pub fn mention_total(&self, user_id: Uuid) -> Result<u64, Error> {
         self.trees()?.mention_total(user_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::principal::Role;
+    use crate::store::{Message, NewRoom, User, Visibility};
+
+    fn user(username: &str) -> User {
+        User {
+            id: Uuid::new_v4(),
+            number: 0,
+            username: username.to_owned(),
+            display_name: username.to_owned(),
+            avatar_url: None,
+            password_hash: String::new(),
+            role: Role::User,
+            disabled: false,
+            created_at: 0,
+            last_seen: None,
+        }
+    }
+
+    fn mentioning(room_id: u64, author: Uuid, created_at_ms: i64, names: &[&str]) -> Message {
+        Message {
+            room_id,
+            seq: 0,
+            author,
+            author_name: "ann".to_owned(),
+            author_avatar: None,
+            content: "hi".to_owned(),
+            created_at_ms,
+            edited_at_ms: None,
+            deleted: false,
+            reply_to: None,
+            client_msg_id: None,
+            attachments: Vec::new(),
+            reactions: Default::default(),
+            mentions: names.iter().map(|n| (*n).to_owned()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn mentions_are_counted_per_room_after_a_cursor_and_go_with_purged_messages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_for_tests(dir.path());
+        let ann = store.insert_user(user("ann")).await.expect("ann");
+        let ben = store.insert_user(user("ben")).await.expect("ben");
+        let room = store
+            .create_room(NewRoom {
+                name: "r".to_owned(),
+                owner: ann.id,
+                members: vec![ben.id],
+                visibility: Visibility::Public,
+                persistent: true,
+                retention_secs: 0,
+                quota: None,
+            })
+            .await
+            .expect("room");
+        for (at, names) in [
+            (10, &["ben"][..]),
+            (20, &[][..]),
+            (30, &["ben", "nobody"][..]),
+        ] {
+            store
+                .append_message_mentioning(mentioning(room.id, ann.id, at, names), 10)
+                .await
+                .expect("append");
+        }
+        assert_eq!(store.mentions_after(ben.id, room.id, 0).expect("count"), 2);
+        assert_eq!(store.mentions_after(ben.id, room.id, 1).expect("count"), 1);
+        assert_eq!(store.mentions_after(ben.id, room.id, 3).expect("count"), 0);
+        assert_eq!(
+            store
+                .mentions_after(ben.id, room.id, u64::MAX)
+                .expect("count"),
+            0
+        );
+        assert_eq!(store.mentions_after(ann.id, room.id, 0).expect("count"), 0);
+        let page = store.mention_page(ben.id, u64::MAX, 10).expect("page");
+        assert_eq!(page.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 1]);
+        // Retention: the two oldest messages go, and with them the mention of seq 1.
+        assert_eq!(
+            store
+                .purge_messages_before(room.id, 25, 100)
+                .await
+                .expect("purge"),
+            2
+        );
+        assert_eq!(store.mention_total(ben.id).expect("total"), 1);
+        assert_eq!(store.mentions_after(ben.id, room.id, 0).expect("count"), 1);
+        // A removed account takes its mentions along.
+        store.remove_user("ben").await.expect("remove");
+        assert_eq!(store.mention_total(ben.id).expect("total"), 0);
+        assert!(
+            store
+                .mention_page(ben.id, u64::MAX, 10)
+                .expect("page")
+                .is_empty()
+        );
+        assert_eq!(store.mentions_after(ben.id, room.id, 0).expect("count"), 0);
     }
 }
