@@ -231,9 +231,9 @@ function renderSidebar() {
     chat.unreadNotifications ? `Notifications, ${chat.unreadNotifications} unread` : 'Notifications');
 
   const totalUnread = rooms.reduce((sum, r) => sum + (r.member ? r.unread ?? 0 : 0), 0);
-  byId('menu-toggle').textContent = totalUnread ? `Rooms (${totalUnread})` : 'Rooms';
   const totalMentions = rooms.reduce((sum, r) => sum + (r.member ? r.mentions ?? 0 : 0), 0);
   const counts = [totalMentions ? `@${totalMentions}` : '', totalUnread ? String(totalUnread) : ''].filter(Boolean);
+  byId('menu-toggle').textContent = counts.length ? `Rooms (${counts.join(' ')})` : 'Rooms';
   document.title = counts.length ? `(${counts.join(' ')}) natter` : 'natter';
   renderNotifyButton();
   const status = byId('my-status');
