@@ -421,6 +421,9 @@ pub struct LimitsConfig {
     /// Notifications kept in one user's inbox; a new one beyond drops the oldest
     /// (`natter_notifications_dropped_total`).
     pub max_notifications_per_user: usize,
+    /// Mentions kept per user (what the per-room mention counts and `GET /api/v1/me/mentions`
+    /// are made of); a new one beyond drops the user's oldest.
+    pub max_mentions_per_user: usize,
     /// Rate-limit buckets kept in memory (one per user and rate in use). Buckets that are
     /// full again are dropped first (that loses nothing); beyond, arbitrary ones are.
     pub max_rate_buckets: usize,
@@ -433,6 +436,7 @@ impl Default for LimitsConfig {
             room_creations_per_minute: 5,
             room_creation_burst: 20,
             max_notifications_per_user: 1000,
+            max_mentions_per_user: 1000,
             max_rate_buckets: 100_000,
         }
     }
@@ -783,6 +787,10 @@ impl Config {
             (
                 "limits.max_notifications_per_user",
                 self.limits.max_notifications_per_user,
+            ),
+            (
+                "limits.max_mentions_per_user",
+                self.limits.max_mentions_per_user,
             ),
             ("limits.max_rate_buckets", self.limits.max_rate_buckets),
         ] {

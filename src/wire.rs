@@ -31,6 +31,7 @@ pub fn message_json(room_name: &str, m: &Message) -> Value {
         "client_msg_id": m.client_msg_id,
         "attachments": m.attachments.iter().map(attachment_json).collect::<Vec<_>>(),
         "reactions": reactions_json(m),
+        "mentions": m.mentions,
     })
 }
 

@@ -28,6 +28,7 @@ mod http_rooms;
 mod lifecycle;
 mod limits;
 mod man_pages;
+mod mentions;
 mod native_pubsub;
 mod native_rooms;
 mod reliability_crash;

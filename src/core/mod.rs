@@ -52,6 +52,8 @@ pub struct Limits {
     pub max_rooms_per_user: usize,
     /// `limits.max_notifications_per_user`: notifications kept per inbox.
     pub max_notifications_per_user: usize,
+    /// `limits.max_mentions_per_user`: mentions kept per user (the oldest go).
+    pub max_mentions_per_user: usize,
     /// `limits.max_rate_buckets`: the rate registry's capacity.
     pub max_rate_buckets: usize,
     /// Guests at once: `fastchat.max_guests`, at most half of `ws.max_connections`.
@@ -90,6 +92,7 @@ impl Limits {
             },
             max_rooms_per_user: config.limits.max_rooms_per_user,
             max_notifications_per_user: config.limits.max_notifications_per_user,
+            max_mentions_per_user: config.limits.max_mentions_per_user,
             max_rate_buckets: config.limits.max_rate_buckets,
             max_guests: config.fastchat.max_guests.min(ws.max_connections / 2),
             max_guests_per_ip: config.fastchat.max_guests_per_ip,

@@ -5,6 +5,7 @@ mod accounts;
 pub mod cors;
 mod files;
 mod health;
+mod mentions;
 mod notifications;
 mod profiles;
 mod rooms;
@@ -78,6 +79,7 @@ pub fn routes(
             .or(notifications::notifications_create(state.clone()))
             .or(notifications::notifications_list(state.clone()))
             .or(notifications::notifications_read(state.clone()))
+            .or(mentions::mentions_list(state.clone()))
             .or(files::files_get(state.clone()))
             .or(files::files_upload(state.clone())),
     );

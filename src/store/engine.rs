@@ -61,6 +61,13 @@ pub(crate) struct Trees {
     pub account_names: sled::Tree,
     /// invite id (u64 BE) -> [`super::invites::Invite`] JSON: pending invite links.
     pub invites: sled::Tree,
+    /// user id + order (u64 BE) -> room id + sequence: the messages that mention the user,
+    /// oldest first (see `store::mentions`).
+    pub mentions: sled::Tree,
+    /// user id + room id + sequence -> order: the same mentions by room (counts per room).
+    pub mention_index: sled::Tree,
+    /// user id -> how many mentions of the user are kept (u64 BE).
+    pub mention_counts: sled::Tree,
     /// Each room's last sequence number, kept by the writer so that a Send writes one entry
     /// (the message) instead of the message plus a rewritten room record.
     pub(crate) sequences: rooms::Sequences,
@@ -190,6 +197,9 @@ pub(super) fn open_trees(config: &StoreConfig) -> Result<Arc<Trees>, StoreError>
         notification_counts: db.open_tree("notification_counts")?,
         account_names: db.open_tree("account_names")?,
         invites: db.open_tree("invites")?,
+        mentions: db.open_tree("mentions")?,
+        mention_index: db.open_tree("mention_index")?,
+        mention_counts: db.open_tree("mention_counts")?,
         sequences: rooms::Sequences::default(),
         lookups: lookups::Lookups::default(),
         db,

@@ -797,6 +797,7 @@ mod tests {
                     client_msg_id: None,
                     attachments: vec![StoredFile::reference(stored.id)],
                     reactions: Default::default(),
+                    mentions: Vec::new(),
                 };
                 let appended = store.append_message(message.clone()).await.expect("append");
                 message = appended.message;

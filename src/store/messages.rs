@@ -46,6 +46,11 @@ pub struct Message {
     /// Absent in records without any.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub reactions: BTreeMap<String, Vec<String>>,
+    /// The usernames this message mentions (and, in a direct room, the other participant),
+    /// as the core resolved them; the store indexes them per user (`store::mentions`). Absent
+    /// in records without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
 }
 
 /// Sequence number of the newest message of `room_id` in `messages`, 0 if it has none.
@@ -76,7 +81,19 @@ impl SledStore {
     /// Its `attachments` are stored with it, in the same write: new files (id 0, their content
     /// kept already) get a record, existing ones ([`super::StoredFile::reference`]) must be the
     /// author's and not attached in another room; each is referenced by the message.
-    pub async fn append_message(&self, mut message: Message) -> Result<Appended, Error> {
+    #[cfg(test)]
+    pub async fn append_message(&self, message: Message) -> Result<Appended, Error> {
+        self.append_message_mentioning(message, super::DEFAULT_MAX_MENTIONS_PER_USER)
+            .await
+    }
+
+    /// [`SledStore::append_message`], recording the message's `mentions` per user in the same
+    /// write (at most `max_mentions` kept per user; the oldest go).
+    pub async fn append_message_mentioning(
+        &self,
+        mut message: Message,
+        max_mentions: usize,
+    ) -> Result<Appended, Error> {
         self.write(move |t| {
             let room_id = message.room_id;
             let mut sequence = t.last_seq_for_append(room_id)?;
@@ -125,6 +142,7 @@ impl SledStore {
             // The author has read what they wrote: their own messages never count as unread
             // (in every dialect and over HTTP), in the same batch as the message.
             t.advance_read_cursor(room_id, message.author, message.seq)?;
+            t.reindex_mentions(room_id, message.seq, &[], &message.mentions, max_mentions)?;
             // Only now that the message is in the tree: a failed insert takes no number.
             sequence.last = message.seq;
             t.sequences.set(room_id, sequence);
@@ -143,6 +161,7 @@ impl SledStore {
         &self,
         room_id: u64,
         seq: u64,
+        max_mentions: usize,
         change: F,
     ) -> Result<Message, Error>
     where
@@ -154,12 +173,17 @@ impl SledStore {
                     .message(room_id, seq)?
                     .ok_or_else(|| Error::NotFound(format!("no message {seq} in this room")))?;
                 let listed: Vec<u64> = message.attachments.iter().map(|file| file.id).collect();
+                let mentioned = message.mentions.clone();
                 change(&mut message)?;
+                if message.deleted {
+                    message.mentions.clear();
+                }
                 let mut freed = Vec::new();
                 // The files go first: a crash prefix may keep a message that was not deleted
                 // without its files, never an acknowledged deletion with them.
                 t.detach_removed(&listed, &message, &mut freed)?;
                 super::insert_record(&t.messages, keys::message(room_id, seq), &message)?;
+                t.reindex_mentions(room_id, seq, &mentioned, &message.mentions, max_mentions)?;
                 Ok((message, freed))
             })
             .await?;
@@ -201,6 +225,7 @@ impl SledStore {
                     for file in &message.attachments {
                         t.detach_file(room_id, file.id, message.seq, &mut freed)?;
                     }
+                    t.reindex_mentions(room_id, message.seq, &message.mentions, &[], 0)?;
                     t.messages.remove(key)?;
                     purged += 1;
                 }

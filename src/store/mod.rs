@@ -14,6 +14,7 @@ mod inbox;
 mod invites;
 pub mod keys;
 mod lookups;
+mod mentions;
 mod messages;
 mod migrate;
 mod names;
@@ -39,6 +40,7 @@ pub use inbox::{
     Notification, NotificationPage, QueueBounds, QueueReceipt, QueuedDirectMessage, QueuedPage,
 };
 pub use invites::Invite;
+pub use mentions::MentionEntry;
 pub use messages::{Appended, Message};
 pub use names::name_key;
 pub use rooms::{Membership, NewRoom, Room, RoomPage, UNCOUNTED_PREFIXES, Visibility};
@@ -62,6 +64,10 @@ pub(crate) use engine::{SledStore, Trees};
 /// sweep would then take for unlisted ones), so it must refuse such a store; older stores get
 /// them built on open (`store::migrate`, `store::files::index_file_refs`).
 pub const SCHEMA_VERSION: u32 = 3;
+
+/// Mentions kept per user when the caller names no bound (`limits.max_mentions_per_user`'s
+/// default).
+pub const DEFAULT_MAX_MENTIONS_PER_USER: usize = 1000;
 
 pub(crate) const META_SCHEMA: &[u8] = b"schema_version";
 
@@ -409,7 +415,19 @@ impl Store {
     /// same write: new files (id 0) get a record, existing ones ([`StoredFile::reference`]) must
     /// be the author's and not attached in another room.
     pub async fn append_message(&self, message: Message) -> Result<Appended, Error> {
-        on_engine!(self, engine => engine.append_message(message).await)
+        self.append_message_mentioning(message, DEFAULT_MAX_MENTIONS_PER_USER)
+            .await
+    }
+
+    /// [`Store::append_message`], recording the message's `mentions` (usernames) for each
+    /// mentioned account in the same write, at most `max_mentions` kept per user (the oldest
+    /// go).
+    pub async fn append_message_mentioning(
+        &self,
+        message: Message,
+        max_mentions: usize,
+    ) -> Result<Appended, Error> {
+        on_engine!(self, engine => engine.append_message_mentioning(message, max_mentions).await)
     }
 
     /// Applies `change` to a stored message and returns the result. Durable when it returns.
@@ -424,7 +442,50 @@ impl Store {
     where
         F: FnOnce(&mut Message) -> Result<(), Error> + Send + 'static,
     {
-        on_engine!(self, engine => engine.update_message(room_id, seq, change).await)
+        self.update_message_mentioning(room_id, seq, DEFAULT_MAX_MENTIONS_PER_USER, change)
+            .await
+    }
+
+    /// [`Store::update_message`]; the recorded mentions follow the message's `mentions` in the
+    /// same write (new ones recorded, at most `max_mentions` kept per user; removed ones
+    /// forgotten).
+    pub async fn update_message_mentioning<F>(
+        &self,
+        room_id: u64,
+        seq: u64,
+        max_mentions: usize,
+        change: F,
+    ) -> Result<Message, Error>
+    where
+        F: FnOnce(&mut Message) -> Result<(), Error> + Send + 'static,
+    {
+        on_engine!(self, engine => engine.update_message(room_id, seq, max_mentions, change).await)
+    }
+
+    /// How many mentions of `user_id` in the room have sequence numbers above `after` (its read
+    /// cursor, say).
+    pub async fn mentions_after(
+        &self,
+        user_id: Uuid,
+        room_id: u64,
+        after: u64,
+    ) -> Result<u64, Error> {
+        on_engine!(self, engine => engine.mentions_after(user_id, room_id, after))
+    }
+
+    /// The newest `limit` mentions of `user_id` with ids below `before`, newest first.
+    pub async fn mention_page(
+        &self,
+        user_id: Uuid,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<MentionEntry>, Error> {
+        on_engine!(self, engine => engine.mention_page(user_id, before, limit))
+    }
+
+    /// How many mentions of `user_id` are kept.
+    pub async fn mention_total(&self, user_id: Uuid) -> Result<u64, Error> {
+        on_engine!(self, engine => engine.mention_total(user_id))
     }
 
     pub async fn message(&self, room_id: u64, seq: u64) -> Result<Option<Message>, Error> {

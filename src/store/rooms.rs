@@ -319,8 +319,15 @@ impl Trees {
         let prefix = keys::room(room.id);
         self.remove_room_files(room.id, freed)?;
         let mut messages = 0;
-        for key in self.messages.scan_prefix(prefix).keys() {
-            self.messages.remove(key?)?;
+        for entry in self.messages.scan_prefix(prefix) {
+            let (key, raw) = entry?;
+            // Only a record that names mentions is decoded, to forget them.
+            if raw.windows(12).any(|w| w == b"\"mentions\":[")
+                && let Ok(message) = super::decode::<super::Message>("messages", &raw)
+            {
+                self.reindex_mentions(room.id, message.seq, &message.mentions, &[], 0)?;
+            }
+            self.messages.remove(key)?;
             messages += 1;
         }
         for key in self.memberships.scan_prefix(prefix).keys() {
@@ -690,6 +697,7 @@ mod tests {
             client_msg_id: client_msg_id.map(str::to_owned),
             attachments: Vec::new(),
             reactions: Default::default(),
+            mentions: Vec::new(),
         }
     }
 
@@ -995,6 +1003,7 @@ mod tests {
                         client_msg_id: Some(format!("{}-{i}", room.name)),
                         attachments: Vec::new(),
                         reactions: Default::default(),
+                        mentions: Vec::new(),
                     })
                     .await
                     .expect("append");
@@ -1015,6 +1024,7 @@ mod tests {
                 client_msg_id: Some("a-3".to_owned()),
                 attachments: Vec::new(),
                 reactions: Default::default(),
+                mentions: Vec::new(),
             })
             .await
             .expect("append");

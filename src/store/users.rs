@@ -282,6 +282,7 @@ impl Trees {
         }
         self.reindex_names(Some(user), None)?;
         self.remove_user_inbox(user.id)?;
+        self.remove_user_mentions(user.id)?;
         self.users.remove(user.id.as_bytes())?;
         Ok(())
     }

@@ -90,6 +90,7 @@ function showChat() {
   byId('chat-view').hidden = false;
   chat = new Chat(session);
   chat.onChange = () => scheduleRender();
+  chat.onAttention = (room, message) => notifyAttention(room, message);
   chat.onFatal = (reason) => {
     if (!session.loggedIn) showLogin(reason);
     else scheduleRender();
@@ -241,8 +242,10 @@ function presenceDot(username) {
 function navItem(room) {
   const active = ui.view === 'room' && chat.current === room.name;
   const unread = room.unread > 0 ? room.unread : 0;
+  const mentions = room.mentions > 0 ? room.mentions : 0;
   const peer = room.direct ? directPeer(room.name, chat.me) : null;
-  const label = unread ? `${roomLabel(room)}, ${unread} unread` : roomLabel(room);
+  let label = unread ? `${roomLabel(room)}, ${unread} unread` : roomLabel(room);
+  if (mentions) label += `, ${mentions} ${mentions === 1 ? 'mention' : 'mentions'}`;
   return h('li', {},
     h('button', {
       type: 'button',
@@ -255,6 +258,7 @@ function navItem(room) {
     peer ? presenceDot(peer) : h('span', { class: 'hash', 'aria-hidden': 'true', text: '#' }),
     h('span', { class: 'nav-name', text: room.direct ? peer : room.title || room.name }),
     room.visibility === 'private' && !room.direct ? h('span', { class: 'tag', text: 'private' }) : null,
+    mentions ? h('span', { class: 'badge mention-badge', text: `@${mentions > 99 ? '99+' : mentions}` }) : null,
     unread ? h('span', { class: 'badge', text: unread > 99 ? '99+' : unread }) : null));
 }
 
@@ -264,7 +268,7 @@ function renderSidebar() {
   const directs = rooms.filter((r) => r.direct);
   const others = rooms.filter((r) => !r.member && !r.direct);
   const active = ui.view === 'room' ? chat.current : null;
-  const sign = (list) => JSON.stringify([active, list.map((r) => [r.name, r.title, r.unread, r.visibility,
+  const sign = (list) => JSON.stringify([active, list.map((r) => [r.name, r.title, r.unread, r.mentions, r.visibility,
     r.direct ? chat.presence.get(directPeer(r.name, chat.me)) : null])]);
   renderOnChange(byId('room-list'), sign(mine), () => (mine.length ? mine.map(navItem) : h('li', { class: 'hint', text: 'No rooms yet.' })));
   renderOnChange(byId('dm-list'), sign(directs), () => directs.map(navItem));
@@ -290,8 +294,11 @@ function renderSidebar() {
     chat.unreadNotifications ? `Notifications, ${chat.unreadNotifications} unread` : 'Notifications');
 
   const totalUnread = rooms.reduce((sum, r) => sum + (r.member ? r.unread ?? 0 : 0), 0);
-  byId('menu-toggle').textContent = totalUnread ? `Rooms (${totalUnread})` : 'Rooms';
-  document.title = totalUnread ? `(${totalUnread}) natter` : 'natter';
+  const totalMentions = rooms.reduce((sum, r) => sum + (r.member ? r.mentions ?? 0 : 0), 0);
+  const counts = [totalMentions ? `@${totalMentions}` : '', totalUnread ? String(totalUnread) : ''].filter(Boolean);
+  byId('menu-toggle').textContent = counts.length ? `Rooms (${counts.join(' ')})` : 'Rooms';
+  document.title = counts.length ? `(${counts.join(' ')}) natter` : 'natter';
+  renderNotifyButton();
   const status = byId('my-status');
   if (status.value !== chat.myStatus) status.value = chat.myStatus;
 }
@@ -471,6 +478,8 @@ function messageElement(room, message, mine, grouped = false) {
   if (mine) classes.push('mine');
   if (grouped) classes.push('grouped');
   if (message.deleted) classes.push('deleted');
+  // A message that mentions you (not every message of a direct room, which all do).
+  if (!mine && !room.direct && (message.mentions ?? []).includes(chat.me)) classes.push('mentions-me');
   if (ui.editing === message.seq) classes.push('editing');
   const time = h('time', {
     datetime: new Date(message.created_at_ms).toISOString(),
@@ -667,6 +676,84 @@ function renderUsers() {
 }
 
 /** Only http(s) links are followed; anything else (javascript:, data:) becomes inert. */
+// ----- attention: desktop notifications and in-page toasts ----------------------------------
+
+/** Toasts shown at once, at most: the oldest goes first. */
+const MAX_TOASTS = 4;
+/** How long a toast stays. */
+const TOAST_MS = 10_000;
+
+const notificationsSupported = () => typeof window.Notification === 'function';
+
+/** The account menu's control asks for the Notification permission (never on load). */
+function renderNotifyButton() {
+  const button = byId('notify-button');
+  if (!notificationsSupported()) {
+    button.hidden = true;
+    return;
+  }
+  const permission = Notification.permission;
+  const text = permission === 'granted' ? 'Desktop notifications on'
+    : permission === 'denied' ? 'Desktop notifications blocked' : 'Enable desktop notifications';
+  if (button.textContent !== text) button.textContent = text;
+  button.disabled = permission !== 'default';
+  button.hidden = false;
+}
+
+/** A message that mentions you (or a direct message) arrived while its room is not in view:
+ * a desktop notification when allowed, else a toast in the page. */
+function notifyAttention(room, message) {
+  const title = room.direct ? `${message.author} (direct message)` : `${message.author} in #${room.name}`;
+  const body = message.deleted ? '' : snippet(message.content, 140);
+  if (notificationsSupported() && Notification.permission === 'granted') {
+    try {
+      const note = new Notification(title, { body, tag: room.name });
+      note.onclick = () => {
+        window.focus();
+        openRoom(room.name);
+        note.close();
+      };
+      return;
+    } catch {
+      // Some browsers allow only service-worker notifications: fall back to the toast.
+    }
+  }
+  showToast(room, title, body);
+}
+
+function showToast(room, title, body) {
+  const box = byId('toasts');
+  while (box.children.length >= MAX_TOASTS) box.firstElementChild.remove();
+  const toast = h('div', { class: 'toast', role: 'status' },
+    h('button', {
+      type: 'button',
+      class: 'toast-open',
+      'aria-label': `${title}: ${body}. Open ${roomLabel(room)}`,
+      onclick: () => {
+        toast.remove();
+        openRoom(room.name);
+      },
+    }, h('strong', { text: title }), h('span', { class: 'toast-body', text: body })),
+    h('button', {
+      type: 'button',
+      class: 'toast-close icon-button',
+      'aria-label': 'Dismiss',
+      onclick: () => toast.remove(),
+    }, '×'));
+  box.append(toast);
+  setTimeout(() => toast.remove(), TOAST_MS);
+}
+
+byId('notify-button').addEventListener('click', async () => {
+  if (!notificationsSupported()) return;
+  try {
+    await Notification.requestPermission();
+  } catch {
+    // An old callback-only API: nothing to wait for.
+  }
+  renderNotifyButton();
+});
+
 function safeUrl(url) {
   try {
     const parsed = new URL(url, location.href);

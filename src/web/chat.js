@@ -65,6 +65,7 @@ export class Chat {
     this.outboxKey = `natter.outbox.${this.me}`;
     this.outbox = this.loadOutbox();
     this.flushing = false;
+    this.listedOnce = false;
     this.pollTimer = null;
     this.localKey = 0;
     // username -> {display_name, avatar_url}, or null for a name that is no user (any more).
@@ -73,6 +74,9 @@ export class Chat {
     this.profilesTimer = null;
     this.onChange = () => {};
     this.onFatal = () => {};
+    // A message that wants the user's attention arrived (it mentions them, or a direct
+    // message) while its room is not in view: (room, message).
+    this.onAttention = () => {};
     this.connection = new Connection(session, {
       onOpen: (welcome) => this.opened(welcome),
       onEvent: (frame) => this.event(frame),
@@ -143,6 +147,7 @@ export class Chat {
     // Resume point for a room never seen before: from now on (older ones come from History).
     if (room.seen === null && room.persistent) room.seen = summary.last_seq;
     room.unread = summary.name === this.current ? 0 : summary.unread;
+    room.mentions = summary.name === this.current ? 0 : summary.mentions ?? 0;
     return room;
   }
 
@@ -163,10 +168,16 @@ export class Chat {
   async refreshRooms() {
     const rooms = await this.listRooms();
     const names = new Set();
+    const arrived = [];
     for (const summary of rooms) {
+      if (this.listedOnce && !this.rooms.has(summary.name)) arrived.push(summary.name);
       this.upsertRoom(summary);
       names.add(summary.name);
     }
+    this.listedOnce = true;
+    // A room that appeared since the last listing (a first direct message, a room we were
+    // added to) and already mentions us: its messages came before we could hear them live.
+    for (const name of arrived) this.attendArrived(this.room(name)).catch(() => {});
     for (const name of [...this.rooms.keys()]) {
       if (!names.has(name)) {
         this.rooms.delete(name);
@@ -177,6 +188,13 @@ export class Chat {
     const current = this.current && this.room(this.current);
     if (current && !current.loaded && !current.loading) this.open(current.name).catch(() => {});
     await this.joinAll();
+  }
+
+  async attendArrived(room) {
+    if (!room?.member || !(room.mentions > 0) || room.name === this.current) return;
+    const { messages } = await this.history(room, { limit: 1 });
+    const last = messages?.[messages.length - 1];
+    if (last && last.author !== this.me) this.onAttention(room, last);
   }
 
   /** Joins every member room not joined on this connection, resuming from `seen`. */
@@ -352,6 +370,7 @@ export class Chat {
     this.changed('current');
     if (!room) return;
     room.unread = 0;
+    room.mentions = 0;
     if (!room.loaded || room.stale) await this.loadLatest(room);
     this.loadMembers(room).catch(() => {});
     this.markRead(room);
@@ -455,6 +474,8 @@ export class Chat {
     switch (frame.type) {
       case 'Message': {
         if (!room) {
+          // A room we did not know yet: refreshing the list lists it, and notifies of it if it
+          // mentions us (see attendArrived).
           this.refreshRooms().catch(() => {});
           return;
         }
@@ -464,8 +485,15 @@ export class Chat {
         room.typing.delete(data.author);
         if (data.author === this.me && data.client_msg_id) this.dropFromOutbox(data.client_msg_id);
         if (data.author !== this.me) {
-          if (this.current === room.name && document.visibilityState === 'visible') this.markRead(room);
-          else room.unread = (room.unread ?? 0) + 1;
+          // The server lists who a message mentions (in a direct room, the recipient too).
+          const forMe = (data.mentions ?? []).includes(this.me) || room.direct;
+          const inView = this.current === room.name && document.visibilityState === 'visible';
+          if (inView) this.markRead(room);
+          else {
+            room.unread = (room.unread ?? 0) + 1;
+            if (forMe) room.mentions = (room.mentions ?? 0) + 1;
+          }
+          if (forMe && !inView) this.onAttention(room, data);
         }
         this.changed('messages');
         return;
@@ -475,7 +503,7 @@ export class Chat {
         const message = room?.messages.get(data.seq);
         if (!message) return;
         const update = frame.type === 'MessageEdited'
-          ? { content: data.content, edited_at: data.edited_at }
+          ? { content: data.content, edited_at: data.edited_at, mentions: data.mentions ?? message.mentions }
           : { content: '', deleted: true, edited_at: Math.floor(Date.now() / 1000) };
         room.messages.set(data.seq, { ...message, ...update, v: message.v + 1 });
         this.changed('messages');
@@ -517,6 +545,7 @@ export class Chat {
       case 'Read':
         if (room && data.user === this.me) {
           room.unread = Math.max(0, (room.seen ?? 0) - data.seq);
+          if (room.unread === 0) room.mentions = 0;
           this.changed('rooms');
         }
         return;
@@ -544,6 +573,7 @@ export class Chat {
     if (!room.member || !room.persistent || !this.connection.isOpen) return;
     const seq = room.seen ?? 0;
     room.unread = 0;
+    room.mentions = 0;
     if (seq <= room.readSent) return;
     // Read counts against the connection's message rate like Send: in a busy room, one per
     // READ_INTERVAL_MS (the latest position) leaves the budget to what the user sends.

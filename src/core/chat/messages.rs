@@ -97,6 +97,9 @@ impl Chat {
                 "reply_to {parent} is not a message of this room"
             )));
         }
+        // Resolved here, in the one Send path of every dialect and the HTTP API; stored (and
+        // indexed per user) in the write that stores the message.
+        let mentions = self.mention_names(&room, who.user_id, &content).await?;
         // One lookup per message (from memory once read), so that no encoding of it needs one.
         let author_avatar = self.store.avatar_url(who.user_id).await?;
         let attachments = if !room.persistent && !attachments.is_empty() {
@@ -122,6 +125,7 @@ impl Chat {
             client_msg_id,
             attachments,
             reactions: Default::default(),
+            mentions,
         };
         self.metrics.message(MessageKind::Sent);
         if !room.persistent {
@@ -132,7 +136,10 @@ impl Chat {
                 duplicate: false,
             });
         }
-        let appended = self.store.append_message(draft).await?;
+        let appended = self
+            .store
+            .append_message_mentioning(draft, self.limits.max_mentions_per_user)
+            .await?;
         let message = if appended.duplicate {
             appended.message
         } else {
@@ -178,11 +185,19 @@ impl Chat {
         let seq = edit.seq;
         let room = self.resolve_room(who, &edit.room).await?;
         self.check_read(who, &room).await?;
+        // Mentions are resolved again for the new text, as its author wrote it (an admin's
+        // edit of bob's message does not make bob mention himself); the store adds the new
+        // ones and forgets the removed ones in the write that stores the edit.
+        let author = self.store.message(room.id, seq).await?.map(|m| m.author);
+        let mentions = match author {
+            Some(author) => self.mentioned_users(&room, author, &content).await?,
+            None => Vec::new(),
+        };
         let who_inner = who.clone();
         let room_for_check = room.clone();
         let message = self
             .store
-            .update_message(room.id, seq, move |m| {
+            .update_message_mentioning(room.id, seq, self.limits.max_mentions_per_user, move |m| {
                 if m.deleted {
                     return Err(Error::NotFound(format!("message {seq} was deleted")));
                 }
@@ -191,6 +206,11 @@ impl Chat {
                         "you can only edit your own messages".to_owned(),
                     ));
                 }
+                m.mentions = mentions
+                    .into_iter()
+                    .filter(|(id, _)| *id != m.author)
+                    .map(|(_, name)| name)
+                    .collect();
                 m.content = content;
                 m.edited_at_ms = Some(now_millis());
                 Ok(())

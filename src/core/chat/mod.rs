@@ -4,6 +4,8 @@
 //! methods; none has a copy of them.
 
 mod inbox;
+mod mentions;
+pub use mentions::{MAX_MENTION_PAGE, MAX_MENTIONS_PER_MESSAGE, MentionView, mention_tokens};
 mod messages;
 pub use messages::MAX_CLIENT_MSG_ID_BYTES;
 mod presence;
@@ -92,6 +94,8 @@ pub struct RoomSummary {
     pub title: Option<String>,
     /// The room's topic line; null when it has none.
     pub topic: Option<String>,
+    /// Of those, the ones that mention the member (see `chat::mentions`).
+    pub mentions: u64,
 }
 
 /// A room with its owner's username.

@@ -445,6 +445,10 @@ impl Chat {
                     name
                 }
             };
+            let mentions = match &membership {
+                Some(m) => self.mention_count(who, &room, m.last_read_seq).await?,
+                None => 0,
+            };
             out.push(RoomSummary {
                 id: room.id,
                 name: room.name.clone(),
@@ -457,6 +461,7 @@ impl Chat {
                 unread: membership.map_or(0, |m| room.last_seq.saturating_sub(m.last_read_seq)),
                 title: room.title.clone(),
                 topic: room.topic.clone(),
+                mentions,
             });
         }
         Ok((out, page.next))

@@ -340,6 +340,7 @@ mod tests {
                 client_msg_id: None,
                 attachments: Vec::new(),
                 reactions: Default::default(),
+                mentions: Vec::new(),
             },
             author_number: 1,
             direct_peer: None,

@@ -78,6 +78,7 @@ pub fn encode(event: &Event) -> Option<Message> {
                 "seq": m.message.seq,
                 "content": m.message.content,
                 "edited_at": m.message.edited_at_ms.map(|ms| ms / 1000),
+                "mentions": m.message.mentions,
             }),
             None,
         ),

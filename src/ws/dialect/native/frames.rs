@@ -154,6 +154,7 @@ mod tests {
                 client_msg_id: client_msg_id.map(str::to_owned),
                 attachments: Vec::new(),
                 reactions: Default::default(),
+                mentions: Vec::new(),
             },
             duplicate: client_msg_id.is_some(),
         }
