@@ -30,6 +30,7 @@ mod man_pages;
 mod native_pubsub;
 mod native_rooms;
 mod reliability_crash;
+mod search;
 mod seed_fidelity;
 mod tls;
 mod web;

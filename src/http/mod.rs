@@ -6,6 +6,7 @@ mod files;
 mod health;
 mod notifications;
 mod rooms;
+mod search;
 mod token;
 mod users;
 mod web;
@@ -67,7 +68,8 @@ pub fn routes(
             .or(rooms::messages_create(state.clone()))
             .or(rooms::reactions_put_delete(state.clone()))
             .or(rooms::members_add(state.clone()))
-            .or(rooms::members_remove(state.clone())),
+            .or(rooms::members_remove(state.clone()))
+            .or(search::search_get(state.clone())),
     );
     let notifications = boxed(
         notifications::publish_create(state.clone())

@@ -59,6 +59,8 @@ pub(crate) struct Trees {
     /// normalized name + NUL + user id -> empty: every account's username and display name,
     /// as [`super::names::name_key`] folds them (guests may not take them).
     pub account_names: sled::Tree,
+    /// room id + term + NUL + sequence -> empty: the full-text index (see `store::search`).
+    pub search: sled::Tree,
     /// Each room's last sequence number, kept by the writer so that a Send writes one entry
     /// (the message) instead of the message plus a rewritten room record.
     pub(crate) sequences: rooms::Sequences,
@@ -187,6 +189,7 @@ pub(super) fn open_trees(config: &StoreConfig) -> Result<Arc<Trees>, StoreError>
         dm_queue_totals: db.open_tree("dm_queue_totals")?,
         notification_counts: db.open_tree("notification_counts")?,
         account_names: db.open_tree("account_names")?,
+        search: db.open_tree("search")?,
         sequences: rooms::Sequences::default(),
         lookups: lookups::Lookups::default(),
         db,
@@ -431,6 +434,14 @@ fn check_schema(trees: &Trees, path: &Path) -> Result<(), StoreError> {
                         detail: format!("cannot upgrade the store to schema version 3: {e}"),
                     })?;
                     meta.flush()?;
+                }
+                // 3 -> 4 builds the full-text index from the message log.
+                if found < 4 {
+                    super::migrate::to_v4(trees).map_err(|e| StoreError::Open {
+                        path: path.to_path_buf(),
+                        detail: format!("cannot upgrade the store to schema version 4: {e}"),
+                    })?;
+                    trees.db.flush()?;
                 }
                 meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
                 meta.flush()?;

@@ -122,6 +122,8 @@ impl SledStore {
                 t.client_ids.insert(key, &message.seq.to_be_bytes())?;
             }
             super::insert_record(&t.messages, keys::message(room_id, message.seq), &message)?;
+            // Searchable in the same batch as it is stored.
+            t.index_message(&message)?;
             // The author has read what they wrote: their own messages never count as unread
             // (in every dialect and over HTTP), in the same batch as the message.
             t.advance_read_cursor(room_id, message.author, message.seq)?;
@@ -154,12 +156,15 @@ impl SledStore {
                     .message(room_id, seq)?
                     .ok_or_else(|| Error::NotFound(format!("no message {seq} in this room")))?;
                 let listed: Vec<u64> = message.attachments.iter().map(|file| file.id).collect();
+                let before = message.clone();
                 change(&mut message)?;
                 let mut freed = Vec::new();
                 // The files go first: a crash prefix may keep a message that was not deleted
                 // without its files, never an acknowledged deletion with them.
                 t.detach_removed(&listed, &message, &mut freed)?;
                 super::insert_record(&t.messages, keys::message(room_id, seq), &message)?;
+                // An edit is found by its new text only, a deleted message not at all.
+                t.reindex_message(&before, &message)?;
                 Ok((message, freed))
             })
             .await?;
@@ -201,6 +206,7 @@ impl SledStore {
                     for file in &message.attachments {
                         t.detach_file(room_id, file.id, message.seq, &mut freed)?;
                     }
+                    t.unindex_message(&message)?;
                     t.messages.remove(key)?;
                     purged += 1;
                 }
