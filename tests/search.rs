@@ -27,6 +27,13 @@ fn encoded(text: &str) -> String {
     out
 }
 
+/// `natter verify` through the daemon finds nothing wrong (it checks the index both ways).
+async fn assert_verify_clean(t: &Team) {
+    let (code, out, err) = natter_on(&t.server.data_dir, &["verify"], None).await;
+    assert_eq!(code, 0, "verify: {out}{err}");
+    assert!(out.contains("no problems found"), "{out}");
+}
+
 async fn search(t: &Team, user: &str, query: &str) -> Response {
     t.get(user, &format!("/api/v1/search?{query}")).await
 }
@@ -193,6 +200,8 @@ async fn an_edited_message_is_found_by_its_new_text_only_and_a_deleted_one_not_a
     );
     assert!(hits(&t, "bob", "walrus").await.is_empty(), "deleted");
     assert!(hits(&t, "bob", "password").await.is_empty(), "deleted");
+    // No entry of the old text or of the deleted message is left behind.
+    assert_verify_clean(&t).await;
     // Still so after a restart (the index is on disk, not rebuilt from memory).
     let t = t.restart().await;
     assert!(hits(&t, "bob", "pineapples").await.is_empty());
@@ -237,6 +246,8 @@ async fn purged_and_deleted_rooms_messages_leave_the_index() {
     t.create_room("alice", "gone", "public").await;
     post(&t, "alice", "gone", "a fresh start").await;
     assert!(hits(&t, "bob", "doomed").await.is_empty());
+    // The purged and deleted messages' entries went with them.
+    assert_verify_clean(&t).await;
     t.server.stop().await;
 }
 

@@ -322,6 +322,54 @@ impl Trees {
     }
 }
 
+/// What `natter verify` checks of the index: every entry names a stored message whose current
+/// text has the term, and every stored message has the entries of its terms. Problems go to
+/// `note`.
+pub(super) fn verify_index(db: &sled::Db, note: &mut impl FnMut(String)) -> Result<(), Error> {
+    let search = db.open_tree("search")?;
+    let messages = db.open_tree("messages")?;
+    for key in search.iter().keys() {
+        let key = key?;
+        let parsed = key.len().checked_sub(9).and_then(|term_end| {
+            let room_id = keys::u64_at(&key, 0)?;
+            let seq = keys::u64_at(&key, term_end + 1)?;
+            let term = std::str::from_utf8(key.get(8..term_end)?).ok()?;
+            (key.get(term_end) == Some(&0)).then(|| (room_id, term.to_owned(), seq))
+        });
+        let Some((room_id, term, seq)) = parsed else {
+            note("search: malformed key".to_owned());
+            continue;
+        };
+        let indexed = match messages.get(keys::message(room_id, seq))? {
+            Some(raw) => decode::<Message>("messages", &raw)
+                .map(|message| message_terms(&message).contains(&term))
+                .unwrap_or(false),
+            None => false,
+        };
+        if !indexed {
+            note(format!(
+                "search: entry {term:?} of message {room_id}/{seq}, which does not hold it"
+            ));
+        }
+    }
+    for entry in messages.iter() {
+        let (_, raw) = entry?;
+        let Ok(message) = decode::<Message>("messages", &raw) else {
+            continue; // reported with the messages
+        };
+        for term in message_terms(&message) {
+            if !search.contains_key(posting(message.room_id, &term, message.seq))? {
+                note(format!(
+                    "search: message {}/{} is not indexed under {term:?}",
+                    message.room_id, message.seq
+                ));
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Counts what a search reads against [`MAX_SEARCH_SCAN`].
 struct Budget {
     left: usize,
@@ -562,6 +610,42 @@ mod tests {
                 .expect("get")
                 .as_deref(),
             Some(crate::store::SCHEMA_VERSION.to_be_bytes().as_slice())
+        );
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn verify_reports_stale_and_missing_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_for_tests(dir.path());
+        let owner = Uuid::new_v4();
+        let id = room(&store, "r", owner).await;
+        store
+            .append_message(draft(id, owner, "hello world"))
+            .await
+            .expect("append");
+        let search_problems = |problems: Vec<String>| -> Vec<String> {
+            problems
+                .into_iter()
+                .filter(|p| p.starts_with("search:"))
+                .collect()
+        };
+        assert!(search_problems(store.verify().await.expect("verify").problems).is_empty());
+        let trees = store.trees().expect("trees");
+        trees
+            .search
+            .remove(posting(id, "world", 1))
+            .expect("remove");
+        trees
+            .search
+            .insert(posting(id, "stale", 1), b"".as_slice())
+            .expect("insert");
+        assert_eq!(
+            search_problems(store.verify().await.expect("verify").problems),
+            vec![
+                format!("search: entry \"stale\" of message {id}/1, which does not hold it"),
+                format!("search: message {id}/1 is not indexed under \"world\""),
+            ]
         );
         store.close().await.expect("close");
     }
