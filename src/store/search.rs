@@ -743,7 +743,13 @@ mod tests {
             store.close().await.expect("close");
             drop(trees);
             drop(store);
+            let written: u64 = walk(dir.path());
+            // Reopened: what sled keeps once its log has been recovered and compacted.
+            let store = crate::store::open_for_tests(dir.path());
+            store.close().await.expect("close");
+            drop(store);
             let on_disk: u64 = walk(dir.path());
+            println!("indexed={indexed}: data dir {written} bytes as written");
             sizes.push(on_disk);
             println!(
                 "indexed={indexed}: {entries} postings ({:.1}/message), {key_bytes} key bytes \
