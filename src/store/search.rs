@@ -16,10 +16,13 @@
 //! text with those of the new one, and whatever removes a message removes its entries by
 //! computing them again.
 //!
-//! Nothing of it lives in memory: a search reads postings and messages from sled, at most
-//! [`MAX_SEARCH_SCAN`] of them in all, and keeps at most `limit + 1` hits.
+//! A search walks each readable room's postings newest first (a reverse range per term: the
+//! query's longest exact word, or the words its last word is a prefix of, merged), checks each
+//! candidate message's current terms against the whole query, and stops a room once its hits
+//! are older than the `limit + 1` newest kept. Nothing of it lives in memory: it reads
+//! postings and messages from sled, at most [`MAX_SEARCH_SCAN`] of them in all.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, BinaryHeap};
 
 use super::messages::Message;
 use super::{SledStore, Trees, decode, keys};
@@ -38,6 +41,8 @@ pub const MAX_QUERY_TERMS: usize = 8;
 /// Postings, messages and rooms one search reads at most; past it the search answers what it
 /// found and says it is incomplete.
 pub const MAX_SEARCH_SCAN: usize = 20_000;
+/// Words a prefix stands for in one room at most (the first, in order).
+pub const MAX_PREFIX_TERMS: usize = 64;
 /// Highlights given per hit at most.
 pub const MAX_HIGHLIGHTS: usize = 64;
 
@@ -426,8 +431,8 @@ impl SledStore {
             if !budget.take() {
                 break;
             }
-            let candidates = candidates(&t, room_id, query, after, &mut budget)?;
-            for seq in candidates {
+            let mut candidates = Candidates::open(&t, room_id, query, after, &mut budget)?;
+            while let Some(seq) = candidates.next(&mut budget)? {
                 if !budget.take() {
                     break 'rooms;
                 }
@@ -471,53 +476,121 @@ impl SledStore {
     }
 }
 
-/// The sequence numbers of a room's messages that may match, newest first: the postings of
-/// the query's longest exact term, or, for a one-word query, of every term with its prefix.
-fn candidates(
-    t: &Trees,
-    room_id: u64,
-    query: &SearchQuery,
-    after: Option<SearchCursor>,
-    budget: &mut Budget,
-) -> Result<Vec<u64>, Error> {
-    // In the cursor's own room, only what lies below it.
-    let below = after
-        .filter(|after| after.room_id == room_id)
-        .map_or(u64::MAX, |after| after.seq);
-    let mut seqs = Vec::new();
-    if let Some(driver) = query.exact.iter().max_by_key(|term| term.len()) {
-        let start = posting(room_id, driver, 0);
-        let end = posting(room_id, driver, below);
-        for key in t.search.range(start..end).keys().rev() {
-            if !budget.take() {
-                break;
-            }
-            let key = key?;
-            seqs.extend(keys::u64_at(&key, key.len().saturating_sub(8)));
-            // The caller reads the messages one by one; it never needs more postings than it
-            // has budget for.
-            if seqs.len() >= budget.left {
-                break;
+/// The sequence numbers of one room's messages that may match, newest first, read lazily: the
+/// postings of the query's longest exact term, or, for a one-word query, the postings of
+/// every word with its prefix (at most [`MAX_PREFIX_TERMS`] of them) merged.
+struct Candidates {
+    /// One reverse cursor per term, each over `[seq 0, below)`.
+    cursors: Vec<sled::Iter>,
+    /// The next sequence number of each cursor that has one: (seq, cursor index).
+    heads: BinaryHeap<(u64, usize)>,
+    last: Option<u64>,
+}
+
+impl Candidates {
+    fn open(
+        t: &Trees,
+        room_id: u64,
+        query: &SearchQuery,
+        after: Option<SearchCursor>,
+        budget: &mut Budget,
+    ) -> Result<Candidates, Error> {
+        // In the cursor's own room, only what lies below it.
+        let below = after
+            .filter(|after| after.room_id == room_id)
+            .map_or(u64::MAX, |after| after.seq);
+        let terms = match query.exact.iter().max_by_key(|term| term.len()) {
+            Some(driver) => vec![driver.clone()],
+            None => prefix_terms(t, room_id, &query.prefix, budget)?,
+        };
+        let mut candidates = Candidates {
+            cursors: Vec::with_capacity(terms.len()),
+            heads: BinaryHeap::with_capacity(terms.len()),
+            last: None,
+        };
+        for term in &terms {
+            let cursor = t
+                .search
+                .range(posting(room_id, term, 0)..posting(room_id, term, below));
+            candidates.cursors.push(cursor);
+            let index = candidates.cursors.len() - 1;
+            candidates.advance(index, budget)?;
+        }
+        Ok(candidates)
+    }
+
+    /// Reads cursor `index`'s next (older) posting into `heads`.
+    fn advance(&mut self, index: usize, budget: &mut Budget) -> Result<(), Error> {
+        if !budget.take() {
+            return Ok(());
+        }
+        if let Some(cursor) = self.cursors.get_mut(index)
+            && let Some(entry) = cursor.next_back()
+        {
+            let (key, _) = entry?;
+            if let Some(seq) = keys::u64_at(&key, key.len().saturating_sub(8)) {
+                self.heads.push((seq, index));
             }
         }
-        return Ok(seqs);
+        Ok(())
     }
-    let mut prefix = keys::room(room_id).to_vec();
-    prefix.extend_from_slice(query.prefix.as_bytes());
-    for key in t.search.scan_prefix(prefix).keys() {
+
+    /// The next older candidate, each once.
+    fn next(&mut self, budget: &mut Budget) -> Result<Option<u64>, Error> {
+        while let Some((seq, index)) = self.heads.pop() {
+            self.advance(index, budget)?;
+            if self.last != Some(seq) {
+                self.last = Some(seq);
+                return Ok(Some(seq));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Words with `prefix` in a room's postings, in order, at most [`MAX_PREFIX_TERMS`] (one seek
+/// each): the search is incomplete when there are more.
+fn prefix_terms(
+    t: &Trees,
+    room_id: u64,
+    prefix: &str,
+    budget: &mut Budget,
+) -> Result<Vec<String>, Error> {
+    let mut start = keys::room(room_id).to_vec();
+    start.extend_from_slice(prefix.as_bytes());
+    let mut terms = Vec::new();
+    loop {
         if !budget.take() {
             break;
         }
-        let key = key?;
-        if let Some(seq) = keys::u64_at(&key, key.len().saturating_sub(8))
-            && seq < below
-        {
-            seqs.push(seq);
+        let Some(key) = t
+            .search
+            .range(start.as_slice()..)
+            .keys()
+            .next()
+            .transpose()?
+        else {
+            break;
+        };
+        let Some(term) = key
+            .get(8..key.len().saturating_sub(9))
+            .and_then(|term| std::str::from_utf8(term).ok())
+            .filter(|term| key.starts_with(&keys::room(room_id)) && term.starts_with(prefix))
+        else {
+            break;
+        };
+        if terms.len() == MAX_PREFIX_TERMS {
+            budget.exhausted = true;
+            break;
+        }
+        terms.push(term.to_owned());
+        // Past every posting of this term: its NUL separator, then 0x01.
+        start = term_prefix(room_id, term);
+        if let Some(last) = start.last_mut() {
+            *last = 1;
         }
     }
-    seqs.sort_unstable_by(|a, b| b.cmp(a));
-    seqs.dedup();
-    Ok(seqs)
+    Ok(terms)
 }
 
 #[cfg(test)]
@@ -658,11 +731,11 @@ mod tests {
         let a = room(&store, "a", owner).await;
         let b = room(&store, "b", owner).await;
         for i in 0..30 {
-            for id in [a, b] {
-                store
-                    .append_message(draft(id, owner, &format!("lunch {i}")))
-                    .await
-                    .expect("append");
+            for (id, offset) in [(a, 1), (b, 0)] {
+                // a's messages are each a moment newer than b's of the same round.
+                let mut message = draft(id, owner, &format!("lunch {i}"));
+                message.created_at_ms = 2 * i + offset;
+                store.append_message(message).await.expect("append");
             }
         }
         assert_eq!(found(&store, &[a], "lunch").len(), 30);
@@ -673,6 +746,47 @@ mod tests {
             .expect("search");
         assert!(page.truncated);
         assert!(page.hits.len() < 60);
+        // A small page of a common word reads only what it needs: complete within a small
+        // budget, the newest hits.
+        let page = store
+            .search_now(&[a, b], &query, None, 3, 50)
+            .expect("search");
+        assert!(!page.truncated);
+        let newest: Vec<(u64, u64)> = page.hits.iter().map(|m| (m.room_id, m.seq)).collect();
+        assert_eq!(newest, vec![(a, 30), (b, 30), (a, 29)]);
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_prefix_merges_its_words_newest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_for_tests(dir.path());
+        let owner = Uuid::new_v4();
+        let id = room(&store, "r", owner).await;
+        for content in [
+            "hello",
+            "he said",
+            "help me",
+            "hero",
+            "other",
+            "hello again",
+            "hex",
+        ] {
+            store
+                .append_message(draft(id, owner, content))
+                .await
+                .expect("append");
+        }
+        assert_eq!(
+            found(&store, &[id], "he"),
+            vec!["hex", "hello again", "hero", "help me", "he said", "hello"]
+        );
+        assert_eq!(
+            found(&store, &[id], "hel"),
+            vec!["hello again", "help me", "hello"]
+        );
+        assert_eq!(found(&store, &[id], "again hel"), vec!["hello again"]);
+        assert!(found(&store, &[id], "hexa").is_empty());
         store.close().await.expect("close");
     }
 
