@@ -418,6 +418,10 @@ pub struct LimitsConfig {
     pub room_creations_per_minute: u32,
     /// Rooms one user may create at once above that rate.
     pub room_creation_burst: u32,
+    /// Searches (`GET /api/v1/search`) one user may run per minute, sustained. Beyond: 429.
+    pub searches_per_minute: u32,
+    /// Searches one user may run at once above that rate.
+    pub search_burst: u32,
     /// Notifications kept in one user's inbox; a new one beyond drops the oldest
     /// (`natter_notifications_dropped_total`).
     pub max_notifications_per_user: usize,
@@ -435,6 +439,8 @@ impl Default for LimitsConfig {
             max_rooms_per_user: 200,
             room_creations_per_minute: 5,
             room_creation_burst: 20,
+            searches_per_minute: 60,
+            search_burst: 20,
             max_notifications_per_user: 1000,
             max_mentions_per_user: 1000,
             max_rate_buckets: 100_000,
@@ -813,10 +819,13 @@ impl Config {
         if ws.joins_per_minute == 0
             || self.limits.room_creations_per_minute == 0
             || self.limits.room_creation_burst == 0
+            || self.limits.searches_per_minute == 0
+            || self.limits.search_burst == 0
         {
             problems.push(
-                "ws.joins_per_minute, limits.room_creations_per_minute and \
-                 limits.room_creation_burst must be at least 1"
+                "ws.joins_per_minute, limits.room_creations_per_minute, \
+                 limits.room_creation_burst, limits.searches_per_minute and \
+                 limits.search_burst must be at least 1"
                     .to_owned(),
             );
         }

@@ -30,7 +30,7 @@
 //! - [`admin`]: the admin API (one request type, two transports), per verb group. Imports the
 //!   core, auth and the vocabulary.
 //! - [`core`]: the rules. [`core::Core`] runs the [`core::command::Command`]s of connections;
-//!   [`core::chat`] (rooms, messages, topics, presence, inbox), [`core::conversations`],
+//!   [`core::chat`] (rooms, messages, topics, presence, inbox, search), [`core::conversations`],
 //!   [`core::accounts`], [`core::policy`], [`core::profiles`] (what users see of each
 //!   other). Imports auth, hub, store and the vocabulary; never an edge.
 //! - [`auth`]: passwords (argon2id), tokens (JWT, rotating refresh families), sessions and

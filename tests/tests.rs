@@ -33,6 +33,7 @@ mod native_pubsub;
 mod native_rooms;
 mod reliability_crash;
 mod room_profile;
+mod search;
 mod seed_fidelity;
 mod tls;
 mod web;

@@ -184,6 +184,8 @@ pub enum Command {
         after: Option<u64>,
         limit: Option<usize>,
     },
+    /// Full-text search over the messages the caller may read.
+    Search(crate::core::chat::Search),
     Typing {
         room: RoomRef,
         is_typing: bool,
@@ -316,6 +318,8 @@ pub enum Reply {
         messages: Vec<Message>,
         has_more: bool,
     },
+    /// A page of search hits.
+    SearchResults(crate::core::chat::SearchResults),
     /// The read cursor after a Read.
     ReadUpTo {
         room: Room,
@@ -369,6 +373,7 @@ impl Command {
             | Command::UpdateRoom(_)
             | Command::Delete { .. }
             | Command::History { .. }
+            | Command::Search(_)
             | Command::Typing { .. }
             | Command::Read { .. }
             | Command::StartUpload { .. }
@@ -447,6 +452,7 @@ impl Core {
                     has_more,
                 }
             }
+            Command::Search(search) => Reply::SearchResults(chat.search(who, search).await?),
             Command::Typing { room, is_typing } => {
                 chat.typing(who, conn, &room, is_typing).await?;
                 Reply::Done

@@ -48,6 +48,8 @@ pub struct Limits {
     pub messages: rates::Bucket,
     /// `limits.room_creations_per_minute` with `limits.room_creation_burst`.
     pub room_creations: rates::Bucket,
+    /// `limits.searches_per_minute` with `limits.search_burst`.
+    pub searches: rates::Bucket,
     /// `limits.max_rooms_per_user`: rooms a user may own (admins exempt).
     pub max_rooms_per_user: usize,
     /// `limits.max_notifications_per_user`: notifications kept per inbox.
@@ -89,6 +91,10 @@ impl Limits {
             room_creations: rates::Bucket::Gcra {
                 per_minute: config.limits.room_creations_per_minute,
                 burst: config.limits.room_creation_burst,
+            },
+            searches: rates::Bucket::Gcra {
+                per_minute: config.limits.searches_per_minute,
+                burst: config.limits.search_burst,
             },
             max_rooms_per_user: config.limits.max_rooms_per_user,
             max_notifications_per_user: config.limits.max_notifications_per_user,

@@ -9,6 +9,7 @@ mod mentions;
 mod notifications;
 mod profiles;
 mod rooms;
+mod search;
 mod token;
 mod users;
 mod web;
@@ -72,7 +73,8 @@ pub fn routes(
             .or(rooms::reactions_put_delete(state.clone()))
             .or(rooms::members_add(state.clone()))
             .or(rooms::members_remove(state.clone()))
-            .or(profiles::profiles_get(state.clone())),
+            .or(profiles::profiles_get(state.clone()))
+            .or(search::search_get(state.clone())),
     );
     let notifications = boxed(
         notifications::publish_create(state.clone())

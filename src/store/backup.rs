@@ -731,6 +731,7 @@ fn verify_db(
             ));
         }
     }
+    super::search::verify_index(db, &mut note)?;
     let listed = super::files::list_files_dir(&data_dir.join(FILES_DIR))?;
     for name in &listed.temporary {
         if !incoming.contains(name) {

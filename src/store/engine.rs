@@ -68,6 +68,8 @@ pub(crate) struct Trees {
     pub mention_index: sled::Tree,
     /// user id -> how many mentions of the user are kept (u64 BE).
     pub mention_counts: sled::Tree,
+    /// room id + term + NUL + sequence -> empty: the full-text index (see `store::search`).
+    pub search: sled::Tree,
     /// Each room's last sequence number, kept by the writer so that a Send writes one entry
     /// (the message) instead of the message plus a rewritten room record.
     pub(crate) sequences: rooms::Sequences,
@@ -200,6 +202,7 @@ pub(super) fn open_trees(config: &StoreConfig) -> Result<Arc<Trees>, StoreError>
         mentions: db.open_tree("mentions")?,
         mention_index: db.open_tree("mention_index")?,
         mention_counts: db.open_tree("mention_counts")?,
+        search: db.open_tree("search")?,
         sequences: rooms::Sequences::default(),
         lookups: lookups::Lookups::default(),
         db,
@@ -444,6 +447,14 @@ fn check_schema(trees: &Trees, path: &Path) -> Result<(), StoreError> {
                         detail: format!("cannot upgrade the store to schema version 3: {e}"),
                     })?;
                     meta.flush()?;
+                }
+                // 3 -> 4 builds the full-text index from the message log.
+                if found < 4 {
+                    super::migrate::to_v4(trees).map_err(|e| StoreError::Open {
+                        path: path.to_path_buf(),
+                        detail: format!("cannot upgrade the store to schema version 4: {e}"),
+                    })?;
+                    trees.db.flush()?;
                 }
                 meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
                 meta.flush()?;

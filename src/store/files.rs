@@ -802,7 +802,13 @@ mod tests {
                 let appended = store.append_message(message.clone()).await.expect("append");
                 message = appended.message;
                 if content == b"deleted" {
-                    // What an older natter's delete left: a tombstone listing its file.
+                    // What an older natter's delete left: a tombstone listing its file (and,
+                    // as this natter's delete does, no search entries).
+                    store
+                        .trees()
+                        .expect("trees")
+                        .unindex_message(&message)
+                        .expect("unindex");
                     message.deleted = true;
                     message.content.clear();
                     crate::store::insert_record(

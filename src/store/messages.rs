@@ -139,6 +139,8 @@ impl SledStore {
                 t.client_ids.insert(key, &message.seq.to_be_bytes())?;
             }
             super::insert_record(&t.messages, keys::message(room_id, message.seq), &message)?;
+            // Searchable in the same batch as it is stored.
+            t.index_message(&message)?;
             // The author has read what they wrote: their own messages never count as unread
             // (in every dialect and over HTTP), in the same batch as the message.
             t.advance_read_cursor(room_id, message.author, message.seq)?;
@@ -173,7 +175,7 @@ impl SledStore {
                     .message(room_id, seq)?
                     .ok_or_else(|| Error::NotFound(format!("no message {seq} in this room")))?;
                 let listed: Vec<u64> = message.attachments.iter().map(|file| file.id).collect();
-                let mentioned = message.mentions.clone();
+                let before = message.clone();
                 change(&mut message)?;
                 if message.deleted {
                     message.mentions.clear();
@@ -183,7 +185,15 @@ impl SledStore {
                 // without its files, never an acknowledged deletion with them.
                 t.detach_removed(&listed, &message, &mut freed)?;
                 super::insert_record(&t.messages, keys::message(room_id, seq), &message)?;
-                t.reindex_mentions(room_id, seq, &mentioned, &message.mentions, max_mentions)?;
+                t.reindex_mentions(
+                    room_id,
+                    seq,
+                    &before.mentions,
+                    &message.mentions,
+                    max_mentions,
+                )?;
+                // An edit is found by its new text only, a deleted message not at all.
+                t.reindex_message(&before, &message)?;
                 Ok((message, freed))
             })
             .await?;
@@ -226,6 +236,7 @@ impl SledStore {
                         t.detach_file(room_id, file.id, message.seq, &mut freed)?;
                     }
                     t.reindex_mentions(room_id, message.seq, &message.mentions, &[], 0)?;
+                    t.unindex_message(&message)?;
                     t.messages.remove(key)?;
                     purged += 1;
                 }

@@ -4,6 +4,9 @@
 //! and the rooms each user created (listing, the room quota), the totals of each queue and
 //! inbox, the accounts' names. Each is cleared and rebuilt whole, so an upgrade interrupted
 //! by a crash is simply done again on the next open.
+//!
+//! 3 -> 4: the full-text index (`store::search`), cleared and built whole from the message
+//! log, the same way.
 
 use std::collections::HashMap;
 
@@ -86,6 +89,16 @@ pub(super) fn to_v3(trees: &Trees) -> Result<(), Error> {
         queues = queues.len(),
         inboxes = inboxes.len(),
         "store upgraded to schema version 3 (indexes built)"
+    );
+    Ok(())
+}
+
+pub(super) fn to_v4(trees: &Trees) -> Result<(), Error> {
+    let messages = trees.rebuild_search_index()?;
+    tracing::info!(
+        messages,
+        entries = trees.search.len(),
+        "store upgraded to schema version 4 (search index built)"
     );
     Ok(())
 }

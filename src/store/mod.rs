@@ -19,6 +19,7 @@ mod messages;
 mod migrate;
 mod names;
 mod rooms;
+pub mod search;
 mod sessions;
 mod users;
 mod writer;
@@ -44,6 +45,7 @@ pub use mentions::MentionEntry;
 pub use messages::{Appended, Message};
 pub use names::name_key;
 pub use rooms::{Membership, NewRoom, Room, RoomPage, UNCOUNTED_PREFIXES, Visibility};
+pub use search::{SearchCursor, SearchPage, SearchQuery};
 pub use sessions::{Family, Rotation};
 pub use users::User;
 
@@ -63,7 +65,11 @@ pub(crate) use engine::{SledStore, Trees};
 /// not keep them (it would add messages without their file references, whose files a later
 /// sweep would then take for unlisted ones), so it must refuse such a store; older stores get
 /// them built on open (`store::migrate`, `store::files::index_file_refs`).
-pub const SCHEMA_VERSION: u32 = 3;
+///
+/// 4: the full-text index (`search`, see `store::search`), kept by the writer with each
+/// message. A version-3 build would store messages without their entries, so it must refuse
+/// such a store; older stores get the index built on open (`store::migrate::to_v4`).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Mentions kept per user when the caller names no bound (`limits.max_mentions_per_user`'s
 /// default).
@@ -528,6 +534,18 @@ impl Store {
     }
 
     /// Messages of a room with `after < seq < before`, oldest first, at most `limit`.
+    /// Messages of `rooms` matching `query`, newest first (see `store::search`), below
+    /// `after`, at most `limit`. The caller decides which rooms the searcher may read.
+    pub async fn search(
+        &self,
+        rooms: Vec<u64>,
+        query: SearchQuery,
+        after: Option<SearchCursor>,
+        limit: usize,
+    ) -> Result<SearchPage, Error> {
+        on_engine!(self, engine => engine.search(rooms, query, after, limit).await)
+    }
+
     pub async fn messages(
         &self,
         room_id: u64,

@@ -28,7 +28,7 @@ pub fn name_key(name: &str) -> String {
 }
 
 /// Characters that show as nothing.
-fn is_invisible(c: char) -> bool {
+pub(super) fn is_invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'

@@ -312,12 +312,13 @@ impl Trees {
         Ok(())
     }
 
-    /// Removes a room's messages, memberships, idempotency keys, name and record, and the
+    /// Removes a room's messages, their search entries, memberships, idempotency keys, name and record, and the
     /// records of the files its messages list (their hashes go to `freed`). Returns how many
     /// messages went. Writer task only.
     fn delete_room_entries(&self, room: &Room, freed: &mut Vec<String>) -> Result<usize, Error> {
         let prefix = keys::room(room.id);
         self.remove_room_files(room.id, freed)?;
+        self.unindex_room(room.id)?;
         let mut messages = 0;
         for entry in self.messages.scan_prefix(prefix) {
             let (key, raw) = entry?;

@@ -1,5 +1,6 @@
 //! The web client's UI: the login form, the room list, the message view and the composer, the
-//! notifications inbox, and the connection indicator. State lives in `Chat` (chat.js); this
+//! notifications inbox, search (hits with their words marked, a jump to the message), and the
+//! connection indicator. State lives in `Chat` (chat.js); this
 //! file renders it and turns clicks and keys into calls. User content only ever reaches the DOM
 //! through `h`/`textContent` (dom.js).
 
@@ -17,7 +18,8 @@ const ui = {
   replyTo: null, // seq of the message being answered
   editing: null, // seq of the message being edited
   confirmDelete: null, // seq whose Delete button waits for a second press
-  view: 'empty', // 'room' | 'inbox' | 'users' | 'empty'
+  view: 'empty', // 'room' | 'inbox' | 'users' | 'search' | 'empty'
+  jumpTo: null, // { room, seq } of a search hit to scroll to once it is rendered
   lastTypingSent: 0,
   typingIdleTimer: null,
   renderQueued: false,
@@ -305,8 +307,10 @@ function renderSidebar() {
 
 function renderMain() {
   const room = chat.current ? chat.room(chat.current) : null;
-  const view = ui.view === 'inbox' || ui.view === 'users' ? ui.view : room ? 'room' : 'empty';
+  const view = ['inbox', 'users', 'search'].includes(ui.view) ? ui.view : room ? 'room' : 'empty';
   byId('room-view').hidden = view !== 'room';
+  byId('search-view').hidden = view !== 'search';
+  if (view === 'search') renderSearch();
   byId('inbox-view').hidden = view !== 'inbox';
   byId('users-view').hidden = view !== 'users';
   byId('empty-view').hidden = view !== 'empty';
@@ -438,6 +442,7 @@ function renderMessages(room) {
     // Older messages were added above: keep what the reader was looking at in place.
     scroller.scrollTop = scroller.scrollHeight - fromBottom;
   }
+  if (ui.jumpTo?.room === room.name) showJumpTarget(list, scroller);
   // Not enough to scroll yet: fetch older pages until there is (or there are none).
   if (room.loaded && room.hasMore && !room.loading && scroller.scrollHeight <= scroller.clientHeight) {
     loadOlder(room);
@@ -763,6 +768,134 @@ function safeUrl(url) {
   }
 }
 
+// ----- search ------------------------------------------------------------------------------
+
+/** The search shown in the search view: its query, the hits so far and where the next page
+ * starts. */
+const search = { query: '', hits: [], next: null, truncated: false, loading: false, error: '' };
+
+/** Runs a search (or, with `more`, fetches its next page) and shows the search view. */
+async function runSearch(query, more = false) {
+  if (!chat) return;
+  if (!more) Object.assign(search, { query, hits: [], next: null, truncated: false });
+  search.loading = true;
+  search.error = '';
+  ui.view = 'search';
+  document.body.classList.remove('nav-open');
+  byId('menu-toggle').setAttribute('aria-expanded', 'false');
+  scheduleRender();
+  try {
+    const page = await chat.search(query, { cursor: more ? search.next : null });
+    if (search.query !== query) return; // a newer search replaced this one
+    search.hits.push(...(page.results ?? []));
+    search.next = page.next_cursor ?? null;
+    search.truncated = Boolean(page.truncated);
+  } catch (e) {
+    if (search.query === query) search.error = e.message;
+  } finally {
+    if (search.query === query) search.loading = false;
+    scheduleRender();
+  }
+}
+
+function renderSearch() {
+  byId('search-title').textContent = search.query ? `Search: ${search.query}` : 'Search';
+  const count = search.hits.length;
+  byId('search-status').textContent = search.error ? `Search failed: ${search.error}`
+    : search.loading ? 'Searching…'
+      : count === 0 ? 'No messages found.'
+        : `${count}${search.next ? '+' : ''} message${count === 1 ? '' : 's'} found${search.truncated ? ' (search stopped early; narrow it with more words)' : ''}.`;
+  byId('search-more').hidden = !search.next || search.loading;
+  renderOnChange(byId('search-list'), JSON.stringify([search.query, search.hits.map((hit) => [hit.room, hit.seq])]),
+    () => search.hits.map(searchHitElement));
+}
+
+function searchHitElement(hit) {
+  const room = chat.room(hit.room);
+  const where = room ? roomLabel(room) : `#${hit.room}`;
+  return h('li', { class: 'search-hit' },
+    h('button', { type: 'button', class: 'search-open', onclick: () => jumpTo(hit) },
+      h('span', { class: 'msg-head' },
+        h('span', { class: 'search-room', text: where }), ' ',
+        h('span', { class: 'author', text: hit.author }), ' ',
+        h('time', { datetime: new Date(hit.created_at_ms).toISOString(), text: formatTime(hit.created_at_ms) })),
+      h('span', { class: 'msg-body' }, highlighted(hit.content, hit.highlights))));
+}
+
+/** Characters of a hit shown at most, around its first highlight. */
+const HIT_WINDOW = 240;
+
+/**
+ * `content` as text nodes with its highlights in `<mark>`s. Highlights are `[start, end)` in
+ * Unicode characters (code points, as `Array.from` counts them), as the server gives them.
+ */
+function highlighted(content, highlights) {
+  const chars = Array.from(content ?? '');
+  const spans = (Array.isArray(highlights) ? highlights : [])
+    .filter((span) => Array.isArray(span) && Number.isInteger(span[0]) && Number.isInteger(span[1])
+      && span[0] >= 0 && span[0] < span[1] && span[1] <= chars.length)
+    .sort((a, b) => a[0] - b[0]);
+  let from = 0;
+  let to = chars.length;
+  if (chars.length > HIT_WINDOW) {
+    from = Math.max(0, (spans[0]?.[0] ?? 0) - 60);
+    to = Math.min(chars.length, from + HIT_WINDOW);
+  }
+  const nodes = from > 0 ? ['…'] : [];
+  let at = from;
+  for (const [start, end] of spans) {
+    if (end <= at || start >= to) continue;
+    const begin = Math.max(start, at);
+    const stop = Math.min(end, to);
+    if (begin > at) nodes.push(chars.slice(at, begin).join(''));
+    nodes.push(h('mark', { text: chars.slice(begin, stop).join('') }));
+    at = stop;
+  }
+  if (at < to) nodes.push(chars.slice(at, to).join(''));
+  if (to < chars.length) nodes.push('…');
+  return nodes;
+}
+
+/** Opens a hit's room, loads history back to it if needed, and shows it highlighted. */
+async function jumpTo(hit) {
+  if (!chat.room(hit.room)) await chat.refreshRooms().catch(() => {});
+  if (!chat.room(hit.room)) {
+    search.error = `the room ${hit.room} is no longer there`;
+    scheduleRender();
+    return;
+  }
+  await openRoom(hit.room);
+  const room = chat?.room(hit.room);
+  if (!room) return;
+  const loaded = await chat.loadBackTo(room, hit.seq).catch(() => false);
+  if (loaded) ui.jumpTo = { room: hit.room, seq: hit.seq };
+  else showComposerError(new Error('That message is too far back to show here.'));
+  scheduleRender();
+}
+
+/** Scrolls the message a search jumped to into the middle of the view and marks it. */
+function showJumpTarget(list, scroller) {
+  const target = document.getElementById(`msg-${ui.jumpTo.seq}`);
+  if (!target) return;
+  ui.jumpTo = null;
+  ui.pinned = false;
+  ui.stickToBottom = false;
+  for (const el of list.querySelectorAll('.jump-target')) el.classList.remove('jump-target');
+  target.classList.add('jump-target');
+  target.setAttribute('tabindex', '-1');
+  target.scrollIntoView({ block: 'center' });
+  ui.lastScrollTop = scroller.scrollTop;
+  target.focus({ preventScroll: true });
+}
+
+byId('search-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const query = byId('search-input').value.trim();
+  if (query) runSearch(query);
+});
+
+byId('search-more').addEventListener('click', () => runSearch(search.query, true));
+
 // ----- actions -----------------------------------------------------------------------------
 
 /** Focuses the composer, except on a narrow (phone) screen, where focus would pop up the
@@ -779,9 +912,10 @@ function openRoom(name) {
   sessionStorage.setItem('natter.current', name);
   document.body.classList.remove('nav-open');
   byId('menu-toggle').setAttribute('aria-expanded', 'false');
-  chat.open(name).catch((e) => showComposerError(e));
+  const opened = chat.open(name).catch((e) => showComposerError(e));
   scheduleRender();
   requestAnimationFrame(focusComposer);
+  return opened;
 }
 
 async function joinPublic(name) {

@@ -17,6 +17,8 @@ const PAGE = 50;
 /** Re-reading loaded messages after a reconnect (edits and deletes made meanwhile) stops after
  * this many pages of 200. */
 const MAX_RESYNC_PAGES = 5;
+/** Pages of 200 a jump to a search hit loads at most to reach it. */
+const MAX_JUMP_PAGES = 25;
 /** Someone's typing indicator lasts this long without a fresh Typing event. */
 const TYPING_TTL_MS = 6000;
 /** The room list is re-read this often while connected: it is how a client learns of public
@@ -419,6 +421,36 @@ export class Chat {
       room.loading = false;
       this.changed('history');
     }
+  }
+
+  /** Full-text search over what the user may read (`GET /api/v1/search`): one page. */
+  search(q, { cursor = null, room = null } = {}) {
+    const params = new URLSearchParams({ q });
+    if (cursor) params.set('cursor', cursor);
+    if (room) params.set('room', room);
+    return this.session.api('GET', `/api/v1/search?${params}`);
+  }
+
+  /** Loads older pages until message `seq` is loaded (a search hit to jump to), at most
+   * MAX_JUMP_PAGES of them. Whether it is loaded now. */
+  async loadBackTo(room, seq) {
+    room.loading = true;
+    try {
+      for (let page = 0; page < MAX_JUMP_PAGES && !room.messages.has(seq); page++) {
+        if (!room.hasMore || !room.persistent) break;
+        const query = { limit: 200 };
+        if (room.oldest !== null) query.before = room.oldest;
+        const result = await this.history(room, query);
+        this.merge(room, result.messages);
+        room.hasMore = result.has_more;
+        if (!result.messages.length) break;
+        room.oldest = Math.min(room.oldest ?? Infinity, result.messages[0].seq);
+      }
+    } finally {
+      room.loading = false;
+      this.changed('history');
+    }
+    return room.messages.has(seq);
   }
 
   history(room, query) {

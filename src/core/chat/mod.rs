@@ -11,6 +11,10 @@ pub use messages::MAX_CLIENT_MSG_ID_BYTES;
 mod presence;
 mod rooms;
 pub use rooms::{DEFAULT_ROOM_PAGE, MAX_ROOM_PAGE};
+mod search;
+pub use search::{
+    DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT, MAX_SEARCH_ROOMS, Search, SearchHit, SearchResults,
+};
 mod topics;
 mod uploads;
 pub use topics::{QUEUE_PAGE_BYTES, QueuedDirect};
