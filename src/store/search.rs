@@ -614,6 +614,7 @@ mod tests {
             client_msg_id: None,
             attachments: Vec::new(),
             reactions: Default::default(),
+            mentions: Vec::new(),
         }
     }
 
