@@ -124,6 +124,20 @@ pub struct Response {
     pub json: Value,
 }
 
+/// An HTTP error answer in the API's documented shape: `status`, its `code`, and a non-empty
+/// `error` text.
+pub fn assert_error(response: &Response, status: u16, code: &str) {
+    assert_eq!(response.status, status, "{:?}", response.json);
+    assert_eq!(response.json["code"], code, "{:?}", response.json);
+    assert!(
+        response.json["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{:?}",
+        response.json
+    );
+}
+
 /// One HTTP/1.1 request on a fresh connection, answered within [`WAIT`].
 pub async fn http(
     addr: SocketAddr,

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Response, Team, TestServer, http};
+use crate::common::{Team, TestServer, assert_error, http};
 
 /// root (admin), alice, bob and carol.
 const TEAM: &[(&str, &str)] = &[
@@ -46,18 +46,6 @@ fn seqs(page: &Value) -> Vec<u64> {
         .iter()
         .map(|m| m["seq"].as_u64().expect("seq"))
         .collect()
-}
-
-fn assert_error(response: &Response, status: u16, code: &str) {
-    assert_eq!(response.status, status, "{:?}", response.json);
-    assert_eq!(response.json["code"], code, "{:?}", response.json);
-    assert!(
-        response.json["error"]
-            .as_str()
-            .is_some_and(|e| !e.is_empty()),
-        "{:?}",
-        response.json
-    );
 }
 
 #[tokio::test]

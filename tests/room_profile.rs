@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Response, Team};
+use crate::common::{Response, Team, assert_error};
 use crate::wsclient::Ws;
 
 /// root (admin), alice (owner of the rooms), bob (a member), carol.
@@ -20,18 +20,6 @@ async fn patch(f: &Team, user: &str, path: &str, body: Value) -> Response {
     f.server
         .api("PATCH", path, Some(f.token(user)), Some(&body))
         .await
-}
-
-fn assert_error(response: &Response, status: u16, code: &str) {
-    assert_eq!(response.status, status, "{:?}", response.json);
-    assert_eq!(response.json["code"], code, "{:?}", response.json);
-    assert!(
-        response.json["error"]
-            .as_str()
-            .is_some_and(|e| !e.is_empty()),
-        "{:?}",
-        response.json
-    );
 }
 
 /// The summary of `name` in `GET /api/v1/rooms` as `user` sees it.

@@ -6,7 +6,7 @@ use serde_json::json;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::{authenticated, json_reply, query_number, with_state};
+use super::{get_query, json_reply, query_number};
 use crate::app::AppState;
 use crate::core::chat::MAX_MENTION_PAGE;
 use crate::error::Error;
@@ -22,10 +22,7 @@ pub fn mentions_list(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "me" / "mentions")
-        .and(warp::get())
-        .and(authenticated(state.clone(), Scope::Chat))
-        .and(warp::query::<HashMap<String, String>>())
-        .and(with_state(state))
+        .and(get_query(state, Scope::Chat))
         .and_then(
             |who: Principal, query: HashMap<String, String>, state: AppState| async move {
                 let limit = query_number::<usize>(&query, "limit")?.unwrap_or(DEFAULT_MENTIONS);

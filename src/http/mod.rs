@@ -132,6 +132,19 @@ fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Inf
     warp::any().map(move || state.clone())
 }
 
+/// A GET for a caller signed in with `scope`, its query string as a map, and the state: what
+/// every listing route takes (after its path filter).
+fn get_query(
+    state: AppState,
+    scope: Scope,
+) -> impl Filter<Extract = (Principal, HashMap<String, String>, AppState), Error = Rejection> + Clone
+{
+    warp::get()
+        .and(authenticated(state.clone(), scope))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_state(state))
+}
+
 /// The caller, from `Authorization: Bearer <access token>` checked by [`crate::auth::Auth`];
 /// a missing, malformed or invalid token is a 401, a service token without `scope` a 403. Each
 /// route names the scope it needs here (the routes' table of scopes, as `Command::scope` is the

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::{authenticated, json_body, json_reply, query_number, with_state};
+use super::{authenticated, get_query, json_body, json_reply, query_number, with_state};
 use crate::app::AppState;
 use crate::core::chat::NewNotification;
 use crate::principal::{Principal, Scope};
@@ -110,10 +110,7 @@ pub fn notifications_list(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "notifications")
-        .and(warp::get())
-        .and(authenticated(state.clone(), Scope::Chat))
-        .and(warp::query::<HashMap<String, String>>())
-        .and(with_state(state))
+        .and(get_query(state, Scope::Chat))
         .and_then(
             |who: Principal, query: HashMap<String, String>, state: AppState| async move {
                 let limit =

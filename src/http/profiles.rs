@@ -7,7 +7,7 @@ use serde_json::json;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::{authenticated, json_reply, with_state};
+use super::{get_query, json_reply};
 use crate::app::AppState;
 use crate::error::Error;
 use crate::principal::{Principal, Scope};
@@ -18,10 +18,7 @@ pub fn profiles_get(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "profiles")
-        .and(warp::get())
-        .and(authenticated(state.clone(), Scope::Chat))
-        .and(warp::query::<HashMap<String, String>>())
-        .and(with_state(state))
+        .and(get_query(state, Scope::Chat))
         .and_then(
             |who: Principal, query: HashMap<String, String>, state: AppState| async move {
                 let names: Vec<String> = query

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::{authenticated, json_body, json_reply, query_number, with_state};
+use super::{authenticated, get_query, json_body, json_reply, query_number, with_state};
 use crate::app::AppState;
 use crate::core::chat::{CreateRoom, DEFAULT_ROOM_PAGE, MAX_ROOM_PAGE, RoomSummary};
 use crate::core::command::{ContentPolicy, React, RoomRef, SendMessage, UpdateRoom};
@@ -91,10 +91,7 @@ async fn room_page(
 /// can see (`rooms_next_cursor` continues it with `GET /api/v1/rooms?cursor=`).
 pub fn me_get(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "me")
-        .and(warp::get())
-        .and(authenticated(state.clone(), Scope::Chat))
-        .and(warp::query::<HashMap<String, String>>())
-        .and(with_state(state))
+        .and(get_query(state, Scope::Chat))
         .and_then(
             |who: Principal, query: HashMap<String, String>, state: AppState| async move {
                 let user = state.core.accounts.me(&who).await?;
@@ -122,10 +119,7 @@ pub fn rooms_list(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms")
-        .and(warp::get())
-        .and(authenticated(state.clone(), Scope::Chat))
-        .and(warp::query::<HashMap<String, String>>())
-        .and(with_state(state))
+        .and(get_query(state, Scope::Chat))
         .and_then(
             |who: Principal, query: HashMap<String, String>, state: AppState| async move {
                 let (rooms, next_cursor) = room_page(&state, &who, &query).await?;
@@ -284,10 +278,7 @@ pub fn messages_list(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "rooms" / String / "messages")
-        .and(warp::get())
-        .and(authenticated(state.clone(), Scope::Chat))
-        .and(warp::query::<HashMap<String, String>>())
-        .and(with_state(state))
+        .and(get_query(state, Scope::Chat))
         .and_then(
             |room: String,
              who: Principal,

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::{authenticated, json_reply, query_number, with_state};
+use super::{get_query, json_reply, query_number};
 use crate::app::AppState;
 use crate::core::chat::Search;
 use crate::core::command::{Command, Reply as CoreReply};
@@ -27,10 +27,7 @@ pub fn search_get(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "search")
-        .and(warp::get())
-        .and(authenticated(state.clone(), Scope::Chat))
-        .and(warp::query::<HashMap<String, String>>())
-        .and(with_state(state))
+        .and(get_query(state, Scope::Chat))
         .and_then(
             |who: Principal, query: HashMap<String, String>, state: AppState| async move {
                 let search = Search {

@@ -8,7 +8,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Natter, launchBrowser, newContext, eventually, screenshot, login, connected } from './harness.mjs';
+import { Natter, launchBrowser, newContext, eventually, screenshot, login, connected, finish } from './harness.mjs';
 
 describe('accounts in the web client', () => {
   let natter;
@@ -29,15 +29,7 @@ describe('accounts in the web client', () => {
     dana = await contexts[1].newPage();
   });
 
-  after(async () => {
-    for (const context of contexts) {
-      assert.deepEqual(context.dialogs, [], 'no alert/confirm dialog ever opened');
-      assert.deepEqual(context.errors, [], 'no uncaught page error');
-    }
-    await browser?.close();
-    await natter?.stop();
-    await natter?.removeDataDir();
-  });
+  after(() => finish({ contexts, browser, natter }));
 
   test('the admin creates an invite link from the Users page', async () => {
     await login(admin, natter.base, 'admin', adminPassword);

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -174,6 +175,18 @@ function watchPage(context, page) {
     dialog.dismiss().catch(() => {});
   });
   page.on('pageerror', (error) => context.errors.push(String(error)));
+}
+
+/** The end of a suite: no dialog ever opened and no uncaught page error in any of its
+ * contexts; then the browser closes and natter stops, its data dir removed. */
+export async function finish({ contexts, browser, natter }) {
+  for (const context of contexts) {
+    assert.deepEqual(context.dialogs, [], 'no dialog ever opened');
+    assert.deepEqual(context.errors, [], 'no uncaught page error');
+  }
+  await browser?.close();
+  await natter?.stop();
+  await natter?.removeDataDir();
 }
 
 /** Polls `probe` until it returns a truthy value (returned) or the deadline passes. */

@@ -10,7 +10,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Natter, launchBrowser, newContext, eventually, screenshot, login, openRoom, seeOnce,
+  Natter, launchBrowser, newContext, eventually, screenshot, login, openRoom, seeOnce, finish,
 } from './harness.mjs';
 
 /** Records every Notification the page constructs (and requestPermission calls), around the
@@ -65,15 +65,7 @@ describe('mentions and attention', () => {
     await login(bob, natter.base, 'bob', password('bob'));
   });
 
-  after(async () => {
-    for (const context of contexts) {
-      assert.deepEqual(context.dialogs, [], 'no dialog ever opened');
-      assert.deepEqual(context.errors, [], 'no uncaught page error');
-    }
-    await browser?.close();
-    await natter?.stop();
-    await natter?.removeDataDir();
-  });
+  after(() => finish({ contexts, browser, natter }));
 
   test('a mention raises the @ badge, the title count and an in-page notification', async () => {
     await openRoom(bob, '#random');

@@ -9,7 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Natter, launchBrowser, newContext, eventually, screenshot, login, message, seeOnce, solidPng,
+  Natter, launchBrowser, newContext, eventually, screenshot, login, message, seeOnce, solidPng, finish,
 } from './harness.mjs';
 
 const AVATAR = 'https://avatars.example/carol.png';
@@ -55,15 +55,7 @@ describe('rooms and people in the web client', () => {
     dave = await contexts[1].newPage();
   });
 
-  after(async () => {
-    for (const context of contexts) {
-      assert.deepEqual(context.dialogs, [], 'no dialog ever opened');
-      assert.deepEqual(context.errors, [], 'no uncaught page error');
-    }
-    await browser?.close();
-    await natter?.stop();
-    await natter?.removeDataDir();
-  });
+  after(() => finish({ contexts, browser, natter }));
 
   test('messages show display names with avatars or initials', async () => {
     await login(carol, natter.base, 'carol', 'carol-password');

@@ -8,7 +8,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Natter, launchBrowser, newContext, eventually, screenshot, login } from './harness.mjs';
+import { Natter, launchBrowser, newContext, eventually, screenshot, login, finish } from './harness.mjs';
 
 const TARGET = 'the quarterly zebra report is ready for review';
 const SECRET = 'zebra report draft, keep it quiet';
@@ -43,15 +43,7 @@ describe('search in the web client', () => {
     admin = await contexts[1].newPage();
   });
 
-  after(async () => {
-    for (const context of contexts) {
-      assert.deepEqual(context.dialogs, [], 'no dialog ever opened');
-      assert.deepEqual(context.errors, [], 'no uncaught page error');
-    }
-    await browser?.close();
-    await natter?.stop();
-    await natter?.removeDataDir();
-  });
+  after(() => finish({ contexts, browser, natter }));
 
   test('a hit is shown with its words marked, and clicking it opens the room at the message', async () => {
     await login(bob, natter.base, 'bob', bobPassword);

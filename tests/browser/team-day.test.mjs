@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Natter, launchBrowser, newContext, eventually, screenshot, login, connected, openRoom, send,
-  message, seeOnce, solidPng, atBottom,
+  message, seeOnce, solidPng, atBottom, finish,
 } from './harness.mjs';
 
 /** Records each Notification the page constructs, around the browser's own constructor. */
@@ -63,15 +63,7 @@ describe("a team's first day", () => {
     erin = await erinContext.newPage();
   });
 
-  after(async () => {
-    for (const context of contexts) {
-      assert.deepEqual(context.dialogs, [], 'no dialog ever opened');
-      assert.deepEqual(context.errors, [], 'no uncaught page error');
-    }
-    await browser?.close();
-    await natter?.stop();
-    await natter?.removeDataDir();
-  });
+  after(() => finish({ contexts, browser, natter }));
 
   test('the admin creates a room and an invite link', async () => {
     await login(admin, natter.base, 'admin', adminPassword);

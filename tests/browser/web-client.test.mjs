@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Natter, launchBrowser, newContext, eventually, screenshot, login, connected, shownMessages,
-  openRoom, send, message, seeOnce, assertContiguous, solidPng, atBottom,
+  openRoom, send, message, seeOnce, assertContiguous, solidPng, atBottom, finish,
 } from './harness.mjs';
 
 const XSS = '<img src=x onerror=alert(1)>';
@@ -40,15 +40,7 @@ describe('natter web client', () => {
     bob = await contexts[1].newPage();
   });
 
-  after(async () => {
-    for (const context of contexts) {
-      assert.deepEqual(context.dialogs, [], 'no dialog ever opened');
-      assert.deepEqual(context.errors, [], 'no uncaught page error');
-    }
-    await browser?.close();
-    await natter?.stop();
-    await natter?.removeDataDir();
-  });
+  after(() => finish({ contexts, browser, natter }));
 
   test('the initial admin logs in, adds a user and creates a room', async () => {
     await admin.goto(`${natter.base}/`);
