@@ -229,7 +229,7 @@ mod tests {
     }
 
     fn salt() -> [u8; 16] {
-        b64(SALT).try_into().unwrap()
+        b64(SALT).try_into().expect("valid in this test")
     }
 
     #[allow(deprecated)]
@@ -243,14 +243,19 @@ mod tests {
         if body.len() < HEADER_LEN + TAG_LEN + 1 {
             return Err("too short".into());
         }
-        let salt: [u8; 16] = body[..16].try_into().unwrap();
-        let rs = u32::from_be_bytes(body[16..20].try_into().unwrap());
+        let salt: [u8; 16] = body[..16].try_into().expect("valid in this test");
+        let rs = u32::from_be_bytes(body[16..20].try_into().expect("valid in this test"));
         if rs != RECORD_SIZE || body[20] as usize != PUBLIC_KEY_LEN {
             return Err("header".into());
         }
         let as_public = &body[21..HEADER_LEN];
-        let ua_key = EphemeralPrivateKey::generate(&ECDH_P256, &fixed(ua_private)).unwrap();
-        let ua_public = ua_key.compute_public_key().unwrap().as_ref().to_vec();
+        let ua_key = EphemeralPrivateKey::generate(&ECDH_P256, &fixed(ua_private))
+            .expect("valid in this test");
+        let ua_public = ua_key
+            .compute_public_key()
+            .expect("valid in this test")
+            .as_ref()
+            .to_vec();
         let secret = agreement::agree_ephemeral(
             ua_key,
             &UnparsedPublicKey::new(&ECDH_P256, as_public),
@@ -259,12 +264,13 @@ mod tests {
         .map_err(|_| "agreement")?;
         let keys = derive(
             &secret,
-            auth_secret.try_into().unwrap(),
+            auth_secret.try_into().expect("valid in this test"),
             &ua_public,
             as_public,
             &salt,
         );
-        let key = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &keys.cek).unwrap());
+        let key =
+            LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &keys.cek).expect("valid in this test"));
         let mut record = body[HEADER_LEN..].to_vec();
         let plain = key
             .open_in_place(
@@ -284,7 +290,7 @@ mod tests {
     fn the_rfc_8291_key_derivation_steps_reproduce_appendix_a() {
         let keys = derive(
             &b64(ECDH_SECRET),
-            &b64(AUTH_SECRET).try_into().unwrap(),
+            &b64(AUTH_SECRET).try_into().expect("valid in this test"),
             &b64(UA_PUBLIC),
             &b64(AS_PUBLIC),
             &salt(),
@@ -297,14 +303,20 @@ mod tests {
 
     #[test]
     fn the_fixed_key_gives_the_rfc_public_key_and_ecdh_secret() {
-        let key = EphemeralPrivateKey::generate(&ECDH_P256, &fixed(&b64(AS_PRIVATE))).unwrap();
-        assert_eq!(key.compute_public_key().unwrap().as_ref(), b64(AS_PUBLIC));
+        let key = EphemeralPrivateKey::generate(&ECDH_P256, &fixed(&b64(AS_PRIVATE)))
+            .expect("valid in this test");
+        assert_eq!(
+            key.compute_public_key()
+                .expect("valid in this test")
+                .as_ref(),
+            b64(AS_PUBLIC)
+        );
         let secret = agreement::agree_ephemeral(
             key,
             &UnparsedPublicKey::new(&ECDH_P256, b64(UA_PUBLIC)),
             |s| s.to_vec(),
         )
-        .unwrap();
+        .expect("valid in this test");
         assert_eq!(URL_SAFE_NO_PAD.encode(secret), ECDH_SECRET);
     }
 
@@ -318,13 +330,14 @@ mod tests {
             &salt(),
             &fixed(&b64(AS_PRIVATE)),
         )
-        .unwrap();
+        .expect("valid in this test");
         assert_eq!(URL_SAFE_NO_PAD.encode(&body), BODY);
     }
 
     #[test]
     fn the_rfc_example_decrypts_with_the_user_agent_key() {
-        let plain = decrypt(&b64(BODY), &b64(UA_PRIVATE), &b64(AUTH_SECRET)).unwrap();
+        let plain =
+            decrypt(&b64(BODY), &b64(UA_PRIVATE), &b64(AUTH_SECRET)).expect("valid in this test");
         assert_eq!(plain, b"When I grow up, I want to be a watermelon");
     }
 
@@ -332,8 +345,8 @@ mod tests {
     fn encrypt_round_trips_with_fresh_keys_and_padding() {
         let (ua_private, ua_public) = (b64(UA_PRIVATE), b64(UA_PUBLIC));
         let auth = b64(AUTH_SECRET);
-        let first = encrypt(b"hello", &ua_public, &auth, 0).unwrap();
-        let second = encrypt(b"hello", &ua_public, &auth, 0).unwrap();
+        let first = encrypt(b"hello", &ua_public, &auth, 0).expect("valid in this test");
+        let second = encrypt(b"hello", &ua_public, &auth, 0).expect("valid in this test");
         assert_ne!(
             first[..HEADER_LEN],
             second[..HEADER_LEN],
@@ -341,14 +354,20 @@ mod tests {
         );
         assert_eq!(&first[16..21], &[0, 0, 0x10, 0, 65]);
         for padding in [0, 1, 100] {
-            let body = encrypt(b"hello", &ua_public, &auth, padding).unwrap();
+            let body = encrypt(b"hello", &ua_public, &auth, padding).expect("valid in this test");
             assert_eq!(body.len(), HEADER_LEN + 5 + 1 + padding + TAG_LEN);
-            assert_eq!(decrypt(&body, &ua_private, &auth).unwrap(), b"hello");
+            assert_eq!(
+                decrypt(&body, &ua_private, &auth).expect("valid in this test"),
+                b"hello"
+            );
         }
-        let empty = encrypt(b"", &ua_public, &auth, 0).unwrap();
-        assert_eq!(decrypt(&empty, &ua_private, &auth).unwrap(), b"");
-        let mut tampered = encrypt(b"hello", &ua_public, &auth, 0).unwrap();
-        *tampered.last_mut().unwrap() ^= 1;
+        let empty = encrypt(b"", &ua_public, &auth, 0).expect("valid in this test");
+        assert_eq!(
+            decrypt(&empty, &ua_private, &auth).expect("valid in this test"),
+            b""
+        );
+        let mut tampered = encrypt(b"hello", &ua_public, &auth, 0).expect("valid in this test");
+        *tampered.last_mut().expect("valid in this test") ^= 1;
         assert!(decrypt(&tampered, &ua_private, &auth).is_err());
     }
 
@@ -356,9 +375,12 @@ mod tests {
     fn the_largest_message_fills_the_4096_byte_body_and_one_more_byte_is_refused() {
         let (ua_public, auth) = (b64(UA_PUBLIC), b64(AUTH_SECRET));
         let max = vec![b'x'; MAX_PLAINTEXT];
-        let body = encrypt(&max, &ua_public, &auth, 0).unwrap();
+        let body = encrypt(&max, &ua_public, &auth, 0).expect("valid in this test");
         assert_eq!(body.len(), 4096);
-        assert_eq!(decrypt(&body, &b64(UA_PRIVATE), &auth).unwrap(), max);
+        assert_eq!(
+            decrypt(&body, &b64(UA_PRIVATE), &auth).expect("valid in this test"),
+            max
+        );
         assert_eq!(
             encrypt(&max, &ua_public, &auth, 1),
             Err(EceError::TooLarge {

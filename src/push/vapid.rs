@@ -193,9 +193,9 @@ mod tests {
         let (token, key) = rest.split_once(", k=").expect("k");
         let mut pieces = token.split('.');
         let (h, c, s) = (
-            pieces.next().unwrap().to_string(),
-            pieces.next().unwrap().to_string(),
-            pieces.next().unwrap().to_string(),
+            pieces.next().expect("valid in this test").to_string(),
+            pieces.next().expect("valid in this test").to_string(),
+            pieces.next().expect("valid in this test").to_string(),
         );
         assert!(pieces.next().is_none());
         (h, c, s, key.to_string())
@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn the_header_is_an_es256_jwt_that_ring_verifies_with_the_claims_asked_for() {
-        let key = VapidKey::generate().unwrap();
+        let key = VapidKey::generate().expect("valid in this test");
         let header = key
             .authorization(
                 "https://Push.Example.net:443/wpush/v2/abc?x=1",
@@ -211,13 +211,13 @@ mod tests {
                 1_700_000_000,
                 12 * 3600,
             )
-            .unwrap();
+            .expect("valid in this test");
         let (h, c, s, k) = parts(&header);
         assert_eq!(k, key.application_server_key());
-        let public = URL_SAFE_NO_PAD.decode(&k).unwrap();
+        let public = URL_SAFE_NO_PAD.decode(&k).expect("valid in this test");
         assert_eq!(public.len(), 65);
         assert_eq!(public[0], 0x04);
-        let signature = URL_SAFE_NO_PAD.decode(&s).unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(&s).expect("valid in this test");
         assert_eq!(signature.len(), 64, "JWS r || s");
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &public)
             .verify(format!("{h}.{c}").as_bytes(), &signature)
@@ -229,13 +229,15 @@ mod tests {
                 .is_err()
         );
         let header_json: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&h).unwrap()).unwrap();
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&h).expect("valid in this test"))
+                .expect("valid in this test");
         assert_eq!(
             header_json,
             serde_json::json!({"typ": "JWT", "alg": "ES256"})
         );
         let claims: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&c).unwrap()).unwrap();
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&c).expect("valid in this test"))
+                .expect("valid in this test");
         assert_eq!(
             claims,
             serde_json::json!({
@@ -248,8 +250,8 @@ mod tests {
 
     #[test]
     fn a_stored_key_loads_back_to_the_same_public_key_and_signs() {
-        let key = VapidKey::generate().unwrap();
-        let again = VapidKey::from_pkcs8(key.pkcs8()).unwrap();
+        let key = VapidKey::generate().expect("valid in this test");
+        let again = VapidKey::from_pkcs8(key.pkcs8()).expect("valid in this test");
         assert_eq!(again.public_key(), key.public_key());
         assert!(format!("{again:?}").contains(&key.application_server_key()));
         let header = again
@@ -259,19 +261,24 @@ mod tests {
                 0,
                 60,
             )
-            .unwrap();
+            .expect("valid in this test");
         let (h, c, s, _) = parts(&header);
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key.public_key())
             .verify(
                 format!("{h}.{c}").as_bytes(),
-                &URL_SAFE_NO_PAD.decode(s).unwrap(),
+                &URL_SAFE_NO_PAD.decode(s).expect("valid in this test"),
             )
-            .unwrap();
+            .expect("valid in this test");
         assert_eq!(
-            VapidKey::from_pkcs8(b"not a key").unwrap_err(),
+            VapidKey::from_pkcs8(b"not a key").expect_err("refused"),
             VapidError::Key
         );
-        assert_ne!(VapidKey::generate().unwrap().public_key(), key.public_key());
+        assert_ne!(
+            VapidKey::generate()
+                .expect("valid in this test")
+                .public_key(),
+            key.public_key()
+        );
     }
 
     #[test]
@@ -292,7 +299,11 @@ mod tests {
             ("https://[::1]/x", "https://[::1]"),
             ("https://h.example?q", "https://h.example"),
         ] {
-            assert_eq!(audience(endpoint).unwrap(), origin, "{endpoint}");
+            assert_eq!(
+                audience(endpoint).expect("valid in this test"),
+                origin,
+                "{endpoint}"
+            );
         }
         for endpoint in [
             "",
@@ -316,7 +327,7 @@ mod tests {
 
     #[test]
     fn subject_and_lifetime_are_checked() {
-        let key = VapidKey::generate().unwrap();
+        let key = VapidKey::generate().expect("valid in this test");
         let url = "https://push.example.net/x";
         let sign = |sub: &str, ttl| key.authorization(url, sub, 1000, ttl);
         assert_eq!(sign("admin@example.org", 60), Err(VapidError::Subject));

@@ -98,7 +98,8 @@ mod tests {
     /// (standard-webhooks/standard-webhooks, libraries/javascript/src/webhook.test.ts).
     #[test]
     fn the_reference_example_signs_to_the_published_signature() {
-        let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let secret =
+            Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid in this test");
         assert_eq!(secret.bytes().len(), 24);
         assert_eq!(
             sign(
@@ -113,24 +114,29 @@ mod tests {
 
     #[test]
     fn every_signed_part_matters() {
-        let secret = Secret::generate().unwrap();
+        let secret = Secret::generate().expect("valid in this test");
         let base = sign(secret.bytes(), "msg_1", 100, b"{}");
         assert_ne!(base, sign(secret.bytes(), "msg_2", 100, b"{}"));
         assert_ne!(base, sign(secret.bytes(), "msg_1", 101, b"{}"));
         assert_ne!(base, sign(secret.bytes(), "msg_1", 100, b"{} "));
         assert_ne!(
             base,
-            sign(Secret::generate().unwrap().bytes(), "msg_1", 100, b"{}")
+            sign(
+                Secret::generate().expect("valid in this test").bytes(),
+                "msg_1",
+                100,
+                b"{}"
+            )
         );
     }
 
     #[test]
     fn secrets_round_trip_and_bad_ones_are_refused() {
-        let secret = Secret::generate().unwrap();
+        let secret = Secret::generate().expect("valid in this test");
         assert_eq!(secret.bytes().len(), 32);
         let text = secret.encoded();
         assert!(text.starts_with("whsec_"));
-        assert_eq!(Secret::parse(&text).unwrap(), secret);
+        assert_eq!(Secret::parse(&text).expect("valid in this test"), secret);
         assert_eq!(format!("{secret:?}"), "Secret(..)");
         assert_eq!(
             Secret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
