@@ -44,6 +44,9 @@
 //!   error type and its codes), [`wire`] (JSON shapes and wire helpers the edges share),
 //!   [`config`], [`metrics`], [`logging`]. They import each other and the store's record types
 //!   at most.
+//! - building blocks not yet used by the daemon (issue 17): [`push`] (Web Push message
+//!   encryption and VAPID) and [`webhooks`] (Standard Webhooks signatures). Import nothing of
+//!   the crate.
 //! - plumbing: [`shutdown`] (signals), [`systemd`] (sd_notify), [`tls`], and the crate-private
 //!   `sha256` and `timefmt`.
 
@@ -62,6 +65,7 @@ pub mod hub;
 pub mod logging;
 pub mod metrics;
 pub mod principal;
+pub mod push;
 pub mod server;
 mod sha256;
 pub mod shutdown;
@@ -69,5 +73,6 @@ pub mod store;
 pub mod systemd;
 mod timefmt;
 pub mod tls;
+pub mod webhooks;
 pub mod wire;
 pub mod ws;

@@ -8,6 +8,29 @@ use std::path::{Path, PathBuf};
 /// The edges: what serves clients and operators, and the state they share.
 const EDGES: &[&str] = &["ws", "http", "admin", "server", "app", "cli"];
 
+/// Every other module of the crate.
+const NOT_EDGES: &[&str] = &[
+    "core",
+    "hub",
+    "store",
+    "auth",
+    "events",
+    "principal",
+    "error",
+    "wire",
+    "config",
+    "metrics",
+    "logging",
+    "shutdown",
+    "systemd",
+    "tls",
+    "sha256",
+    "timefmt",
+    "fuzzing",
+    "push",
+    "webhooks",
+];
+
 /// Module (a directory or a file under `src/`) and what it must not import.
 fn rules() -> Vec<(&'static str, Vec<&'static str>)> {
     let with = |extra: &[&'static str]| -> Vec<&'static str> {
@@ -24,6 +47,9 @@ fn rules() -> Vec<(&'static str, Vec<&'static str>)> {
         ("wire", with(&["core", "hub", "auth"])),
         ("config", with(&["core", "hub", "auth", "store"])),
         ("metrics", with(&["core", "hub", "auth", "store"])),
+        // Issue 17's building blocks, not wired in yet: they import nothing of the crate.
+        ("push", with(NOT_EDGES)),
+        ("webhooks", with(NOT_EDGES)),
     ]
 }
 
