@@ -1457,7 +1457,8 @@ const accounts = {
   chat: () => chat,
   scheduleRender: () => scheduleRender(),
   usersOpen: () => Boolean(chat) && ui.view === 'users',
-  onProfile: () => {},
+  // Your own messages show the new name and picture at once (others' clients on reconnect).
+  onProfile: (user) => chat?.loadProfiles([user.username]).catch(() => {}),
 };
 initAccounts(accounts);
 
