@@ -31,6 +31,11 @@ pub const BENCH_ENV: &[(&str, &str)] = &[
     ("NATTER_AUTH_ACCESS_TOKEN_TTL_SECS", "7200"),
     // Successful logins are not throttled, but keep a stray failure from locking the bench out.
     ("NATTER_AUTH_LOGIN_MAX_FAILURES", "1000000"),
+    // chat-rooms has 100 users create 1,000 rooms at once: past the per-user room creation
+    // rate and quota (limits.room_creations_per_minute, room_creation_burst, max_rooms_per_user).
+    ("NATTER_LIMITS_ROOM_CREATIONS_PER_MINUTE", "1000000"),
+    ("NATTER_LIMITS_ROOM_CREATION_BURST", "1000000"),
+    ("NATTER_LIMITS_MAX_ROOMS_PER_USER", "100000"),
 ];
 
 /// Which server a process is.
