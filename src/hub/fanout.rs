@@ -4,7 +4,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::topic::Subscription;
@@ -291,7 +290,7 @@ pub(super) fn deliver_all<'a>(
 pub(super) fn deliver(conn: &Conn, delivery: &Arc<Delivery>) -> bool {
     match conn.outbound.try_send(delivery.clone()) {
         Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
+        Err(super::queue::TrySendError::Full) => {
             if !conn.kick.is_fired() {
                 tracing::warn!(
                     user = %conn.info.username,
@@ -302,6 +301,6 @@ pub(super) fn deliver(conn: &Conn, delivery: &Arc<Delivery>) -> bool {
             conn.kick.fire(KickReason::SlowConsumer);
             false
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        Err(super::queue::TrySendError::Closed) => false,
     }
 }

@@ -12,6 +12,7 @@
 
 mod delivery;
 mod fanout;
+pub mod queue;
 mod registry;
 mod roster;
 pub mod topic;
@@ -20,7 +21,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 pub use delivery::{Attachment, Delivery, Kick, Prepare};
@@ -195,7 +195,7 @@ pub struct PeerChat {
 /// A registered connection's end of the broker.
 pub struct Registration {
     pub id: ConnId,
-    pub outbound: mpsc::Receiver<Arc<Delivery>>,
+    pub outbound: queue::Receiver<Arc<Delivery>>,
     pub kick: Arc<Kick>,
     /// This is the user's only connection (they just came online).
     pub first_for_user: bool,
@@ -220,7 +220,7 @@ pub enum RegisterError {
 
 struct Conn {
     info: ConnInfo,
-    outbound: mpsc::Sender<Arc<Delivery>>,
+    outbound: queue::Sender<Arc<Delivery>>,
     kick: Arc<Kick>,
     topics: HashSet<String>,
     patterns: HashSet<String>,

@@ -5,8 +5,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::sync::mpsc;
-
 use super::{
     Conn, ConnCaps, ConnId, ConnInfo, ConnSummary, Hub, Kick, RegisterError, Registration, State,
     Unregistered, fanout, roster,
@@ -27,7 +25,7 @@ pub(super) fn register(
         return Err(RegisterError::UserLimit);
     }
     let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = mpsc::channel(caps.queue.max(1));
+    let (tx, rx) = super::queue::channel(caps.queue);
     let kick = Arc::new(Kick::default());
     state.users.entry(info.user_id).or_default().insert(id);
     state.conns.insert(

@@ -203,9 +203,11 @@ pub async fn run<D: Dialect>(
     peer: SocketAddr,
     endpoint: Endpoint,
 ) {
-    let principal = match credentials.token.as_deref() {
+    // The token is not kept: an idle connection would hold its few hundred bytes for hours.
+    let Credentials { token, .. } = credentials;
+    let principal = match token {
         None => Err(Error::InvalidToken("missing token")),
-        Some(token) => state.core.accounts.authenticate(token).await,
+        Some(token) => Box::pin(state.core.accounts.authenticate(&token)).await,
     };
     // Every WebSocket is chatting as the user: a service token without `chat` is refused here,
     // as a disabled account is, in the dialect's own refusal shape.
@@ -220,7 +222,7 @@ pub async fn run<D: Dialect>(
                 close::UNAUTHORIZED
             };
             tracing::info!(peer = %peer, error = %error, "WebSocket refused");
-            refuse::<D>(&mut socket, &error, code).await;
+            Box::pin(refuse::<D>(&mut socket, &error, code)).await;
             return;
         }
     };
@@ -389,6 +391,10 @@ async fn send_within(socket: &mut Socket, frame: Message) -> bool {
 
 /// Serves an authenticated connection (or an admitted guest) with the dialect `make` builds
 /// once it is registered, until it ends.
+///
+/// The awaits outside the loop (refusals, account checks, presence, the queue's removal, the
+/// close) are boxed: a future is as large as its largest await, and every idle connection's
+/// task would carry it (issue #16: 5.3 KB per connection before, most of it `execute`).
 async fn serve<D: Dialect>(
     state: AppState,
     mut socket: Socket,
@@ -440,7 +446,7 @@ async fn serve<D: Dialect>(
                     "too many connections: at most {} per user",
                     config.max_connections_per_user
                 ));
-                refuse::<D>(&mut socket, &error, close::RATE_LIMITED).await;
+                Box::pin(refuse::<D>(&mut socket, &error, close::RATE_LIMITED)).await;
                 return;
             }
             Err(RegisterError::ServerLimit) => {
@@ -448,17 +454,14 @@ async fn serve<D: Dialect>(
                     "server is at its connection limit ({}); try again later",
                     config.max_connections
                 ));
-                refuse::<D>(&mut socket, &error, close::TRY_AGAIN_LATER).await;
+                Box::pin(refuse::<D>(&mut socket, &error, close::TRY_AGAIN_LATER)).await;
                 return;
             }
         }
     };
     // Kicks reach the connection from here on; one that came between its authentication and
     // now (a role change, a disabled account) is applied here.
-    let stale = state
-        .core
-        .accounts
-        .still_current(&principal)
+    let stale = Box::pin(state.core.accounts.still_current(&principal))
         .await
         .unwrap_or_else(|error| {
             tracing::warn!(error = %error, "cannot check a new connection's account");
@@ -467,7 +470,7 @@ async fn serve<D: Dialect>(
     if let Some(reason) = stale {
         state.broker.unregister(registration.id);
         let (code, text) = kick_close(reason);
-        close_gracefully(&mut socket, code, &text).await;
+        Box::pin(close_gracefully(&mut socket, code, &text)).await;
         return;
     }
     tracing::debug!(user = %principal.username, connection = %public_id, peer = %peer, "WebSocket connected");
@@ -501,7 +504,7 @@ async fn serve<D: Dialect>(
     .await;
     // Guests have no account: no last_seen, no rooms to tell.
     if registration.first_for_user && !session.principal.guest {
-        state.core.chat.connected(&session.principal).await;
+        Box::pin(state.core.chat.connected(&session.principal)).await;
     }
     let mut outbound = registration.outbound;
     let kick = registration.kick;
@@ -519,7 +522,12 @@ async fn serve<D: Dialect>(
     let mut oldest_pending: Option<std::time::Instant> = None;
     let metrics = state.metrics.clone();
     let close = loop {
-        outgoing.extend(out.frames.drain(..).map(|frame| (frame, Prepared::Fresh)));
+        // Taken, not drained: the replies' buffer is not kept by an idle connection.
+        outgoing.extend(
+            std::mem::take(&mut out.frames)
+                .into_iter()
+                .map(|frame| (frame, Prepared::Fresh)),
+        );
         if !outgoing.is_empty() || out.close.is_some() {
             let frames = std::mem::take(&mut outgoing);
             let count = frames.len() as u64;
@@ -544,14 +552,12 @@ async fn serve<D: Dialect>(
             // connection did not get stays queued.
             if let Some(drain) = session.drain.take() {
                 let after = drain.receipt.last();
-                let delivered = state
-                    .core
-                    .execute(
-                        &session.principal,
-                        conn,
-                        Command::DeliveredDirectMessages(drain.receipt),
-                    )
-                    .await;
+                let delivered = Box::pin(state.core.execute(
+                    &session.principal,
+                    conn,
+                    Command::DeliveredDirectMessages(drain.receipt),
+                ))
+                .await;
                 match delivered {
                     Err(e) => {
                         tracing::warn!(user = %session.principal.username, error = %e, "cannot remove delivered direct messages from the queue");
@@ -649,17 +655,19 @@ async fn serve<D: Dialect>(
         if code == close::SLOW_CONSUMER {
             crate::metrics::Metrics::incr(&metrics.slow_consumers);
         }
-        close_within(&mut socket, code, &reason, close_timeout).await;
+        Box::pin(close_within(&mut socket, code, &reason, close_timeout)).await;
     }
     let gone = state.broker.unregister(conn);
     if !session.principal.guest {
-        state
-            .core
-            .chat
-            .left_rooms(&session.principal, &gone.rooms_left)
-            .await;
+        Box::pin(
+            state
+                .core
+                .chat
+                .left_rooms(&session.principal, &gone.rooms_left),
+        )
+        .await;
         if gone.last_for_user {
-            state.core.chat.disconnected(&session.principal).await;
+            Box::pin(state.core.chat.disconnected(&session.principal)).await;
         }
     }
     tracing::debug!(user = %session.principal.username, connection = %facts.public_id, "WebSocket closed");
@@ -667,7 +675,7 @@ async fn serve<D: Dialect>(
 
 /// A connection's queue of deliveries, as one turn takes them.
 struct Pending<'a> {
-    outbound: &'a mut tokio::sync::mpsc::Receiver<std::sync::Arc<crate::hub::Delivery>>,
+    outbound: &'a mut crate::hub::queue::Receiver<std::sync::Arc<crate::hub::Delivery>>,
     /// permessage-deflate was negotiated.
     deflate: bool,
 }
