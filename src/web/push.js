@@ -36,6 +36,9 @@ function sameBytes(a, b) {
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
+/** The client's service worker, at the root so that it serves the whole page. */
+const registerWorker = () => navigator.serviceWorker.register('/sw.js', { scope: '/' });
+
 function withTimeout(promise, ms, message) {
   let timer;
   const timeout = new Promise((_, reject) => {
@@ -64,7 +67,7 @@ export class Push {
   async start(session) {
     if (this.state === 'unsupported') return;
     try {
-      this.registration = await navigator.serviceWorker.register('/sw.js', { scope: '/' });
+      this.registration = await registerWorker();
       const subscription = await this.registration.pushManager.getSubscription();
       const mine = subscription && localStorage.getItem(OWNER_KEY) === session.username;
       if (!mine || Notification.permission !== 'granted') {
@@ -117,7 +120,7 @@ export class Push {
           : 'Push notifications stay off: the browser did not get your permission.');
         return;
       }
-      this.registration ??= await navigator.serviceWorker.register('/sw.js', { scope: '/' });
+      this.registration ??= await registerWorker();
       const key = await this.serverKey(session);
       const old = await this.registration.pushManager.getSubscription();
       // Someone else's, or made with another key: the push service gives a new one.
