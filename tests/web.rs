@@ -29,6 +29,7 @@ fn assert_security_headers(response: &Response, path: &str) {
         "script-src 'self'",
         "style-src 'self'",
         "connect-src 'self' ws: wss:",
+        "worker-src 'self'",
         "object-src 'none'",
         "frame-ancestors 'none'",
     ] {
@@ -113,6 +114,31 @@ async fn every_asset_is_served_with_its_type() {
             "{path} is referenced but not served"
         );
     }
+    server.stop().await;
+}
+
+/// The service worker is served at the root (so that its scope is the whole client without a
+/// `Service-Worker-Allowed` header) as JavaScript, and handles push and notification clicks.
+#[tokio::test]
+async fn the_service_worker_is_served_at_the_root() {
+    let server = TestServer::start().await;
+    assert!(natter::http::asset_paths().any(|path| path == "/sw.js"));
+    let worker = server.get("/sw.js", &[]).await;
+    assert_eq!(worker.status, 200);
+    assert_eq!(
+        header(&worker, "content-type"),
+        "text/javascript; charset=utf-8"
+    );
+    assert_security_headers(&worker, "/sw.js");
+    let source = body_text(&worker);
+    for handler in ["'push'", "'notificationclick'", "showNotification"] {
+        assert!(source.contains(handler), "sw.js lacks {handler}");
+    }
+    let app = body_text(&server.get("/assets/push.js", &[]).await);
+    assert!(
+        app.contains("register('/sw.js', { scope: '/' })"),
+        "the page registers it"
+    );
     server.stop().await;
 }
 

@@ -1,5 +1,6 @@
 //! The built-in web client: the static files under `src/web/`, compiled into the binary and
-//! served at `/` (the page) and `/assets/{name}` (its stylesheet, JavaScript modules and icon).
+//! served at `/` (the page), `/sw.js` (its service worker, for Web Push notifications) and
+//! `/assets/{name}` (its stylesheet, JavaScript modules and icon).
 //!
 //! Nothing here knows about users: the page talks to the HTTP API and the native protocol at
 //! `/ws` like any other client. Every response carries the security headers below; the page's
@@ -22,7 +23,9 @@ struct Asset {
 }
 
 /// Every file of the web client. The page loads the others by these paths; the JavaScript
-/// modules import each other relatively (`./api.js` is `/assets/api.js`).
+/// modules import each other relatively (`./api.js` is `/assets/api.js`). The service worker
+/// is at the root, `/sw.js`, because a worker controls only the paths under its own: from
+/// there its scope is the whole page without a `Service-Worker-Allowed` header.
 const ASSETS: &[Asset] = &[
     Asset {
         path: "/",
@@ -70,6 +73,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/accounts.js"),
     },
     Asset {
+        path: "/assets/push.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/push.js"),
+    },
+    Asset {
+        path: "/sw.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/sw.js"),
+    },
+    Asset {
         path: "/assets/icon.svg",
         content_type: "image/svg+xml",
         body: include_bytes!("../web/icon.svg"),
@@ -80,10 +93,11 @@ const ASSETS: &[Asset] = &[
 /// `eval`), network access only to this server over HTTP and WebSocket, not framable, no
 /// plugins. `blob:` images are attachment previews the page fetched itself; `https:` images
 /// are users' avatars (`avatar_url`), which the client loads with `referrerpolicy=no-referrer`
-/// (no page address, no cookies of this server: another origin).
+/// (no page address, no cookies of this server: another origin). `worker-src 'self'` is the
+/// service worker `/sw.js` (Web Push notifications), and no other worker.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self'; img-src 'self' blob: https:; connect-src 'self' ws: wss:; font-src 'self'; \
-     object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+     worker-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Strong validators, one per asset (a prefix of the SHA-256 of its content), computed once.
 /// The files change only with the binary, and `Cache-Control: no-cache` makes the browser ask
@@ -104,7 +118,7 @@ pub fn asset_paths() -> impl Iterator<Item = &'static str> {
     ASSETS.iter().map(|asset| asset.path)
 }
 
-/// GET /, GET /assets/{name} — the web client's files (HEAD too). Other paths are left to the
+/// GET /, GET /sw.js, GET /assets/{name} — the web client's files (HEAD too). Other paths are left to the
 /// other routes (and end as the JSON 404); another method on these paths is a 405.
 pub fn web_get() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     // The path is matched before the method: a POST to an unknown path must stay a 404.

@@ -9,9 +9,11 @@ import { Chat, directPeer } from './chat.js';
 import { h, byId, replaceChildren, renderOnChange, formatTime } from './dom.js';
 import { richText } from './markup.js';
 import { initAccounts, inviteToken, renderUserList, showInvite } from './accounts.js';
+import { Push } from './push.js';
 
 const session = new Session();
 let chat = null;
+const push = new Push(() => renderPushButton());
 
 /** UI state that is not chat state. */
 const ui = {
@@ -103,7 +105,10 @@ function showChat() {
   ui.renderedMessages.clear();
   ui.renderedRoom = null;
   chat.start();
-  const remembered = sessionStorage.getItem('natter.current');
+  push.start(session);
+  // A push notification's click opened this tab at /#room=NAME (no tab of the client was open).
+  const fromPush = roomFromHash();
+  const remembered = fromPush ?? sessionStorage.getItem('natter.current');
   if (remembered) openRoom(remembered);
   else if (matchMedia('(max-width: 720px)').matches) {
     // On a phone the room list is the start screen.
@@ -196,7 +201,11 @@ function renderRoomMenu(room) {
   const open = ui.roomMenu === room.name;
   byId('room-menu').hidden = !open;
   byId('room-menu-toggle').setAttribute('aria-expanded', String(open));
-  byId('room-menu-toggle').hidden = room.direct && chat.role !== 'admin';
+  // Direct rooms have no settings but the mute (where the server has it), and an admin's Delete.
+  byId('room-menu-toggle').hidden = room.direct && chat.role !== 'admin' && room.muted === null;
+  const mute = byId('mute-room');
+  mute.hidden = room.muted === null || !room.member;
+  mute.textContent = room.muted ? 'Unmute notifications' : 'Mute notifications';
   byId('leave-room').hidden = room.direct || !room.member || room.owner === chat.me;
   byId('delete-room').hidden = !(manages || (room.direct && chat.role === 'admin'));
   byId('rename-room').hidden = !manages;
@@ -248,6 +257,7 @@ function navItem(room) {
   const peer = room.direct ? directPeer(room.name, chat.me) : null;
   let label = unread ? `${roomLabel(room)}, ${unread} unread` : roomLabel(room);
   if (mentions) label += `, ${mentions} ${mentions === 1 ? 'mention' : 'mentions'}`;
+  if (room.muted) label += ', muted';
   return h('li', {},
     h('button', {
       type: 'button',
@@ -260,6 +270,7 @@ function navItem(room) {
     peer ? presenceDot(peer) : h('span', { class: 'hash', 'aria-hidden': 'true', text: '#' }),
     h('span', { class: 'nav-name', text: room.direct ? peer : room.title || room.name }),
     room.visibility === 'private' && !room.direct ? h('span', { class: 'tag', text: 'private' }) : null,
+    room.muted ? h('span', { class: 'muted-mark', title: 'Notifications muted', 'aria-hidden': 'true', text: '\u{1F515}' }) : null,
     mentions ? h('span', { class: 'badge mention-badge', text: `@${mentions > 99 ? '99+' : mentions}` }) : null,
     unread ? h('span', { class: 'badge', text: unread > 99 ? '99+' : unread }) : null));
 }
@@ -270,7 +281,7 @@ function renderSidebar() {
   const directs = rooms.filter((r) => r.direct);
   const others = rooms.filter((r) => !r.member && !r.direct);
   const active = ui.view === 'room' ? chat.current : null;
-  const sign = (list) => JSON.stringify([active, list.map((r) => [r.name, r.title, r.unread, r.mentions, r.visibility,
+  const sign = (list) => JSON.stringify([active, list.map((r) => [r.name, r.title, r.unread, r.mentions, r.visibility, r.muted,
     r.direct ? chat.presence.get(directPeer(r.name, chat.me)) : null])]);
   renderOnChange(byId('room-list'), sign(mine), () => (mine.length ? mine.map(navItem) : h('li', { class: 'hint', text: 'No rooms yet.' })));
   renderOnChange(byId('dm-list'), sign(directs), () => directs.map(navItem));
@@ -301,6 +312,7 @@ function renderSidebar() {
   byId('menu-toggle').textContent = counts.length ? `Rooms (${counts.join(' ')})` : 'Rooms';
   document.title = counts.length ? `(${counts.join(' ')}) natter` : 'natter';
   renderNotifyButton();
+  renderPushButton();
   const status = byId('my-status');
   if (status.value !== chat.myStatus) status.value = chat.myStatus;
 }
@@ -708,6 +720,8 @@ function renderNotifyButton() {
 /** A message that mentions you (or a direct message) arrived while its room is not in view:
  * a desktop notification when allowed, else a toast in the page. */
 function notifyAttention(room, message) {
+  // A muted room asks for no attention: its unread counts still show in the room list.
+  if (room.muted) return;
   const title = room.direct ? `${message.author} (direct message)` : `${message.author} in #${room.name}`;
   const body = message.deleted ? '' : snippet(message.content, 140);
   if (notificationsSupported() && Notification.permission === 'granted') {
@@ -748,6 +762,62 @@ function showToast(room, title, body) {
   box.append(toast);
   setTimeout(() => toast.remove(), TOAST_MS);
 }
+
+/** The account menu's Web Push control and what it last said (an error, in words). */
+function renderPushButton() {
+  const button = byId('push-button');
+  const label = push.label();
+  if (button.textContent !== label) button.textContent = label;
+  button.disabled = push.state === 'unsupported' || push.state === 'working';
+  button.setAttribute('aria-pressed', String(push.state === 'on'));
+  byId('push-status').textContent = push.error;
+}
+
+byId('push-button').addEventListener('click', () => {
+  if (chat) push.toggle(session);
+});
+
+/** The room a `#room=NAME` address names (a push notification's click opens one), or null;
+ * the hash is cleared, so a reload does not open it again. */
+function roomFromHash() {
+  const match = /^#room=(.+)$/.exec(location.hash);
+  if (!match) return null;
+  history.replaceState(null, '', location.pathname + location.search);
+  try {
+    return decodeURIComponent(match[1]);
+  } catch {
+    return null;
+  }
+}
+
+/** The service worker passes on a click on a push notification: open its room here. */
+function openFromPush(room) {
+  if (typeof room !== 'string' || !room) return;
+  if (!chat) {
+    // Not logged in: the room opens after the login, as with a new tab.
+    location.hash = `room=${encodeURIComponent(room)}`;
+    return;
+  }
+  window.focus();
+  openRoom(room);
+  // A conversation this tab has not listed yet (a first direct message): list, then it opens.
+  if (!chat.room(room)) chat.refreshRooms().catch(() => {});
+}
+
+navigator.serviceWorker?.addEventListener('message', (event) => {
+  if (event.data?.type === 'natter-open-room') openFromPush(event.data.room);
+});
+
+byId('mute-room').addEventListener('click', async () => {
+  const room = chat?.current && chat.room(chat.current);
+  if (!room || room.muted === null) return;
+  try {
+    await chat.setMuted(room.name, !room.muted);
+  } catch (e) {
+    showComposerError(e);
+  }
+  scheduleRender();
+});
 
 byId('notify-button').addEventListener('click', async () => {
   if (!notificationsSupported()) return;

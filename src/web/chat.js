@@ -145,6 +145,9 @@ export class Chat {
       topic: summary.topic ?? null,
       lastSeq: summary.last_seq,
       direct: summary.name.startsWith('dm:'),
+      // Whether pushes (and this page's notices) for the room are off; null where the server
+      // has no per-room mute.
+      muted: typeof summary.muted === 'boolean' ? summary.muted : null,
     });
     // Resume point for a room never seen before: from now on (older ones come from History).
     if (room.seen === null && room.persistent) room.seen = summary.last_seq;
@@ -286,7 +289,15 @@ export class Chat {
 
   /** Sets (a string) or clears (null) a room's title and/or topic (its owner or an admin).
    * The title is what the client shows as the room's name; the name itself never changes. */
-  async updateRoom(roomName, changes) {
+  /** Mutes or unmutes a room's notifications (PUT / DELETE /api/v1/rooms/{room}/mute). */
+  async setMuted(roomName, muted) {
+    await this.session.api(muted ? 'PUT' : 'DELETE', `/api/v1/rooms/${encodeURIComponent(roomName)}/mute`);
+    const room = this.room(roomName);
+    if (room) room.muted = muted;
+    this.changed('rooms');
+  }
+
+    async updateRoom(roomName, changes) {
     const updated = await this.session.api('PATCH', `/api/v1/rooms/${encodeURIComponent(roomName)}`, changes);
     const room = this.room(roomName);
     if (room) {
