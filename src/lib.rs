@@ -49,6 +49,9 @@
 //!   metrics and error, never the core, the broker or an edge.
 //! - building blocks not yet used by the daemon (issue 17): [`push`] (Web Push message
 //!   encryption and VAPID). Imports nothing of the crate.
+//! - [`outbound`]: the HTTPS client for addresses natter is given (push endpoints, webhooks),
+//!   with the address rule (no loopback, private or other non-public addresses). Imports
+//!   nothing of the crate.
 //! - plumbing: [`shutdown`] (signals), [`systemd`] (sd_notify), [`tls`], and the crate-private
 //!   `sha256` and `timefmt`.
 
@@ -66,6 +69,7 @@ pub mod http;
 pub mod hub;
 pub mod logging;
 pub mod metrics;
+pub mod outbound;
 pub mod principal;
 pub mod push;
 pub mod server;
