@@ -16,15 +16,20 @@ use crate::store::WebhookEndpoint;
 
 /// Signs and POSTs one event: the only place that talks to an endpoint.
 pub struct Client {
-    timeout: Duration,
-    allow_private: bool,
+    outbound: crate::outbound::Outbound,
 }
+
+/// The start of an endpoint's answer that is read (the rest is not: only the status counts).
+const MAX_RESPONSE_BYTES: usize = 4096;
 
 impl Client {
     pub(super) fn new(config: &WebhooksConfig) -> Client {
         Client {
-            timeout: Duration::from_secs(config.timeout_secs.max(1)),
-            allow_private: config.allow_private_addresses,
+            outbound: crate::outbound::Outbound::new(crate::outbound::OutboundOptions {
+                allow_private: config.allow_private_addresses,
+                timeout: Duration::from_secs(config.timeout_secs.max(1)),
+                max_response_bytes: MAX_RESPONSE_BYTES,
+            }),
         }
     }
 
@@ -55,16 +60,19 @@ impl Client {
         self.post(&endpoint.url, headers, body.to_vec()).await
     }
 
-    /// The one call to the shared outbound HTTPS client (`crate::outbound`, which refuses
-    /// private addresses unless `allow_private`).
+    /// The one call to the shared outbound HTTPS client (`crate::outbound`: https only, and
+    /// no private addresses unless `webhooks.allow_private_addresses`).
     async fn post(
         &self,
         url: &str,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> Result<u16, String> {
-        let _ = (url, headers, body, self.timeout, self.allow_private);
-        Err("the outbound HTTPS client is not in this build yet".to_owned())
+        self.outbound
+            .post(url, headers, body)
+            .await
+            .map(|response| response.status)
+            .map_err(|e| e.to_string())
     }
 }
 
