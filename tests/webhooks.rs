@@ -56,7 +56,10 @@ impl Receiver {
     /// `None` when there is no python to run it; a python that cannot run it fails the test.
     fn start(secret: &str, port: u16, statuses: &str) -> Option<Receiver> {
         let python = python()?;
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/push/webhook_receiver.py");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/push/webhook_receiver.py"
+        );
         let mut child = Command::new(&python)
             .arg(script)
             .arg(secret)
@@ -79,9 +82,9 @@ impl Receiver {
                 }
             }
         });
-        let first = lines
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("the receiver ({python}) printed no port: is standardwebhooks installed?"));
+        let first = lines.recv_timeout(WAIT).unwrap_or_else(|_| {
+            panic!("the receiver ({python}) printed no port: is standardwebhooks installed?")
+        });
         let port = u16::try_from(first["port"].as_u64().expect("port")).expect("port");
         Some(Receiver {
             child,
@@ -107,7 +110,8 @@ impl Receiver {
                 self.seen
             );
             let next = tokio::task::block_in_place(|| {
-                self.lines.recv_timeout(left.min(Duration::from_millis(200)))
+                self.lines
+                    .recv_timeout(left.min(Duration::from_millis(200)))
             });
             match next {
                 Ok(value) => self.seen.push(value),
@@ -118,7 +122,10 @@ impl Receiver {
             }
         }
         for request in &self.seen {
-            assert_eq!(request["verified"], true, "a signature did not verify: {request}");
+            assert_eq!(
+                request["verified"], true,
+                "a signature did not verify: {request}"
+            );
         }
         self.seen.clone()
     }
@@ -174,19 +181,30 @@ async fn every_event_arrives_signed_and_verifies() {
     let mut bob = Ws::connect(team.addr(), team.token("bob")).await;
     bob.request("Join", json!({"room": "lobby"}), "j").await;
     let sent = team
-        .post("boss", "/api/v1/rooms/lobby/messages", json!({"content": "hello hooks"}))
+        .post(
+            "boss",
+            "/api/v1/rooms/lobby/messages",
+            json!({"content": "hello hooks"}),
+        )
         .await;
-    assert_eq!(sent.status, 200, "{:?}", sent.json);
+    assert_eq!(sent.status, 201, "{:?}", sent.json);
     let seq = sent.json["seq"].as_u64().expect("seq");
-    let edit = json!({"room": "lobby", "seq": seq, "content": "hello again"});
+    let bob_send = team
+        .post(
+            "bob",
+            "/api/v1/rooms/lobby/messages",
+            json!({"content": "mine"}),
+        )
+        .await;
+    assert_eq!(bob_send.status, 201, "{:?}", bob_send.json);
+    let own = bob_send.json["seq"].as_u64().expect("seq");
+    let edit = json!({"room": "lobby", "seq": own, "content": "hello again"});
     let edited = bob.request("Edit", edit, "e").await;
     assert_ne!(edited["type"], "Error", "{edited}");
-    let boss_send = team
-        .post("bob", "/api/v1/rooms/lobby/messages", json!({"content": "mine"}))
+    let deleted = bob
+        .request("Delete", json!({"room": "lobby", "seq": own}), "d")
         .await;
-    let own = boss_send.json["seq"].as_u64().expect("seq");
-    bob.request("Delete", json!({"room": "lobby", "seq": own}), "d")
-        .await;
+    assert_ne!(deleted["type"], "Error", "{deleted}");
     bob.request("Leave", json!({"room": "lobby"}), "l").await;
     drop(bob);
     let removed = team.delete("boss", "/api/v1/rooms/lobby/members/bob").await;
@@ -229,10 +247,22 @@ async fn every_event_arrives_signed_and_verifies() {
     assert_eq!(data["room"], "lobby", "{created}");
     assert_eq!(data["author"], "boss", "{created}");
     assert_eq!(data["text"], "hello hooks", "{created}");
-    assert!(created["body"]["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
-    assert!(created["webhook_id"].as_str().is_some_and(|id| id.starts_with("msg_")));
+    assert!(
+        created["body"]["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    assert!(
+        created["webhook_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("msg_"))
+    );
     assert_eq!(created["content_type"], "application/json");
-    assert!(created["user_agent"].as_str().is_some_and(|ua| ua.starts_with("natter/")));
+    assert!(
+        created["user_agent"]
+            .as_str()
+            .is_some_and(|ua| ua.starts_with("natter/"))
+    );
     let edited = requests
         .iter()
         .find(|r| r["body"]["type"] == "message.edited")
@@ -263,9 +293,13 @@ async fn a_500_is_retried_with_the_same_id_until_a_200() {
     .await;
     team.create_room("boss", "retries", "public").await;
     let sent = team
-        .post("boss", "/api/v1/rooms/retries/messages", json!({"content": "again"}))
+        .post(
+            "boss",
+            "/api/v1/rooms/retries/messages",
+            json!({"content": "again"}),
+        )
         .await;
-    assert_eq!(sent.status, 200, "{:?}", sent.json);
+    assert_eq!(sent.status, 201, "{:?}", sent.json);
     let requests = receiver
         .until("a 200 after two 500s", |seen| {
             seen.iter().any(|r| r["status"] == 200)
@@ -283,12 +317,8 @@ async fn a_500_is_retried_with_the_same_id_until_a_200() {
     );
     assert_eq!(requests[2]["body"]["data"]["text"], "again");
     // Delivered: the outbox is empty.
-    let (code, out, err) = natter_on(
-        &team.server.data_dir,
-        &["webhook", "list", "--json"],
-        None,
-    )
-    .await;
+    let (code, out, err) =
+        natter_on(&team.server.data_dir, &["webhook", "list", "--json"], None).await;
     assert_eq!(code, 0, "{out}{err}");
     let listed: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(listed["endpoints"][0]["pending"], 0, "{listed}");
@@ -310,7 +340,7 @@ async fn post_message(addr: SocketAddr, token: &str, room: &str, text: &str) -> 
         json!({ "content": text }).to_string().into_bytes(),
     )
     .await;
-    assert_eq!(response.status, 200, "{:?}", response.json);
+    assert_eq!(response.status, 201, "{:?}", response.json);
     response.json["seq"].as_u64().expect("seq")
 }
 
@@ -349,7 +379,9 @@ async fn pending_events_survive_a_sigkill_and_arrive_once_each_in_room_order() {
                 ("authorization", authorization.as_str()),
                 ("content-type", "application/json"),
             ],
-            json!({"name": room, "visibility": "public"}).to_string().into_bytes(),
+            json!({"name": room, "visibility": "public"})
+                .to_string()
+                .into_bytes(),
         )
         .await;
         assert_eq!(response.status, 201, "{:?}", response.json);
@@ -417,12 +449,19 @@ async fn a_dead_receiver_leaves_chat_alone_and_the_outbox_keeps_its_bound() {
     team.create_room("boss", "busy", "public").await;
     for n in 0..12 {
         let sent = team
-            .post("boss", "/api/v1/rooms/busy/messages", json!({"content": format!("m{n}")}))
+            .post(
+                "boss",
+                "/api/v1/rooms/busy/messages",
+                json!({"content": format!("m{n}")}),
+            )
             .await;
-        assert_eq!(sent.status, 200, "chat goes on: {:?}", sent.json);
+        assert_eq!(sent.status, 201, "chat goes on: {:?}", sent.json);
     }
     let text = metrics_text(team.addr()).await;
-    assert!(text.contains("natter_webhook_pending{endpoint=\"1\"} 5\n"), "{text}");
+    assert!(
+        text.contains("natter_webhook_pending{endpoint=\"1\"} 5\n"),
+        "{text}"
+    );
     assert!(
         text.contains("natter_webhook_dropped_total{endpoint=\"1\"} 7\n"),
         "the 7 oldest dropped and counted: {text}"
@@ -465,9 +504,13 @@ async fn an_endpoint_is_disabled_after_its_failures_until_enabled() {
     .await;
     team.create_room("boss", "flaky", "public").await;
     let sent = team
-        .post("boss", "/api/v1/rooms/flaky/messages", json!({"content": "hold"}))
+        .post(
+            "boss",
+            "/api/v1/rooms/flaky/messages",
+            json!({"content": "hold"}),
+        )
         .await;
-    assert_eq!(sent.status, 200, "{:?}", sent.json);
+    assert_eq!(sent.status, 201, "{:?}", sent.json);
     // Polled with a deadline: the failures are the daemon's, outside this test's events.
     let deadline = tokio::time::Instant::now() + WAIT;
     let endpoint = loop {
@@ -475,18 +518,25 @@ async fn an_endpoint_is_disabled_after_its_failures_until_enabled() {
         if endpoint["auto_disabled"] == true {
             break endpoint;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not disabled: {endpoint}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not disabled: {endpoint}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(endpoint["failures"], 3, "{endpoint}");
     assert_eq!(endpoint["pending"], 1, "its event still waits: {endpoint}");
     let text = metrics_text(team.addr()).await;
-    assert!(text.contains("natter_webhook_disabled{endpoint=\"1\"} 1\n"), "{text}");
+    assert!(
+        text.contains("natter_webhook_disabled{endpoint=\"1\"} 1\n"),
+        "{text}"
+    );
     let (_, out, _) = natter_on(&team.server.data_dir, &["webhook", "list"], None).await;
     assert!(out.contains("disabled"), "{out}");
 
     let receiver = Receiver::start(&secret(), port, "");
-    let (code, out, err) = natter_on(&team.server.data_dir, &["webhook", "enable", "1"], None).await;
+    let (code, out, err) =
+        natter_on(&team.server.data_dir, &["webhook", "enable", "1"], None).await;
     assert_eq!(code, 0, "{out}{err}");
     let endpoint = first_endpoint(&team.server.data_dir).await;
     assert_eq!(endpoint["failures"], 0, "{endpoint}");
@@ -521,17 +571,35 @@ async fn webhook_add_shows_the_secret_once_and_list_never() {
         .find(|word| word.starts_with("whsec_"))
         .expect("the secret is printed")
         .to_owned();
-    assert!(natter::webhooks::sign::Secret::parse(&secret).is_ok(), "{secret}");
+    assert!(
+        natter::webhooks::sign::Secret::parse(&secret).is_ok(),
+        "{secret}"
+    );
     for args in [&["webhook", "list"][..], &["webhook", "list", "--json"][..]] {
         let (code, out, err) = natter_on(&dir, args, None).await;
         assert_eq!(code, 0, "{out}{err}");
         assert!(out.contains("hooks.example.com"), "{out}");
-        assert!(!out.contains("whsec_") && !out.contains(&secret[6..]), "{out}");
+        assert!(
+            !out.contains("whsec_") && !out.contains(&secret[6..]),
+            "{out}"
+        );
     }
     // Bad input: a clear error, exit 2.
     for (args, says) in [
-        (&["webhook", "add", "ftp://x.example/", "--events", "*"][..], "http"),
-        (&["webhook", "add", "https://x.example/", "--events", "message.exploded"][..], "unknown event"),
+        (
+            &["webhook", "add", "ftp://x.example/", "--events", "*"][..],
+            "http",
+        ),
+        (
+            &[
+                "webhook",
+                "add",
+                "https://x.example/",
+                "--events",
+                "message.exploded",
+            ][..],
+            "unknown event",
+        ),
         (&["webhook", "remove", "99"][..], "no webhook endpoint 99"),
     ] {
         let (code, out, err) = natter_on(&dir, args, None).await;
@@ -541,13 +609,22 @@ async fn webhook_add_shows_the_secret_once_and_list_never() {
     let (code, out, err) = natter_on(&dir, &["webhook", "remove", "1"], None).await;
     assert_eq!(code, 0, "{out}{err}");
     let (_, out, _) = natter_on(&dir, &["webhook", "list", "--json"], None).await;
-    assert_eq!(serde_json::from_str::<Value>(&out).expect("json")["endpoints"], json!([]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).expect("json")["endpoints"],
+        json!([])
+    );
 
     // `webhook test` sends a signed webhook.test now, with the secret `add` printed.
     let port = closed_port();
     let (code, out, err) = natter_on(
         &dir,
-        &["webhook", "add", &format!("http://127.0.0.1:{port}/t"), "--events", "*"],
+        &[
+            "webhook",
+            "add",
+            &format!("http://127.0.0.1:{port}/t"),
+            "--events",
+            "*",
+        ],
         None,
     )
     .await;
@@ -566,7 +643,13 @@ async fn webhook_test_sends_a_signed_test_event() {
     let dir = team.server.data_dir.clone();
     let (code, out, err) = natter_on(
         &dir,
-        &["webhook", "add", &format!("http://127.0.0.1:{port}/t"), "--events", "*"],
+        &[
+            "webhook",
+            "add",
+            &format!("http://127.0.0.1:{port}/t"),
+            "--events",
+            "*",
+        ],
         None,
     )
     .await;
@@ -582,7 +665,9 @@ async fn webhook_test_sends_a_signed_test_event() {
     let (code, out, err) = natter_on(&dir, &["webhook", "test", "1"], None).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("answered 200"), "{out}");
-    let requests = receiver.until("the test event", |seen| !seen.is_empty()).await;
+    let requests = receiver
+        .until("the test event", |seen| !seen.is_empty())
+        .await;
     assert_eq!(requests[0]["body"]["type"], "webhook.test");
     team.server.stop().await;
 }
