@@ -538,13 +538,42 @@ async fn an_endpoint_is_disabled_after_its_failures_until_enabled() {
     let (code, out, err) =
         natter_on(&team.server.data_dir, &["webhook", "enable", "1"], None).await;
     assert_eq!(code, 0, "{out}{err}");
-    let endpoint = first_endpoint(&team.server.data_dir).await;
-    assert_eq!(endpoint["failures"], 0, "{endpoint}");
+    assert!(out.contains("enabled"), "{out}");
     if let Some(mut receiver) = receiver {
+        // Up now: the held event arrives, and the endpoint's record is clean again.
         let requests = receiver
             .until("the held event", |seen| !seen.is_empty())
             .await;
         assert_eq!(requests[0]["body"]["data"]["text"], "hold");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let endpoint = first_endpoint(&team.server.data_dir).await;
+            if endpoint["pending"] == 0 {
+                assert_eq!(endpoint["failures"], 0, "{endpoint}");
+                assert_eq!(endpoint["auto_disabled"], false, "{endpoint}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not delivered: {endpoint}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    } else {
+        // Still dead: enabled, it is tried again until it is disabled again.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let endpoint = first_endpoint(&team.server.data_dir).await;
+            if endpoint["auto_disabled"] == true {
+                assert_eq!(endpoint["failures"], 3, "counted anew: {endpoint}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not retried: {endpoint}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     team.server.stop().await;
 }
