@@ -1324,4 +1324,44 @@ mod packaged_config_tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn webhook_endpoints_are_validated() {
+        let mut config = Config::default();
+        let good = WebhookEndpointConfig {
+            url: "https://hooks.example.com/natter".to_owned(),
+            events: vec!["message.created".to_owned()],
+            secret: "whsec_bmF0dGVyIHdlYmhvb2sgZXhhbXBsZSBzZWNyZXQgMzI=".to_owned(),
+            enabled: true,
+        };
+        config.webhooks.endpoints = vec![good.clone()];
+        config.validate().expect("valid");
+        // The packaged example's secret is the one above: it must stay valid.
+        assert!(include_str!("../packaging/natter.toml").contains(&good.secret));
+
+        let mut bad = config.clone();
+        bad.webhooks.max_pending = 0;
+        bad.webhooks.endpoints.push(WebhookEndpointConfig {
+            url: "http://127.0.0.1/hook".to_owned(),
+            events: vec!["message.exploded".to_owned()],
+            secret: "not-a-secret".to_owned(),
+            enabled: true,
+        });
+        bad.webhooks.endpoints.push(good);
+        let err = bad.validate().expect_err("invalid").0;
+        for expected in [
+            "webhooks.max_pending must be at least 1",
+            "webhooks.endpoints[1].url",
+            "webhooks.endpoints[1].events: unknown event type \"message.exploded\"",
+            "webhooks.endpoints[1].secret",
+            "webhooks.endpoints[2].url: \"https://hooks.example.com/natter\" is listed twice",
+        ] {
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+        // Plain http to loopback only with the test-only switch.
+        let mut test_only = bad.clone();
+        test_only.webhooks.allow_private_addresses = true;
+        let err = test_only.validate().expect_err("invalid").0;
+        assert!(!err.contains("webhooks.endpoints[1].url"), "{err}");
+    }
 }

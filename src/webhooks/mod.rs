@@ -188,13 +188,12 @@ impl Webhooks {
             .emit
             .try_send(Emit::Event(WebhookEvent { kind, data }))
             .is_err()
+            && self.queue_dropped.fetch_add(1, Ordering::Relaxed) == 0
         {
-            if self.queue_dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                tracing::warn!(
-                    bound = EMIT_QUEUE,
-                    "webhook event queue full: events are dropped (the store cannot keep up)"
-                );
-            }
+            tracing::warn!(
+                bound = EMIT_QUEUE,
+                "webhook event queue full: events are dropped (the store cannot keep up)"
+            );
         }
     }
 
