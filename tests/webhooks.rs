@@ -220,19 +220,11 @@ async fn every_event_arrives_signed_and_verifies() {
     let disabled = team.post_empty("boss", "/api/v1/users/carol/disable").await;
     assert!(disabled.status < 300, "{:?}", disabled.json);
 
-    let wanted = [
-        "message.created",
-        "message.edited",
-        "message.deleted",
-        "room.member_added",
-        "room.member_removed",
-        "room.joined",
-        "room.left",
-        "user.online",
-        "user.offline",
-        "user.created",
-        "user.disabled",
-    ];
+    let removed = team.delete("boss", "/api/v1/users/carol").await;
+    assert!(removed.status < 300, "{:?}", removed.json);
+
+    // Every event type there is.
+    let wanted = natter::webhooks::EVENTS;
     let requests = receiver
         .until("every event type", |seen| {
             let got = types(seen);
@@ -578,28 +570,31 @@ async fn an_endpoint_is_disabled_after_its_failures_until_enabled() {
     team.server.stop().await;
 }
 
+/// `natter webhook add URL --events EVENTS` against the daemon of `dir`.
+async fn webhook_add(dir: &std::path::Path, url: &str, events: &str) -> (i32, String, String) {
+    natter_on(dir, &["webhook", "add", url, "--events", events], None).await
+}
+
+/// The `whsec_` secret `natter webhook add` printed.
+fn printed_secret(out: &str) -> String {
+    out.split_whitespace()
+        .find(|word| word.starts_with("whsec_"))
+        .expect("the secret is printed")
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_add_shows_the_secret_once_and_list_never() {
     let team = Team::start(&[("boss", "admin")]).await;
     let dir = team.server.data_dir.clone();
-    let (code, out, err) = natter_on(
+    let (code, out, err) = webhook_add(
         &dir,
-        &[
-            "webhook",
-            "add",
-            "https://hooks.example.com/natter",
-            "--events",
-            "message.created,room.joined",
-        ],
-        None,
+        "https://hooks.example.com/natter",
+        "message.created,room.joined",
     )
     .await;
     assert_eq!(code, 0, "{out}{err}");
-    let secret = out
-        .split_whitespace()
-        .find(|word| word.starts_with("whsec_"))
-        .expect("the secret is printed")
-        .to_owned();
+    let secret = printed_secret(&out);
     assert!(
         natter::webhooks::sign::Secret::parse(&secret).is_ok(),
         "{secret}"
@@ -645,18 +640,7 @@ async fn webhook_add_shows_the_secret_once_and_list_never() {
 
     // `webhook test` sends a signed webhook.test now, with the secret `add` printed.
     let port = closed_port();
-    let (code, out, err) = natter_on(
-        &dir,
-        &[
-            "webhook",
-            "add",
-            &format!("http://127.0.0.1:{port}/t"),
-            "--events",
-            "*",
-        ],
-        None,
-    )
-    .await;
+    let (code, out, err) = webhook_add(&dir, &format!("http://127.0.0.1:{port}/t"), "*").await;
     // Plain http to loopback is refused without the test-only switch.
     assert_ne!(code, 0, "{out}{err}");
     team.server.stop().await;
@@ -670,24 +654,9 @@ async fn webhook_test_sends_a_signed_test_event() {
     })
     .await;
     let dir = team.server.data_dir.clone();
-    let (code, out, err) = natter_on(
-        &dir,
-        &[
-            "webhook",
-            "add",
-            &format!("http://127.0.0.1:{port}/t"),
-            "--events",
-            "*",
-        ],
-        None,
-    )
-    .await;
+    let (code, out, err) = webhook_add(&dir, &format!("http://127.0.0.1:{port}/t"), "*").await;
     assert_eq!(code, 0, "{out}{err}");
-    let secret = out
-        .split_whitespace()
-        .find(|word| word.starts_with("whsec_"))
-        .expect("secret")
-        .to_owned();
+    let secret = printed_secret(&out);
     let Some(mut receiver) = Receiver::start(&secret, port, "") else {
         return;
     };
