@@ -695,7 +695,7 @@ async fn send(config: &Config, request: Request, source: &DataDirSource) -> Resu
         .map_err(|e| Failure::from(e.to_string()))?;
     let result = crate::admin::execute(&state, request, false).await;
     // Events the operation raised (a user created, ...) reach the outbox before it closes.
-    state.webhooks.flush().await;
+    state.webhooks.close().await;
     drop(state);
     store.close().await?;
     result.map_err(|e| Failure {

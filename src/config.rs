@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Environment variables that are not config overrides.
-const RESERVED_ENV: &[&str] = &["NATTER_CONFIG", "NATTER_LOG"];
+/// Environment variables that are not config overrides. `NATTER_TEST_PYTHON` is the test
+/// suite's (the python that checks webhooks, see tests/webhooks.rs): a daemon a test starts
+/// inherits it.
+const RESERVED_ENV: &[&str] = &["NATTER_CONFIG", "NATTER_LOG", "NATTER_TEST_PYTHON"];
 
 /// A config problem, reported to the operator verbatim.
 #[derive(Debug, thiserror::Error)]

@@ -358,7 +358,7 @@ impl Server {
         // Deliveries stop at the cancellation (what is undelivered stays in the outbox); the
         // events emitted until now reach the outbox before the store closes.
         let _ = webhooks.await;
-        state.webhooks.flush().await;
+        state.webhooks.close().await;
         drop(routes);
         state.store.close().await?;
         tracing::info!("store flushed; bye");

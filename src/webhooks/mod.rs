@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 pub use rules::{EVENTS, MAX_PENDING_LIMIT, TEST_EVENT, check_events, check_url, parse_events};
@@ -40,8 +40,8 @@ const EMIT_BATCH: usize = 256;
 /// What the emitting task is asked.
 enum Emit {
     Event(WebhookEvent),
-    /// Answered once everything queued before it is in the outbox.
-    Flush(oneshot::Sender<()>),
+    /// Write what came before, then end (and let go of the store).
+    Close,
 }
 
 /// Figures of one endpoint since the start (Prometheus counters).
@@ -76,6 +76,8 @@ pub struct Webhooks {
     presence: Mutex<HashMap<Uuid, Seen>>,
     presence_generation: AtomicU64,
     client: delivery::Client,
+    /// The task that writes emitted events (awaited by [`Webhooks::close`]).
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// An endpoint as `natter webhook list` shows it (never the secret).
@@ -116,8 +118,10 @@ impl Webhooks {
             presence: Mutex::default(),
             presence_generation: AtomicU64::new(0),
             client,
+            writer: Mutex::default(),
         });
-        tokio::spawn(write_emitted(hooks.store.clone(), queue));
+        let writer = tokio::spawn(write_emitted(hooks.store.clone(), queue));
+        *lock(&hooks.writer) = Some(writer);
         hooks
     }
 
@@ -197,11 +201,16 @@ impl Webhooks {
         }
     }
 
-    /// Waits until every event emitted before is in the outbox (shutdown).
-    pub async fn flush(&self) {
-        let (done, flushed) = oneshot::channel();
-        if self.emit.send(Emit::Flush(done)).await.is_ok() {
-            let _ = flushed.await;
+    /// Writes what was emitted and stops the writing task, so that it no longer holds the
+    /// store (shutdown: the store's lock goes with its last handle). Later events are dropped.
+    pub async fn close(&self) {
+        let writer = lock(&self.writer).take();
+        if let Some(writer) = writer {
+            if self.emit.send(Emit::Close).await.is_ok() {
+                let _ = writer.await;
+            } else {
+                writer.abort();
+            }
         }
     }
 
@@ -433,13 +442,16 @@ impl Webhooks {
 /// Writes emitted events to the outbox, in batches, in the order they came.
 async fn write_emitted(store: Store, mut queue: mpsc::Receiver<Emit>) {
     let mut batch = Vec::with_capacity(EMIT_BATCH);
-    let mut flushes = Vec::new();
+    let mut closing = false;
     while let Some(first) = queue.recv().await {
         let mut next = Some(first);
         while let Some(item) = next.take() {
             match item {
                 Emit::Event(event) => batch.push(event),
-                Emit::Flush(done) => flushes.push(done),
+                Emit::Close => {
+                    closing = true;
+                    break;
+                }
             }
             if batch.len() >= EMIT_BATCH {
                 break;
@@ -451,8 +463,8 @@ async fn write_emitted(store: Store, mut queue: mpsc::Receiver<Emit>) {
         {
             tracing::warn!(error = %e, "cannot queue webhook events; they are lost");
         }
-        for done in flushes.drain(..) {
-            let _ = done.send(());
+        if closing {
+            return;
         }
     }
 }
