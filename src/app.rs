@@ -46,6 +46,8 @@ pub struct Services {
     /// The rules: chat and accounts, and the command entry point of connections.
     pub core: Core,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Webhook endpoints and their outbox.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     pub(crate) shutdown: CancellationToken,
     /// Connection and WebSocket session tasks: shutdown waits for them.
     pub(crate) tasks: TaskTracker,

@@ -72,6 +72,9 @@ pub enum Command {
     /// List and end live WebSocket sessions (needs the running daemon).
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Webhook endpoints: signed event deliveries to your services.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Show connections, rooms, message rate, memory and store size.
     Stats,
     /// Write a consistent backup of the whole store to FILE, while the daemon serves.
@@ -211,6 +214,27 @@ pub enum TokenCommand {
     List,
     /// Revoke a service token by id; its connections are closed.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Add an endpoint; prints its id and its signing secret (shown this once only).
+    Add {
+        /// Where events are POSTed (https).
+        url: String,
+        /// Comma-separated event types (message.created, room.joined, user.online, ...), or
+        /// `*` for all.
+        #[arg(long, value_name = "EVENTS")]
+        events: String,
+    },
+    /// List endpoints: id, URL, events, state, failures, pending events (never the secret).
+    List,
+    /// Remove an endpoint and its pending events.
+    Remove { id: u64 },
+    /// Send a webhook.test event to an endpoint now and print its answer.
+    Test { id: u64 },
+    /// Re-enable an endpoint disabled after failures.
+    Enable { id: u64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -510,6 +534,17 @@ fn admin_request(command: Command) -> Result<Request, Failure> {
                 })
                 .transpose()?,
         },
+        Command::Webhook(command) => match command {
+            WebhookCommand::Add { url, events } => Request::WebhookAdd {
+                url,
+                events: crate::webhooks::parse_events(&events)
+                    .map_err(|e| Failure::usage(format!("--events: {e}")))?,
+            },
+            WebhookCommand::List => Request::WebhookList,
+            WebhookCommand::Remove { id } => Request::WebhookRemove { id },
+            WebhookCommand::Test { id } => Request::WebhookTest { id },
+            WebhookCommand::Enable { id } => Request::WebhookEnable { id },
+        },
         Command::Sessions(SessionsCommand::List) => Request::SessionsList,
         Command::Sessions(SessionsCommand::Kick { target }) => Request::SessionsKick { target },
         Command::Stats => Request::Stats,
@@ -653,7 +688,14 @@ async fn send(config: &Config, request: Request, source: &DataDirSource) -> Resu
         other => Failure::from(other),
     })?;
     let state = crate::server::build_state(config.clone(), store.clone(), metrics)?;
+    state
+        .webhooks
+        .sync_config()
+        .await
+        .map_err(|e| Failure::from(e.to_string()))?;
     let result = crate::admin::execute(&state, request, false).await;
+    // Events the operation raised (a user created, ...) reach the outbox before it closes.
+    state.webhooks.close().await;
     drop(state);
     store.close().await?;
     result.map_err(|e| Failure {

@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Environment variables that are not config overrides.
-const RESERVED_ENV: &[&str] = &["NATTER_CONFIG", "NATTER_LOG"];
+/// Environment variables that are not config overrides. `NATTER_TEST_PYTHON` is the test
+/// suite's (the python that checks webhooks, see tests/webhooks.rs): a daemon a test starts
+/// inherits it.
+const RESERVED_ENV: &[&str] = &["NATTER_CONFIG", "NATTER_LOG", "NATTER_TEST_PYTHON"];
 
 /// A config problem, reported to the operator verbatim.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,7 @@ pub struct Config {
     pub control: ControlConfig,
     pub tls: TlsConfig,
     pub metrics: MetricsConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -572,6 +575,86 @@ impl Default for MetricsConfig {
     }
 }
 
+/// Signed, durable webhooks (see `crate::webhooks`): how they are delivered, and the
+/// endpoints the file defines (`[[webhooks.endpoints]]`; more can be added with
+/// `natter webhook add`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Test-only: lets deliveries go to loopback, private and link-local addresses and over
+    /// plain http. Never in production: an endpoint could then reach the host's own services.
+    pub allow_private_addresses: bool,
+    /// How long one delivery may take (connect, send, answer), in seconds.
+    pub timeout_secs: u64,
+    /// Events kept per endpoint while undelivered; beyond it the oldest are dropped (counted
+    /// in `natter_webhook_dropped_total`, one warning per overflow episode).
+    pub max_pending: u64,
+    /// Consecutive failed deliveries after which an endpoint is disabled, until `natter
+    /// webhook enable`.
+    pub disable_after: u64,
+    /// How long a user must be without a connection before `user.offline` is sent, in seconds
+    /// (a reconnect within it sends neither `user.offline` nor another `user.online`).
+    pub offline_grace_secs: u64,
+    /// The first retry's delay, in milliseconds; each further failure doubles it (with
+    /// jitter), up to `backoff_max_secs`.
+    pub backoff_base_ms: u64,
+    /// The longest delay between retries, in seconds.
+    pub backoff_max_secs: u64,
+    /// Endpoints defined in the file.
+    pub endpoints: Vec<WebhookEndpointConfig>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            allow_private_addresses: false,
+            timeout_secs: 10,
+            max_pending: 10_000,
+            disable_after: 50,
+            offline_grace_secs: 30,
+            backoff_base_ms: 1000,
+            backoff_max_secs: 600,
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+/// One `[[webhooks.endpoints]]` table.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookEndpointConfig {
+    /// Where events are POSTed (https; http only with `allow_private_addresses`).
+    pub url: String,
+    /// Event types it receives (`message.created`, ...; `*`: all).
+    pub events: Vec<String>,
+    /// The signing secret, `whsec_` and base64 of 24 to 64 bytes.
+    pub secret: String,
+    /// `false`: defined but not delivered to (events still queue, up to the bound).
+    pub enabled: bool,
+}
+
+impl std::fmt::Debug for WebhookEndpointConfig {
+    /// Never the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookEndpointConfig")
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WebhookEndpointConfig {
+    fn default() -> Self {
+        WebhookEndpointConfig {
+            url: String::new(),
+            events: Vec::new(),
+            secret: String::new(),
+            enabled: true,
+        }
+    }
+}
+
 /// Flags that override the config (they win over the file and the environment).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -765,6 +848,7 @@ impl Config {
             );
         }
         self.validate_external_issuers(&mut problems);
+        self.validate_webhooks(&mut problems);
         let ws = &self.ws;
         for (name, value) in [
             ("ws.max_frame_bytes", ws.max_frame_bytes),
@@ -902,6 +986,47 @@ impl Config {
             Ok(())
         } else {
             Err(ConfigError(problems.join("\n")))
+        }
+    }
+
+    /// `[webhooks]`: bounds at least 1, each endpoint's URL, events and secret well-formed.
+    fn validate_webhooks(&self, problems: &mut Vec<String>) {
+        let hooks = &self.webhooks;
+        for (name, value) in [
+            ("webhooks.timeout_secs", hooks.timeout_secs),
+            ("webhooks.max_pending", hooks.max_pending),
+            ("webhooks.disable_after", hooks.disable_after),
+            ("webhooks.backoff_base_ms", hooks.backoff_base_ms),
+            ("webhooks.backoff_max_secs", hooks.backoff_max_secs),
+        ] {
+            if value == 0 {
+                problems.push(format!("{name} must be at least 1"));
+            }
+        }
+        if hooks.max_pending > crate::webhooks::MAX_PENDING_LIMIT {
+            problems.push(format!(
+                "webhooks.max_pending must be at most {}",
+                crate::webhooks::MAX_PENDING_LIMIT
+            ));
+        }
+        for (index, endpoint) in hooks.endpoints.iter().enumerate() {
+            let name = format!("webhooks.endpoints[{index}]");
+            if let Err(e) = crate::webhooks::check_url(&endpoint.url, hooks.allow_private_addresses)
+            {
+                problems.push(format!("{name}.url: {e}"));
+            }
+            if let Err(e) = crate::webhooks::check_events(&endpoint.events) {
+                problems.push(format!("{name}.events: {e}"));
+            }
+            if let Err(e) = crate::webhooks::sign::Secret::parse(&endpoint.secret) {
+                problems.push(format!("{name}.secret: {e}"));
+            }
+            if hooks.endpoints[..index]
+                .iter()
+                .any(|other| other.url == endpoint.url)
+            {
+                problems.push(format!("{name}.url: {:?} is listed twice", endpoint.url));
+            }
         }
     }
 
@@ -1200,5 +1325,45 @@ mod packaged_config_tests {
             err.contains("auth.external[3] (issuer \"app\"): issuer is configured twice"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn webhook_endpoints_are_validated() {
+        let mut config = Config::default();
+        let good = WebhookEndpointConfig {
+            url: "https://hooks.example.com/natter".to_owned(),
+            events: vec!["message.created".to_owned()],
+            secret: "whsec_bmF0dGVyIHdlYmhvb2sgZXhhbXBsZSBzZWNyZXQgMzI=".to_owned(),
+            enabled: true,
+        };
+        config.webhooks.endpoints = vec![good.clone()];
+        config.validate().expect("valid");
+        // The packaged example's secret is the one above: it must stay valid.
+        assert!(include_str!("../packaging/natter.toml").contains(&good.secret));
+
+        let mut bad = config.clone();
+        bad.webhooks.max_pending = 0;
+        bad.webhooks.endpoints.push(WebhookEndpointConfig {
+            url: "http://127.0.0.1/hook".to_owned(),
+            events: vec!["message.exploded".to_owned()],
+            secret: "not-a-secret".to_owned(),
+            enabled: true,
+        });
+        bad.webhooks.endpoints.push(good);
+        let err = bad.validate().expect_err("invalid").0;
+        for expected in [
+            "webhooks.max_pending must be at least 1",
+            "webhooks.endpoints[1].url",
+            "webhooks.endpoints[1].events: unknown event type \"message.exploded\"",
+            "webhooks.endpoints[1].secret",
+            "webhooks.endpoints[2].url: \"https://hooks.example.com/natter\" is listed twice",
+        ] {
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+        // Plain http to loopback only with the test-only switch.
+        let mut test_only = bad.clone();
+        test_only.webhooks.allow_private_addresses = true;
+        let err = test_only.validate().expect_err("invalid").0;
+        assert!(!err.contains("webhooks.endpoints[1].url"), "{err}");
     }
 }

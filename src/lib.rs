@@ -44,9 +44,14 @@
 //!   error type and its codes), [`wire`] (JSON shapes and wire helpers the edges share),
 //!   [`config`], [`metrics`], [`logging`]. They import each other and the store's record types
 //!   at most.
+//! - [`webhooks`]: signed, durable webhooks (issue 17): endpoints, the outbox deliveries,
+//!   Standard Webhooks signatures. The core emits into it; it imports the store, config,
+//!   metrics and error, never the core, the broker or an edge.
 //! - building blocks not yet used by the daemon (issue 17): [`push`] (Web Push message
-//!   encryption and VAPID) and [`webhooks`] (Standard Webhooks signatures). Import nothing of
-//!   the crate.
+//!   encryption and VAPID). Imports nothing of the crate.
+//! - [`outbound`]: the HTTPS client for addresses natter is given (push endpoints, webhooks),
+//!   with the address rule (no loopback, private or other non-public addresses). Imports
+//!   nothing of the crate.
 //! - plumbing: [`shutdown`] (signals), [`systemd`] (sd_notify), [`tls`], and the crate-private
 //!   `sha256` and `timefmt`.
 
@@ -64,6 +69,7 @@ pub mod http;
 pub mod hub;
 pub mod logging;
 pub mod metrics;
+pub mod outbound;
 pub mod principal;
 pub mod push;
 pub mod server;

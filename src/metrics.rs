@@ -158,6 +158,77 @@ pub struct Gauges {
     pub epoch: u64,
     /// Password hashes waiting for a CPU permit or hashing now.
     pub argon2_queue: u64,
+    /// Per webhook endpoint (see `crate::webhooks`).
+    pub webhooks: Vec<WebhookGauge>,
+    /// Webhook events dropped before the outbox (its in-memory queue was full).
+    pub webhook_queue_dropped: u64,
+}
+
+/// One webhook endpoint's figures.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookGauge {
+    pub endpoint: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub pending: u64,
+    pub disabled: bool,
+}
+
+/// The webhook figures, one line per endpoint (`endpoint` label) and metric.
+fn render_webhooks(out: &mut String, gauges: &Gauges) {
+    type Pick = fn(&WebhookGauge) -> u64;
+    let metrics: [(&str, &str, &str, Pick); 5] = [
+        (
+            "natter_webhook_delivered_total",
+            "counter",
+            "Webhook events delivered (answered 2xx).",
+            |g| g.delivered,
+        ),
+        (
+            "natter_webhook_failed_total",
+            "counter",
+            "Webhook delivery attempts that failed (non-2xx, error, timeout).",
+            |g| g.failed,
+        ),
+        (
+            "natter_webhook_dropped_total",
+            "counter",
+            "Webhook events dropped: the oldest beyond webhooks.max_pending (endpoint=\"queue\": before the outbox).",
+            |g| g.dropped,
+        ),
+        (
+            "natter_webhook_pending",
+            "gauge",
+            "Webhook events in the outbox, not yet delivered.",
+            |g| g.pending,
+        ),
+        (
+            "natter_webhook_disabled",
+            "gauge",
+            "1 while the endpoint is disabled (by the config or after webhooks.disable_after failures).",
+            |g| u64::from(g.disabled),
+        ),
+    ];
+    for (name, kind, help, pick) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for gauge in &gauges.webhooks {
+            let _ = writeln!(
+                out,
+                "{name}{{endpoint=\"{}\"}} {}",
+                gauge.endpoint,
+                pick(gauge)
+            );
+        }
+        if name == "natter_webhook_dropped_total" {
+            let _ = writeln!(
+                out,
+                "{name}{{endpoint=\"queue\"}} {}",
+                gauges.webhook_queue_dropped
+            );
+        }
+    }
 }
 
 impl Metrics {
@@ -309,6 +380,7 @@ impl Metrics {
             "HTTP requests served (WebSocket upgrades included).",
             load(&self.http_requests),
         );
+        render_webhooks(&mut out, gauges);
         gauge(
             &mut out,
             "process_resident_memory_bytes",

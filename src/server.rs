@@ -71,18 +71,21 @@ pub fn build_state(
         broker.clone(),
         metrics.clone(),
     )?;
+    let webhooks = crate::webhooks::Webhooks::new(store.clone(), config.webhooks.clone());
     let accounts = Accounts::new(
         store.clone(),
         auth.clone(),
         broker.clone(),
         config.auth.min_password_length,
         config.accounts.clone(),
+        webhooks.clone(),
     );
     let chat = Chat::new(
         store.clone(),
         broker.clone(),
         crate::core::Limits::of(&config),
         metrics.clone(),
+        webhooks.clone(),
     );
     Ok(AppState::new(Services {
         config,
@@ -91,6 +94,7 @@ pub fn build_state(
         broker,
         core: Core { chat, accounts },
         metrics,
+        webhooks,
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
     }))
@@ -126,6 +130,8 @@ impl Server {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let store = Store::open(&config.store, metrics.clone())?;
         let state = build_state(config, store, metrics)?;
+        // The config file's endpoints, then every endpoint's routes, before the first write.
+        state.webhooks.sync_config().await?;
         // What a crash left in files/ (temporary uploads): only the daemon, which holds the
         // data dir, removes it (`natter verify` reports it).
         state.core.chat.sweep_files().await;
@@ -202,6 +208,10 @@ impl Server {
         // with it the store) any more: the data dir is released when `run` returns.
         let tasks = state.tasks.clone();
         let purger = tokio::spawn(housekeeping(state.clone()));
+        let webhooks = tokio::spawn(crate::webhooks::delivery::run(
+            state.webhooks.clone(),
+            state.shutdown.clone(),
+        ));
         let control = control.map(|socket| tokio::spawn(socket.serve(state.clone())));
         let metrics = metrics.map(|listener| tokio::spawn(serve_metrics(state.clone(), listener)));
         let reloader = tls
@@ -345,6 +355,10 @@ impl Server {
             watchdog.abort();
             let _ = watchdog.await;
         }
+        // Deliveries stop at the cancellation (what is undelivered stays in the outbox); the
+        // events emitted until now reach the outbox before the store closes.
+        let _ = webhooks.await;
+        state.webhooks.close().await;
         drop(routes);
         state.store.close().await?;
         tracing::info!("store flushed; bye");

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use clap::CommandFactory as _;
-use natter::config::{Config, ExternalIssuerConfig};
+use natter::config::{Config, ExternalIssuerConfig, WebhookEndpointConfig};
 
 const NATTER_1: &str = include_str!("../man/natter.1");
 const NATTER_TOML_5: &str = include_str!("../man/natter.toml.5");
@@ -397,6 +397,11 @@ fn natter_toml_5_problems() -> Vec<String> {
         toml::Table::try_from(ExternalIssuerConfig::default()).expect("an issuer is a table");
     for (field, value) in &issuer {
         problems.extend(check("[[auth.external]]", field, value, None));
+    }
+    let endpoint = toml::Table::try_from(WebhookEndpointConfig::default())
+        .expect("a webhook endpoint is a table");
+    for (field, value) in &endpoint {
+        problems.extend(check("[[webhooks.endpoints]]", field, value, None));
     }
     problems
 }

@@ -37,4 +37,5 @@ mod search;
 mod seed_fidelity;
 mod tls;
 mod web;
+mod webhooks;
 mod ws_session;

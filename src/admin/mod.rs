@@ -1,4 +1,4 @@
-//! The admin API: the operations behind `natter user|room|token|sessions|stats|backup|verify`.
+//! The admin API: the operations behind `natter user|room|token|sessions|webhook|stats|backup|verify`.
 //! A running daemon serves them on its control socket ([`socket`]); when none runs, the CLI
 //! opens the data dir and calls [`execute`] itself. One function, two transports, same results.
 //! Every operation goes through the core (accounts, chat, auth), like any other edge; the verbs
@@ -9,6 +9,7 @@ mod rooms;
 pub mod socket;
 mod tokens;
 mod users;
+mod webhooks;
 
 pub use maintenance::deliver_backup;
 
@@ -97,6 +98,20 @@ pub enum Request {
     SessionsKick {
         /// A connection id, a session id, or a username.
         target: String,
+    },
+    WebhookAdd {
+        url: String,
+        events: Vec<String>,
+    },
+    WebhookList,
+    WebhookRemove {
+        id: u64,
+    },
+    WebhookTest {
+        id: u64,
+    },
+    WebhookEnable {
+        id: u64,
     },
     Stats,
     /// Writes a backup into the data dir; the CLI moves it where the operator asked (the
@@ -192,6 +207,11 @@ pub async fn execute(state: &AppState, request: Request, online: bool) -> Result
         Request::TokenRevoke { id } => tokens::revoke(state, id).await,
         Request::SessionsList => Ok(tokens::sessions_list(state, online)),
         Request::SessionsKick { target } => tokens::sessions_kick(state, &target).await,
+        Request::WebhookAdd { url, events } => webhooks::add(state, url, events).await,
+        Request::WebhookList => webhooks::list(state).await,
+        Request::WebhookRemove { id } => webhooks::remove(state, id).await,
+        Request::WebhookTest { id } => webhooks::test(state, id).await,
+        Request::WebhookEnable { id } => webhooks::enable(state, id).await,
         Request::Stats => maintenance::stats(state, online).await,
         Request::Backup => maintenance::backup(state).await,
         Request::Verify => maintenance::verify(state).await,

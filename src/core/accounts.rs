@@ -125,6 +125,8 @@ pub struct Accounts {
     min_password_length: usize,
     /// Invite links' bounds (`[accounts]`).
     invites: AccountsConfig,
+    /// Where `user.created|disabled|removed` go (see `crate::webhooks`).
+    webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl Accounts {
@@ -134,8 +136,10 @@ impl Accounts {
         broker: Arc<dyn Broker>,
         min_password_length: usize,
         invites: AccountsConfig,
+        webhooks: Arc<crate::webhooks::Webhooks>,
     ) -> Accounts {
         Accounts {
+            webhooks,
             store,
             hasher: auth.hasher().clone(),
             auth,
@@ -214,7 +218,8 @@ impl Accounts {
             .display_name
             .filter(|name| !name.trim().is_empty())
             .unwrap_or_else(|| new.username.clone());
-        self.store
+        let user = self
+            .store
             .insert_user(User {
                 id: Uuid::new_v4(),
                 number: 0,
@@ -227,7 +232,22 @@ impl Accounts {
                 created_at: now_secs(),
                 last_seen: None,
             })
-            .await
+            .await?;
+        self.user_event("user.created", &user);
+        Ok(user)
+    }
+
+    /// A `user.*` webhook event about `user`.
+    fn user_event(&self, kind: &'static str, user: &User) {
+        self.webhooks.emit(
+            kind,
+            serde_json::json!({
+                "user": user.username,
+                "user_id": user.id,
+                "display_name": user.display_name,
+                "role": user.role,
+            }),
+        );
     }
 
     /// The user of an external identity (an `auth.external` issuer and its user id), created on
@@ -494,6 +514,7 @@ impl Accounts {
             )
             .await?;
         tracing::info!(user = %user.username, user_id = %user.id, "user signed up with an invite");
+        self.user_event("user.created", &user);
         Ok(user)
     }
 
@@ -583,6 +604,7 @@ impl Accounts {
             })
             .await?;
         if disabled {
+            self.user_event("user.disabled", &user);
             self.auth
                 .end_sessions_of(user.id, KickReason::AccountClosed("account disabled"))
                 .await?;
@@ -597,6 +619,7 @@ impl Accounts {
             self.ensure_other_admin(&user).await?;
         }
         let removed = self.store.remove_user(username).await?;
+        self.user_event("user.removed", &removed);
         self.broker
             .kick_user(removed.id, KickReason::AccountClosed("account removed"));
         Ok(removed)

@@ -41,8 +41,10 @@ impl Fixture {
             Box::new(())
         })));
         let broker: Arc<dyn Broker> = hub.clone();
+        let webhooks =
+            crate::webhooks::Webhooks::new(store.clone(), crate::config::WebhooksConfig::default());
         Fixture {
-            chat: Chat::new(store, broker, limits, Arc::default()),
+            chat: Chat::new(store, broker, limits, Arc::default(), webhooks),
             hub,
             _dir: dir,
         }

@@ -72,7 +72,10 @@ pub async fn render_metrics(state: &AppState) -> String {
         .into_iter()
         .map(|name| (name, by_dialect.get(name).copied().unwrap_or(0)))
         .collect();
+    let (webhooks, webhook_queue_dropped) = state.webhooks.gauges().await;
     let gauges = crate::metrics::Gauges {
+        webhooks,
+        webhook_queue_dropped,
         connections,
         rooms: state.store.counts().await.map_or(0, |counts| counts.rooms),
         store_bytes: state.store.size_on_disk().await,

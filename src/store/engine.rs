@@ -70,6 +70,9 @@ pub(crate) struct Trees {
     pub mention_counts: sled::Tree,
     /// room id + term + NUL + sequence -> empty: the full-text index (see `store::search`).
     pub search: sled::Tree,
+    pub webhook_endpoints: sled::Tree,
+    pub webhook_outbox: sled::Tree,
+    pub webhook_queues: sled::Tree,
     /// Each room's last sequence number, kept by the writer so that a Send writes one entry
     /// (the message) instead of the message plus a rewritten room record.
     pub(crate) sequences: rooms::Sequences,
@@ -99,6 +102,8 @@ pub(super) struct Inner {
     pub(super) files: files::FileState,
     /// Held for the life of the store: a second natter on the same data dir fails fast with a
     /// clear message instead of sled's lock error.
+    /// Which webhook endpoints take which events (see `store::webhooks`).
+    pub(super) webhook_routes: std::sync::RwLock<Arc<super::WebhookRoutes>>,
     _lock: File,
 }
 
@@ -203,6 +208,9 @@ pub(super) fn open_trees(config: &StoreConfig) -> Result<Arc<Trees>, StoreError>
         mention_index: db.open_tree("mention_index")?,
         mention_counts: db.open_tree("mention_counts")?,
         search: db.open_tree("search")?,
+        webhook_endpoints: db.open_tree("webhook_endpoints")?,
+        webhook_outbox: db.open_tree("webhook_outbox")?,
+        webhook_queues: db.open_tree("webhook_queues")?,
         sequences: rooms::Sequences::default(),
         lookups: lookups::Lookups::default(),
         db,
@@ -251,6 +259,7 @@ impl SledStore {
                 writer,
                 data_dir,
                 files: files::FileState::default(),
+                webhook_routes: std::sync::RwLock::default(),
                 _lock: lock,
             }),
         })

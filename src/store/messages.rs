@@ -94,14 +94,17 @@ impl SledStore {
         mut message: Message,
         max_mentions: usize,
     ) -> Result<Appended, Error> {
-        self.write(move |t| {
-            let room_id = message.room_id;
-            let mut sequence = t.last_seq_for_append(room_id)?;
-            let client_key = message
-                .client_msg_id
-                .as_deref()
-                .map(|id| keys::client_msg(room_id, message.author, id));
-            if let Some(key) = &client_key
+        let routes = self.webhook_routes();
+        let wake = routes.clone();
+        let appended = self
+            .write(move |t| {
+                let room_id = message.room_id;
+                let mut sequence = t.last_seq_for_append(room_id)?;
+                let client_key = message
+                    .client_msg_id
+                    .as_deref()
+                    .map(|id| keys::client_msg(room_id, message.author, id));
+                if let Some(key) = &client_key
                 && let Some(raw) = t.client_ids.get(key)?
                 && let Some(seq) = keys::u64_at(&raw, 0)
                 // After a crash the index can name a sequence number the room never
@@ -112,48 +115,58 @@ impl SledStore {
                 && let Some(original) = t.message(room_id, seq)?
                 && original.author == message.author
                 && original.client_msg_id == message.client_msg_id
-            {
-                return Ok(Appended {
-                    message: original,
-                    duplicate: true,
-                });
-            }
-            message.seq = sequence.last + 1;
-            if !message.attachments.is_empty() {
-                let mut files = t.resolve_attachments(
-                    room_id,
-                    message.author,
-                    std::mem::take(&mut message.attachments),
-                )?;
-                // Before the message, like the index entry below: a crash prefix may hold
-                // records no message lists (swept later), never a message whose files are
-                // missing.
-                t.store_attachments(&mut files, Some(message.seq))?;
-                message.attachments = files;
-            }
-            // The index entry goes first. sled recovers a prefix of its one log after a crash:
-            // with this order that prefix holds the entry without the message (stale, see
-            // above) or both, never the message without its entry, which would let the
-            // client's retry of an unacknowledged send store it a second time.
-            if let Some(key) = client_key {
-                t.client_ids.insert(key, &message.seq.to_be_bytes())?;
-            }
-            super::insert_record(&t.messages, keys::message(room_id, message.seq), &message)?;
-            // Searchable in the same batch as it is stored.
-            t.index_message(&message)?;
-            // The author has read what they wrote: their own messages never count as unread
-            // (in every dialect and over HTTP), in the same batch as the message.
-            t.advance_read_cursor(room_id, message.author, message.seq)?;
-            t.reindex_mentions(room_id, message.seq, &[], &message.mentions, max_mentions)?;
-            // Only now that the message is in the tree: a failed insert takes no number.
-            sequence.last = message.seq;
-            t.sequences.set(room_id, sequence);
-            Ok(Appended {
-                message,
-                duplicate: false,
+                {
+                    return Ok(Appended {
+                        message: original,
+                        duplicate: true,
+                    });
+                }
+                message.seq = sequence.last + 1;
+                if !message.attachments.is_empty() {
+                    let mut files = t.resolve_attachments(
+                        room_id,
+                        message.author,
+                        std::mem::take(&mut message.attachments),
+                    )?;
+                    // Before the message, like the index entry below: a crash prefix may hold
+                    // records no message lists (swept later), never a message whose files are
+                    // missing.
+                    t.store_attachments(&mut files, Some(message.seq))?;
+                    message.attachments = files;
+                }
+                // The index entry goes first. sled recovers a prefix of its one log after a crash:
+                // with this order that prefix holds the entry without the message (stale, see
+                // above) or both, never the message without its entry, which would let the
+                // client's retry of an unacknowledged send store it a second time.
+                if let Some(key) = client_key {
+                    t.client_ids.insert(key, &message.seq.to_be_bytes())?;
+                }
+                super::insert_record(&t.messages, keys::message(room_id, message.seq), &message)?;
+                // Searchable in the same batch as it is stored.
+                t.index_message(&message)?;
+                // The author has read what they wrote: their own messages never count as unread
+                // (in every dialect and over HTTP), in the same batch as the message.
+                t.advance_read_cursor(room_id, message.author, message.seq)?;
+                t.reindex_mentions(room_id, message.seq, &[], &message.mentions, max_mentions)?;
+                // The webhook event goes in the same batch: durable no later than the message.
+                if routes.any(super::webhooks::MESSAGE_CREATED) {
+                    let event = super::webhooks::message_event(t, &message, None)?;
+                    t.queue_webhook_events(&routes, vec![event])?;
+                }
+                // Only now that the message is in the tree: a failed insert takes no number.
+                sequence.last = message.seq;
+                t.sequences.set(room_id, sequence);
+                Ok(Appended {
+                    message,
+                    duplicate: false,
+                })
             })
-        })
-        .await
+            .await;
+        if matches!(&appended, Ok(a) if !a.duplicate) && wake.any(super::webhooks::MESSAGE_CREATED)
+        {
+            wake.queued();
+        }
+        appended
     }
 
     /// Applies `change` to a stored message and returns the result. Durable when it returns.
@@ -169,6 +182,8 @@ impl SledStore {
     where
         F: FnOnce(&mut Message) -> Result<(), Error> + Send + 'static,
     {
+        let routes = self.webhook_routes();
+        let wake = routes.clone();
         let (message, freed) = self
             .write(move |t| {
                 let mut message = t
@@ -194,9 +209,17 @@ impl SledStore {
                 )?;
                 // An edit is found by its new text only, a deleted message not at all.
                 t.reindex_message(&before, &message)?;
+                // An edit or a deletion (not a reaction) is a webhook event, in the same batch.
+                if let Some(event) = super::webhooks::change_event(&routes, t, &before, &message)? {
+                    t.queue_webhook_events(&routes, vec![event])?;
+                }
                 Ok((message, freed))
             })
             .await?;
+        // Cheap when nothing was queued: the deliveries find their queues as they were.
+        if !wake.endpoints.is_empty() {
+            wake.queued();
+        }
         self.remove_unreferenced(freed).await;
         Ok(message)
     }

@@ -22,6 +22,7 @@ mod rooms;
 pub mod search;
 mod sessions;
 mod users;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +49,9 @@ pub use rooms::{Membership, NewRoom, Room, RoomPage, UNCOUNTED_PREFIXES, Visibil
 pub use search::{SearchCursor, SearchPage, SearchQuery};
 pub use sessions::{Family, Rotation};
 pub use users::User;
+pub use webhooks::{
+    OutboxEntry, WebhookEndpoint, WebhookEvent, WebhookRoutes, event_body, new_webhook_id,
+};
 
 pub(crate) use engine::{SledStore, Trees};
 
@@ -318,6 +322,61 @@ impl Store {
         id: u64,
     ) -> Result<Notification, Error> {
         on_engine!(self, engine => engine.mark_notification_read(user_id, id).await)
+    }
+
+    /// Sets which webhook endpoints take which events (read by every write that queues one).
+    pub fn set_webhook_routes(&self, routes: WebhookRoutes) {
+        on_engine!(self, engine => engine.set_webhook_routes(routes))
+    }
+
+    /// Every webhook endpoint, by id (with its secret: callers must not show it).
+    pub async fn webhook_endpoints(&self) -> Result<Vec<WebhookEndpoint>, Error> {
+        on_engine!(self, engine => engine.webhook_endpoints())
+    }
+
+    /// Stores a webhook endpoint (id 0: a new one, its id assigned here).
+    pub async fn put_webhook_endpoint(
+        &self,
+        endpoint: WebhookEndpoint,
+    ) -> Result<WebhookEndpoint, Error> {
+        on_engine!(self, engine => engine.put_webhook_endpoint(endpoint).await)
+    }
+
+    /// Changes a stored webhook endpoint; `NotFound` when there is none with this id.
+    pub async fn update_webhook_endpoint<F>(
+        &self,
+        id: u64,
+        change: F,
+    ) -> Result<WebhookEndpoint, Error>
+    where
+        F: FnOnce(&mut WebhookEndpoint) -> Result<(), Error> + Send + 'static,
+    {
+        on_engine!(self, engine => engine.update_webhook_endpoint(id, change).await)
+    }
+
+    /// Removes a webhook endpoint and its outbox.
+    pub async fn remove_webhook_endpoint(&self, id: u64) -> Result<(), Error> {
+        on_engine!(self, engine => engine.remove_webhook_endpoint(id).await)
+    }
+
+    /// Queues webhook events for the endpoints that take them. Durable when it returns.
+    pub async fn queue_webhook_events(&self, events: Vec<WebhookEvent>) -> Result<(), Error> {
+        on_engine!(self, engine => engine.queue_webhook_events(events).await)
+    }
+
+    /// The oldest pending outbox entry of an endpoint, with its number.
+    pub async fn webhook_head(&self, endpoint: u64) -> Result<Option<(u64, OutboxEntry)>, Error> {
+        on_engine!(self, engine => engine.webhook_head(endpoint))
+    }
+
+    /// Removes a delivered outbox entry. Durable when it returns.
+    pub async fn webhook_delivered(&self, endpoint: u64, number: u64) -> Result<(), Error> {
+        on_engine!(self, engine => engine.webhook_delivered(endpoint, number).await)
+    }
+
+    /// Pending outbox entries per endpoint id.
+    pub async fn webhook_pending(&self) -> Result<std::collections::HashMap<u64, u64>, Error> {
+        on_engine!(self, engine => engine.webhook_pending())
     }
 
     /// Whether `name` (folded: case, spacing, invisible and fullwidth characters) is an

@@ -165,6 +165,8 @@ pub struct Chat {
     rates: Arc<RateRegistry>,
     /// Guests connected now, in all and by client address (`fastchat.max_guests*`).
     guests: Arc<Mutex<crate::core::conversations::GuestCounts>>,
+    /// Where webhook events go (see `crate::webhooks`).
+    webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl Chat {
@@ -173,8 +175,10 @@ impl Chat {
         broker: Arc<dyn Broker>,
         limits: Limits,
         metrics: Arc<Metrics>,
+        webhooks: Arc<crate::webhooks::Webhooks>,
     ) -> Chat {
         Chat {
+            webhooks,
             uploads: Arc::new(uploads::Uploads::new(limits.max_uploads_per_user)),
             store,
             broker,

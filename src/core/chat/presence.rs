@@ -12,6 +12,7 @@ use crate::store::now_secs;
 impl Chat {
     /// A user's first connection came up.
     pub async fn connected(&self, who: &Principal) {
+        self.webhooks.user_connected(who.user_id, &who.username);
         self.touch_last_seen(who).await;
         let status = self.status_of(who.user_id);
         self.emit_presence(who, &status, Some(now_secs()), None)
@@ -20,6 +21,7 @@ impl Chat {
 
     /// A user's last connection went away.
     pub async fn disconnected(&self, who: &Principal) {
+        self.webhooks.user_disconnected(who.user_id, &who.username);
         let last_seen = self.touch_last_seen(who).await;
         if let Ok(mut statuses) = self.statuses.lock() {
             statuses.remove(&who.user_id);

@@ -339,6 +339,15 @@ impl Chat {
         skip: Option<ConnId>,
         entered: bool,
     ) {
+        self.webhooks.emit(
+            if entered { "room.joined" } else { "room.left" },
+            serde_json::json!({
+                "room": room.name,
+                "room_id": room.id,
+                "user": who.username,
+                "user_id": who.user_id,
+            }),
+        );
         self.broker.publish_room(
             room.id,
             Event::RoomPresence {
@@ -797,6 +806,19 @@ impl Chat {
     }
 
     fn emit_membership(&self, room: &Room, user_id: Uuid, username: &str, joined: bool) {
+        self.webhooks.emit(
+            if joined {
+                "room.member_added"
+            } else {
+                "room.member_removed"
+            },
+            serde_json::json!({
+                "room": room.name,
+                "room_id": room.id,
+                "user": username,
+                "user_id": user_id,
+            }),
+        );
         self.emit_room(
             room,
             Event::Membership {
